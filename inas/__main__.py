@@ -1,0 +1,5 @@
+import sys
+
+from inas.run import main
+
+sys.exit(main())

@@ -1,0 +1,293 @@
+"""`Arch`: one sub-network of the space, an immutable validated value with a stable id and a JSON form.
+
+JSON schema (version 1):
+    {"format": "inas-arch", "version": 1,
+     "backbone": {"stem": {"widths": [40], "kernels": [[3]]},
+                  "stage_1": {"widths": [24, 24], "kernels": [[3], [3]]}, ...},   # depth = len(widths)
+     "transport": {"level_0": {"connections": [0, 1], "kernels": [3, 5]}, ...},
+     "decoder": {"level_0": {"connections": [0, 1], "kernels": [3]}, ...}}
+Connections and kernel sets are sets, stored sorted (the canonical form). The original iNAS saved format
+(a JSON string holding a Python dict repr) is read with `ast.literal_eval`, never `eval`.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from inas.errors import BadInputError
+from inas.space.space import LEVEL_NAMES, LEVEL_STAGES, STAGE_NAMES, SearchSpace
+
+ARCH_FORMAT = "inas-arch"
+ARCH_VERSION = 1
+
+
+class ArchError(BadInputError):
+    """An architecture is malformed or outside the search space."""
+
+
+@dataclass(frozen=True)
+class StageArch:
+    """One backbone stage: per-layer output width and kernel set (depth = number of layers)."""
+
+    widths: tuple[int, ...]
+    kernels: tuple[tuple[int, ...], ...]
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths)
+
+    @property
+    def out_channels(self) -> int:
+        return self.widths[-1]
+
+
+@dataclass(frozen=True)
+class LevelArch:
+    """One transport or decoder level: the source levels it fuses and its kernel set."""
+
+    connections: tuple[int, ...]
+    kernels: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Arch:
+    """A sub-network: backbone stages in `STAGE_NAMES` order, transport and decoder levels 0..4."""
+
+    backbone: tuple[StageArch, ...]
+    transport: tuple[LevelArch, ...]
+    decoder: tuple[LevelArch, ...]
+
+    def __post_init__(self) -> None:
+        # Canonical form: sets sorted and deduplicated, everything plain ints in tuples.
+        object.__setattr__(
+            self,
+            "backbone",
+            tuple(
+                StageArch(tuple(int(w) for w in s.widths), tuple(tuple(sorted({int(k) for k in ks})) for ks in s.kernels))
+                for s in self.backbone
+            ),
+        )
+        for part in ("transport", "decoder"):
+            levels = getattr(self, part)
+            object.__setattr__(
+                self,
+                part,
+                tuple(
+                    LevelArch(tuple(sorted({int(c) for c in lv.connections})), tuple(sorted({int(k) for k in lv.kernels})))
+                    for lv in levels
+                ),
+            )
+
+    # ----- accessors -------------------------------------------------------------------------------------------
+    def stage(self, name: str) -> StageArch:
+        return self.backbone[STAGE_NAMES.index(name)]
+
+    @property
+    def level_channels(self) -> tuple[int, ...]:
+        """Channels of pyramid levels 0..4 (last width of stage_1, stage_2, stage_3, stage_5, stage_7)."""
+        return tuple(self.stage(name).out_channels for name in LEVEL_STAGES)
+
+    # ----- JSON ------------------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": ARCH_FORMAT,
+            "version": ARCH_VERSION,
+            "backbone": {
+                name: {"widths": list(s.widths), "kernels": [list(k) for k in s.kernels]}
+                for name, s in zip(STAGE_NAMES, self.backbone, strict=True)
+            },
+            "transport": {
+                name: {"connections": list(lv.connections), "kernels": list(lv.kernels)}
+                for name, lv in zip(LEVEL_NAMES, self.transport, strict=True)
+            },
+            "decoder": {
+                name: {"connections": list(lv.connections), "kernels": list(lv.kernels)}
+                for name, lv in zip(LEVEL_NAMES, self.decoder, strict=True)
+            },
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        if indent is None:
+            return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @cached_property
+    def arch_id(self) -> str:
+        """Stable short id: the first 12 hex digits of the SHA-1 of the canonical JSON."""
+        return hashlib.sha1(self.to_json().encode("utf-8")).hexdigest()[:12]
+
+    def to_original(self, space: SearchSpace) -> dict[str, Any]:
+        """The original iNAS cfg dict (backbone_cfg / transport_cfg / decoder_cfg)."""
+        backbone = {}
+        for stage_space, s in zip(space.stages, self.backbone, strict=True):
+            backbone[stage_space.name] = {
+                "depth": s.depth,
+                "ratio": stage_space.expand_ratio,
+                "stride": stage_space.stride,
+                "kernel": [list(k) for k in s.kernels],
+                "filter": list(s.widths),
+            }
+        return {
+            "backbone_cfg": backbone,
+            "transport_cfg": {n: {"connection": list(lv.connections), "kernel": list(lv.kernels)}
+                              for n, lv in zip(LEVEL_NAMES, self.transport, strict=True)},
+            "decoder_cfg": {n: {"connection": list(lv.connections), "kernel": list(lv.kernels)}
+                            for n, lv in zip(LEVEL_NAMES, self.decoder, strict=True)},
+        }
+
+
+# ----- parsing -----------------------------------------------------------------------------------------------------
+def _int_list(value: Any, key: str, source: str | None) -> list[int]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        raise ArchError(f"expected a list of integers, got {value!r}", path=source, key=key)
+    return list(value)
+
+
+def _mapping(value: Any, key: str, source: str | None, expected_keys: tuple[str, ...]) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ArchError(f"expected an object with keys {list(expected_keys)}, got {type(value).__name__}",
+                        path=source, key=key)
+    missing = [k for k in expected_keys if k not in value]
+    extra = [k for k in value if k not in expected_keys]
+    if missing or extra:
+        detail = "; ".join(p for p in (f"missing {missing}" if missing else "",
+                                        f"unknown {extra}" if extra else "") if p)
+        raise ArchError(f"{detail}; expected keys {list(expected_keys)}", path=source, key=key)
+    return value
+
+
+def arch_from_dict(doc: Any, space: SearchSpace, source: str | None = None) -> Arch:
+    """Parse and validate our JSON document (see module docstring). Raises ArchError naming the field."""
+    doc = _mapping(doc, "<root>", source, ("format", "version", "backbone", "transport", "decoder"))
+    if doc["format"] != ARCH_FORMAT:
+        raise ArchError(f"expected {ARCH_FORMAT!r}, got {doc['format']!r}", path=source, key="format")
+    if doc["version"] != ARCH_VERSION:
+        raise ArchError(f"unsupported version {doc['version']!r}; expected {ARCH_VERSION}", path=source, key="version")
+    backbone_doc = _mapping(doc["backbone"], "backbone", source, STAGE_NAMES)
+    stages = []
+    for name in STAGE_NAMES:
+        entry = _mapping(backbone_doc[name], f"backbone.{name}", source, ("widths", "kernels"))
+        widths = _int_list(entry["widths"], f"backbone.{name}.widths", source)
+        kernels_raw = entry["kernels"]
+        if not isinstance(kernels_raw, list | tuple):
+            raise ArchError(f"expected a list of kernel sets, got {kernels_raw!r}", path=source,
+                            key=f"backbone.{name}.kernels")
+        kernels = [_int_list(k, f"backbone.{name}.kernels[{i}]", source) for i, k in enumerate(kernels_raw)]
+        stages.append(StageArch(tuple(widths), tuple(tuple(k) for k in kernels)))
+    parts = {}
+    for part in ("transport", "decoder"):
+        part_doc = _mapping(doc[part], part, source, LEVEL_NAMES)
+        levels = []
+        for name in LEVEL_NAMES:
+            entry = _mapping(part_doc[name], f"{part}.{name}", source, ("connections", "kernels"))
+            levels.append(LevelArch(tuple(_int_list(entry["connections"], f"{part}.{name}.connections", source)),
+                                    tuple(_int_list(entry["kernels"], f"{part}.{name}.kernels", source))))
+        parts[part] = tuple(levels)
+    arch = Arch(tuple(stages), parts["transport"], parts["decoder"])
+    validate_arch(arch, space, source)
+    return arch
+
+
+def arch_from_original(cfg: Any, space: SearchSpace, source: str | None = None) -> Arch:
+    """Parse the original iNAS cfg dict (SPEC §1.5). Ratio and stride must match the space."""
+    cfg = _mapping(cfg, "<root>", source, ("backbone_cfg", "transport_cfg", "decoder_cfg"))
+    backbone_cfg = _mapping(cfg["backbone_cfg"], "backbone_cfg", source, STAGE_NAMES)
+    stages = []
+    for stage_space in space.stages:
+        name = stage_space.name
+        entry = _mapping(backbone_cfg[name], f"backbone_cfg.{name}", source,
+                         ("depth", "ratio", "stride", "kernel", "filter"))
+        for field, expected in (("ratio", stage_space.expand_ratio), ("stride", stage_space.stride)):
+            if entry[field] != expected:
+                raise ArchError(f"is {entry[field]!r}; this space fixes it to {expected}", path=source,
+                                key=f"backbone_cfg.{name}.{field}")
+        widths = _int_list(entry["filter"], f"backbone_cfg.{name}.filter", source)
+        kernels = [_int_list(k, f"backbone_cfg.{name}.kernel[{i}]", source) for i, k in enumerate(entry["kernel"])]
+        if entry["depth"] != len(widths):
+            raise ArchError(f"is {entry['depth']!r} but 'filter' has {len(widths)} entries", path=source,
+                            key=f"backbone_cfg.{name}.depth")
+        if name == "stem":  # the network ignores the stem's kernel entry
+            kernels = [[3]]
+        stages.append(StageArch(tuple(widths), tuple(tuple(k) for k in kernels)))
+    parts = {}
+    for part in ("transport", "decoder"):
+        part_cfg = _mapping(cfg[f"{part}_cfg"], f"{part}_cfg", source, LEVEL_NAMES)
+        levels = []
+        for name in LEVEL_NAMES:
+            entry = _mapping(part_cfg[name], f"{part}_cfg.{name}", source, ("connection", "kernel"))
+            levels.append(LevelArch(tuple(_int_list(entry["connection"], f"{part}_cfg.{name}.connection", source)),
+                                    tuple(_int_list(entry["kernel"], f"{part}_cfg.{name}.kernel", source))))
+        parts[part] = tuple(levels)
+    arch = Arch(tuple(stages), parts["transport"], parts["decoder"])
+    validate_arch(arch, space, source)
+    return arch
+
+
+def validate_arch(arch: Arch, space: SearchSpace, source: str | None = None) -> None:
+    """Raise ArchError naming the field, the value and the allowed values if `arch` is outside `space`."""
+    if len(arch.backbone) != len(space.stages):
+        raise ArchError(f"expected {len(space.stages)} stages, got {len(arch.backbone)}", path=source, key="backbone")
+    for stage_space, s in zip(space.stages, arch.backbone, strict=True):
+        key = f"backbone.{stage_space.name}"
+        if s.depth not in stage_space.depths:
+            raise ArchError(f"depth {s.depth} (number of widths) is not allowed; allowed depths are "
+                            f"{list(stage_space.depths)}", path=source, key=f"{key}.widths")
+        if len(s.kernels) != s.depth:
+            raise ArchError(f"has {len(s.kernels)} kernel sets for {s.depth} layers; expected one per layer",
+                            path=source, key=f"{key}.kernels")
+        for i, w in enumerate(s.widths):
+            if w not in stage_space.widths:
+                raise ArchError(f"width {w} is not allowed; allowed widths are {list(stage_space.widths)}",
+                                path=source, key=f"{key}.widths[{i}]")
+        for i, ks in enumerate(s.kernels):
+            if ks not in stage_space.kernel_sets:
+                raise ArchError(f"kernel set {list(ks)} is not allowed; allowed: a non-empty subset of "
+                                f"{list(stage_space.kernels)}", path=source, key=f"{key}.kernels[{i}]")
+    for part, levels_space, levels in (("transport", space.transport, arch.transport),
+                                       ("decoder", space.decoder, arch.decoder)):
+        if len(levels) != len(levels_space):
+            raise ArchError(f"expected {len(levels_space)} levels, got {len(levels)}", path=source, key=part)
+        for lv_space, lv in zip(levels_space, levels, strict=True):
+            key = f"{part}.{lv_space.name}"
+            if lv.connections not in lv_space.connection_sets:
+                raise ArchError(f"connection set {list(lv.connections)} is not allowed; allowed: a subset of "
+                                f"{list(lv_space.connections)} containing {list(lv_space.required)}",
+                                path=source, key=f"{key}.connections")
+            if lv.kernels not in lv_space.kernel_sets:
+                raise ArchError(f"kernel set {list(lv.kernels)} is not allowed; allowed: a non-empty subset of "
+                                f"{list(lv_space.kernels)}", path=source, key=f"{key}.kernels")
+
+
+def arch_from_json(text: str, space: SearchSpace, source: str | None = None) -> Arch:
+    """Parse an Arch from JSON text in our format or the original iNAS saved format."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ArchError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path=source) from None
+    if isinstance(doc, str):  # original iNAS: json.dump(str(cfg)) -> a JSON string holding a Python dict repr
+        try:
+            doc = ast.literal_eval(doc)
+        except (ValueError, SyntaxError) as exc:
+            raise ArchError(f"holds a string that is not a Python dict literal ({exc})", path=source) from None
+    if isinstance(doc, Mapping) and "backbone_cfg" in doc:
+        return arch_from_original(doc, space, source)
+    return arch_from_dict(doc, space, source)
+
+
+def load_arch(path: str | Path, space: SearchSpace) -> Arch:
+    """Read an Arch JSON file (ours or the original's saved format)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ArchError("file not found", path=path) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchError(f"cannot be read ({exc})", path=path) from None
+    return arch_from_json(text, space, str(path))
