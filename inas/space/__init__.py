@@ -14,7 +14,16 @@ from inas.space.arch import (
 from inas.space.encoding import ArchEncoding
 from inas.space.operators import MutationRates, crossover, mutate
 from inas.space.sampling import sample, sample_max, sample_min, sample_uniform
-from inas.space.space import LEVEL_NAMES, LEVEL_STAGES, NUM_LEVELS, STAGE_NAMES, LevelSpace, SearchSpace, StageSpace, inas_space
+from inas.space.space import (
+    LEVEL_NAMES,
+    LEVEL_STAGES,
+    NUM_LEVELS,
+    STAGE_NAMES,
+    LevelSpace,
+    SearchSpace,
+    StageSpace,
+    inas_space,
+)
 
 __all__ = [
     "Arch", "ArchError", "ArchEncoding", "LEVEL_NAMES", "LEVEL_STAGES", "LevelArch", "LevelSpace", "MutationRates",

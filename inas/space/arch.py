@@ -56,6 +56,18 @@ class LevelArch:
     kernels: tuple[int, ...]
 
 
+def _int_set(values) -> tuple[int, ...]:
+    return tuple(sorted({int(v) for v in values}))
+
+
+def _canonical_stage(stage: StageArch) -> StageArch:
+    return StageArch(tuple(int(w) for w in stage.widths), tuple(_int_set(ks) for ks in stage.kernels))
+
+
+def _canonical_level(level: LevelArch) -> LevelArch:
+    return LevelArch(_int_set(level.connections), _int_set(level.kernels))
+
+
 @dataclass(frozen=True)
 class Arch:
     """A sub-network: backbone stages in `STAGE_NAMES` order, transport and decoder levels 0..4."""
@@ -66,24 +78,9 @@ class Arch:
 
     def __post_init__(self) -> None:
         # Canonical form: sets sorted and deduplicated, everything plain ints in tuples.
-        object.__setattr__(
-            self,
-            "backbone",
-            tuple(
-                StageArch(tuple(int(w) for w in s.widths), tuple(tuple(sorted({int(k) for k in ks})) for ks in s.kernels))
-                for s in self.backbone
-            ),
-        )
-        for part in ("transport", "decoder"):
-            levels = getattr(self, part)
-            object.__setattr__(
-                self,
-                part,
-                tuple(
-                    LevelArch(tuple(sorted({int(c) for c in lv.connections})), tuple(sorted({int(k) for k in lv.kernels})))
-                    for lv in levels
-                ),
-            )
+        object.__setattr__(self, "backbone", tuple(_canonical_stage(s) for s in self.backbone))
+        object.__setattr__(self, "transport", tuple(_canonical_level(lv) for lv in self.transport))
+        object.__setattr__(self, "decoder", tuple(_canonical_level(lv) for lv in self.decoder))
 
     # ----- accessors -------------------------------------------------------------------------------------------
     def stage(self, name: str) -> StageArch:

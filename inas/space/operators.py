@@ -62,11 +62,11 @@ def crossover(parent: Arch, partner: Arch, rng: random.Random, prob: float = 0.2
     """
     child = parent
     for _ in range(max_tries):
-        backbone = tuple(b if rng.random() < prob else a for a, b in zip(parent.backbone, partner.backbone, strict=True))
-        transport = tuple(b if rng.random() < prob else a
-                          for a, b in zip(parent.transport, partner.transport, strict=True))
-        decoder = tuple(b if rng.random() < prob else a for a, b in zip(parent.decoder, partner.decoder, strict=True))
-        child = Arch(backbone, transport, decoder)
+        child = Arch(*(
+            tuple(b if rng.random() < prob else a for a, b in zip(mine, theirs, strict=True))
+            for mine, theirs in ((parent.backbone, partner.backbone), (parent.transport, partner.transport),
+                                 (parent.decoder, partner.decoder))
+        ))
         if child != parent:
             return child
     return child
