@@ -111,9 +111,21 @@ class Arch:
         }
 
     def to_json(self, indent: int | None = None) -> str:
+        """Canonical compact JSON (sorted keys, no spaces); with `indent`, a readable layout, one line per entry."""
+        doc = self.to_dict()
         if indent is None:
-            return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return json.dumps(self.to_dict(), indent=indent)
+            return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+        pad = " " * indent
+        lines = ["{", f'{pad}"format": "{ARCH_FORMAT}",', f'{pad}"version": {ARCH_VERSION},']
+        for p, part in enumerate(("backbone", "transport", "decoder")):
+            lines.append(f'{pad}"{part}": {{')
+            entries = list(doc[part].items())
+            for i, (name, entry) in enumerate(entries):
+                comma = "," if i < len(entries) - 1 else ""
+                lines.append(f'{pad * 2}"{name}": {json.dumps(entry)}{comma}')
+            lines.append(f"{pad}}}" + ("," if p < 2 else ""))
+        lines.append("}")
+        return "\n".join(lines) + "\n"
 
     @cached_property
     def arch_id(self) -> str:
