@@ -1,0 +1,164 @@
+"""`python -m inas.run evaluate`: folder matching, resizing, CSV output, errors."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from inas.metrics import SOD_METRIC_NAMES, SegMetrics, SODMetrics
+from inas.metrics.folder import resize_bilinear_uint8
+from inas.run import main
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """`evaluate` sets torch's thread count for its process; keep it from leaking into other tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def write_sod_folders(root, n=4, pred_size=(40, 30), missing=(), extra=()):
+    """Masks 30x40 (H x W) as PNG; predictions as PNG/JPG of `pred_size` (W, H). Returns {stem: (pred, gt)}."""
+    rng = np.random.default_rng(0)
+    pred_dir, gt_dir = root / "pred", root / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    arrays = {}
+    for i in range(n):
+        stem = f"img_{i}"
+        gt = np.zeros((30, 40), np.uint8)
+        gt[5 + i : 20 + i, 8:30] = 255
+        Image.fromarray(gt).save(gt_dir / f"{stem}.png")
+        if stem in missing:
+            continue
+        pred = rng.integers(0, 256, (pred_size[1], pred_size[0])).astype(np.uint8)
+        Image.fromarray(pred).save(pred_dir / f"{stem}.png")
+        arrays[stem] = (pred, gt)
+    for stem in extra:
+        Image.fromarray(np.zeros((30, 40), np.uint8)).save(pred_dir / f"{stem}.png")
+    return pred_dir, gt_dir, arrays
+
+
+def read_csv(path):
+    with open(path, newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert len(rows) == 2
+    return dict(zip(rows[0], (float(v) for v in rows[1]), strict=True))
+
+
+def test_sod_folder_scores_equal_the_metrics_and_csv_is_written(tmp_path, capsys):
+    pred_dir, gt_dir, arrays = write_sod_folders(tmp_path)
+    out = tmp_path / "out" / "metrics.csv"
+    code = main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "-o", str(out), "--no-progress"])
+    assert code == 0
+    written = read_csv(out)
+    assert tuple(written) == SOD_METRIC_NAMES
+    want = SODMetrics()
+    for stem in sorted(arrays):
+        pred, gt = arrays[stem]
+        want.update(pred, gt)
+    assert written == pytest.approx(want.compute(), abs=1e-12)
+    printed = capsys.readouterr().out
+    assert "4 images" in printed and "maxF" in printed
+    assert [p.name for p in out.parent.iterdir()] == ["metrics.csv"]  # no temporary file left
+
+
+def test_predictions_of_another_size_are_resized_bilinearly(tmp_path):
+    pred_dir, gt_dir, arrays = write_sod_folders(tmp_path, n=2, pred_size=(20, 15))
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "-o", str(out), "--no-progress"]) == 0
+    want = SODMetrics()
+    for stem in sorted(arrays):
+        pred, gt = arrays[stem]
+        resized = resize_bilinear_uint8(pred, gt.shape)
+        assert resized.shape == gt.shape
+        want.update(resized, gt)
+    assert read_csv(out) == pytest.approx(want.compute(), abs=1e-12)
+
+
+def test_resize_is_half_pixel_bilinear():
+    image = np.array([[0, 100], [200, 255]], np.uint8)
+    up = resize_bilinear_uint8(image, (4, 4))
+    assert up[0, 0] == 0 and up[3, 3] == 255
+    assert up[0, 1] == 25  # 0.75 * 0 + 0.25 * 100 with half-pixel centres
+
+
+def test_missing_predictions_are_an_error_unless_allowed(tmp_path, capsys, caplog):
+    pred_dir, gt_dir, _ = write_sod_folders(tmp_path, missing=("img_1", "img_3"), extra=("stray",))
+    out = tmp_path / "m.csv"
+    args = ["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "-o", str(out), "--no-progress"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "img_1.png" in err and "img_3.png" in err and "--allow-missing" in err
+    assert not out.exists()
+    with caplog.at_level(logging.WARNING):
+        assert main([*args, "--allow-missing"]) == 0
+    assert "stray.png" in caplog.text and "img_1.png" in caplog.text
+    assert "2 images" in capsys.readouterr().out
+
+
+def test_empty_or_absent_folders_are_clear_errors(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    _, gt_dir, _ = write_sod_folders(tmp_path)
+    assert main(["evaluate", "--pred", str(empty), "--gt", str(gt_dir)]) == 2
+    assert "no prediction images" in capsys.readouterr().err
+    assert main(["evaluate", "--pred", str(tmp_path / "nope"), "--gt", str(gt_dir)]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_unreadable_image_names_the_file(tmp_path, capsys):
+    pred_dir, gt_dir, _ = write_sod_folders(tmp_path, n=2)
+    (pred_dir / "img_0.png").write_bytes(b"not a png")
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "-o", str(tmp_path / "m.csv")]) == 2
+    assert "img_0.png" in capsys.readouterr().err
+
+
+def test_legacy_protocol_writes_nan_for_metrics_the_original_lacked(tmp_path):
+    pred_dir, gt_dir, _ = write_sod_folders(tmp_path)
+    out = tmp_path / "m.csv"
+    args = ["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "-o", str(out), "--protocol", "legacy"]
+    assert main([*args, "--no-progress"]) == 0
+    written = read_csv(out)
+    assert not math.isnan(written["maxF"]) and math.isnan(written["wF"])
+
+
+def test_segmentation_folder(tmp_path):
+    rng = np.random.default_rng(3)
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    want = SegMetrics(3, class_names=["a", "b", "c"])
+    for i in range(3):
+        gt = rng.integers(0, 3, (12, 16)).astype(np.uint8)
+        gt[0] = 255
+        pred = rng.integers(0, 3, (6, 8)).astype(np.uint8)  # half size: nearest resize
+        Image.fromarray(gt).save(gt_dir / f"s{i}.png")
+        Image.fromarray(pred).save(pred_dir / f"s{i}.png")
+        want.update(np.repeat(np.repeat(pred, 2, axis=0), 2, axis=1), gt)
+    out = tmp_path / "seg.csv"
+    args = ["evaluate", "--task", "seg", "--num-classes", "3", "--class-names", "a,b,c", "--no-progress"]
+    assert main([*args, "--pred", str(pred_dir), "--gt", str(gt_dir), "-o", str(out)]) == 0
+    written = read_csv(out)
+    assert list(written) == ["miou", "iou_a", "iou_b", "iou_c"]
+    assert written == pytest.approx(want.compute(), abs=1e-12)
+
+
+def test_segmentation_labels_out_of_range_name_the_file(tmp_path, capsys):
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    Image.fromarray(np.full((4, 4), 7, np.uint8)).save(pred_dir / "x.png")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(gt_dir / "x.png")
+    args = ["evaluate", "--task", "seg", "--num-classes", "3", "--pred", str(pred_dir), "--gt", str(gt_dir)]
+    assert main([*args, "-o", str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "x.png" in err and "pred labels" in err
