@@ -1,0 +1,67 @@
+"""`analyze RESULT_DIR [RESULT_DIR ...] -o REPORT_DIR`: Pareto analysis and report over search output folders."""
+
+from __future__ import annotations
+
+import argparse
+
+from inas.search.analysis import (
+    OVERALL,
+    Analysis,
+    analyze,
+    load_results,
+    parse_budgets,
+    read_validation,
+)
+from inas.search.report import REPORT_FILE, write_report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("results", nargs="+", metavar="RESULT_DIR",
+                        help="search output folder(s) holding evaluations.parquet; rows are concatenated, tagged "
+                             "with the folder name and de-duplicated by arch_id per searcher")
+    parser.add_argument("-o", "--output", required=True, metavar="REPORT_DIR",
+                        help="folder for report.md, the PNG plots and the Parquet/CSV tables")
+    parser.add_argument("--device", default=None,
+                        help="device whose latency_ms__<device> column is the latency objective "
+                             "(default: the first latency column)")
+    parser.add_argument("--budgets", default=None, metavar="MS,MS,...",
+                        help="latency budgets in ms, e.g. 5,10,20 (default: 5 budgets spread over the observed "
+                             "latency range)")
+    parser.add_argument("--validation", default=None, metavar="validation.parquet",
+                        help="`lut validate` output: adds the LUT predicted-vs-measured plot and table")
+
+
+def summary_text(analysis: Analysis) -> str:
+    """The short stdout summary: front size, hypervolume per searcher, knee point, budgets."""
+    metric, latency = analysis.metric, analysis.latency_column
+    lines = [f"{len(analysis.evaluations)} evaluations, searchers: {', '.join(analysis.searchers)}; "
+             f"objectives: max {metric}, min {latency}",
+             f"overall front: {len(analysis.front_overall)} architectures",
+             f"hypervolume (reference {analysis.reference[latency]:.4f} ms, {metric} {analysis.reference[metric]:g}):"]
+    for row in analysis.hypervolume_table.itertuples(index=False):
+        label = "all searchers" if row.searcher == OVERALL else row.searcher
+        lines.append(f"  {label:<20} {row.hypervolume:10.4f}  front {row.front_size:4d} / {row.evaluations} evals")
+    knee = analysis.knee
+    lines.append(f"knee point: {knee['arch_id']} ({knee['searcher']}) {metric} {knee[metric]:.4f} at "
+                 f"{knee[latency]:.3f} ms")
+    lines.append(f"best under budget ({latency}):")
+    for best in analysis.budgets.to_dict("records"):
+        if isinstance(best["arch_id"], str):
+            lines.append(f"  <= {best['budget_ms']:8.3f} ms: {best['arch_id']} {metric} {best[metric]:.4f} "
+                         f"at {best[latency]:.3f} ms ({best['searcher']})")
+        else:
+            lines.append(f"  <= {best['budget_ms']:8.3f} ms: none fits")
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    budgets = parse_budgets(args.budgets) if args.budgets else None
+    validation = read_validation(args.validation) if args.validation else None
+    evaluations, dropped = load_results(args.results)
+    analysis = analyze(evaluations, device=args.device, budgets_ms=budgets, validation=validation,
+                       duplicates_dropped=dropped)
+    sources = list(dict.fromkeys(evaluations["source"]))
+    write_report(analysis, args.output, sources)
+    print(summary_text(analysis))
+    print(f"wrote {args.output}/{REPORT_FILE}")
+    return 0

@@ -1,0 +1,320 @@
+"""Pareto analysis of search results (the tables behind `analyze`): load and check `evaluations.parquet` folders,
+fronts per searcher and overall, hypervolume with one common reference point, hypervolume vs evaluations, the knee
+point, the best model under latency budgets, per-device latencies of the front, and LUT validation statistics.
+
+All numbers come from `inas.search.pareto`; this module only chooses the objectives, the reference and the slices.
+Objectives: the task metric (`max_fmeasure` for SOD, `miou` for segmentation, maximised) and one device's latency
+(`latency_ms__<device>`, minimised).
+
+Common reference point (so hypervolumes of different searchers are comparable): `pareto.default_reference` computed
+once on ALL evaluations of all searchers and folders together, i.e. latency = the largest latency observed in any
+evaluation, metric = 0.0. Hypervolumes are in ms x metric units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from inas.errors import BadInputError
+from inas.search.pareto import (
+    best_under_budget,
+    default_reference,
+    hypervolume,
+    hypervolume_points,
+    knee_point,
+    pareto_front,
+    to_minimisation,
+)
+
+EVALUATIONS_FILE = "evaluations.parquet"
+LATENCY_PREFIX = "latency_ms__"
+REQUIRED_COLUMNS = ("arch_id", "arch", "searcher", "generation", "params_m", "macs_g", "eval_seconds")
+NUMERIC_COLUMNS = ("generation", "params_m", "macs_g", "eval_seconds")
+# task -> (primary metric, maximised; extra metric columns that must be present)
+TASK_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {"sod": ("max_fmeasure", ("mae",)), "seg": ("miou", ())}
+VALIDATION_COLUMNS = ("arch_id", "arch", "device", "predicted_ms", "measured_ms")
+OVERALL = "(overall)"  # the `searcher` value of the all-searchers row in the hypervolume table
+SOURCE_COLUMN = "source"  # folder name each row came from
+EVALUATION_COLUMN = "evaluation"  # 1-based evaluation count within its searcher (after dedup, in row order)
+
+
+def latency_columns(frame: pd.DataFrame) -> list[str]:
+    """The `latency_ms__<device>` columns of `frame`, in column order."""
+    return [c for c in frame.columns if str(c).startswith(LATENCY_PREFIX) and len(str(c)) > len(LATENCY_PREFIX)]
+
+
+def device_of(column: str) -> str:
+    """`latency_ms__cpu` -> `cpu`."""
+    return column[len(LATENCY_PREFIX):]
+
+
+def detect_task(columns: Sequence[str]) -> str | None:
+    """"sod" if `max_fmeasure` is a column, else "seg" if `miou` is, else None."""
+    for task, (metric, _) in TASK_METRICS.items():
+        if metric in columns:
+            return task
+    return None
+
+
+def read_evaluations(folder: str | Path) -> pd.DataFrame:
+    """Read and check `folder/evaluations.parquet` against the search output contract (DESIGN.md).
+
+    Raises BadInputError naming the folder/file and every missing column (or a non-numeric one).
+    """
+    folder = Path(folder)
+    path = folder / EVALUATIONS_FILE
+    if not folder.is_dir():
+        raise BadInputError("not a folder; expected a search output folder holding evaluations.parquet", path=folder)
+    if not path.is_file():
+        raise BadInputError("missing; expected the search output evaluations.parquet in this folder", path=path)
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {exc})", path=path) from exc
+    columns = [str(c) for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    task = detect_task(columns)
+    if task is None:
+        missing.append("max_fmeasure and mae (SOD) or miou (segmentation)")
+    else:
+        missing += [c for c in TASK_METRICS[task][1] if c not in columns]
+    if not latency_columns(frame):
+        missing.append(f"{LATENCY_PREFIX}<device> (at least one)")
+    if missing:
+        raise BadInputError(f"missing columns: {', '.join(missing)}", path=path)
+    metric = TASK_METRICS[task][0]
+    for column in (*NUMERIC_COLUMNS, metric, *TASK_METRICS[task][1], *latency_columns(frame)):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
+    if frame.empty:
+        raise BadInputError("has no rows (no evaluated architecture)", path=path)
+    return frame
+
+
+def _source_names(folders: Sequence[Path]) -> list[str]:
+    """Folder names as row tags; a repeated name gets the full path instead so tags stay unique."""
+    names = [f.resolve().name or str(f) for f in folders]
+    return [str(f) if names.count(n) > 1 else n for f, n in zip(folders, names, strict=True)]
+
+
+def load_results(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, int]:
+    """Concatenate the evaluations of several search output folders.
+
+    Rows are tagged with their folder name (`source`), de-duplicated by `arch_id` within each searcher (first
+    occurrence kept, folders in the given order), then numbered per searcher in row order (`evaluation`, 1-based).
+    Returns (table, number of duplicate rows dropped). All folders must hold the same task (metric).
+    """
+    if not folders:
+        raise BadInputError("needs at least one search output folder", key="RESULT_DIR")
+    paths = [Path(f) for f in folders]
+    frames = [read_evaluations(p) for p in paths]
+    tasks = {p: detect_task([str(c) for c in f.columns]) for p, f in zip(paths, frames, strict=True)}
+    if len(set(tasks.values())) > 1:
+        listing = ", ".join(f"{p} ({t})" for p, t in tasks.items())
+        raise BadInputError(f"folders hold different tasks (sod: max_fmeasure, seg: miou): {listing}", key="RESULT_DIR")
+    tagged = [f.assign(**{SOURCE_COLUMN: name}) for f, name in zip(frames, _source_names(paths), strict=True)]
+    table = pd.concat(tagged, ignore_index=True, sort=False)
+    table["arch_id"] = table["arch_id"].astype(str)
+    table["searcher"] = table["searcher"].astype(str)
+    keep = ~table.duplicated(subset=["searcher", "arch_id"], keep="first")
+    dropped = int((~keep).sum())
+    table = table[keep].reset_index(drop=True)
+    table[EVALUATION_COLUMN] = table.groupby("searcher", sort=False).cumcount() + 1
+    return table, dropped
+
+
+def default_budgets_ms(latency_ms: pd.Series, count: int = 5) -> list[float]:
+    """`count` budgets evenly spread over the observed latency range (min, max], 3 significant digits."""
+    values = pd.to_numeric(latency_ms, errors="coerce").dropna()
+    if values.empty:
+        return []
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return [_round_sig(hi)]
+    raw = np.linspace(lo, hi, count + 1)[1:]
+    return sorted({_round_sig(float(v)) for v in raw})
+
+
+def _round_sig(value: float, digits: int = 3) -> float:
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+
+
+def parse_budgets(text: str) -> list[float]:
+    """"5,10,20" -> [5.0, 10.0, 20.0]; every budget a positive number of milliseconds."""
+    budgets = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            value = float(item)
+        except ValueError:
+            raise BadInputError(f"expected comma-separated milliseconds like 5,10,20, got {text!r}",
+                                key="--budgets") from None
+        if not math.isfinite(value) or value <= 0:
+            raise BadInputError(f"every budget must be a positive number of ms, got {item!r}", key="--budgets")
+        budgets.append(value)
+    return budgets
+
+
+def hypervolume_curve(frame: pd.DataFrame, objectives: dict[str, str], reference: dict[str, float]) -> pd.DataFrame:
+    """Hypervolume of the first n rows of `frame` (row order = evaluation order) for n = 1..len(frame).
+
+    Maintains the running non-dominated set, so each step costs O(front size). Columns: `evaluation` (n),
+    `hypervolume`, `front_size`. Equals `pareto.hypervolume(frame.iloc[:n], objectives, reference)` for every n.
+    """
+    points = to_minimisation(frame, objectives)
+    ref = np.array([-reference[c] if d == "max" else reference[c] for c, d in objectives.items()], dtype=float)
+    front = np.empty((0, points.shape[1]))
+    volume = 0.0
+    volumes, sizes = [], []
+    for p in points:
+        if not np.isnan(p).any() and not np.any(np.all(front <= p, axis=1)):
+            front = np.vstack([front[~np.all(p <= front, axis=1)], p])
+            volume = hypervolume_points(front, ref)
+        volumes.append(volume)
+        sizes.append(len(front))
+    return pd.DataFrame({EVALUATION_COLUMN: np.arange(1, len(points) + 1), "hypervolume": volumes,
+                         "front_size": sizes})
+
+
+def read_validation(path: str | Path) -> pd.DataFrame:
+    """Read and check a `lut validate` output (`validation.parquet`: arch_id, arch, device, predicted_ms,
+    measured_ms)."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError("missing; expected the validation.parquet written by `lut validate`", path=path,
+                            key="--validation")
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:
+        raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {exc})", path=path) from exc
+    missing = [c for c in VALIDATION_COLUMNS if c not in frame.columns]
+    if missing:
+        raise BadInputError(f"missing columns: {', '.join(missing)}", path=path)
+    for column in ("predicted_ms", "measured_ms"):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
+    if frame.empty:
+        raise BadInputError("has no rows", path=path)
+    return frame
+
+
+def validation_summary(validation: pd.DataFrame) -> pd.DataFrame:
+    """Per device: `archs`, `mape_pct` (mean |predicted - measured| / measured x 100), `within_10pct` (fraction of
+    archs predicted within +-10 % of measured), `spearman` (rank correlation predicted vs measured)."""
+    rows = []
+    for device, group in validation.groupby("device", sort=True):
+        predicted = group["predicted_ms"].astype(float)
+        measured = group["measured_ms"].astype(float)
+        relative = (predicted - measured).abs() / measured
+        spearman = predicted.corr(measured, method="spearman") if len(group) > 1 else float("nan")
+        rows.append({"device": str(device), "archs": len(group), "mape_pct": float(relative.mean() * 100),
+                     "within_10pct": float((relative <= 0.10).mean()), "spearman": float(spearman)})
+    return pd.DataFrame(rows, columns=["device", "archs", "mape_pct", "within_10pct", "spearman"])
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Every table of one analysis. `evaluations` holds all (de-duplicated) rows; fronts are sorted by latency."""
+
+    evaluations: pd.DataFrame
+    metric: str  # task metric column, maximised
+    latency_column: str  # latency_ms__<device> used as the second objective
+    objectives: dict[str, str]
+    reference: dict[str, float]  # common hypervolume reference point (see module docstring)
+    front_overall: pd.DataFrame  # non-dominated rows over all searchers, with `rank` (0)
+    front_per_searcher: pd.DataFrame  # each searcher's own non-dominated rows
+    hypervolume_table: pd.DataFrame  # searcher, evaluations, front_size, hypervolume, hypervolume_share
+    hypervolume_curve: pd.DataFrame  # searcher, evaluation, hypervolume, front_size
+    knee: pd.Series  # the knee row of the overall front
+    budgets: pd.DataFrame  # best row (all searchers) per budget
+    budgets_per_searcher: pd.DataFrame  # budget x searcher -> best metric
+    front_devices: pd.DataFrame  # overall front: arch_id, searcher, metric, every latency_ms__* column
+    duplicates_dropped: int = 0
+    validation: pd.DataFrame | None = None
+    validation_summary: pd.DataFrame | None = None
+
+    @property
+    def device(self) -> str:
+        return device_of(self.latency_column)
+
+    @property
+    def searchers(self) -> list[str]:
+        return list(dict.fromkeys(self.evaluations["searcher"]))
+
+
+def choose_latency_column(frame: pd.DataFrame, device: str | None) -> str:
+    """`latency_ms__<device>`, default the first latency column; BadInputError listing the devices if absent."""
+    columns = latency_columns(frame)
+    if device is None:
+        return columns[0]
+    column = f"{LATENCY_PREFIX}{device}"
+    if column not in columns:
+        raise BadInputError(f"no {column} column; devices in the results: {[device_of(c) for c in columns]}",
+                            key="--device")
+    if frame[column].isna().all():
+        raise BadInputError(f"{column} has no values in any result row", key="--device")
+    return column
+
+
+def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Sequence[float] | None = None,
+            validation: pd.DataFrame | None = None, duplicates_dropped: int = 0) -> Analysis:
+    """All tables for one device from a table shaped like `load_results` output (needs `searcher`, the metric and
+    the latency columns; `evaluation` is added if absent). `budgets_ms` default: `default_budgets_ms`."""
+    task = detect_task([str(c) for c in evaluations.columns])
+    if task is None:
+        raise BadInputError("no task metric column: expected max_fmeasure (SOD) or miou (segmentation)",
+                            key="metric")
+    metric = TASK_METRICS[task][0]
+    extra_metrics = [c for c in TASK_METRICS[task][1] if c in evaluations.columns]
+    if EVALUATION_COLUMN not in evaluations.columns:
+        evaluations = evaluations.assign(**{EVALUATION_COLUMN: evaluations.groupby("searcher").cumcount() + 1})
+    latency = choose_latency_column(evaluations, device)
+    objectives = {latency: "min", metric: "max"}
+    reference = default_reference(evaluations, objectives)
+
+    front_overall = pareto_front(evaluations, objectives)
+    searchers = list(dict.fromkeys(evaluations["searcher"]))
+    groups = {s: evaluations[evaluations["searcher"] == s] for s in searchers}
+    fronts = {s: pareto_front(g, objectives) for s, g in groups.items()}  # (non-dominated sorting is the cost)
+    fronts[OVERALL] = front_overall
+    front_per_searcher = pd.concat([fronts[s] for s in searchers])
+
+    overall_volume = hypervolume(evaluations, objectives, reference)
+    hv_rows = []
+    for name, group in [*groups.items(), (OVERALL, evaluations)]:
+        volume = hypervolume(group, objectives, reference)
+        hv_rows.append({"searcher": name, "evaluations": len(group),
+                        "front_size": len(fronts[name]), "hypervolume": volume,
+                        "hypervolume_share": volume / overall_volume if overall_volume > 0 else float("nan"),
+                        f"reference_{latency}": reference[latency], f"reference_{metric}": reference[metric]})
+    hypervolume_table = pd.DataFrame(hv_rows)
+    curve = pd.concat([hypervolume_curve(g, objectives, reference).assign(searcher=s) for s, g in groups.items()],
+                      ignore_index=True)[["searcher", EVALUATION_COLUMN, "hypervolume", "front_size"]]
+
+    knee = knee_point(front_overall, objectives)  # same row as on all evaluations: the front of a front is itself
+    budgets = list(budgets_ms) if budgets_ms is not None else default_budgets_ms(evaluations[latency])
+    budget_table = best_under_budget(evaluations, metric, latency, budgets)
+    per_searcher = pd.DataFrame({"budget_ms": budgets})
+    for name, group in groups.items():
+        per_searcher[name] = best_under_budget(group, metric, latency, budgets)[metric].to_numpy()
+    device_columns = ["arch_id", "searcher", metric, *extra_metrics, *latency_columns(evaluations), "params_m",
+                      "macs_g"]
+    front_devices = front_overall[[c for c in device_columns if c in front_overall.columns]].reset_index(drop=True)
+    summary = validation_summary(validation) if validation is not None else None
+    return Analysis(
+        evaluations=evaluations, metric=metric, latency_column=latency, objectives=objectives, reference=reference,
+        front_overall=front_overall.reset_index(drop=True),
+        front_per_searcher=front_per_searcher.reset_index(drop=True),
+        hypervolume_table=hypervolume_table, hypervolume_curve=curve, knee=knee,
+        budgets=budget_table.rename(columns={"budget": "budget_ms"}), budgets_per_searcher=per_searcher,
+        front_devices=front_devices, duplicates_dropped=duplicates_dropped, validation=validation,
+        validation_summary=summary,
+    )

@@ -1,0 +1,334 @@
+"""The two evaluators of the search and the results table that caches them.
+
+- `AccuracyEvaluator`: one supernet held in memory (weights loaded ONCE per process) and the BN-recalibration and
+  validation batches decoded once and kept as tensors. `evaluate(arch)` recalibrates BN for that arch on the fixed,
+  seeded training subset (precise BN, SPEC §5.4), scores the validation set (SOD: max F-measure + MAE; seg: mIoU)
+  and restores the pristine BN state, so every evaluation starts from the same weights (no leakage between archs).
+- `ResourceEvaluator`: latency per device from the latency tables (`latency_ms__<device>`), params and MACs of the
+  deployed model at the search resolution (`params_m`, `macs_g`). Cheap; runs in the driver.
+- `EvaluationTable`: the rows of `evaluations.parquet` (DESIGN.md contract) with a lookup by canonical arch id, so an
+  arch already evaluated is served from the table instead of being recomputed.
+
+Workers get the supernet as plain numpy arrays through the Ray object store (`supernet_payload` ->
+`tune.with_parameters`); `worker_evaluator(payload)` builds the evaluator on the first trial of a worker process and
+reuses it for every later trial of that process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from inas.errors import BadInputError
+from inas.io import atomic_write_parquet
+from inas.space import Arch, SearchSpace, arch_from_json, sample_max, sample_min
+
+LATENCY_PREFIX = "latency_ms__"
+# task -> metric columns (first = the objective searchers optimise, maximised) and the SODMetrics key of each
+TASK_METRICS: dict[str, tuple[str, ...]] = {"sod": ("max_fmeasure", "mae"), "seg": ("miou",)}
+_SOD_KEYS = {"max_fmeasure": "maxF", "mae": "mae"}
+BASE_COLUMNS = ("arch_id", "arch", "searcher", "generation")
+RESOURCE_COLUMNS = ("params_m", "macs_g")
+TAIL_COLUMNS = ("eval_seconds", "cached", "trial_id")
+
+
+def primary_metric(task: str) -> str:
+    """The metric searchers optimise (maximised): `max_fmeasure` for SOD, `miou` for segmentation."""
+    return TASK_METRICS[task][0]
+
+
+def latency_column(device: str) -> str:
+    return f"{LATENCY_PREFIX}{device}"
+
+
+# ----- accuracy ----------------------------------------------------------------------------------------------------
+@dataclass
+class EvalData:
+    """Decoded batches kept in memory: BN-recalibration images (N, 3, H, W) each, validation batches
+    {"image": (N, 3, H, W), "label": list of full-resolution ground truths}."""
+
+    bn_images: list[Tensor]
+    val_batches: list[dict]
+
+
+def load_eval_data(data_config: Any, task: str, bn_batches: int, val_batch_size: int = 1, seed: int = 0) -> EvalData:
+    """Read the BN subset (`bn_batches` batches of `data.batch_size`, fixed seeded subset of the training list, no
+    augmentation) and the validation list (`data.val_list`) once, as tensors."""
+    from inas.data import bn_loader_from_config, eval_loader_from_config
+    from inas.train.evaluation import batch_images
+
+    bn_loader = bn_loader_from_config(data_config, task, bn_batches, seed=seed)
+    bn_images = [batch_images(b).contiguous() for b in bn_loader]
+    val_loader = eval_loader_from_config(data_config, task, batch_size=val_batch_size)
+    val_batches = [{"image": b["image"].contiguous(), "label": list(b["label"])} for b in val_loader]
+    if not bn_images or not val_batches:
+        raise BadInputError("the BN-recalibration or validation list yielded no batch", key="data")
+    return EvalData(bn_images, val_batches)
+
+
+class AccuracyEvaluator:
+    """Task metrics of sub-networks of one supernet (see the module docstring)."""
+
+    def __init__(self, supernet: torch.nn.Module, data: EvalData, task: str, bn_batches: int,
+                 protocol: str = "standard") -> None:
+        from inas.train.evaluation import bn_state
+
+        if task not in TASK_METRICS:
+            raise ValueError(f"task must be one of {sorted(TASK_METRICS)}, got {task!r}")
+        self.supernet = supernet.eval()
+        self.data = data
+        self.task = task
+        self.bn_batches = min(int(bn_batches), len(data.bn_images))
+        self.protocol = protocol
+        self._pristine = bn_state(supernet)
+        self.evaluations = 0
+
+    @property
+    def space(self) -> SearchSpace:
+        return self.supernet.space
+
+    def evaluate(self, arch: Arch) -> dict[str, float]:
+        """{metric: value for TASK_METRICS[task], "eval_seconds": wall time}; BN state restored afterwards."""
+        from inas.train.evaluation import evaluate_arch, load_bn_state
+
+        start = time.perf_counter()
+        try:
+            scores = evaluate_arch(self.supernet, arch, self.data.bn_images, self.data.val_batches, self.bn_batches,
+                                   self.task, protocol=self.protocol, metrics="search")
+        finally:
+            load_bn_state(self.supernet, self._pristine)  # also after a failure inside evaluate_arch
+        self.evaluations += 1
+        if self.task == "sod":
+            out = {name: float(scores[key]) for name, key in _SOD_KEYS.items()}
+        else:
+            out = {"miou": float(scores["miou"])}
+        out["eval_seconds"] = time.perf_counter() - start
+        return out
+
+
+def supernet_payload(supernet: Any, key: str) -> dict[str, Any]:
+    """The supernet as plain data for the Ray object store: construction arguments and weights as numpy arrays
+    (deserialised zero-copy in workers). `key` identifies the weights (see `worker_evaluator`)."""
+    from inas.nn import space_spec
+
+    return {
+        "key": key,
+        "space": space_spec(supernet.space),
+        "num_classes": supernet.num_classes,
+        "output_levels": list(supernet.output_levels),
+        "head_activation": supernet.head_activation,
+        "state": {k: v.detach().cpu().numpy() for k, v in supernet.state_dict().items()},
+    }
+
+
+def supernet_from_payload(payload: Mapping[str, Any]) -> Any:
+    from inas.nn import Supernet, space_from_spec
+
+    space = space_from_spec(payload["space"])
+    supernet = Supernet(space, int(payload["num_classes"]), tuple(payload["output_levels"]),
+                        payload["head_activation"])
+    state = {k: torch.from_numpy(np.array(v)) for k, v in payload["state"].items()}
+    supernet.load_state_dict(state, strict=True)
+    return supernet.eval()
+
+
+_WORKER_EVALUATORS: dict[str, AccuracyEvaluator] = {}
+
+
+def worker_evaluator(payload: Mapping[str, Any], setup: Mapping[str, Any]) -> AccuracyEvaluator:
+    """The accuracy evaluator of this process for (`payload["key"]`, `setup`), built once: the supernet from the
+    payload, the batches from `setup` ({"data": DataConfig dump, "task", "bn_batches", "val_batch_size", "seed"})."""
+    from inas.config import DataConfig
+
+    cache_key = payload["key"] + json.dumps(setup, sort_keys=True, default=str)
+    evaluator = _WORKER_EVALUATORS.get(cache_key)
+    if evaluator is None:
+        _WORKER_EVALUATORS.clear()  # one supernet per process
+        data = load_eval_data(DataConfig.model_validate(setup["data"]), setup["task"], int(setup["bn_batches"]),
+                              int(setup["val_batch_size"]), int(setup["seed"]))
+        evaluator = AccuracyEvaluator(supernet_from_payload(payload), data, setup["task"], int(setup["bn_batches"]))
+        _WORKER_EVALUATORS[cache_key] = evaluator
+    return evaluator
+
+
+def file_key(path: str | Path) -> str:
+    """Identity of a checkpoint file for caches: path, size and modification time, hashed."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return hashlib.sha1(f"{path}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def load_search_supernet(path: str | Path, space: SearchSpace, num_classes: int) -> Any:
+    """Load a supernet checkpoint for `space`: BadInputError if the file is missing or unreadable, or if it was
+    trained on another space or number of classes."""
+    from inas.nn import load_supernet, space_spec
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError("supernet checkpoint not found (train one with `python -m inas.run train -c CONFIG`)",
+                            path=path, key="search.supernet")
+    supernet = load_supernet(path)
+    if space_spec(supernet.space) != space_spec(space):
+        raise BadInputError("the checkpoint's supernet was built for a different search space than the config's "
+                            "`space` section; use the config it was trained with", path=path, key="space")
+    if supernet.num_classes != num_classes:
+        raise BadInputError(f"the checkpoint has {supernet.num_classes} output classes, the config's task needs "
+                            f"{num_classes}", path=path, key="task")
+    return supernet
+
+
+# ----- resources ---------------------------------------------------------------------------------------------------
+def load_latency_predictors(lut_dir: str | Path, devices: Sequence[str], space: SearchSpace, num_classes: int,
+                            input_hw: tuple[int, int]) -> dict[str, Any]:
+    """One `LatencyPredictor` per device from `<lut_dir>/<device>.parquet`, checked to cover `space` (its smallest
+    and largest archs) at `input_hw` for `num_classes`; BadInputError naming the table otherwise."""
+    from inas.latency import LatencyPredictor, table_path
+
+    predictors = {}
+    for device in devices:
+        path = table_path(lut_dir, device)
+        predictor = LatencyPredictor(path, space)
+        if tuple(predictor.input_hw) != tuple(input_hw):
+            raise BadInputError(f"latency table was built for input {predictor.input_hw}, the search uses {input_hw} "
+                                "(lut.input_size / data.image_size); rebuild it with `lut`", path=path)
+        if predictor.num_classes != num_classes:
+            raise BadInputError(f"latency table was built for {predictor.num_classes} classes, the task needs "
+                                f"{num_classes}; rebuild it with `lut`", path=path)
+        for arch in (sample_min(space), sample_max(space)):
+            predictor.predict(arch)  # raises BadInputError naming a missing block
+        predictors[device] = predictor
+    return predictors
+
+
+class ResourceEvaluator:
+    """`latency_ms__<device>` per device (LUT), `params_m` and `macs_g` of the folded model at `input_hw`."""
+
+    def __init__(self, predictors: Mapping[str, Any], space: SearchSpace, input_hw: tuple[int, int],
+                 num_classes: int = 1) -> None:
+        if not predictors:
+            raise ValueError("needs at least one latency predictor")
+        self.predictors = dict(predictors)
+        self.space = space
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
+        self.num_classes = num_classes
+        self.primary_device = next(iter(self.predictors))
+
+    @property
+    def latency_columns(self) -> list[str]:
+        return [latency_column(d) for d in self.predictors]
+
+    def latency_ms(self, arch: Arch) -> float:
+        """Latency on the primary (first) device, ms: the searchers' `latency_fn`."""
+        return float(self.predictors[self.primary_device].predict(arch))
+
+    def evaluate(self, arch: Arch) -> dict[str, float]:
+        from inas.nn import arch_cost
+
+        out = {latency_column(d): float(p.predict(arch)) for d, p in self.predictors.items()}
+        params, macs = arch_cost(self.space, arch, self.input_hw, self.num_classes)
+        out["params_m"] = params / 1e6
+        out["macs_g"] = macs / 1e9
+        return out
+
+
+# ----- results table -----------------------------------------------------------------------------------------------
+class EvaluationTable:
+    """Rows of `evaluations.parquet` in evaluation order, with a lookup of the first successful row per arch id."""
+
+    def __init__(self, task: str, latency_columns: Sequence[str], rows: Iterable[Mapping[str, Any]] = ()) -> None:
+        self.task = task
+        self.metric_columns = TASK_METRICS[task]
+        self.latency_columns = list(latency_columns)
+        self.rows: list[dict[str, Any]] = []
+        self._by_id: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            self.add(row)
+
+    def columns(self) -> list[str]:
+        return [*BASE_COLUMNS, *self.metric_columns, *self.latency_columns, *RESOURCE_COLUMNS, *TAIL_COLUMNS]
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        row = dict(row)
+        self.rows.append(row)
+        metric = row.get(self.metric_columns[0])
+        ok = metric is not None and not (isinstance(metric, float) and math.isnan(metric))
+        if ok and row["arch_id"] not in self._by_id:
+            self._by_id[row["arch_id"]] = row
+
+    def lookup(self, arch_id: str) -> dict[str, Any] | None:
+        """The first successful row of `arch_id`, or None (never evaluated, or only failed evaluations)."""
+        return self._by_id.get(arch_id)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def frame(self) -> pd.DataFrame:
+        """The table with the contract columns first (then searcher tags such as `lgs_group`, `budget_ms`)."""
+        columns = self.columns()
+        frame = pd.DataFrame(self.rows)
+        if frame.empty:
+            return pd.DataFrame({c: pd.Series(dtype=_dtype(c)) for c in columns})
+        for c in columns:
+            if c not in frame.columns:
+                frame[c] = pd.Series([None] * len(frame), dtype=object)
+        extras = [c for c in frame.columns if c not in columns]
+        frame = frame[columns + extras]
+        for c in columns:
+            if _dtype(c) == "float64":
+                frame[c] = pd.to_numeric(frame[c], errors="coerce").astype("float64")
+        frame["generation"] = frame["generation"].fillna(-1).astype("int64")
+        frame["cached"] = frame["cached"].fillna(False).astype(bool)
+        for c in ("arch_id", "arch", "searcher", "trial_id"):
+            frame[c] = frame[c].fillna("").astype(str)
+        return frame
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_parquet(path, self.frame())
+
+    @classmethod
+    def load(cls, path: str | Path, task: str, latency_columns: Sequence[str]) -> EvaluationTable:
+        """Rows of an existing `evaluations.parquet` (BadInputError if unreadable or from another task/devices)."""
+        path = Path(path)
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
+            raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {exc})", path=path) from None
+        table = cls(task, latency_columns)
+        missing = [c for c in table.columns() if c not in frame.columns]
+        if missing:
+            raise BadInputError(f"not a search results table of this config (missing columns {missing}); use another "
+                                "output folder", path=path)
+        for row in frame.to_dict(orient="records"):
+            table.add({k: _plain(v) for k, v in row.items()})
+        return table
+
+
+def _dtype(column: str) -> str:
+    if column in ("arch_id", "arch", "searcher", "trial_id"):
+        return "object"
+    if column == "generation":
+        return "int64"
+    if column == "cached":
+        return "bool"
+    return "float64"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def arch_from_row(row: Mapping[str, Any], space: SearchSpace) -> Arch:
+    return arch_from_json(row["arch"], space, "evaluations.parquet")

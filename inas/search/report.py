@@ -1,0 +1,151 @@
+"""Write an analysis to a folder: Parquet + CSV tables, PNG plots and a Markdown report (report.md) that embeds the
+plots by relative path. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from inas.io import atomic_write_parquet, atomic_write_text
+from inas.search.analysis import OVERALL, Analysis, device_of, latency_columns
+from inas.search.plots import plot_accuracy_vs_latency, plot_hypervolume_curve, plot_lut_validation
+
+REPORT_FILE = "report.md"
+ACCURACY_PLOT = "accuracy_vs_latency.png"
+HYPERVOLUME_PLOT = "hypervolume_vs_evaluations.png"
+LUT_PLOT = "lut_predicted_vs_measured.png"
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        return f"{value:.{digits}f}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
+    """A GitHub Markdown table of `frame` (floats with `digits` decimals, NaN as '-')."""
+    header = "| " + " | ".join(str(c) for c in frame.columns) + " |"
+    rule = "| " + " | ".join("---" for _ in frame.columns) + " |"
+    lines = [header, rule]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(_cell(v, digits) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def table_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
+    """The tables written as `<name>.parquet` and `<name>.csv`."""
+    knee = analysis.knee.to_frame().T.reset_index(drop=True)
+    tables = {
+        "evaluations_all": analysis.evaluations,
+        "front_overall": analysis.front_overall,
+        "front_per_searcher": analysis.front_per_searcher,
+        "front_devices": analysis.front_devices,
+        "hypervolume": analysis.hypervolume_table,
+        "hypervolume_curve": analysis.hypervolume_curve,
+        "knee_point": knee.infer_objects(),
+        "budgets": analysis.budgets,
+        "budgets_per_searcher": analysis.budgets_per_searcher,
+    }
+    if analysis.validation_summary is not None:
+        tables["lut_validation"] = analysis.validation_summary
+    return tables
+
+
+def _display_columns(analysis: Analysis, frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
+    wanted = ["arch_id", "searcher", analysis.metric, "mae", analysis.latency_column, "params_m", "macs_g", *extra]
+    return list(dict.fromkeys(c for c in wanted if c in frame.columns))
+
+
+def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) -> str:
+    """The Markdown text of report.md (plots referenced by relative file name)."""
+    metric, latency = analysis.metric, analysis.latency_column
+    device = device_of(latency)
+    ref = analysis.reference
+    knee = analysis.knee
+    lines = [
+        "# inas search analysis",
+        "",
+        f"- results: {', '.join(f'`{s}`' for s in sources)}",
+        f"- evaluations: {len(analysis.evaluations)} unique (searcher, arch_id) rows"
+        f" ({analysis.duplicates_dropped} duplicates dropped); searchers: {', '.join(analysis.searchers)}",
+        f"- objectives: maximise `{metric}`, minimise `{latency}` (device `{device}`)",
+        f"- devices in the results: {', '.join(device_of(c) for c in latency_columns(analysis.evaluations))}",
+        f"- overall Pareto front: {len(analysis.front_overall)} architectures",
+        "",
+        f"![{metric} vs latency]({ACCURACY_PLOT})",
+        "",
+        "## Knee point",
+        "",
+        "The front row farthest from the line through the front's extremes (objectives normalised over the front).",
+        "",
+        markdown_table(knee.to_frame().T[_display_columns(analysis, knee.to_frame().T, ("source",))]),
+        "",
+        "## Best architecture under each latency budget",
+        "",
+        f"Best `{metric}` among all evaluations with `{latency}` <= budget (ties: lower latency).",
+        "",
+        markdown_table(analysis.budgets[["budget_ms", *_display_columns(analysis, analysis.budgets)]]),
+        "",
+        f"Best `{metric}` per searcher under each budget:",
+        "",
+        markdown_table(analysis.budgets_per_searcher),
+        "",
+        "## Hypervolume",
+        "",
+        f"Common reference point for every searcher: `{latency}` = {ref[latency]:.4f} ms (the largest latency among "
+        f"all evaluations of all searchers) and `{metric}` = {ref[metric]:g}. Hypervolume is the area (ms x "
+        f"{metric}) dominated by a searcher's evaluations inside that box; `hypervolume_share` is its fraction of "
+        f"the `{OVERALL}` hypervolume (all searchers together).",
+        "",
+        markdown_table(analysis.hypervolume_table[["searcher", "evaluations", "front_size", "hypervolume",
+                                                   "hypervolume_share"]]),
+        "",
+        f"![hypervolume vs evaluations]({HYPERVOLUME_PLOT})",
+        "",
+        "## Overall Pareto front",
+        "",
+        markdown_table(analysis.front_overall[_display_columns(analysis, analysis.front_overall, ("source",))]),
+        "",
+        "## Front latency on every device",
+        "",
+        markdown_table(analysis.front_devices, digits=3),
+        "",
+    ]
+    if analysis.validation_summary is not None:
+        lines += [
+            "## LUT predicted vs measured latency",
+            "",
+            "`mape_pct`: mean |predicted - measured| / measured in %; `within_10pct`: fraction of architectures "
+            "inside the +-10 % band; `spearman`: rank correlation.",
+            "",
+            markdown_table(analysis.validation_summary),
+            "",
+        ]
+        if has_lut_plot:
+            lines += [f"![LUT predicted vs measured]({LUT_PLOT})", ""]
+    lines += ["Tables: `*.parquet` (full columns) and `*.csv` beside this file.", ""]
+    return "\n".join(lines)
+
+
+def write_report(analysis: Analysis, out_dir: str | Path, sources: list[str]) -> list[Path]:
+    """Write every table (Parquet + CSV), the plots and report.md into `out_dir`; returns the written paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, frame in table_tables(analysis).items():
+        atomic_write_parquet(out / f"{name}.parquet", frame)
+        atomic_write_text(out / f"{name}.csv", frame.to_csv(index=False))
+        written += [out / f"{name}.parquet", out / f"{name}.csv"]
+    written.append(plot_accuracy_vs_latency(analysis, out / ACCURACY_PLOT))
+    written.append(plot_hypervolume_curve(analysis, out / HYPERVOLUME_PLOT))
+    has_lut_plot = analysis.validation is not None
+    if has_lut_plot:
+        written.append(plot_lut_validation(analysis.validation, out / LUT_PLOT))
+    atomic_write_text(out / REPORT_FILE, render_report(analysis, sources, has_lut_plot))
+    written.append(out / REPORT_FILE)
+    return written

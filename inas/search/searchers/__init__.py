@@ -1,0 +1,77 @@
+"""Searchers behind one interface (`Searcher`: ask / tell / is_finished / state_dict) and a factory by name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from inas.errors import BadInputError
+from inas.search.searchers.base import (
+    Constraint,
+    InfeasibleConstraintError,
+    LatencyFn,
+    Record,
+    Searcher,
+    UpperBound,
+)
+from inas.search.searchers.evolution import EvolutionSearcher
+from inas.search.searchers.lgs import LatencyGroupSampler
+from inas.search.searchers.nevergrad_searcher import NevergradSearcher
+from inas.search.searchers.random_searcher import RandomSearcher
+from inas.search.searchers.selection import pareto_front_2d, select_pareto_frontier
+from inas.space import SearchSpace
+
+SEARCHERS: dict[str, type[Searcher]] = {
+    "evolution": EvolutionSearcher,
+    "nevergrad": NevergradSearcher,
+    "random": RandomSearcher,
+}
+
+
+def searcher_params(name: str) -> list[str]:
+    """Keyword parameters `build_searcher` accepts for searcher `name` (its own and the common ones)."""
+    cls = SEARCHERS[name]
+    params = []
+    for klass in (cls, Searcher):
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.kind is p.KEYWORD_ONLY and p.name not in params:
+                params.append(p.name)
+    return params
+
+
+def build_searcher(name: str, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
+                   constraints: Constraint | Iterable[Constraint] = (), **params: Any) -> Searcher:
+    """A searcher by name ("evolution", "nevergrad", "random").
+
+    budget: number of architectures to evaluate; latency_fn: arch -> ms on the primary device (cheap, LUT);
+    constraints: callables arch -> bool; params: the searcher's keyword parameters (e.g. population_size,
+    optimizer, max_latency_ms, metric, mode). An unknown name or parameter raises BadInputError naming it.
+    """
+    if name not in SEARCHERS:
+        raise BadInputError(f"unknown searcher {name!r}; expected one of {sorted(SEARCHERS)}", key="searcher")
+    allowed = searcher_params(name)
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise BadInputError(f"unknown parameters {unknown} for searcher {name!r}; allowed: {sorted(allowed)}",
+                            key="searcher")
+    return SEARCHERS[name](space, latency_fn, budget, seed, constraints=constraints, **params)
+
+
+def run_searcher(searcher: Searcher, evaluate: Callable[[Any], dict[str, Any]]) -> Searcher:
+    """Drive `searcher` sequentially in-process: ask, evaluate, tell until finished (tests, small local runs)."""
+    while not searcher.is_finished():
+        arch = searcher.ask()
+        if arch is None:
+            if searcher.is_finished():  # found out during ask() that it has nothing more to ask
+                break
+            raise RuntimeError(f"{searcher.name} asked nothing with nothing in flight")
+        searcher.tell(arch, evaluate(arch))
+    return searcher
+
+
+__all__ = [
+    "Constraint", "EvolutionSearcher", "InfeasibleConstraintError", "LatencyFn", "LatencyGroupSampler",
+    "NevergradSearcher", "RandomSearcher", "Record", "SEARCHERS", "Searcher", "UpperBound", "build_searcher",
+    "pareto_front_2d", "run_searcher", "searcher_params", "select_pareto_frontier",
+]

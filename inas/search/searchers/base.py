@@ -1,0 +1,299 @@
+"""The searcher interface: `ask() -> Arch | None`, `tell(arch, result)`, `is_finished()`, JSON state for resuming.
+
+A driver (the Ray Tune driver, a test loop) runs:
+
+    while not searcher.is_finished():
+        arch = searcher.ask()            # None: nothing to ask now, wait for a running evaluation and tell it
+        ... evaluate arch (in parallel) ...
+        searcher.tell(arch, {"max_fmeasure": 0.81, "latency_ms": 12.3})
+
+Common behaviour implemented here:
+- `budget` is the number of distinct architectures a searcher asks in all; it never asks one twice.
+- The resource side comes from a cheap callable `latency_fn(arch) -> ms` (the LUT predictor of the primary device);
+  the objective comes from `tell`. `result[latency_key]` is used as the latency when present, else `latency_fn`.
+  A result whose metric is missing or NaN is a failed evaluation: kept (never asked again), never selected.
+- Constraints: callables `arch -> bool` (all must hold), plus `max_latency_ms` on `latency_fn`. Infeasible archs are
+  never asked; searchers redraw a bounded number of times and raise `InfeasibleConstraintError` when no draw works.
+- `state_dict()` is plain JSON data (no pickle): the told results, the archs in flight, the RNG state and each
+  searcher's own state. After `load_state_dict` the archs that were in flight (asked, never told: their trials died
+  with the process) are asked again first, then the searcher continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from inas.errors import BadInputError
+from inas.space import Arch, SearchSpace, arch_from_dict, sample_min
+
+LatencyFn = Callable[[Arch], float]
+Constraint = Callable[[Arch], bool]
+STATE_FORMAT = "inas-searcher-state"
+STATE_VERSION = 1
+LATENCY_CACHE_SIZE = 4096
+
+
+class InfeasibleConstraintError(BadInputError):
+    """No architecture satisfying the constraints was found within the bounded number of draws."""
+
+
+@dataclass(frozen=True)
+class UpperBound:
+    """The constraint `value_fn(arch) <= limit`, named for messages (e.g. "latency_ms <= 20")."""
+
+    name: str
+    value_fn: Callable[[Arch], float]
+    limit: float
+
+    def __call__(self, arch: Arch) -> bool:
+        return float(self.value_fn(arch)) <= self.limit
+
+    def __str__(self) -> str:
+        return f"{self.name} <= {self.limit:g}"
+
+
+def constraint_name(constraint: Constraint) -> str:
+    if isinstance(constraint, UpperBound):
+        return str(constraint)
+    return getattr(constraint, "__name__", None) or repr(constraint)
+
+
+@dataclass
+class Record:
+    """One told evaluation. `metric` is None for a failed evaluation."""
+
+    arch: Arch
+    metric: float | None
+    latency_ms: float
+
+
+def space_fingerprint(space: SearchSpace) -> str:
+    """Short hash of the space's choices, stored in states so that a resume on another space is refused."""
+    return hashlib.sha1(json.dumps(space.summary(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def rng_state_to_json(rng: random.Random) -> list:
+    version, internal, gauss = rng.getstate()
+    return [version, list(internal), gauss]
+
+
+def rng_state_from_json(rng: random.Random, state: list) -> None:
+    version, internal, gauss = state
+    rng.setstate((version, tuple(internal), gauss))
+
+
+class Searcher(ABC):
+    """Base of every searcher (see the module docstring). Subclasses implement `_next()` and may extend
+    `_on_tell`, `_exhausted`, `_extra_state`, `_load_extra_state` and `tags`."""
+
+    name: ClassVar[str] = "searcher"
+
+    def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
+                 metric: str = "max_fmeasure", mode: str = "max", latency_key: str = "latency_ms",
+                 constraints: Constraint | Iterable[Constraint] = (), max_latency_ms: float | None = None,
+                 max_tries: int = 1000) -> None:
+        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
+            raise BadInputError(f"must be a positive integer (number of evaluations), got {budget!r}", key="budget")
+        if mode not in ("min", "max"):
+            raise BadInputError(f"must be 'min' or 'max', got {mode!r}", key="mode")
+        if max_tries < 1:
+            raise BadInputError(f"must be >= 1, got {max_tries!r}", key="max_tries")
+        self.space = space
+        self.latency_fn = latency_fn
+        self.budget = budget
+        self.seed = seed
+        self.metric = metric
+        self.mode = mode
+        self.latency_key = latency_key
+        self.max_tries = max_tries
+        self.max_latency_ms = None if max_latency_ms is None else float(max_latency_ms)
+        self._latency_cache: dict[Arch, float] = {}
+        self.constraints: list[Constraint] = [constraints] if callable(constraints) else list(constraints)
+        if self.max_latency_ms is not None:
+            self.constraints.append(UpperBound("latency_ms", self.latency_ms, self.max_latency_ms))
+            min_ms = self.latency_ms(sample_min(space))
+            if min_ms > self.max_latency_ms:
+                raise InfeasibleConstraintError(
+                    f"max_latency_ms {self.max_latency_ms:g} is below the latency of the smallest architecture of the "
+                    f"space ({min_ms:.4g} ms); no architecture can satisfy it", key="max_latency_ms")
+        self._rng = random.Random(seed)
+        self._asked = 0
+        self._in_flight: dict[str, Arch] = {}
+        self._reask: list[str] = []
+        self._records: dict[str, Record] = {}
+        self.stats: dict[str, int] = {}
+
+    # ----- helpers for subclasses ------------------------------------------------------------------------------
+    def latency_ms(self, arch: Arch) -> float:
+        """`latency_fn(arch)`, with a small cache (the last LATENCY_CACHE_SIZE archs)."""
+        value = self._latency_cache.get(arch)
+        if value is None:
+            value = float(self.latency_fn(arch))
+            if len(self._latency_cache) >= LATENCY_CACHE_SIZE:
+                del self._latency_cache[next(iter(self._latency_cache))]
+            self._latency_cache[arch] = value
+        return value
+
+    def failed_constraints(self, arch: Arch) -> list[str]:
+        return [constraint_name(c) for c in self.constraints if not c(arch)]
+
+    def is_feasible(self, arch: Arch) -> bool:
+        return all(c(arch) for c in self.constraints)
+
+    def is_known(self, arch: Arch) -> bool:
+        """Asked before (told or in flight)."""
+        return arch.arch_id in self._records or arch.arch_id in self._in_flight
+
+    def score(self, record: Record) -> float | None:
+        """The metric oriented so that larger is better (None for a failed evaluation)."""
+        if record.metric is None:
+            return None
+        return record.metric if self.mode == "max" else -record.metric
+
+    def _count(self, key: str, n: int = 1) -> None:
+        self.stats[key] = self.stats.get(key, 0) + n
+
+    def _infeasible_error(self, what: str, tries: int) -> InfeasibleConstraintError:
+        names = ", ".join(constraint_name(c) for c in self.constraints) or "none"
+        return InfeasibleConstraintError(
+            f"{self.name}: no architecture satisfying the constraints [{names}] found in {tries} draws ({what}); "
+            "relax the constraints", key="constraints")
+
+    # ----- the interface ---------------------------------------------------------------------------------------
+    def ask(self) -> Arch | None:
+        """The next architecture to evaluate, or None when the searcher must first get results (or is finished)."""
+        if self._reask:
+            return self._in_flight[self._reask.pop(0)]
+        if self._asked >= self.budget or self._exhausted():
+            return None
+        arch = self._next()
+        if arch is None:
+            return None
+        if self.is_known(arch):
+            raise RuntimeError(f"{self.name} produced an already asked arch {arch.arch_id}")  # a bug, not input
+        self._in_flight[arch.arch_id] = arch
+        self._asked += 1
+        return arch
+
+    def tell(self, arch: Arch, result: Mapping[str, Any]) -> None:
+        """Report the evaluation of an asked arch: `result[metric]` (None/NaN = failed) and optionally
+        `result[latency_key]` in ms (default: `latency_fn(arch)`)."""
+        key = arch.arch_id
+        if key not in self._in_flight:
+            state = "was already told" if key in self._records else "was never asked by this searcher"
+            raise ValueError(f"arch {key} {state}")
+        metric = result.get(self.metric)
+        metric = None if metric is None or math.isnan(float(metric)) else float(metric)
+        latency = result.get(self.latency_key)
+        latency = self.latency_ms(arch) if latency is None or math.isnan(float(latency)) else float(latency)
+        del self._in_flight[key]
+        if key in self._reask:
+            self._reask.remove(key)
+        record = Record(arch, metric, latency)
+        self._records[key] = record
+        if metric is None:
+            self._count("failed_evaluations")
+        self._on_tell(record)
+
+    def is_finished(self) -> bool:
+        """True when nothing is in flight and nothing more will be asked."""
+        return not self._in_flight and (self._asked >= self.budget or self._exhausted())
+
+    def tags(self, arch: Arch) -> dict[str, Any]:
+        """Extra columns for this arch's row in evaluations.parquet (at least `generation`, -1 if none)."""
+        return {"generation": -1}
+
+    @property
+    def num_asked(self) -> int:
+        return self._asked
+
+    @property
+    def num_told(self) -> int:
+        return len(self._records)
+
+    @property
+    def records(self) -> list[Record]:
+        """Told evaluations in the order they were told."""
+        return list(self._records.values())
+
+    def results_frame(self) -> pd.DataFrame:
+        """The told evaluations: arch_id, arch (JSON), searcher, the metric, latency_ms and the tags."""
+        rows = []
+        for key, rec in self._records.items():
+            rows.append({"arch_id": key, "arch": rec.arch.to_json(), "searcher": self.name,
+                         self.metric: rec.metric, "latency_ms": rec.latency_ms, **self.tags(rec.arch)})
+        columns = ["arch_id", "arch", "searcher", self.metric, "latency_ms", "generation"]
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return pd.DataFrame(columns=columns)
+        frame[self.metric] = frame[self.metric].astype(float)
+        return frame
+
+    # ----- subclass hooks --------------------------------------------------------------------------------------
+    @abstractmethod
+    def _next(self) -> Arch | None:
+        """A new (never asked) feasible arch, or None to wait for results."""
+
+    def _on_tell(self, record: Record) -> None:  # noqa: B027 - optional hook
+        """Called after a result has been recorded."""
+
+    def _exhausted(self) -> bool:
+        """True when the searcher will ask nothing more even below the budget."""
+        return False
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
+        pass
+
+    # ----- state -----------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume, as JSON-serialisable plain data."""
+        return {
+            "format": STATE_FORMAT,
+            "version": STATE_VERSION,
+            "searcher": self.name,
+            "space": space_fingerprint(self.space),
+            "metric": self.metric,
+            "mode": self.mode,
+            "rng": rng_state_to_json(self._rng),
+            "asked": self._asked,
+            "in_flight": [a.to_dict() for a in self._in_flight.values()],
+            "records": [{"arch": r.arch.to_dict(), "metric": r.metric, "latency_ms": r.latency_ms}
+                        for r in self._records.values()],
+            "stats": dict(self.stats),
+            "extra": self._extra_state(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore a state written by `state_dict` of the same searcher kind on the same space."""
+        expected = {"format": STATE_FORMAT, "version": STATE_VERSION, "searcher": self.name,
+                    "space": space_fingerprint(self.space), "metric": self.metric, "mode": self.mode}
+        for key, value in expected.items():
+            if not isinstance(state, Mapping) or state.get(key) != value:
+                got = state.get(key) if isinstance(state, Mapping) else type(state).__name__
+                raise BadInputError(f"searcher state does not match: expected {value!r}, got {got!r}", key=key)
+        rng_state_from_json(self._rng, state["rng"])
+        self._asked = int(state["asked"])
+        self._in_flight = {}
+        for doc in state["in_flight"]:
+            arch = arch_from_dict(doc, self.space, "searcher state")
+            self._in_flight[arch.arch_id] = arch
+        self._records = {}
+        for row in state["records"]:
+            arch = arch_from_dict(row["arch"], self.space, "searcher state")
+            metric = None if row["metric"] is None else float(row["metric"])
+            self._records[arch.arch_id] = Record(arch, metric, float(row["latency_ms"]))
+        self.stats = {k: int(v) for k, v in state["stats"].items()}
+        self._reask = list(self._in_flight)
+        self._load_extra_state(state["extra"])

@@ -1,0 +1,315 @@
+"""Nevergrad optimisers as a `Searcher`: any optimiser of `nevergrad.optimizers.registry` by name (NGOpt default;
+DE, CMA, PortfolioDiscreteOnePlusOne, TwoPointsDE, ...).
+
+Reaching the whole front: one optimiser instance per latency budget. `num_budgets` budgets b_1 < ... < b_K are
+spread evenly over the LUT latency range of the space (b_k = min + k/K · (max - min), where min/max are the latencies
+of the smallest/largest arch, max clipped by `max_latency_ms`), or given as `budgets_ms`. Instance k minimises
+
+    loss = -metric                                          (metric within budget; +metric for mode "min")
+    loss = penalty_offset + penalty · (latency / b_k - 1)     (latency > b_k: known from latency_fn, NOT evaluated)
+    loss = penalty_offset + penalty                           (violates a constraint: NOT evaluated)
+    loss = penalty_offset                                     (failed evaluation)
+
+so each instance climbs to the best arch under its budget and together they trace the front. `penalty_offset`
+(default 1) must exceed every feasible loss, i.e. the metric must lie in [0, 1] (max F-measure, mIoU, MAE are).
+`ask()` interleaves the instances round robin; each instance has at most `num_workers` asks outstanding (some
+nevergrad optimisers block in `ask` beyond that), so up to K·num_workers evaluations can run in parallel.
+
+Parametrisation: one integer per dimension of `ArchEncoding` (`ng.p.Array` with integer casting, bounds
+[-0.5, n-0.5], decoded with `decode_repair`): a single array parameter keeps ask/tell fast (a `ng.p.Tuple` of 73
+`TransitionChoice`s costs ~0.3 s per ask) and lets NGOpt see a discrete problem (it picks a discrete (1+1) GA).
+Each instance starts from an arch drawn by the latency-group sampler in its budget's group (`warm_start`).
+
+Duplicates: a proposal that decodes to an already evaluated arch is told its loss at once (no evaluation); one that
+decodes to an arch being evaluated waits for that result. After `max_tries_per_ask` proposals without a new arch the
+instance gets an LGS draw under its budget instead (told to it as a not-asked candidate), `stats["lgs_fallbacks"]`.
+
+Resume: nevergrad optimisers cannot be written as JSON. The state stores, per instance, its seed, start point and
+the log of its asks and tells (with losses); `load_state_dict` rebuilds the optimisers and replays the log. Optimisers
+are deterministic given their seed and the same ask/tell sequence, so the replay reproduces the exact state (each
+replayed ask is checked against the logged arch id). If a replay diverges, that instance is rebuilt from the told
+evaluations as not-asked candidates instead (`stats["replay_mismatches"]`): it continues, without re-asking told
+archs, but not bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from inas.errors import BadInputError
+from inas.search.searchers.base import LatencyFn, Record, Searcher
+from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
+from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
+
+
+def optimizer_class(name: str) -> Any:
+    """The nevergrad optimiser class registered under `name`; BadInputError with close matches otherwise."""
+    import nevergrad as ng
+
+    registry = ng.optimizers.registry
+    if name not in registry:
+        close = difflib.get_close_matches(name, list(registry), n=5)
+        hint = f"; did you mean {close}?" if close else "; see nevergrad.optimizers.registry"
+        raise BadInputError(f"unknown nevergrad optimizer {name!r}{hint}", key="optimizer")
+    return registry[name]
+
+
+class _Instance:
+    """One nevergrad optimiser with its latency budget and its ask/tell log."""
+
+    def __init__(self, index: int, budget_ms: float, seed: int, init: Sequence[int], optimizer: Any,
+                 sizes: np.ndarray, ng_budget: int, num_workers: int) -> None:
+        import nevergrad as ng
+
+        self.index = index
+        self.budget_ms = budget_ms
+        self.seed = seed
+        self.init = [int(v) for v in init]
+        param = ng.p.Array(init=np.asarray(self.init, dtype=float), lower=np.full(len(sizes), -0.499),
+                           upper=sizes - 0.501).set_integer_casting()
+        param.random_state = np.random.RandomState(seed)
+        self.param = param
+        self.opt = optimizer(parametrization=param, budget=ng_budget, num_workers=num_workers)
+        self.candidates: dict[int, Any] = {}  # ref -> asked candidate not yet told
+        self.num_asked = 0
+        self.outstanding = 0  # waiting entries (asked or fallback) whose result has not come yet
+        self.events: list[list] = []  # ["a", arch_id] | ["t", ref, loss] | ["n", indices, loss]
+
+    def ask(self) -> tuple[int, Any]:
+        cand = self.opt.ask()
+        ref = self.num_asked
+        self.num_asked += 1
+        self.candidates[ref] = cand
+        return ref, cand
+
+    def tell(self, ref: int, loss: float) -> None:
+        self.opt.tell(self.candidates.pop(ref), float(loss))
+        self.events.append(["t", ref, float(loss)])
+
+    def tell_new(self, indices: Sequence[int], loss: float) -> None:
+        cand = self.param.spawn_child(new_value=np.asarray(indices, dtype=float))
+        self.opt.tell(cand, float(loss))
+        self.events.append(["n", [int(i) for i in indices], float(loss)])
+
+
+class NevergradSearcher(Searcher):
+    """Nevergrad optimisers, one per latency budget (see module docstring)."""
+
+    name = "nevergrad"
+
+    def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
+                 optimizer: str = "NGOpt", num_budgets: int = 10, budgets_ms: Sequence[float] | None = None,
+                 num_workers: int = 1, penalty: float = 1.0, penalty_offset: float = 1.0, warm_start: bool = True,
+                 max_tries_per_ask: int = 100, part_latency_fn: PartLatencyFn | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(space, latency_fn, budget, seed, **kwargs)
+        self.optimizer_name = optimizer
+        self._optimizer = optimizer_class(optimizer)
+        self.encoding = ArchEncoding(space)
+        if len(self.encoding) == 0:
+            raise BadInputError("the space holds a single architecture; there is nothing to optimise", key="space")
+        self._sizes = np.asarray(self.encoding.sizes, dtype=float)
+        for key, value in (("num_budgets", num_budgets), ("num_workers", num_workers),
+                           ("max_tries_per_ask", max_tries_per_ask)):
+            if not isinstance(value, int) or value < 1:
+                raise BadInputError(f"must be a positive integer, got {value!r}", key=key)
+        self.num_workers = num_workers
+        self.penalty = float(penalty)
+        self.penalty_offset = float(penalty_offset)
+        self.max_tries_per_ask = max_tries_per_ask
+        groups = num_budgets if budgets_ms is None else len(budgets_ms)
+        self.sampler = LatencyGroupSampler(space, latency_fn, groups, part_latency_fn=part_latency_fn,
+                                           max_latency_ms=self.max_latency_ms)
+        lo, hi = self.sampler.min_latency_ms, self.sampler.max_latency_ms
+        if budgets_ms is None:
+            budgets = [lo + (k + 1) / num_budgets * (hi - lo) for k in range(num_budgets)]
+        else:
+            budgets = sorted(float(b) for b in budgets_ms)
+            if not budgets or budgets[0] < lo:
+                raise BadInputError(f"every budget must be >= the smallest arch's latency {lo:.4g} ms, got {budgets}",
+                                    key="budgets_ms")
+        self.budgets_ms = budgets
+        width = (hi - lo) / groups
+        self._groups = [min(groups - 1, max(0, math.ceil((b - lo) / width) - 1)) if width > 0 else 0
+                        for b in budgets]
+        ng_budget = max(1, math.ceil(budget / len(budgets)))
+        self._instance_args = dict(optimizer=self._optimizer, sizes=self._sizes, ng_budget=ng_budget,
+                                   num_workers=num_workers)
+        self._instances: list[_Instance] = []
+        for k, b in enumerate(budgets):
+            init = self._warm_start(k, b) if warm_start else [int(v) for v in (self._sizes - 1) // 2]
+            self._instances.append(_Instance(k, b, self._rng.randrange(2**31), init, **self._instance_args))
+        self._waiting: dict[str, list[list]] = {}  # arch_id -> [[instance, ref or None], ...]
+        self._origin: dict[str, int] = {}  # arch_id -> instance that first asked it
+        self._cursor = 0
+        self._done = False
+
+    def _warm_start(self, k: int, budget_ms: float) -> list[int]:
+        arch = self.sampler.sample(self._groups[k], self._rng)
+        if self.latency_ms(arch) > budget_ms:
+            arch = sample_min(self.space)
+        return self.encoding.encode(arch)
+
+    # ----- asking ----------------------------------------------------------------------------------------------
+    def _next(self) -> Arch | None:
+        for _ in range(len(self._instances)):
+            inst = self._instances[self._cursor]
+            self._cursor = (self._cursor + 1) % len(self._instances)
+            arch = self._ask_instance(inst)
+            if arch is not None:
+                self._origin.setdefault(arch.arch_id, inst.index)
+                return arch
+        if not self._in_flight:  # no instance can propose a new arch and no result will come
+            if self._asked == 0 and not self._records:
+                raise self._infeasible_error("nevergrad proposals and latency-group draws of every budget",
+                                             len(self._instances) * self.max_tries_per_ask)
+            self._count("stalled")
+            self._done = True
+        return None
+
+    def _rejection_loss(self, inst: _Instance, arch: Arch) -> float | None:
+        """Loss told at once without evaluation, or None when the arch must be evaluated."""
+        record = self._records.get(arch.arch_id)
+        if record is not None:
+            self._count("told_from_history")
+            return self._loss(inst, record)
+        latency = self.latency_ms(arch)
+        if latency > inst.budget_ms:
+            self._count("rejected_over_budget")
+            return self.penalty_offset + self.penalty * (latency / inst.budget_ms - 1.0)
+        if not self.is_feasible(arch):
+            self._count("rejected_infeasible")
+            return self.penalty_offset + self.penalty
+        return None
+
+    def _ask_instance(self, inst: _Instance) -> Arch | None:
+        for _ in range(self.max_tries_per_ask):
+            if inst.outstanding >= self.num_workers:
+                return None
+            ref, cand = inst.ask()
+            arch = self.encoding.decode_repair(cand.value)
+            inst.events.append(["a", arch.arch_id])
+            loss = self._rejection_loss(inst, arch)
+            if loss is not None:
+                inst.tell(ref, loss)
+                continue
+            self._waiting.setdefault(arch.arch_id, []).append([inst.index, ref])
+            inst.outstanding += 1
+            if arch.arch_id in self._in_flight:
+                self._count("joined_in_flight")
+                continue
+            return arch
+        return self._fallback(inst)
+
+    def _fallback(self, inst: _Instance) -> Arch | None:
+        if inst.outstanding >= self.num_workers:
+            return None
+
+        def reject(arch: Arch) -> str | None:
+            if self.is_known(arch):
+                return "duplicate"
+            if self.latency_ms(arch) > inst.budget_ms or not self.is_feasible(arch):
+                return "infeasible"
+            return None
+
+        arch, _, _ = self.sampler.sample_accepted(self._groups[inst.index], self._rng, reject, tries_per_group=3,
+                                                   max_groups=3)
+        if arch is None:
+            self._count("stalled_asks")
+            return None
+        self._count("lgs_fallbacks")
+        self._waiting.setdefault(arch.arch_id, []).append([inst.index, None])
+        inst.outstanding += 1
+        return arch
+
+    # ----- telling ---------------------------------------------------------------------------------------------
+    def _loss(self, inst: _Instance, record: Record) -> float:
+        if record.metric is None:
+            return self.penalty_offset
+        if record.latency_ms > inst.budget_ms:
+            return self.penalty_offset + self.penalty * (record.latency_ms / inst.budget_ms - 1.0)
+        return -record.metric if self.mode == "max" else record.metric
+
+    def _on_tell(self, record: Record) -> None:
+        for k, ref in self._waiting.pop(record.arch.arch_id, []):
+            inst = self._instances[k]
+            loss = self._loss(inst, record)
+            if ref is None:
+                inst.tell_new(self.encoding.encode(record.arch), loss)
+            else:
+                inst.tell(ref, loss)
+            inst.outstanding -= 1
+
+    def _exhausted(self) -> bool:
+        return self._done
+
+    def tags(self, arch: Arch) -> dict[str, Any]:
+        k = self._origin.get(arch.arch_id)
+        return {"generation": -1, "budget_ms": float("nan") if k is None else self.budgets_ms[k]}
+
+    # ----- state -----------------------------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer_name,
+            "budgets_ms": list(self.budgets_ms),
+            "instances": [{"seed": i.seed, "init": i.init, "events": i.events} for i in self._instances],
+            "waiting": {k: [list(e) for e in v] for k, v in self._waiting.items()},
+            "origin": dict(self._origin),
+            "cursor": self._cursor,
+            "done": self._done,
+        }
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if state["optimizer"] != self.optimizer_name or [float(b) for b in state["budgets_ms"]] != self.budgets_ms:
+            raise BadInputError(f"searcher state was written for optimizer {state['optimizer']!r} with budgets "
+                                f"{state['budgets_ms']}; this searcher has {self.optimizer_name!r} with "
+                                f"{self.budgets_ms}", key="optimizer")
+        self._waiting = {k: [[int(e[0]), None if e[1] is None else int(e[1])] for e in v]
+                         for k, v in state["waiting"].items()}
+        self._origin = {k: int(v) for k, v in state["origin"].items()}
+        self._cursor = int(state["cursor"])
+        self._done = bool(state["done"])
+        self._instances = []
+        for k, (b, doc) in enumerate(zip(self.budgets_ms, state["instances"], strict=True)):
+            self._instances.append(self._replay(k, b, doc))
+
+    def _replay(self, k: int, budget_ms: float, doc: Mapping[str, Any]) -> _Instance:
+        inst = _Instance(k, budget_ms, int(doc["seed"]), doc["init"], **self._instance_args)
+        for event in doc["events"]:
+            if event[0] == "a":
+                _, cand = inst.ask()
+                arch_id = self.encoding.decode_repair(cand.value).arch_id
+                if arch_id != event[1]:
+                    return self._rebuild(k, budget_ms, doc)
+            elif event[0] == "t":
+                inst.tell(int(event[1]), float(event[2]))
+            else:
+                inst.tell_new(event[1], float(event[2]))
+        inst.outstanding = sum(1 for entries in self._waiting.values() for e in entries if e[0] == k)
+        pending_refs = {e[1] for entries in self._waiting.values() for e in entries if e[0] == k and e[1] is not None}
+        if pending_refs != set(inst.candidates):
+            return self._rebuild(k, budget_ms, doc)
+        return inst
+
+    def _rebuild(self, k: int, budget_ms: float, doc: Mapping[str, Any]) -> _Instance:
+        """Fallback when a replay diverges: a fresh optimiser told every logged evaluation as a not-asked
+        candidate; its pending asks become not-asked waiting entries."""
+        self._count("replay_mismatches")
+        ids = [e[1] for e in doc["events"] if e[0] == "a"]
+        inst = _Instance(k, budget_ms, int(doc["seed"]), doc["init"], **self._instance_args)
+        for event in doc["events"]:
+            if event[0] == "t" and ids[int(event[1])] in self._records:
+                inst.tell_new(self.encoding.encode(self._records[ids[int(event[1])]].arch), float(event[2]))
+            elif event[0] == "n":
+                inst.tell_new(event[1], float(event[2]))
+        for entries in self._waiting.values():
+            for e in entries:
+                if e[0] == k:
+                    e[1] = None
+        inst.outstanding = sum(1 for entries in self._waiting.values() for e in entries if e[0] == k)
+        return inst

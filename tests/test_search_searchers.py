@@ -1,0 +1,294 @@
+"""Searchers behind one interface on the synthetic problem (no networks): budget and dedup, parallel asks,
+constraints, bounded retries on impossible constraints, JSON state round trips and exact resume, evolution's
+generations, nevergrad's routing and replay, the factory's errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+
+import pytest
+
+from inas.errors import BadInputError
+from inas.search import InfeasibleConstraintError, build_searcher, run_searcher
+from inas.search.testing import synthetic_accuracy, synthetic_latency_ms, synthetic_result
+from inas.space import inas_space, sample_max, sample_min, validate_arch
+from inas.space.space import STAGE_NAMES
+
+SPACE = inas_space()
+NAMES = ["evolution", "nevergrad", "random"]
+SMALL = {
+    "evolution": {"population_size": 16, "selection_num": 8, "lgs_groups": 4},
+    "nevergrad": {"num_budgets": 4},
+    "random": {},
+}
+MIN_MS = synthetic_latency_ms(sample_min(SPACE))
+MAX_MS = synthetic_latency_ms(sample_max(SPACE))
+
+
+def make(name, budget=40, seed=0, **params):
+    return build_searcher(name, SPACE, synthetic_latency_ms, budget, seed, **{**SMALL[name], **params})
+
+
+def drive(searcher, n):
+    """Sequential ask/tell n times; returns the asked arch ids."""
+    ids = []
+    for _ in range(n):
+        arch = searcher.ask()
+        assert arch is not None
+        ids.append(arch.arch_id)
+        searcher.tell(arch, synthetic_result(arch))
+    return ids
+
+
+def round_trip(state):
+    return json.loads(json.dumps(state, allow_nan=False))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_runs_to_budget_without_repeats(name):
+    searcher = run_searcher(make(name, budget=40), synthetic_result)
+    frame = searcher.results_frame()
+    assert searcher.is_finished() and searcher.ask() is None
+    assert searcher.num_asked == searcher.num_told == len(frame) == 40
+    assert frame["arch_id"].is_unique
+    assert {"arch_id", "arch", "searcher", "max_fmeasure", "latency_ms", "generation"} <= set(frame.columns)
+    assert (frame["searcher"] == name).all()
+    for record in searcher.records:
+        validate_arch(record.arch, SPACE)
+        assert record.latency_ms == pytest.approx(synthetic_latency_ms(record.arch))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_parallel_asks_out_of_order_tells(name):
+    """A driver keeping up to 6 evaluations in flight and telling them in random order."""
+    searcher = make(name, budget=36, num_workers=2) if name == "nevergrad" else make(name, budget=36)
+    rng = random.Random(0)
+    in_flight, asked, max_parallel = [], [], 0
+    while not searcher.is_finished():
+        while len(in_flight) < 6 and (arch := searcher.ask()) is not None:
+            in_flight.append(arch)
+            asked.append(arch.arch_id)
+        max_parallel = max(max_parallel, len(in_flight))
+        assert in_flight, "nothing asked and nothing in flight"
+        arch = in_flight.pop(rng.randrange(len(in_flight)))
+        searcher.tell(arch, synthetic_result(arch))
+    assert len(asked) == len(set(asked)) == 36
+    assert max_parallel == 6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_constraints_are_respected(name):
+    cap = MIN_MS + 0.4 * (MAX_MS - MIN_MS)
+
+    def shallow_stage_7(arch):
+        return arch.stage("stage_7").depth == 1
+
+    searcher = run_searcher(make(name, budget=30, max_latency_ms=cap, constraints=[shallow_stage_7]),
+                            synthetic_result)
+    assert searcher.num_told == 30
+    for record in searcher.records:
+        assert synthetic_latency_ms(record.arch) <= cap
+        assert record.arch.stage("stage_7").depth == 1
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_impossible_constraints_fail_clearly_and_quickly(name):
+    with pytest.raises(InfeasibleConstraintError, match="smallest architecture"):
+        make(name, max_latency_ms=MIN_MS * 0.9)
+
+    def never(arch):
+        return False
+
+    bounded = {"evolution": {"lgs_tries_per_group": 2}, "nevergrad": {"num_budgets": 2, "max_tries_per_ask": 5},
+               "random": {"max_tries": 50}}[name]
+    searcher = make(name, constraints=[never], **bounded)
+    start = time.monotonic()
+    with pytest.raises(InfeasibleConstraintError, match=r"constraints \[never\].*relax"):
+        searcher.ask()
+    assert time.monotonic() - start < 20
+
+
+@pytest.mark.parametrize("name", ["evolution", "random", "nevergrad"])
+def test_resume_gives_the_same_asks(name):
+    full = drive(make(name), 40)
+    first = make(name)
+    head = drive(first, 23)
+    resumed = make(name)
+    resumed.load_state_dict(round_trip(first.state_dict()))
+    tail = drive(resumed, 17)
+    assert head + tail == full
+    assert resumed.stats.get("replay_mismatches", 0) == 0
+
+
+@pytest.mark.parametrize("name", ["evolution", "random", "nevergrad"])
+def test_resume_reasks_archs_that_were_in_flight(name):
+    def run(interrupt: bool):
+        searcher = make(name)
+        ids = drive(searcher, 10)
+        pending = [searcher.ask() for _ in range(2)]
+        ids += [a.arch_id for a in pending]
+        if interrupt:
+            state = round_trip(searcher.state_dict())
+            searcher = make(name)
+            searcher.load_state_dict(state)
+            again = [searcher.ask() for _ in range(2)]
+            assert [a.arch_id for a in again] == ids[-2:]  # lost trials come back first
+        for arch in pending:
+            searcher.tell(arch, synthetic_result(arch))
+        return ids + drive(searcher, 15)
+
+    assert run(interrupt=True) == run(interrupt=False)
+
+
+def test_nevergrad_replay_mismatch_falls_back_without_reasking():
+    searcher = make("nevergrad")
+    head = drive(searcher, 20)
+    state = round_trip(searcher.state_dict())
+    events = state["extra"]["instances"][0]["events"]
+    first_ask = next(e for e in events if e[0] == "a")
+    first_ask[1] = "000000000000"  # pretend the optimiser proposed something else at replay
+    resumed = make("nevergrad")
+    resumed.load_state_dict(state)
+    assert resumed.stats["replay_mismatches"] == 1
+    tail = drive(resumed, 20)
+    assert not set(tail) & set(head)
+    assert resumed.is_finished()
+
+
+def test_state_of_another_searcher_or_space_is_refused():
+    state = round_trip(run_searcher(make("random", budget=5), synthetic_result).state_dict())
+    with pytest.raises(BadInputError, match="searcher"):
+        make("evolution").load_state_dict(state)
+    narrowed = SPACE.narrow({"stage_7": {"depths": [1]}})
+    other = build_searcher("random", narrowed, synthetic_latency_ms, 5)
+    with pytest.raises(BadInputError, match="space"):
+        other.load_state_dict(state)
+
+
+def test_evolution_generations():
+    searcher = make("evolution", budget=30, population_size=12, selection_num=6, lgs_groups=4)
+    gen0 = [searcher.ask() for _ in range(12)]
+    assert all(a is not None for a in gen0)
+    assert searcher.ask() is None and not searcher.is_finished()  # waits for the whole generation
+    tags = [searcher.tags(a) for a in gen0]
+    assert {t["generation"] for t in tags} == {0}
+    assert sorted(t["lgs_group"] for t in tags) == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
+    for arch in gen0[:-1]:
+        searcher.tell(arch, synthetic_result(arch))
+    assert searcher.ask() is None
+    searcher.tell(gen0[-1], synthetic_result(gen0[-1]))
+    gen1 = [searcher.ask() for _ in range(6)]
+    assert all(a is not None and searcher.tags(a)["generation"] == 1 for a in gen1)
+    assert searcher.ask() is None
+    for arch in gen1:
+        searcher.tell(arch, synthetic_result(arch))
+    run_searcher(searcher, synthetic_result)
+    assert searcher.results_frame()["generation"].value_counts().sort_index().tolist() == [12, 6, 6, 6]
+
+    limited = run_searcher(make("evolution", budget=100, population_size=12, selection_num=6, generations=2),
+                           synthetic_result)
+    assert limited.num_told == 18 and limited.is_finished()
+
+
+def test_evolution_initial_population_covers_latency_groups():
+    searcher = make("evolution", budget=40, population_size=40, lgs_groups=5)
+    archs = [searcher.ask() for _ in range(40)]
+    width = (MAX_MS - MIN_MS) / 5
+    groups = [min(int((synthetic_latency_ms(a) - MIN_MS) / width), 4) for a in archs]
+    counts = [groups.count(g) for g in range(5)]
+    assert min(counts) >= 3 and max(counts) <= 16, counts  # 8 expected per group
+
+
+def test_evolution_children_come_from_selected_parents():
+    """With mutation off and crossover on, every child's stages/levels are copies of two population members."""
+    searcher = run_searcher(make("evolution", budget=24, population_size=16, selection_num=8, mutation_prob=0.0,
+                                 crossover_prob=0.5), synthetic_result)
+    frame = searcher.results_frame()
+    population = [r.arch for r in searcher.records[:16]]
+    for record in searcher.records[16:]:
+        child = record.arch
+        parts = [child.backbone[i] for i in range(8)] + list(child.transport) + list(child.decoder)
+        for j, part in enumerate(parts):
+            pool = [(a.backbone + a.transport + a.decoder)[j] for a in population]
+            assert part in pool
+    assert (frame["generation"] == 1).sum() == 8
+
+
+def test_evolution_failed_evaluations_are_refilled_from_lgs():
+    searcher = make("evolution", budget=24, population_size=16, selection_num=8)
+    while not searcher.is_finished():
+        arch = searcher.ask()
+        searcher.tell(arch, {"max_fmeasure": math.nan})
+    assert searcher.stats["failed_evaluations"] == 24
+    assert searcher.stats["lgs_refills"] == 1
+    assert all(searcher.tags(r.arch)["lgs_group"] >= 0 for r in searcher.records)
+
+
+def test_tell_checks_the_arch():
+    searcher = make("random")
+    arch = searcher.ask()
+    with pytest.raises(ValueError, match="never asked"):
+        searcher.tell(sample_max(SPACE), {"max_fmeasure": 0.5})
+    searcher.tell(arch, {"max_fmeasure": 0.5})
+    with pytest.raises(ValueError, match="already told"):
+        searcher.tell(arch, {"max_fmeasure": 0.5})
+    assert searcher.records[0].latency_ms == pytest.approx(synthetic_latency_ms(arch))  # from latency_fn
+
+
+@pytest.mark.parametrize("optimizer", ["DE", "PortfolioDiscreteOnePlusOne", "TwoPointsDE"])
+def test_nevergrad_optimizers_by_name(optimizer):
+    searcher = run_searcher(make("nevergrad", budget=24, optimizer=optimizer), synthetic_result)
+    frame = searcher.results_frame()
+    assert len(frame) == 24 and frame["arch_id"].is_unique
+    # each budget instance only evaluates archs under its budget
+    assert (frame["latency_ms"] <= frame["budget_ms"] + 1e-9).all()
+
+
+def test_nevergrad_minimises_a_min_metric():
+    def result(arch):
+        return {"mae": 1.0 - synthetic_accuracy(arch), "latency_ms": synthetic_latency_ms(arch)}
+
+    searcher = run_searcher(make("nevergrad", budget=40, metric="mae", mode="min", num_budgets=1), result)
+    maes = searcher.results_frame()["mae"].to_numpy()
+    assert maes[-10:].min() < maes[:5].min()  # the single unconstrained instance improves
+
+
+def test_build_searcher_errors():
+    with pytest.raises(BadInputError, match="unknown searcher 'bayes'"):
+        build_searcher("bayes", SPACE, synthetic_latency_ms, 10)
+    with pytest.raises(BadInputError, match=r"unknown parameters \['population'\]"):
+        build_searcher("evolution", SPACE, synthetic_latency_ms, 10, population=5)
+    with pytest.raises(BadInputError, match="did you mean"):
+        build_searcher("nevergrad", SPACE, synthetic_latency_ms, 10, optimizer="NGopt")
+    with pytest.raises(BadInputError, match="budget"):
+        build_searcher("random", SPACE, synthetic_latency_ms, 0)
+    with pytest.raises(BadInputError, match="crossover_prob"):
+        build_searcher("evolution", SPACE, synthetic_latency_ms, 10, crossover_prob=1.5)
+
+
+def tiny_space():
+    """27 architectures: only stage_5's layer widths and decoder level 0's connections/kernels vary."""
+    stages = {n: {"widths": [min(SPACE.stage(n).widths)], "depths": [min(SPACE.stage(n).depths)], "kernels": [3]}
+              for n in STAGE_NAMES}
+    stages["stage_5"] = {"widths": [112, 116, 120], "depths": [2], "kernels": [3]}
+    transport = {f"level_{i}": {"connections": [i], "kernels": [3]} for i in range(5)}
+    decoder = {f"level_{i}": {"connections": [i, i + 1] if i < 4 else [4], "kernels": [3]} for i in range(5)}
+    decoder["level_0"] = {"connections": [0, 1], "kernels": [3, 5]}
+    return SPACE.narrow(stages, transport, decoder)
+
+
+@pytest.mark.parametrize("name, params", [
+    ("random", {"max_tries": 200}),
+    ("evolution", {"population_size": 8, "selection_num": 4, "lgs_groups": 3}),
+    ("nevergrad", {"num_budgets": 3, "max_tries_per_ask": 10}),
+])
+def test_exhausted_space_finishes_early(name, params):
+    space = tiny_space()
+    assert space.cardinality() == 27
+    searcher = run_searcher(build_searcher(name, space, synthetic_latency_ms, 50, 0, **params), synthetic_result)
+    assert searcher.is_finished()
+    assert 20 <= searcher.num_told <= 27
+    assert len({r.arch.arch_id for r in searcher.records}) == searcher.num_told
