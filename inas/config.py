@@ -99,6 +99,189 @@ class ModelConfig(Section):
         return sorted(set(v))
 
 
+class LutDeviceConfig(Section):
+    """One target device of the latency tables: measured by Ray actors pinned to the nodes offering `resource`."""
+
+    name: str = Field(
+        ..., pattern=r"^[A-Za-z0-9_.-]+$", description="device name; its table is `<out_dir>/<name>.parquet`"
+    )
+    resource: str | None = Field(
+        None,
+        description="Ray resource that pins the device's actors to a node: a custom resource given with `ray start "
+        "--resources '{\"device:xeon\": 1}'`, or `GPU`; default `device:<name>`",
+    )
+    backend: Literal["onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda"] = Field(
+        "onnxruntime", description="runtime that times the blocks (the *-cuda ones need a GPU on the node)"
+    )
+    threads: int = Field(1, gt=0, description="intra-op threads of the runtime")
+    batch: int = Field(1, gt=0, description="images per timed forward pass")
+    actors: int = Field(1, gt=0, description="measuring actors of this device (blocks are shared among them)")
+
+    @property
+    def ray_resource(self) -> str:
+        return self.resource or f"device:{self.name}"
+
+
+class LutConfig(Section):
+    """Latency lookup tables (`lut`, `lut validate`): devices, input size, timing repeats, output folder."""
+
+    devices: list[LutDeviceConfig] = Field(
+        default_factory=lambda: [LutDeviceConfig(name="cpu")], description="target devices, all measured in one run"
+    )
+    input_size: list[int] | None = Field(
+        None, description="[H, W] input the blocks are timed at (multiples of 32); default data.image_size square"
+    )
+    warmup_runs: int = Field(10, ge=0, description="untimed runs before timing a block or a network")
+    runs: int = Field(50, gt=0, description="timed runs per block or network; the table keeps their median")
+    out_dir: Path = Field(Path("runs/lut"), description="folder of the tables `<device>.parquet` (`-o` overrides)")
+    flush_every: int = Field(25, gt=0, description="rewrite a device's table after this many new blocks (resumable)")
+    node_lock: bool = Field(
+        True, description="devices on the same node take turns (one measurement at a time per node) so they do "
+        "not disturb each other's timings"
+    )
+    drop_preempted_runs: bool = Field(
+        True, description="single-thread CPU devices: drop timed runs during which another process took the core "
+        "(wall time > thread CPU time + 5 %) and time more instead; no effect on a dedicated device"
+    )
+
+    @field_validator("input_size")
+    @classmethod
+    def _input_size(cls, v: list[int] | None) -> list[int] | None:
+        if v is not None and (len(v) != 2 or any(s <= 0 or s % 32 for s in v)):
+            raise ValueError(f"must be [H, W], positive multiples of 32, got {v}")
+        return v
+
+    @field_validator("devices")
+    @classmethod
+    def _unique_names(cls, v: list[LutDeviceConfig]) -> list[LutDeviceConfig]:
+        names = [d.name for d in v]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"must list at least one device, with unique names, got {names}")
+        return v
+
+
+class SearcherConfig(Section):
+    """One searcher of a `search` run: its kind, evaluation budget, parallel trials and own parameters."""
+
+    kind: Literal["evolution", "nevergrad", "random"] = Field(..., description="searcher algorithm")
+    label: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$", description="name in the results' `searcher` column; default the kind"
+    )
+    budget: int = Field(100, gt=0, description="architectures this searcher evaluates in all")
+    concurrent_trials: int = Field(1, gt=0, description="Tune trials of this searcher running at the same time")
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="the searcher's keyword parameters (e.g. population_size, optimizer)"
+    )
+
+    @property
+    def name(self) -> str:
+        return self.label or self.kind
+
+
+class SearchConfig(Section):
+    """Architecture search (`search`): searchers run in parallel under Ray Tune, sharing the cluster."""
+
+    searchers: list[SearcherConfig] = Field(
+        default_factory=lambda: [SearcherConfig(kind="evolution")], description="searchers run side by side"
+    )
+    archs_per_trial: int = Field(4, gt=0, description="architectures evaluated per Tune trial (amortises overhead)")
+    bn_recalibration_batches: int = Field(
+        100, gt=0, description="training batches (fixed seeded subset) for precise-BN per architecture"
+    )
+    val_batch_size: int = Field(1, gt=0, description="validation batch size of the accuracy evaluator")
+    cpus_per_trial: float = Field(1.0, gt=0, description="Ray CPUs reserved by one evaluation trial")
+    gpus_per_trial: float = Field(0.0, ge=0, description="Ray GPUs reserved by one evaluation trial")
+    supernet: Path | None = Field(None, description="trained supernet checkpoint (`--supernet` overrides)")
+    lut_dir: Path | None = Field(None, description="folder of the latency tables; default lut.out_dir")
+    devices: list[str] | None = Field(
+        None, description="devices whose latency is recorded (first = the one searchers use); default lut.devices"
+    )
+    latency_budgets_ms: list[float] = Field(
+        default_factory=list, description="latency budgets of the summary's best-arch table; empty = 4 quantiles"
+    )
+    out_dir: Path = Field(Path("runs/search"), description="output folder (`-o` overrides)")
+
+    @field_validator("searchers")
+    @classmethod
+    def _unique_searchers(cls, v: list[SearcherConfig]) -> list[SearcherConfig]:
+        names = [s.name for s in v]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"must list at least one searcher, with unique labels, got {names}")
+        return v
+
+    @field_validator("latency_budgets_ms")
+    @classmethod
+    def _positive_budgets(cls, v: list[float]) -> list[float]:
+        if any(b <= 0 for b in v):
+            raise ValueError(f"every budget must be > 0 ms, got {v}")
+        return sorted(v)
+
+
+class TrainClusterConfig(Section):
+    """`train --cluster`: the same training loop on every worker of a Ray cluster (Ray Train TorchTrainer, DDP)."""
+
+    workers: int = Field(2, gt=0, description="training workers (DDP ranks); `--workers` overrides")
+    use_gpu: bool | None = Field(None, description="one GPU per worker (NCCL); null = when the cluster has GPUs")
+    cpus_per_worker: float = Field(1.0, gt=0, description="Ray CPUs reserved by one worker")
+    max_failures: int = Field(
+        3, ge=-1, description="worker-group restarts (from the last checkpoint) before giving up; -1 = unlimited"
+    )
+
+
+class TrainConfig(Section):
+    """Supernet training (`train`): sandwich rule, in-place distillation, Adam, warm-up + polynomial decay."""
+
+    iterations: int = Field(26400, gt=0, description="optimiser steps in all (one step = all sandwich sub-networks)")
+    lr: float = Field(2e-4, gt=0, description="backbone learning rate (Adam)")
+    head_lr_multiplier: float = Field(
+        10.0, gt=0, description="learning-rate factor of every non-backbone parameter (transport, decoder, heads)"
+    )
+    betas: tuple[float, float] = Field((0.9, 0.99), description="Adam betas, each in [0, 1)")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay")
+    warmup_iterations: int = Field(1000, ge=0, description="linear learning-rate warm-up from lr / warmup to lr")
+    lr_power: float = Field(0.9, gt=0, description="polynomial decay power after warm-up (to 0 at the last step)")
+    random_subnets: int = Field(2, ge=0, description="uniformly sampled sub-networks per step besides max and min")
+    distillation: bool = Field(
+        True, description="in-place distillation: sub-networks other than max learn the max network's final map; "
+        "false = every sub-network learns from the labels"
+    )
+    distill_weight: float | None = Field(
+        None, ge=0, description="weight of the distillation loss; null = task default (sod 1.0 MSE, seg 0.2 KL)"
+    )
+    side_output_weight: float = Field(0.4, ge=0, description="weight of each side output (levels > 0) in the losses")
+    init_checkpoint: Path | None = Field(
+        None, description="weights to start from: our supernet file or an original iNAS checkpoint (pretrained)"
+    )
+    init_format: Literal["auto", "inas", "original", "backbone"] = Field(
+        "auto", description="init_checkpoint: inas = our supernet file, original = an original iNAS supernet, "
+        "auto = ours when the file says so, else original; backbone = only its `backbone.*` tensors (e.g. an "
+        "ImageNet-pretrained backbone), cut to this space, the rest keeps its initialisation"
+    )
+    checkpoint_every: int = Field(1000, gt=0, description="iterations between checkpoints (and one at the end)")
+    log_every: int = Field(20, gt=0, description="iterations between rows of metrics.csv / TensorBoard points")
+    validate_every: int = Field(
+        5000, ge=0, description="iterations between validations of max, min and a fixed random sub-network "
+        "(after BN recalibration); 0 = only at the end"
+    )
+    validate_at_start: bool = Field(False, description="validate before the first iteration of a fresh run")
+    validate_at_end: bool = Field(True, description="validate once more after the last iteration")
+    val_images: int | None = Field(None, gt=0, description="validate on the first N images of data.val_list only")
+    bn_recalibration_batches: int = Field(
+        100, gt=0, description="training batches (fixed seeded subset, no augmentation) for precise-BN per validation"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="local run: auto = cuda when available")
+    threads: int | None = Field(None, gt=0, description="torch intra-op threads of a local run; null = torch default")
+    out_dir: Path = Field(Path("runs/train"), description="run folder: checkpoints, logs, supernet.pt (`-o` overrides)")
+    cluster: TrainClusterConfig = Field(default_factory=TrainClusterConfig)
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, v: tuple[float, float]) -> tuple[float, float]:
+        if any(not 0.0 <= b < 1.0 for b in v):
+            raise ValueError(f"each beta must be in [0, 1), got {list(v)}")
+        return v
+
+
 class ExperimentConfig(Section):
     """One experiment: the task, the space, the data and the model (later: train, lut, search)."""
 
@@ -107,6 +290,9 @@ class ExperimentConfig(Section):
     space: SpaceConfig = Field(default_factory=SpaceConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
+    lut: LutConfig = Field(default_factory=LutConfig)
+    search: SearchConfig = Field(default_factory=SearchConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
 
     @property
     def num_classes(self) -> int:

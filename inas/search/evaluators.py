@@ -148,7 +148,8 @@ _WORKER_EVALUATORS: dict[str, AccuracyEvaluator] = {}
 
 def worker_evaluator(payload: Mapping[str, Any], setup: Mapping[str, Any]) -> AccuracyEvaluator:
     """The accuracy evaluator of this process for (`payload["key"]`, `setup`), built once: the supernet from the
-    payload, the batches from `setup` ({"data": DataConfig dump, "task", "bn_batches", "val_batch_size", "seed"})."""
+    payload, the batches from `setup` ({"data": DataConfig dump, "task", "bn_batches", "val_batch_size", "seed",
+    optional "cuda": put the supernet on the GPU when one is visible})."""
     from inas.config import DataConfig
 
     cache_key = payload["key"] + json.dumps(setup, sort_keys=True, default=str)
@@ -157,7 +158,10 @@ def worker_evaluator(payload: Mapping[str, Any], setup: Mapping[str, Any]) -> Ac
         _WORKER_EVALUATORS.clear()  # one supernet per process
         data = load_eval_data(DataConfig.model_validate(setup["data"]), setup["task"], int(setup["bn_batches"]),
                               int(setup["val_batch_size"]), int(setup["seed"]))
-        evaluator = AccuracyEvaluator(supernet_from_payload(payload), data, setup["task"], int(setup["bn_batches"]))
+        supernet = supernet_from_payload(payload)
+        if setup.get("cuda") and torch.cuda.is_available():  # trials given a GPU (search.gpus_per_trial > 0)
+            supernet = supernet.to("cuda")
+        evaluator = AccuracyEvaluator(supernet, data, setup["task"], int(setup["bn_batches"]))
         _WORKER_EVALUATORS[cache_key] = evaluator
     return evaluator
 

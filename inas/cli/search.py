@@ -1,0 +1,43 @@
+"""`search -c CONFIG [--address ADDR] [--resume] [-o OUT_DIR] [--supernet CKPT]`: Ray Tune architecture search.
+
+Every searcher of `search.searchers` runs in one Tune run (see `inas.search.driver`). Re-running the same command
+on the same output folder continues a killed or finished search (with a larger budget it goes on) instead of
+starting over. Under `ray job submit --address http://127.0.0.1:8265 --working-dir . -- python -m inas.run search
+-c CONFIG` the job joins that cluster through RAY_ADDRESS, which Ray sets for the job.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from inas.cli.common import add_config_argument, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_config_argument(parser)
+    parser.add_argument("-o", "--out", default=None, help="output folder (default: search.out_dir of the config)")
+    parser.add_argument("--supernet", default=None, help="supernet checkpoint (default: search.supernet)")
+    parser.add_argument("--lut-dir", default=None,
+                        help="folder of the latency tables `<device>.parquet` (default: search.lut_dir, lut.out_dir)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join (e.g. auto, ray://head:10001); default: RAY_ADDRESS if set, else "
+                        "start a local Ray with every CPU of this machine")
+    parser.add_argument("--resume", action="store_true",
+                        help="require a previous run in the output folder and continue it (a re-run continues "
+                        "anyway when one is there)")
+    parser.add_argument("--no-dashboard", action="store_true", help="local Ray: do not start the dashboard")
+
+
+def main(args: argparse.Namespace) -> int:
+    from inas.search.driver import prepare_search, run_search
+
+    config = config_from_args(args)
+    setup = prepare_search(config, args.out, args.supernet, args.lut_dir, resume=args.resume)
+    done = len(setup.table)
+    print(f"search: {len(setup.searchers)} searchers ({', '.join(setup.searchers)}), output {setup.out_dir}"
+          + (f", resuming with {done} evaluations" if setup.resumed else ""), flush=True)
+    result = run_search(setup, address=args.address, dashboard=not args.no_dashboard)
+    print(result.summary)
+    print(f"wrote {result.out_dir / 'evaluations.parquet'}, {result.out_dir / 'pareto.parquet'} and "
+          f"{len(result.pareto)} architectures in {result.out_dir / 'front'}")
+    return 0

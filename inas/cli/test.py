@@ -1,0 +1,95 @@
+"""`test MODEL -c CONFIG [-o OUT_DIR] [--save-maps]`: evaluate a stand-alone model (.pt) or an ONNX export on every
+test list of the config; prints a table and writes metrics.csv and metrics.parquet (one row per data set)."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from inas.cli.common import add_config_argument
+from inas.config import load_config
+from inas.deploy.evaluate import eval_input_hw, evaluate_model
+from inas.deploy.onnx_export import check_input_hw
+from inas.deploy.runtime import load_predictor
+from inas.errors import BadInputError
+from inas.io import atomic_write_parquet, atomic_write_text
+from inas.metrics import PROTOCOLS
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="model file: .pt from `convert` or .onnx from `export`")
+    add_config_argument(parser, required=True)
+    parser.add_argument("-o", "--output", default=None,
+                        help="output folder for metrics.csv / metrics.parquet / maps (default: <MODEL>-test beside "
+                             "the model)")
+    parser.add_argument("--save-maps", action="store_true",
+                        help="also write the predicted maps to OUT_DIR/maps/<dataset>/<image>.png")
+    parser.add_argument("--lists", nargs="+", default=None,
+                        help="list files to evaluate instead of the config's data.test_lists")
+    parser.add_argument("--size", type=int, default=None,
+                        help="network input side S x S (multiple of 32; default: the model's fixed size, else the "
+                             "config's data.image_size for SOD and each image's own size for segmentation)")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="standard", help="metric protocol")
+    parser.add_argument("--batch-size", type=int, default=None, help="evaluation batch size (default: data.batch_size)")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's default)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def format_metrics_table(frame: pd.DataFrame) -> str:
+    """Fixed-width text table: strings and ints as they are, floats with 4 decimals."""
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return "nan" if math.isnan(value) else f"{value:.4f}"
+        return str(value)
+
+    columns = list(frame.columns)
+    cells = [[cell(v) for v in row] for row in frame.itertuples(index=False)]
+    widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)) for r in cells]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    if args.threads is not None:
+        if args.threads < 1:
+            raise BadInputError(f"must be >= 1, got {args.threads}", key="--threads")
+        torch.set_num_threads(args.threads)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise BadInputError(f"must be >= 1, got {args.batch_size}", key="--batch-size")
+    config = load_config(args.config)
+    predictor = load_predictor(args.model, threads=args.threads)
+    info = predictor.info
+    if info.task != config.task:
+        raise BadInputError(f"the model is a {info.task!r} model but the config's task is {config.task!r}",
+                            path=args.model)
+    if info.task == "seg" and info.num_classes != config.data.num_classes:
+        raise BadInputError(f"the model predicts {info.num_classes} classes but data.num_classes is "
+                            f"{config.data.num_classes}", path=args.model)
+    if args.size is not None:
+        check_input_hw((args.size, args.size))
+        if predictor.fixed_hw is not None and (args.size, args.size) != predictor.fixed_hw:
+            raise BadInputError(f"this ONNX model has a fixed input size {predictor.fixed_hw[0]} x "
+                                f"{predictor.fixed_hw[1]}; drop --size or re-export with --dynamic", key="--size")
+    input_hw = eval_input_hw(predictor, config.data, info.task, args.size)
+    model_path = Path(args.model)
+    out_dir = Path(args.output) if args.output else model_path.parent / f"{model_path.name}-test"
+    start = time.perf_counter()
+    frame = evaluate_model(predictor, config.data, list_names=args.lists, input_hw=input_hw,
+                           protocol=args.protocol, batch_size=args.batch_size,
+                           maps_dir=out_dir / "maps" if args.save_maps else None, progress=not args.no_progress)
+    seconds = time.perf_counter() - start
+    size = "own size" if input_hw is None else f"{input_hw[0]} x {input_hw[1]}"
+    print(f"{model_path.name} ({predictor.backend}, arch {info.arch.arch_id}, {info.task}, input {size}, "
+          f"{args.protocol} protocol, {seconds:.1f} s)")
+    print(format_metrics_table(frame))
+    atomic_write_text(out_dir / "metrics.csv", frame.to_csv(index=False, float_format="%.17g"))
+    atomic_write_parquet(out_dir / "metrics.parquet", frame)
+    print(f"wrote {out_dir / 'metrics.csv'} and metrics.parquet" + (f", maps in {out_dir / 'maps'}"
+                                                                   if args.save_maps else ""))
+    return 0

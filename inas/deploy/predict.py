@@ -1,0 +1,104 @@
+"""Prediction on a folder of images: one PNG per readable image, written at the image's original size.
+
+- SOD: an 8-bit grayscale saliency map, 0..255 (`inas.deploy.maps.saliency_uint8`).
+- Segmentation: a palette PNG whose pixel values are the class ids, coloured with the Cityscapes palette
+  (`inas.deploy.palette.colorize`).
+
+Every regular, non-hidden file directly inside the input folder is tried (not recursive). A file that cannot be read
+as an image (corrupt, truncated, not an image at all) is skipped and listed in the report, never an exception; so is
+a second input with the same file stem as an earlier one (the outputs would collide). Outputs are `<stem>.png` in the
+output folder, each written atomically. Inputs are resized to the network input size (bilinear), outputs back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+from tqdm import tqdm
+
+from inas.data import image_to_input, load_rgb
+from inas.deploy.maps import saliency_uint8, segmentation_labels
+from inas.deploy.palette import colorize
+from inas.deploy.runtime import Predictor
+from inas.errors import BadInputError
+from inas.io import atomic_path
+
+
+@dataclass
+class PredictReport:
+    """What `predict_folder` did: outputs written, inputs skipped with the reason, wall time."""
+
+    written: list[Path] = field(default_factory=list)
+    failed: list[tuple[Path, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        total = len(self.written) + len(self.failed)
+        rate = len(self.written) / self.seconds if self.seconds > 0 else 0.0
+        return (f"{len(self.written)} of {total} images predicted, {len(self.failed)} skipped "
+                f"({self.seconds:.1f} s, {rate:.1f} images/s)")
+
+
+def list_inputs(folder: str | Path) -> list[Path]:
+    """The regular, non-hidden files directly inside `folder`, sorted by name (BadInputError if none)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise BadInputError("the input folder does not exist or is not a folder", path=root)
+    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
+    if not files:
+        raise BadInputError("the input folder holds no files", path=root)
+    return files
+
+
+def _read_image(path: Path) -> tuple[Image.Image | None, str]:
+    """(RGB image, "") or (None, reason): a bad file is a result, never an exception."""
+    try:
+        return load_rgb(path), ""
+    except BadInputError as exc:
+        return None, str(exc).removeprefix(f"{path}: ")
+    except Exception as exc:  # noqa: BLE001 - e.g. DecompressionBombError, odd modes: skip the file, report why
+        return None, f"image file cannot be read ({exc.__class__.__name__}: {exc})"
+
+
+def predict_image(predictor: Predictor, image: Image.Image, input_hw: tuple[int, int]) -> Image.Image:
+    """The output PNG image (original size) for one RGB image."""
+    info = predictor.info
+    size_hw = (image.height, image.width)
+    maps = predictor(image_to_input(image, input_hw)[None])
+    if info.task == "sod":
+        return Image.fromarray(saliency_uint8(maps, size_hw, info.head_activation).numpy())
+    return colorize(segmentation_labels(maps, size_hw).numpy(), info.num_classes)
+
+
+def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | Path, *,
+                   input_hw: tuple[int, int] | None = None, progress: bool = True) -> PredictReport:
+    """Predict every image of `input_dir` into `out_dir` (see the module docstring). `input_hw` defaults to the
+    model's fixed input size, else its stored input size."""
+    files = list_inputs(input_dir)
+    input_hw = input_hw or predictor.fixed_hw or predictor.info.input_hw
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise BadInputError("the output path exists and is not a folder", path=out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = PredictReport()
+    start = time.perf_counter()
+    seen: dict[str, Path] = {}
+    for path in tqdm(files, desc="predict", unit="img", disable=not progress):
+        if path.stem in seen:
+            report.failed.append((path, f"same file stem as {seen[path.stem].name}; output would collide"))
+            continue
+        image, reason = _read_image(path)
+        if image is None:
+            report.failed.append((path, reason))
+            continue
+        seen[path.stem] = path
+        result = predict_image(predictor, image, input_hw)
+        target = out / f"{path.stem}.png"
+        with atomic_path(target) as tmp:
+            result.save(tmp, format="PNG")
+        report.written.append(target)
+    report.seconds = time.perf_counter() - start
+    return report

@@ -1,0 +1,45 @@
+"""Who runs the training loop: `LocalContext` (this process, no Ray) or, under `--cluster`, the Ray Train worker
+context in `inas.train.cluster`. The loop only talks to this interface, so both paths run the same code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from inas.errors import BadInputError
+
+        raise BadInputError("device 'cuda' requested but no CUDA device is available", key="train.device")
+    return torch.device(name)
+
+
+class LocalContext:
+    """One process, rank 0 of 1: no wrapping, no reporting, no barrier."""
+
+    rank = 0
+    world_size = 1
+    distributed = False
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        return model
+
+    def latest_checkpoint(self) -> Path | None:
+        """A checkpoint handed over by the runner (Ray after a worker failure); None locally."""
+        return None
+
+    def report(self, metrics: dict[str, Any], checkpoint: Path | None = None) -> None:
+        """Metrics (and the path of a just-written checkpoint) for the runner; nothing to do locally."""
+
+    def barrier(self) -> None:
+        """Wait for every rank (no-op locally)."""

@@ -1,0 +1,105 @@
+"""What a training run logs in its folder: `metrics.csv` (one row per logged step), `validation.csv` (one row per
+validated sub-network), TensorBoard event files under `tb/`.
+
+Both CSV files are append-safe across resume: when a run restarts from the checkpoint of iteration k, rows of
+iterations > k (logged after that checkpoint by the interrupted run) are dropped first (an atomic rewrite), so
+every iteration appears once. The TensorBoard writer purges events after k the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from inas.io import atomic_write_text
+
+METRICS_CSV = "metrics.csv"
+VALIDATION_CSV = "validation.csv"
+TENSORBOARD_DIR = "tb"
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.6g}"
+    return str(value)
+
+
+class CsvLog:
+    """A CSV file with a fixed header, appended row by row (flushed), truncated to `iteration <= start` on open."""
+
+    def __init__(self, path: Path, columns: Sequence[str], start_iteration: int) -> None:
+        self.path = Path(path)
+        self.columns = list(columns)
+        kept: list[dict[str, str]] = []
+        if self.path.exists():
+            with self.path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                if reader.fieldnames == self.columns:
+                    kept = [row for row in reader if _iteration(row) <= start_iteration]
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(kept)
+        atomic_write_text(self.path, buffer.getvalue())
+        self._handle = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.DictWriter(self._handle, fieldnames=self.columns, lineterminator="\n",
+                                      extrasaction="ignore")
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        self._writer.writerow({k: _format(row.get(k, "")) for k in self.columns})
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def _iteration(row: Mapping[str, str]) -> int:
+    try:
+        return int(row.get("iteration") or 0)
+    except ValueError:
+        return 0
+
+
+class RunLog:
+    """metrics.csv + validation.csv + TensorBoard of one run folder (used by rank 0 only)."""
+
+    def __init__(self, run_dir: Path, subnet_names: Sequence[str], metric_names: Sequence[str],
+                 start_iteration: int, tensorboard: bool = True) -> None:
+        self.metric_names = list(metric_names)
+        train_columns = ["iteration", "epoch", "lr", "loss"] + [f"loss_{n}" for n in subnet_names]
+        train_columns += ["images_per_s", "elapsed_s"]
+        self.metrics = CsvLog(run_dir / METRICS_CSV, train_columns, start_iteration)
+        self.validation = CsvLog(run_dir / VALIDATION_CSV,
+                                 ["iteration", "subnet", "arch_id", *self.metric_names, "eval_s"], start_iteration)
+        self.writer = None
+        if tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=start_iteration + 1)
+
+    def log_train(self, row: Mapping[str, Any]) -> None:
+        self.metrics.write(row)
+        if self.writer is not None:
+            step = int(row["iteration"])
+            for key, value in row.items():
+                if key not in ("iteration", "epoch") and isinstance(value, (int, float)):
+                    self.writer.add_scalar(f"train/{key}", value, step)
+
+    def log_validation(self, iteration: int, subnet: str, arch_id: str, metrics: Mapping[str, float],
+                       eval_s: float) -> None:
+        self.validation.write({"iteration": iteration, "subnet": subnet, "arch_id": arch_id, **metrics,
+                               "eval_s": eval_s})
+        if self.writer is not None:
+            for key in self.metric_names:
+                if key in metrics:
+                    self.writer.add_scalar(f"val_{subnet}/{key}", metrics[key], iteration)
+
+    def close(self) -> None:
+        self.metrics.close()
+        self.validation.close()
+        if self.writer is not None:
+            self.writer.close()

@@ -1,0 +1,305 @@
+"""Search driver: bad inputs fail before Ray starts; the Tune searcher (driven here by a simulated Tune loop, no
+cluster) respects per-searcher concurrency and budgets, batches archs, serves known archs from the table, writes the
+contract files, and resumes after an interruption without evaluating any done arch again. Slow: the real thing on a
+local Ray, and kill -9 of the CLI followed by a re-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_search_evaluators import make_problem
+
+from inas.errors import BadInputError
+from inas.search.driver import (
+    EVALUATIONS_FILE,
+    PARETO_FILE,
+    STATE_FILE,
+    evaluate_batch,
+    make_tune_searcher,
+    prepare_search,
+    save_state,
+    write_front,
+)
+from inas.search.searchers import build_searcher
+from inas.search.testing import synthetic_accuracy
+from inas.space import arch_from_json
+
+REPO = Path(__file__).resolve().parents[1]
+SEARCHERS = [{"kind": "random", "budget": 5, "concurrent_trials": 2},
+             {"kind": "evolution", "budget": 6, "params": {"population_size": 4, "selection_num": 2, "lgs_groups": 2}}]
+
+
+@pytest.fixture(scope="module")
+def problem_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("driver")
+    make_problem(root)
+    return root
+
+
+def fake_evaluate(calls: list[str]):
+    """A cheap deterministic stand-in for the accuracy evaluator that records what it scores."""
+
+    def evaluate(arch):
+        calls.append(arch.arch_id)
+        return {"max_fmeasure": synthetic_accuracy(arch), "mae": 1 - synthetic_accuracy(arch), "eval_seconds": 0.01}
+
+    return evaluate
+
+
+def simulate(setup, calls: list[str], archs_per_trial: int = 2, stop_after: int | None = None) -> dict:
+    """Drive the Tune searcher like Tune does: suggest until None, complete the oldest trial, repeat."""
+    tuner_searcher = make_tune_searcher(setup, archs_per_trial)
+    live: dict[str, dict] = {}
+    counter = 0
+    peak: dict[str, int] = {}
+    completed = 0
+    while True:
+        while True:
+            counter += 1
+            suggestion = tuner_searcher.suggest(f"t{counter}")
+            if suggestion is None or suggestion == "FINISHED":
+                break
+            assert 1 <= len(suggestion["archs"]) <= archs_per_trial
+            live[f"t{counter}"] = suggestion
+            running = sum(1 for s in live.values() if s["searcher"] == suggestion["searcher"])
+            peak[suggestion["searcher"]] = max(peak.get(suggestion["searcher"], 0), running)
+        if suggestion == "FINISHED":
+            break
+        assert live, "the searcher waits with nothing running"
+        trial_id = next(iter(live))
+        config = live.pop(trial_id)
+        results, total = evaluate_batch(fake_evaluate(calls), setup.space, config["archs"])
+        tuner_searcher.on_trial_complete(trial_id, {"evaluations": json.dumps(results),
+                                                    "eval_seconds_total": total})
+        completed += 1
+        if stop_after is not None and completed >= stop_after:
+            return {"peak": peak, "stopped_with_live": len(live)}
+    assert not live
+    return {"peak": peak, "stats": tuner_searcher.stats}
+
+
+def test_bad_inputs_fail_before_ray(problem_root, tmp_path):
+    import ray
+
+    config, _ = make_problem(problem_root)
+    with pytest.raises(BadInputError, match="supernet checkpoint not found"):
+        prepare_search(config, tmp_path / "out", supernet_path=tmp_path / "missing.pt")
+    with pytest.raises(BadInputError, match="latency table not found"):
+        prepare_search(config, tmp_path / "out", lut_dir=tmp_path)
+    bad_param, _ = make_problem(problem_root, searchers=[{"kind": "random", "params": {"populaton": 3}}])
+    with pytest.raises(BadInputError, match=r"search.searchers\[0\].*unknown parameters"):
+        prepare_search(bad_param, tmp_path / "out")
+    with pytest.raises(BadInputError, match="search.searchers.0.kind"):
+        make_problem(problem_root, searchers=[{"kind": "annealing"}])
+    with pytest.raises(BadInputError, match="nothing to resume"):
+        prepare_search(config, tmp_path / "out", resume=True)
+    assert not ray.is_initialized()
+
+
+def test_foreign_checkpoint_is_refused(problem_root, tmp_path):
+    from inas.config import parse_config
+
+    config, _ = make_problem(problem_root)
+    doc = config.model_dump(mode="json")
+    doc["space"]["stages"]["stem"] = {"widths": [36]}
+    other = parse_config(doc, "test")
+    with pytest.raises(BadInputError, match="different search space"):
+        _prepare_with_tables_of(other, tmp_path)
+
+
+def _prepare_with_tables_of(config, tmp_path):
+    """The foreign-space config with tables covering its space, so the checkpoint check is what fails."""
+    from test_search_evaluators import DEVICES, fake_table
+
+    from inas.latency import write_table
+
+    space = config.space.build()
+    for i, device in enumerate(DEVICES):
+        write_table(tmp_path / "lut" / f"{device}.parquet", fake_table(space, device, seed=i))
+    return prepare_search(config, tmp_path / "out", lut_dir=tmp_path / "lut")
+
+
+def test_tune_searcher_runs_every_searcher_to_its_budget(problem_root, tmp_path):
+    config, _ = make_problem(problem_root, searchers=SEARCHERS)
+    setup = prepare_search(config, tmp_path / "out")
+    calls: list[str] = []
+    run = simulate(setup, calls)
+    assert run["peak"] == {"random": 2, "evolution": 1}
+    frame = pd.read_parquet(tmp_path / "out" / EVALUATIONS_FILE)
+    assert frame.groupby("searcher").size().to_dict() == {"evolution": 6, "random": 5}
+    assert len(calls) == len(set(calls)) == 11
+    assert (frame["generation"][frame["searcher"] == "evolution"] >= 0).all()
+    assert frame.loc[frame["searcher"] == "evolution", "generation"].max() >= 1
+    for column in ("latency_ms__dev_a", "latency_ms__dev_b", "params_m", "macs_g", "max_fmeasure", "mae"):
+        assert frame[column].notna().all(), column
+    state = json.loads((tmp_path / "out" / STATE_FILE).read_text())
+    assert set(state["searchers"]) == {"random", "evolution"}
+    front = write_front(tmp_path / "out", frame, "sod", "dev_a")
+    on_disk = pd.read_parquet(tmp_path / "out" / PARETO_FILE)
+    assert len(on_disk) == len(front) >= 1 and (on_disk["rank"] == 0).all()
+    assert sorted(p.stem for p in (tmp_path / "out" / "front").glob("*.json")) == sorted(front["arch_id"])
+
+
+def test_known_archs_are_served_from_the_table(problem_root, tmp_path):
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 4}])
+    setup = prepare_search(config, tmp_path / "out")
+    twin = build_searcher("random", setup.space, setup.resources.latency_ms, 4, config.seed)
+    known = [twin.ask(), twin.ask()]
+    for arch in known:  # as if an earlier run had evaluated them
+        setup.table.add({"arch_id": arch.arch_id, "arch": arch.to_json(), "searcher": "old", "generation": -1,
+                         "max_fmeasure": 0.5, "mae": 0.5, **setup.resources.evaluate(arch), "eval_seconds": 1.0,
+                         "cached": False, "trial_id": "old"})
+    calls: list[str] = []
+    simulate(setup, calls)
+    frame = setup.table.frame()
+    mine = frame[frame["searcher"] == "random"]
+    assert len(mine) == 4 and mine["cached"].sum() == 2
+    assert not set(calls) & {a.arch_id for a in known} and len(calls) == 2
+    assert (mine.loc[mine["cached"], "max_fmeasure"] == 0.5).all()
+
+
+def test_an_arch_in_flight_for_one_searcher_is_not_evaluated_for_another(problem_root, tmp_path):
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "label": "r1", "budget": 4},
+                                                     {"kind": "random", "label": "r2", "budget": 4}])
+    setup = prepare_search(config, tmp_path / "out")
+    # r2 with r1's seed asks exactly r1's archs, while r1's trials are still running
+    setup.searchers["r2"] = build_searcher("random", setup.space, setup.resources.latency_ms, 4, config.seed)
+    calls: list[str] = []
+    simulate(setup, calls)
+    frame = setup.table.frame()
+    assert len(calls) == len(set(calls)) == 4
+    assert frame.groupby("searcher").size().to_dict() == {"r1": 4, "r2": 4}
+    assert set(frame["arch_id"]) == set(calls)
+    per_arch = frame.groupby("arch_id")["cached"].agg(["sum", "size"])
+    assert (per_arch["size"] == 2).all() and (per_arch["sum"] == 1).all()  # evaluated once, served once
+
+
+def test_interrupted_search_resumes_without_reevaluating(problem_root, tmp_path):
+    config, _ = make_problem(problem_root, searchers=SEARCHERS)
+    first_calls: list[str] = []
+    run = simulate(prepare_search(config, tmp_path / "out"), first_calls, stop_after=3)
+    assert run["stopped_with_live"] >= 1  # trials were in flight when it stopped
+    done = set(pd.read_parquet(tmp_path / "out" / EVALUATIONS_FILE)["arch_id"])
+    assert len(done) == 6
+    setup = prepare_search(config, tmp_path / "out")
+    assert setup.resumed and len(setup.table) == 6
+    second_calls: list[str] = []
+    simulate(setup, second_calls)
+    assert not done & set(second_calls)
+    frame = pd.read_parquet(tmp_path / "out" / EVALUATIONS_FILE)
+    assert frame.groupby("searcher").size().to_dict() == {"evolution": 6, "random": 5}
+    assert frame["arch_id"].is_unique
+    # the same search without interruption evaluates the same archs (searchers resumed exactly)
+    calls: list[str] = []
+    simulate(prepare_search(config, tmp_path / "fresh"), calls)
+    assert set(calls) == done | set(second_calls)
+
+
+def test_rerun_of_a_finished_search_writes_outputs_without_ray(problem_root, tmp_path):
+    import ray
+
+    from inas.search.driver import run_search
+
+    config, _ = make_problem(problem_root, searchers=SEARCHERS)
+    simulate(prepare_search(config, tmp_path / "out"), [])
+    result = run_search(prepare_search(config, tmp_path / "out"), dashboard=False)
+    assert not ray.is_initialized() and result.stats.trials == 0
+    assert len(result.evaluations) == 11 and (result.pareto["rank"] == 0).all()
+    assert "front size" in result.summary and "hypervolume" in result.summary
+    assert (tmp_path / "out" / PARETO_FILE).exists() and (tmp_path / "out" / "summary.txt").exists()
+
+
+def test_save_state_is_consistent(problem_root, tmp_path):
+    config, _ = make_problem(problem_root)
+    setup = prepare_search(config, tmp_path / "out")
+    save_state(tmp_path / "out", config, setup.searchers, setup.table)
+    assert pd.read_parquet(tmp_path / "out" / EVALUATIONS_FILE).empty
+    assert json.loads((tmp_path / "out" / STATE_FILE).read_text())["task"] == "sod"
+    assert prepare_search(config, tmp_path / "out").resumed
+
+
+def test_failed_trials_and_archs_are_recorded_not_retried(problem_root, tmp_path):
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 4}])
+    setup = prepare_search(config, tmp_path / "out")
+    searcher = make_tune_searcher(setup, 2)
+    first = searcher.suggest("t1")
+    searcher.on_trial_complete("t1", None, error=True)  # the whole trial died (worker lost)
+
+    def sometimes_broken(arch):
+        if arch.arch_id == second_ids[0]:
+            raise RuntimeError("out of memory")
+        return {"max_fmeasure": 0.5, "mae": 0.5, "eval_seconds": 0.1}
+
+    second = searcher.suggest("t2")
+    second_ids = [arch_from_json(a, setup.space).arch_id for a in second["archs"]]
+    results, _ = evaluate_batch(sometimes_broken, setup.space, second["archs"])
+    assert results[second_ids[0]]["error"] == "RuntimeError: out of memory"
+    searcher.on_trial_complete("t2", {"evaluations": json.dumps(results), "eval_seconds_total": 0.1})
+    assert searcher.suggest("t3") == "FINISHED" and searcher.stats.failed_trials == 1
+    frame = setup.table.frame()
+    assert len(frame) == 4 and frame["max_fmeasure"].isna().sum() == 3
+    assert frame.loc[frame["arch_id"] == second_ids[0], "error"].item() == "RuntimeError: out of memory"
+    assert len(first["archs"]) == 2 and setup.searchers["random"].stats["failed_evaluations"] == 3
+
+
+def test_cli_bad_input_is_one_line_and_exit_code_2(problem_root, tmp_path, capsys):
+    from inas.run import main
+
+    _, config_path = make_problem(problem_root)
+    code = main(["search", "-c", str(config_path), "-o", str(tmp_path / "out"), "--supernet", str(tmp_path / "x.pt")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "supernet checkpoint not found" in err[0]
+    assert not (tmp_path / "out").exists()
+
+
+# ----- slow: real Ray ----------------------------------------------------------------------------------------------
+def _run_cli(config_path: Path, out: Path, **popen) -> subprocess.Popen:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "inas.run", "search", "-c", str(config_path), "-o", str(out), "--no-dashboard"]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            **popen)
+
+
+@pytest.mark.slow
+def test_search_on_local_ray_then_kill_and_resume(problem_root, tmp_path):
+    """Two searchers on a local Ray through the CLI; kill -9 after some trials; the re-run finishes the budgets and
+    evaluates no done arch again; the result equals an uninterrupted run."""
+    _, config_path = make_problem(problem_root, searchers=SEARCHERS)
+    out = tmp_path / "out"
+    proc = _run_cli(config_path, out, start_new_session=True)
+    deadline = time.time() + 300
+    rows = 0
+    while time.time() < deadline and proc.poll() is None:
+        path = out / EVALUATIONS_FILE
+        if path.exists():
+            rows = len(pd.read_parquet(path))
+            if rows >= 4:
+                break
+        time.sleep(0.5)
+    assert proc.poll() is None, proc.stdout.read()
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+    proc.wait()
+    done = pd.read_parquet(out / EVALUATIONS_FILE)
+    assert 4 <= len(done) < 11
+    rerun = _run_cli(config_path, out)
+    text, _ = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, text
+    assert "resuming with" in text and "front size" in text
+    frame = pd.read_parquet(out / EVALUATIONS_FILE)
+    assert frame.groupby("searcher").size().to_dict() == {"evolution": 6, "random": 5}
+    assert frame["arch_id"].is_unique  # nothing evaluated twice
+    kept = frame.set_index("arch_id").loc[done["arch_id"], "trial_id"]
+    assert (kept.to_numpy() == done["trial_id"].to_numpy()).all()  # done rows kept as they were
+    assert (out / PARETO_FILE).exists() and any((out / "front").glob("*.json"))
+    fresh = _run_cli(config_path, tmp_path / "fresh")
+    text, _ = fresh.communicate(timeout=300)
+    assert fresh.returncode == 0, text
+    assert set(pd.read_parquet(tmp_path / "fresh" / EVALUATIONS_FILE)["arch_id"]) == set(frame["arch_id"])
