@@ -87,6 +87,8 @@ class DataConfig(Section):
 
 
 class ModelConfig(Section):
+    """Network options beyond the architecture."""
+
     output_levels: list[int] = Field(
         default_factory=lambda: [0, 1, 2, 3, 4], description="decoder levels with an output head (deep supervision)"
     )
@@ -283,7 +285,7 @@ class TrainConfig(Section):
 
 
 class ExperimentConfig(Section):
-    """One experiment: the task, the space, the data and the model (later: train, lut, search)."""
+    """One experiment: the task, the space, the data, the model, training, latency tables and search."""
 
     task: Literal["sod", "seg"] = Field("sod", description="sod: salient objects (1 class); seg: segmentation")
     seed: int = Field(0, description="global seed")

@@ -1,0 +1,159 @@
+"""`demo [--quick] [-o OUT]`: the whole pipeline on synthetic data, each step one verb of `inas.run`.
+
+Steps: data synth -> train -> lut -> search -> analyze -> convert (knee model) -> export (ONNX) -> test.
+The experiment config is `experiments/demo.yaml` (or `--config`), with `--quick` shrinking every size; the paths are
+rewritten into OUT and the resolved config is saved as OUT/config.yaml. Each finished step leaves a marker in
+OUT/.done/, so re-running the command reuses finished steps (and an interrupted step resumes where the verb can).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from inas.config import parse_config
+from inas.errors import BadInputError
+from inas.io import atomic_write_text
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
+
+# --quick: a smoke run of every step (CI), minutes on 2 cores.
+QUICK_OVERRIDES: dict[str, Any] = {
+    "synth": {"n_train": 48, "n_test": 12},
+    "train": {"iterations": 30, "warmup_iterations": 5, "checkpoint_every": 15, "log_every": 5, "validate_every": 30,
+              "val_images": 12, "bn_recalibration_batches": 2},
+    "lut": {"warmup_runs": 2, "runs": 5},
+    "search": {"budget_scale": 0.25, "bn_recalibration_batches": 2},
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="a smoke version of every step (about 3 minutes)")
+    parser.add_argument("-o", "--out", default=None, help="output folder (default: runs/demo or runs/demo_quick)")
+    parser.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="demo experiment YAML")
+    parser.add_argument("--fresh", action="store_true", help="ignore finished steps and run everything again")
+
+
+def _load_demo_doc(path: Path) -> dict[str, Any]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInputError("demo config not found", path=path) from None
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"malformed YAML: {exc}", path=path) from None
+    if not isinstance(doc, dict):
+        raise BadInputError("expected a mapping at the top level", path=path)
+    return doc
+
+
+def resolve_demo_config(base: dict[str, Any], out: Path, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The experiment config (paths inside `out`, quick sizes applied) and the synth options."""
+    doc = json.loads(json.dumps(base))  # deep copy of plain data
+    synth = doc.pop("synth", {}) or {}
+    if quick:
+        synth.update(QUICK_OVERRIDES["synth"])
+        doc.setdefault("train", {}).update(QUICK_OVERRIDES["train"])
+        doc.setdefault("lut", {}).update(QUICK_OVERRIDES["lut"])
+        search = doc.setdefault("search", {})
+        scale = QUICK_OVERRIDES["search"]["budget_scale"]
+        search["bn_recalibration_batches"] = QUICK_OVERRIDES["search"]["bn_recalibration_batches"]
+        for searcher in search.get("searchers", []):
+            searcher["budget"] = max(4, int(searcher.get("budget", 100) * scale))
+            params = searcher.get("params", {})
+            for key in ("population_size", "selection_num"):
+                if key in params:
+                    params[key] = max(2, int(params[key] * scale))
+    doc.setdefault("data", {})["root"] = str(out / "data")
+    doc.setdefault("train", {})["out_dir"] = str(out / "train")
+    doc.setdefault("lut", {})["out_dir"] = str(out / "lut")
+    search = doc.setdefault("search", {})
+    search["out_dir"] = str(out / "search")
+    search["supernet"] = str(out / "train" / "supernet.pt")
+    search["lut_dir"] = str(out / "lut")
+    return doc, synth
+
+
+def main(args: argparse.Namespace) -> int:
+    from inas.run import main as run_verb
+
+    out = Path(args.out or ("runs/demo_quick" if args.quick else "runs/demo")).resolve()
+    config_path = Path(args.config)
+    doc, synth = resolve_demo_config(_load_demo_doc(config_path), out, args.quick)
+    parse_config(doc, str(config_path))  # fail before any work
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = out / "config.yaml"
+    atomic_write_text(resolved, yaml.safe_dump(doc, sort_keys=False))
+    cfg = str(resolved)
+    size = str(doc["data"].get("image_size", 320))
+    done_dir = out / ".done"
+    done_dir.mkdir(exist_ok=True)
+    if args.fresh:
+        for marker in done_dir.glob("*"):
+            marker.unlink()
+
+    def knee_arch() -> list[str]:
+        import pandas as pd
+
+        knee = pd.read_parquet(out / "report" / "knee_point.parquet")
+        arch_file = out / "model" / "knee_arch.json"
+        arch_file.parent.mkdir(parents=True, exist_ok=True)
+        from inas.space import arch_from_json
+
+        space = parse_config(doc, cfg).space.build()
+        atomic_write_text(arch_file, arch_from_json(str(knee.iloc[0]["arch"]), space).to_json(indent=2))
+        return ["convert", "--arch", str(arch_file), "--supernet", str(out / "train" / "supernet.pt"), "-c", cfg,
+                "-o", str(out / "model" / "knee.pt")]
+
+    steps: list[tuple[str, Callable[[], list[str]], str]] = [
+        ("data", lambda: ["data", "synth", "--task", doc.get("task", "sod"), "--out", str(out / "data"),
+                          "--size", size, *(f"--{k.replace('_', '-')}={v}" for k, v in synth.items()), "--force"],
+         "synthetic data set"),
+        ("train", lambda: ["train", "-c", cfg], "supernet training"),
+        ("lut", lambda: ["lut", "-c", cfg], "latency tables, two logical devices"),
+        ("search", lambda: ["search", "-c", cfg], "searchers in parallel on Ray Tune"),
+        ("analyze", lambda: ["analyze", str(out / "search"), "-o", str(out / "report")], "Pareto analysis and report"),
+        ("convert", knee_arch, "stand-alone knee model"),
+        ("export", lambda: ["export", str(out / "model" / "knee.pt"), "-o", str(out / "model" / "knee.onnx")],
+         "ONNX export"),
+        ("test", lambda: ["test", str(out / "model" / "knee.onnx"), "-c", cfg, "-o", str(out / "test")],
+         "test metrics through onnxruntime"),
+    ]
+    started = time.perf_counter()
+    timings: list[tuple[str, float, str]] = []
+    for index, (name, make_argv, what) in enumerate(steps, 1):
+        marker = done_dir / name
+        if marker.exists():
+            print(f"[{index}/{len(steps)}] {name}: done before, reused ({what})", flush=True)
+            timings.append((name, 0.0, "reused"))
+            continue
+        argv = make_argv()
+        print(f"[{index}/{len(steps)}] {name}: {what}\n    python -m inas.run {' '.join(argv)}", flush=True)
+        step_start = time.perf_counter()
+        code = run_verb(argv)
+        seconds = time.perf_counter() - step_start
+        if code != 0:
+            print(f"demo: step '{name}' failed (exit {code}) after {seconds:.1f} s; fix it and re-run the same "
+                  "command to continue from this step")
+            return code
+        marker.write_text(f"{seconds:.1f}\n")
+        timings.append((name, seconds, "ran"))
+        print(f"[{index}/{len(steps)}] {name}: done in {seconds:.1f} s", flush=True)
+    total = time.perf_counter() - started
+    print(f"\ndemo finished in {total:.1f} s; artefacts in {out}:")
+    for label, path in [
+        ("config", resolved), ("data", out / "data"), ("supernet", out / "train" / "supernet.pt"),
+        ("latency tables", out / "lut"), ("search results", out / "search" / "evaluations.parquet"),
+        ("Pareto front", out / "search" / "pareto.parquet"), ("report", out / "report" / "report.md"),
+        ("knee model", out / "model" / "knee.pt"), ("ONNX model", out / "model" / "knee.onnx"),
+        ("test metrics", out / "test" / "metrics.csv"),
+    ]:
+        print(f"  {label:15s} {path}")
+    for name, seconds, how in timings:
+        print(f"  step {name:8s} {seconds:7.1f} s ({how})")
+    return 0
