@@ -14,6 +14,7 @@ the same weights as an uninterrupted one).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -168,7 +169,7 @@ class _Validator:
                 results[name] = scores
                 if runlog is not None:
                     runlog.log_validation(iteration, name, arch.arch_id, scores, seconds)
-                shown = ", ".join(f"{k} {scores[k]:.4f}" for k in self.metric_names[:2])
+                shown = ", ".join(f"{k} {scores[k]:.4f}" for k in self.metric_names if not k.startswith("iou_"))
                 log.info("iteration %d: validation %s: %s (%.1f s)", iteration, name, shown, seconds)
         return results
 
@@ -341,6 +342,9 @@ def train_supernet(
                          images_per_s=total_images / train_seconds if train_seconds > 0 else float("nan"),
                          validation=validation)
     if rank == 0:
+        summary_path = run_dir / SUMMARY_NAME
+        if not validation and summary_path.exists():  # nothing validated in this session: keep the last scores
+            result.validation = validation = json.loads(summary_path.read_text(encoding="utf-8")).get("validation", {})
         result.supernet_path = run_dir / SUPERNET_NAME
         save_supernet(supernet, result.supernet_path)
         atomic_write_json(run_dir / SUMMARY_NAME, {

@@ -8,6 +8,7 @@ batch, Adam with a 10x head learning rate, linear warm-up then polynomial decay.
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -95,20 +96,23 @@ def train_step(model: nn.Module, images: Tensor, labels: Tensor, archs: Sequence
     images (N, 3, H, W); labels: SOD masks (N, 1, H, W) float, seg labels (N, H, W) int64. Returns
     {name: loss value}.
 
-    Under DDP every backward synchronises (averages) the gradients it touched. Not `no_sync` for all but the last:
-    DDP leaves the gradient of a parameter unused by the synchronising pass (on every rank) untouched, so a
-    parameter used only by an earlier sub-network would keep its rank-local gradient and the replicas would drift.
+    Under DDP the sub-networks before the last run in `no_sync` and the last backward averages the accumulated
+    gradients over the ranks: one all-reduce per step. That includes parameters only an earlier sub-network used
+    (DDP with find_unused_parameters=True reduces their locally accumulated gradients too; tests/test_train_ddp.py
+    checks it against the average of single-process gradients).
     """
     losses: dict[str, float] = {}
     teacher: Tensor | None = None
-    for name, arch in archs:
-        preds = model(images, arch)
-        if teacher is None or not criterion.distillation:
-            loss = criterion.label_loss(preds, labels)
-        else:
-            loss = criterion.distill_loss(preds, teacher)
-        if teacher is None:
-            teacher = preds[0].detach()
-        loss.backward()
+    no_sync = getattr(model, "no_sync", contextlib.nullcontext)
+    for index, (name, arch) in enumerate(archs):
+        with contextlib.nullcontext() if index == len(archs) - 1 else no_sync():
+            preds = model(images, arch)
+            if teacher is None or not criterion.distillation:
+                loss = criterion.label_loss(preds, labels)
+            else:
+                loss = criterion.distill_loss(preds, teacher)
+            if teacher is None:
+                teacher = preds[0].detach()
+            loss.backward()
         losses[name] = float(loss.detach())
     return losses

@@ -1,0 +1,83 @@
+"""`lut [build] | lut validate`: build latency lookup tables per device on Ray actors; check the predictor."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from inas.cli.common import add_config_argument, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", nargs="?", choices=["build", "validate"], default="build",
+                        help="build (default): measure the missing blocks of every device's table; "
+                        "validate: measure random whole networks and compare with the predictions")
+    add_config_argument(parser)
+    parser.add_argument("-o", "--out", default=None,
+                        help="LUT folder holding `<device>.parquet` (default: lut.out_dir of the config)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster address (e.g. ray://head:10001 or auto); default: start a local Ray that "
+                        "offers the configured device resources")
+    parser.add_argument("--in-process", action="store_true",
+                        help="measure in this process, one device at a time, without Ray (for debugging)")
+    parser.add_argument("--samples", type=int, default=50, help="validate: number of random sub-networks")
+    parser.add_argument("--seed", type=int, default=None, help="validate: sampling seed (default: the config seed)")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="validate: time every network in this many rounds (>= 2 also reports repeatability)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def main(args: argparse.Namespace) -> int:
+    from inas.latency import config_blocks, count_by_kind, lut_input_hw
+
+    config = config_from_args(args)
+    out_dir = Path(args.out) if args.out else config.lut.out_dir
+    keys = config_blocks(config)
+    h, w = lut_input_hw(config)
+    kinds = ", ".join(f"{k} {n}" for k, n in count_by_kind(keys).items())
+    print(f"blocks: {len(keys)} at input {h}x{w} ({kinds})", flush=True)
+    if args.action == "validate":
+        return _validate(args, config, out_dir)
+    from inas.latency import build_tables
+
+    t0 = time.perf_counter()
+    reports = build_tables(config, out_dir, address=args.address, progress=not args.no_progress,
+                           in_process=args.in_process)
+    wall = time.perf_counter() - t0
+    print(f"{'device':16s} {'blocks':>7s} {'reused':>7s} {'measured':>9s} {'seconds':>9s} {'s/block':>8s}  table")
+    for r in reports:
+        print(f"{r.device:16s} {r.blocks:7d} {r.reused:7d} {r.measured:9d} {r.seconds:9.1f} "
+              f"{r.seconds_per_block:8.3f}  {r.path}")
+    print(f"total wall time: {wall:.1f} s")
+    return 0
+
+
+def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
+    from inas.errors import BadInputError
+    from inas.latency import validate_tables
+
+    if args.samples < 1:
+        raise BadInputError(f"must be at least 1, got {args.samples}", key="--samples")
+    if args.rounds < 1:
+        raise BadInputError(f"must be at least 1, got {args.rounds}", key="--rounds")
+    results, _ = validate_tables(config, args.samples, out_dir, address=args.address, seed=args.seed,
+                                 progress=not args.no_progress, rounds=args.rounds, in_process=args.in_process)
+    print(f"{'device':16s} {'predictor':28s} {'spearman':>8s} {'MAPE %':>7s} {'±10 %':>6s} {'±5 %':>6s}")
+    for r in results:
+        rows = [("block sum", r.raw)]
+        if r.corrected_cv is not None:
+            rows.append((f"{r.correction.model} (held-out)", r.corrected_cv))
+        if r.repeatability is not None:
+            rows.append(("round 2 vs round 1", r.repeatability))
+        for name, f in rows:
+            print(f"{r.device:16s} {name:28s} {f.spearman:8.3f} {f.mape_pct:7.2f} {f.within_10_pct:6.1f} "
+                  f"{f.within_5_pct:6.1f}")
+        if r.correction is not None:
+            c = r.correction
+            print(f"{'':16s} correction saved: measured ≈ {c.intercept_ms:.3f} ms + {c.scale:.3f} × block sum "
+                  f"+ {c.per_block_ms * 1000:.1f} µs × blocks + {c.per_mparam_ms:.3f} ms × Mparams")
+        else:
+            print(f"{'':16s} no correction (none beats the block sum on held-out networks)")
+    print(f"wrote {out_dir / 'validation.parquet'} and {out_dir / 'validation.png'}")
+    return 0

@@ -1,0 +1,141 @@
+"""`lut`: measure every block of the space on every configured device, in parallel, into `<out_dir>/<device>.parquet`.
+
+Each device gets `actors` Ray actors pinned by its resource; blocks are handed out one at a time to whichever actor
+of the device is free (dynamic sharding). Blocks already in a device's table are skipped (resume), new rows are
+flushed every `flush_every` blocks and at the end (atomic rewrite), also when interrupted.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from inas.config import ExperimentConfig
+from inas.errors import BadInputError
+from inas.latency.blocks import BlockKey, enumerate_blocks, parse_input_size
+from inas.latency.devices import DeviceSpec, device_actors, dispatch
+from inas.latency.table import keys_of, read_table, table_from_rows, table_path, write_table
+
+log = logging.getLogger(__name__)
+
+
+def lut_input_hw(config: ExperimentConfig) -> tuple[int, int]:
+    """(H, W) the tables are built for: `lut.input_size`, else the square `data.image_size` the search evaluates at."""
+    if config.lut.input_size is not None:
+        return parse_input_size(config.lut.input_size, "lut.input_size")
+    return parse_input_size(config.data.image_size, "data.image_size")
+
+
+def device_specs(config: ExperimentConfig) -> list[DeviceSpec]:
+    lut = config.lut
+    return [DeviceSpec(d.name, d.ray_resource, d.backend, d.threads, d.batch, d.actors, lut.warmup_runs, lut.runs,
+                       lut.node_lock, lut.drop_preempted_runs) for d in lut.devices]
+
+
+def config_blocks(config: ExperimentConfig) -> list[BlockKey]:
+    """Every block of the config's space at its LUT input size."""
+    return enumerate_blocks(config.space.build(), lut_input_hw(config), config.num_classes)
+
+
+@dataclass
+class BuildReport:
+    device: str
+    path: Path
+    blocks: int  # blocks of the space
+    reused: int  # already in the table before this run
+    measured: int  # measured in this run
+    seconds: float  # wall time of this device's measurements
+
+    @property
+    def seconds_per_block(self) -> float:
+        return self.seconds / self.measured if self.measured else float("nan")
+
+
+def load_existing(path: Path, spec: DeviceSpec) -> pd.DataFrame | None:
+    """The table already at `path` (for resuming), checked to hold the same device setting."""
+    if not path.exists():
+        return None
+    frame = read_table(path)
+    if frame.empty:
+        return frame
+    first = frame.iloc[0]
+    want = {"device": spec.name, "backend": spec.backend, "batch": spec.batch, "threads": spec.threads}
+    have = {k: (int(first[k]) if isinstance(v, int) else str(first[k])) for k, v in want.items()}
+    if have != want:
+        raise BadInputError(f"existing table was measured with {have}, the config asks for {want}; move it away or "
+                            "write to another folder (-o) to start a new table", path=path)
+    return frame
+
+
+class _TableWriter:
+    """Accumulates one device's rows and rewrites its table atomically."""
+
+    def __init__(self, path: Path, existing: pd.DataFrame | None, flush_every: int) -> None:
+        self.path = path
+        self.frames = [existing] if existing is not None and not existing.empty else []
+        self.pending: list[dict] = []
+        self.flush_every = flush_every
+
+    def add(self, rows: list[dict]) -> None:
+        self.pending.extend(rows)
+        if len(self.pending) >= self.flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        self.frames = [pd.concat(self.frames + [table_from_rows(self.pending)], ignore_index=True)]
+        self.pending = []
+        write_table(self.path, self.frames[0])
+
+
+def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, address: str | None = None,
+                 progress: bool = True, in_process: bool = False) -> list[BuildReport]:
+    """Measure the missing blocks of every device's table (all devices in parallel on Ray actors, or one call at a
+    time in this process with `in_process`); returns one report per device."""
+    out_dir = Path(out_dir) if out_dir is not None else config.lut.out_dir
+    specs = device_specs(config)
+    keys = config_blocks(config)
+    todo: dict[str, deque] = {}
+    writers: dict[str, _TableWriter] = {}
+    reports: dict[str, BuildReport] = {}
+    for spec in specs:
+        path = table_path(out_dir, spec.name)
+        existing = load_existing(path, spec)
+        done = set(keys_of(existing)) if existing is not None else set()
+        missing = [k for k in keys if k not in done]
+        todo[spec.name] = deque(k.to_row() for k in missing)
+        writers[spec.name] = _TableWriter(path, existing, config.lut.flush_every)
+        reports[spec.name] = BuildReport(spec.name, path, len(keys), len(keys) - len(missing), 0, 0.0)
+        log.info("device %s: %d blocks, %d already in %s, %d to measure", spec.name, len(keys),
+                 len(keys) - len(missing), path, len(missing))
+    if not any(todo.values()):
+        return list(reports.values())
+    bars = {}
+    t0 = time.perf_counter()
+
+    def on_result(device: str, rows: list[dict]) -> None:
+        writers[device].add(rows)
+        reports[device].measured += len(rows)
+        reports[device].seconds = time.perf_counter() - t0
+        bars[device].update(len(rows))
+
+    try:
+        with device_actors(specs, address, in_process) as actors:
+            bars.update({spec.name: tqdm(total=len(keys), initial=reports[spec.name].reused, desc=f"lut {spec.name}",
+                                         position=i, unit="block", disable=not progress, leave=True)
+                         for i, spec in enumerate(specs)})
+            t0 = time.perf_counter()
+            dispatch(actors, todo, "measure_blocks", lambda row: ([row],), on_result)
+    finally:
+        for writer in writers.values():
+            writer.flush()
+        for bar in bars.values():
+            bar.close()
+    return list(reports.values())

@@ -1,0 +1,251 @@
+"""Target devices as Ray actors: one or more `DeviceActor`s per configured device, each pinned to a node by a Ray
+resource (a custom resource such as `device:xeon`, given to that node with `ray start --resources
+'{"device:xeon": 1}'`, or `GPU`).
+
+An actor times blocks (`measure_blocks`) and whole networks (`measure_networks`) with its device's backend, threads
+and batch. Several devices on ONE node would disturb each other's timings (they share cores, caches and memory
+bandwidth): with `node_lock` every measurement holds an exclusive file lock of the node (`fcntl.flock` on a file in
+the node's temp folder), so devices on different nodes run in parallel and devices sharing a node take turns block by
+block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import os
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from inas.errors import BadInputError
+from inas.latency.backends import Runner, Timing, block_inputs, build_block, build_network, software_versions
+from inas.latency.blocks import BlockKey
+
+NODE_LOCK_NAME = "inas-latency-node.lock"
+
+
+@dataclass(frozen=True)
+class DeviceSpec:
+    """What an actor needs to know about its device (plain data, shipped to the actor)."""
+
+    name: str
+    resource: str
+    backend: str
+    threads: int
+    batch: int
+    actors: int
+    warmup_runs: int
+    runs: int
+    node_lock: bool
+    drop_preempted: bool = True
+
+    @property
+    def uses_gpu_resource(self) -> bool:
+        return self.resource == "GPU"
+
+    def actor_options(self) -> dict:
+        """Ray actor options pinning it to a node that offers the device's resource."""
+        if self.uses_gpu_resource:
+            return {"num_cpus": 0, "num_gpus": 1}
+        return {"num_cpus": 0, "resources": {self.resource: 1}}
+
+
+@contextlib.contextmanager
+def node_lock(enabled: bool, path: str | Path | None = None) -> Iterator[None]:
+    """Hold the node-wide measurement lock (no-op if not enabled); `path` defaults to a file in the temp folder."""
+    if not enabled:
+        yield
+        return
+    path = Path(path) if path is not None else Path(tempfile.gettempdir()) / NODE_LOCK_NAME
+    with open(path, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class DeviceActor:
+    """Measures on one device. Used as a Ray actor (`ray.remote(DeviceActor)`), or in-process (`--in-process`)."""
+
+    def __init__(self, spec: DeviceSpec) -> None:
+        self.spec = spec
+        self.runner = Runner(spec.backend, spec.threads, spec.drop_preempted)
+        self.versions = software_versions()
+
+    def check(self) -> str | None:
+        """None if this node can run the device's backend, else the reason."""
+        return self.runner.check()
+
+    def _row(self, key: BlockKey, timing: Timing, params: int) -> dict:
+        spec = self.spec
+        versions = dict(self.versions)
+        if not spec.backend.startswith("onnxruntime"):
+            versions["onnxruntime_version"] = ""
+        return {"block": key.text, **key.to_row(), "params": params, "device": spec.name, "backend": spec.backend,
+                "batch": spec.batch, "threads": spec.threads, "latency_ms": timing.median_ms,
+                "latency_ms_mean": timing.mean_ms, "latency_ms_std": timing.std_ms, "runs": timing.runs,
+                **versions, "measured_at": _now()}
+
+    def measure_blocks(self, keys: Sequence[dict]) -> list[dict]:
+        """Time blocks given as BlockKey rows; returns one latency-table row each."""
+        rows = []
+        for row in keys:
+            key = BlockKey.from_row(row)
+            with node_lock(self.spec.node_lock):
+                module = build_block(key)
+                timing = self.runner.measure(module, block_inputs(key, self.spec.batch), self.spec.warmup_runs,
+                                             self.spec.runs, list_input=key.kind.endswith("_fusion"))
+            rows.append(self._row(key, timing, sum(p.numel() for p in module.parameters())))
+        return rows
+
+    def measure_networks(self, space_doc: dict, arch_jsons: Sequence[str], input_hw: tuple[int, int],
+                         num_classes: int) -> list[dict]:
+        """Time whole stand-alone networks (random weights, folded, level-0 head); returns
+        {arch_id, measured_ms, measured_ms_mean, measured_ms_std, runs} per arch."""
+        from inas.nn import space_from_spec
+        from inas.space import arch_from_json
+
+        space = space_from_spec(space_doc)
+        out = []
+        for text in arch_jsons:
+            arch = arch_from_json(text, space)
+            with node_lock(self.spec.node_lock):
+                timing = self.runner.measure_network(lambda arch=arch: build_network(space, arch, num_classes),
+                                                     tuple(input_hw), self.spec.batch, self.spec.warmup_runs,
+                                                     self.spec.runs, cache_key=arch.arch_id)
+            out.append({"arch_id": arch.arch_id, "measured_ms": timing.median_ms,
+                        "measured_ms_mean": timing.mean_ms, "measured_ms_std": timing.std_ms, "runs": timing.runs})
+        return out
+
+
+# ----- Ray plumbing ---------------------------------------------------------------------------------------------------
+def connect_ray(address: str | None, specs: Sequence[DeviceSpec], num_cpus: int | None = None) -> bool:
+    """Connect to the cluster at `address`, or reuse an initialised Ray, or start a local one declaring the devices'
+    custom resources (one unit per actor) so every device can be placed on this machine. Returns True if this call
+    started or connected Ray (the caller then shuts it down)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BadInputError(f"cannot connect to the Ray cluster ({exc})", key="--address") from None
+        return True
+    resources: dict[str, float] = {}
+    for spec in specs:
+        if not spec.uses_gpu_resource:
+            resources[spec.resource] = resources.get(spec.resource, 0) + spec.actors
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), resources=resources, include_dashboard=False,
+             logging_level=logging.WARNING, log_to_driver=False)
+    return True
+
+
+def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> None:
+    """BadInputError naming the resource if no node of the cluster offers what a device's actors need."""
+    import ray
+
+    available = ray.cluster_resources()
+    for i, spec in enumerate(specs):
+        name = "GPU" if spec.uses_gpu_resource else spec.resource
+        have = available.get(name, 0)
+        if have <= 0:
+            offered = sorted(k for k in available if k.startswith("device:") or k == "GPU")
+            raise BadInputError(
+                f"device {spec.name!r} needs the Ray resource {name!r}, which no node of the cluster offers "
+                f"(offered device resources: {offered or 'none'}); start a node with "
+                f"`ray start --resources '{{\"{name}\": {spec.actors}}}'` or fix the device's `resource`",
+                key=f"{source}[{i}].resource")
+        if have < spec.actors:
+            raise BadInputError(f"device {spec.name!r} asks for {spec.actors} actors but the cluster offers only "
+                                f"{have:g} of resource {name!r}", key=f"{source}[{i}].actors")
+
+
+def start_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> dict[str, list]:
+    """{device name: [actor handles]} with every actor checked to be able to run its backend."""
+    import ray
+
+    remote_cls = ray.remote(DeviceActor)
+    actors = {spec.name: [remote_cls.options(**spec.actor_options()).remote(spec) for _ in range(spec.actors)]
+              for spec in specs}
+    for i, spec in enumerate(specs):
+        problems = [p for p in ray.get([a.check.remote() for a in actors[spec.name]]) if p]
+        if problems:
+            for handles in actors.values():
+                for a in handles:
+                    ray.kill(a)
+            raise BadInputError(f"device {spec.name!r}: {problems[0]}", key=f"{source}[{i}].backend")
+    return actors
+
+
+def start_local_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> dict[str, list[DeviceActor]]:
+    """In-process stand-ins for the actors (no Ray): the same DeviceActor code, one call at a time."""
+    actors = {spec.name: [DeviceActor(spec) for _ in range(spec.actors)] for spec in specs}
+    for i, spec in enumerate(specs):
+        problem = actors[spec.name][0].check()
+        if problem:
+            raise BadInputError(f"device {spec.name!r}: {problem}", key=f"{source}[{i}].backend")
+    return actors
+
+
+@contextlib.contextmanager
+def device_actors(specs: Sequence[DeviceSpec], address: str | None, in_process: bool) -> Iterator[dict[str, list]]:
+    """{device: [actors]}: Ray actors pinned by resource (Ray started or joined here, and shut down if started
+    here), or in-process DeviceActors with `in_process`."""
+    if in_process:
+        yield start_local_actors(specs)
+        return
+    import ray
+
+    started = connect_ray(address, specs)
+    try:
+        check_resources(specs)
+        yield start_actors(specs)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def dispatch(actors: dict[str, list], jobs: dict[str, deque], method: str, args: Callable[[Any], tuple],
+             on_result: Callable[[str, Any], None]) -> None:
+    """Hand each device's jobs, one call each, to whichever of its actors is free; `on_result(device, result)` as
+    results arrive. Ray actor handles run in parallel; in-process actors run round-robin over the devices."""
+    handles = [a for device_actors in actors.values() for a in device_actors]
+    if not handles:
+        return
+    if isinstance(handles[0], DeviceActor):
+        while any(jobs.values()):
+            for device, device_actors in actors.items():
+                for actor in device_actors:
+                    if jobs[device]:
+                        on_result(device, getattr(actor, method)(*args(jobs[device].popleft())))
+        return
+    import ray
+
+    inflight: dict = {}
+
+    def submit(device: str, actor) -> None:
+        if jobs[device]:
+            inflight[getattr(actor, method).remote(*args(jobs[device].popleft()))] = (device, actor)
+
+    for device, device_actors in actors.items():
+        for actor in device_actors:
+            submit(device, actor)
+    while inflight:
+        ready, _ = ray.wait(list(inflight), num_returns=1)
+        device, actor = inflight.pop(ready[0])
+        on_result(device, ray.get(ready[0]))
+        submit(device, actor)

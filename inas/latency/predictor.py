@@ -1,0 +1,325 @@
+"""The latency predictor: an architecture's latency on one device = the sum of its blocks' table latencies,
+optionally corrected by a per-device model fitted on measured whole networks (`Correction`).
+
+    predictor = LatencyPredictor("runs/lut/cpu.parquet", space)   # loads cpu.correction.json beside it if present
+    predictor.predict(arch) -> float (ms)
+    predictor.predict_many(archs) -> np.ndarray (ms), vectorised: >100,000 archs/s
+
+Why a correction: a block timed alone, over and over, finds its weights in the CPU cache; inside a network the
+weights of the other blocks have evicted them, so weight-heavy blocks run slower in context (measured: chains of
+2-8 early layers run 0-8 % FASTER than their blocks' sum - one call instead of several - while the whole network,
+whose wide late stages hold most weights, runs 15-25 % slower). The correction therefore uses the network's
+parameter count (sum of the blocks' `params`) besides the block sum: measured ~= a + b * block_sum + c * n_blocks
++ d * params_m, with the terms chosen by cross-validation (see `inas.latency.validate.fit_correction`).
+
+`predict_many` never builds block keys per arch: dense arrays hold the latency of every (stage position, input
+width, output width, kernel) and (level, source channels, level channels, kernel, fusion count) combination of the
+space, and each arch contributes a few integers per layer and level that index them; sums run in numpy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from itertools import chain, combinations
+from operator import attrgetter, itemgetter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from inas.errors import BadInputError
+from inas.io import atomic_write_json
+from inas.latency.blocks import SpaceGeometry, arch_blocks_geo
+from inas.latency.table import check_schema, read_table, values_by_key
+from inas.space import LEVEL_STAGES, NUM_LEVELS, STAGE_NAMES, Arch, SearchSpace, inas_space
+
+CHUNK = 512  # archs per vectorised pass (their objects stay in the CPU cache across the ~20 passes)
+_backbone, _transport, _decoder = attrgetter("backbone"), attrgetter("transport"), attrgetter("decoder")
+_widths, _kernels, _connections = attrgetter("widths"), attrgetter("kernels"), attrgetter("connections")
+_last = itemgetter(-1)
+_POPCOUNT = np.array([bin(m).count("1") for m in range(1 << NUM_LEVELS)], dtype=np.int64)
+
+
+def correction_path(table_path: str | Path) -> Path:
+    """`<device>.correction.json` beside `<device>.parquet`."""
+    table_path = Path(table_path)
+    return table_path.with_name(table_path.stem + ".correction.json")
+
+
+@dataclass(frozen=True)
+class BlockSums:
+    """Per arch: sum of block latencies (ms), number of blocks, sum of block parameters (millions)."""
+
+    latency_ms: np.ndarray
+    n_blocks: np.ndarray
+    params_m: np.ndarray
+
+
+@dataclass(frozen=True)
+class Correction:
+    """measured_ms ~= intercept_ms + scale * block_sum_ms + per_block_ms * n_blocks + per_mparam_ms * params_m,
+    fitted on measured whole networks (terms a model leaves out are 0).
+
+    `intercept_ms`: per-network overhead; `per_block_ms`: per-block call overhead a table entry holds but a network
+    does not pay (negative) or pays extra; `per_mparam_ms`: time per million weights streamed from memory because
+    they are no longer in cache inside a network; `scale`: what remains proportional. `cv_mape_*`: mean absolute
+    percentage errors of the raw sum and of the corrected prediction on held-out networks.
+    """
+
+    intercept_ms: float
+    scale: float
+    per_block_ms: float
+    model: str
+    fitted_on: int
+    cv_mape_raw: float
+    cv_mape_corrected: float
+    device: str = ""
+    per_mparam_ms: float = 0.0
+
+    def apply(self, block_sum_ms, n_blocks, params_m):
+        return (self.intercept_ms + self.scale * block_sum_ms + self.per_block_ms * n_blocks
+                + self.per_mparam_ms * params_m)
+
+    def save(self, path: str | Path) -> None:
+        atomic_write_json(path, {"format": "inas-latency-correction", "version": 1, **asdict(self)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> Correction:
+        path = Path(path)
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise BadInputError(f"cannot read latency correction ({exc})", path=path) from None
+        if not isinstance(doc, dict) or doc.get("format") != "inas-latency-correction":
+            raise BadInputError("not a latency correction file (format 'inas-latency-correction')", path=path)
+        fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
+        try:
+            return cls(**fields)
+        except TypeError as exc:
+            raise BadInputError(f"malformed latency correction ({exc})", path=path) from None
+
+
+class LatencyPredictor:
+    """Latency of architectures on one device from its latency table (see `inas.latency.table`).
+
+    table: a table path or DataFrame; space: the space whose structure (strides, expansions) and choices the archs
+    come from (default: the full iNAS space, which covers every narrowed space); correction: "auto" loads
+    `<device>.correction.json` beside a table file if present, None disables it, or a `Correction`.
+    """
+
+    def __init__(self, table: str | Path | pd.DataFrame, space: SearchSpace | None = None, *,
+                 correction: Correction | str | None = "auto") -> None:
+        if isinstance(table, pd.DataFrame):
+            self.source = "<latency table>"
+            frame = check_schema(table, self.source)
+        else:
+            self.source = str(table)
+            frame = read_table(table)
+        if frame.empty:
+            raise BadInputError("latency table is empty", path=self.source)
+        self.table = frame
+        first = frame.iloc[0]
+        self.device, self.backend = str(first["device"]), str(first["backend"])
+        self.batch, self.threads = int(first["batch"]), int(first["threads"])
+        self.input_hw = self._unique_shape(frame, "stem", ("in_h", "in_w"), "input size")
+        self.num_classes = self._unique_shape(frame, "head", ("out_channels",), "number of classes")[0]
+        self.space = space or inas_space()
+        self.geometry = SpaceGeometry.of(self.space, self.input_hw)
+        self._values = values_by_key(frame)
+        if correction == "auto":
+            path = correction_path(self.source) if not isinstance(table, pd.DataFrame) else None
+            correction = Correction.load(path) if path is not None and path.is_file() else None
+        elif isinstance(correction, str):
+            raise ValueError("correction must be 'auto', None or a Correction")
+        self.correction: Correction | None = correction
+        self._arrays: _DenseTables | None = None
+
+    def _unique_shape(self, frame: pd.DataFrame, kind: str, cols: tuple[str, ...], what: str) -> tuple[int, ...]:
+        rows = frame.loc[frame["kind"] == kind, list(cols)].drop_duplicates()
+        if len(rows) != 1:
+            found = [tuple(int(v) for v in r) for r in rows.itertuples(index=False)]
+            raise BadInputError(f"cannot tell the table's {what} from its {kind!r} blocks (found {found or 'none'}); "
+                                "a table holds the blocks of one input size and task", path=self.source)
+        return tuple(int(v) for v in rows.iloc[0])
+
+    # ----- single architecture (reference path) ---------------------------------------------------------------------
+    def block_latency(self, key) -> float:
+        """Table latency of one BlockKey; BadInputError naming the block and the table if it is missing."""
+        return self._block(key)[0]
+
+    def _block(self, key) -> tuple[float, int]:
+        try:
+            return self._values[key.as_tuple()]
+        except KeyError:
+            raise BadInputError(f"block '{key.text}' is missing from the latency table of device {self.device!r} "
+                                "(built for another space or input size? rebuild it with `lut`)",
+                                path=self.source, key=key.text) from None
+
+    def blocks_of(self, arch: Arch) -> list:
+        return arch_blocks_geo(arch, self.geometry, self.num_classes)
+
+    def block_sum(self, arch: Arch) -> float:
+        """Uncorrected sum of the arch's block latencies, ms."""
+        return float(sum(self.block_latency(k) for k in self.blocks_of(arch)))
+
+    def _sums_of(self, arch: Arch) -> tuple[float, int, float]:
+        values = [self._block(k) for k in self.blocks_of(arch)]
+        return float(sum(v[0] for v in values)), len(values), sum(v[1] for v in values) / 1e6
+
+    def predict(self, arch: Arch) -> float:
+        """Predicted latency of one arch (ms): block sum, corrected if a correction is loaded."""
+        total, n_blocks, params_m = self._sums_of(arch)
+        if self.correction is not None:
+            total = float(self.correction.apply(total, n_blocks, params_m))
+        return total
+
+    # ----- many architectures ------------------------------------------------------------------------------------
+    def predict_many(self, archs: Sequence[Arch], corrected: bool = True) -> np.ndarray:
+        """Predicted latencies (ms) of `archs`, shape (len(archs),); equal to `predict` on each."""
+        sums = self.block_sums_many(archs)
+        if corrected and self.correction is not None:
+            return self.correction.apply(sums.latency_ms, sums.n_blocks, sums.params_m)
+        return sums.latency_ms
+
+    def block_sums_many(self, archs: Sequence[Arch]) -> BlockSums:
+        """Uncorrected block sums (latency, count, parameters) of each arch, vectorised."""
+        archs = list(archs)
+        if not archs:
+            return BlockSums(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
+        if self._arrays is None:
+            self._arrays = _DenseTables(self)
+        latency, params, counts = self._arrays.sums(archs)
+        for i in np.flatnonzero(np.isnan(latency)):  # a choice outside the predictor's space, or a missing block
+            latency[i], counts[i], params[i] = self._sums_of(archs[i])
+        return BlockSums(latency, counts, params)
+
+
+class _DenseTables:
+    """Latencies over the choices of the predictor's space in padded arrays indexed by choice positions (the last
+    position of every axis is a sentinel for "not a choice of the space"; NaN = block not in the table).
+
+    backbone[s, i, o, k]: stage s, input choice i (stage s-1's widths for a first layer, stage s's for a later
+    one; the stem's only input is the image), output width o, kernel k. fusion[p, L, c, k, n]: part p (transport,
+    decoder), level L, channels c, kernel k, fusion count n. branch[p, L, j, cj, cl]: branch from level j into L.
+    """
+
+    def __init__(self, predictor: LatencyPredictor) -> None:
+        space, geo, values = predictor.space, predictor.geometry, predictor._values
+        nan = float("nan")
+        missing = (nan, nan)
+
+        def get(key) -> tuple[float, float]:
+            return values.get(key.as_tuple(), missing)
+
+        stages = space.stages
+        n_stages = len(stages)
+        widths = [s.widths for s in stages]
+        kernels = [s.kernels for s in stages]
+        max_w = max(max(w) for w in widths) + 2
+        n_w = max(len(w) for w in widths)
+        n_k = max(len(k) for k in kernels)
+        # out_index[s, width], first_in_index[s, width] (previous stage's choices; the stem's input is 3 channels),
+        # later_in_index[s, width]: positions, sentinel = n_w
+        self.out_index = np.full((n_stages, max_w), n_w, dtype=np.int64)
+        self.first_in_index = np.full((n_stages, max_w), n_w, dtype=np.int64)
+        self.kernel_index = np.full((n_stages, 10), n_k, dtype=np.int64)
+        for s in range(n_stages):
+            self.out_index[s, list(widths[s])] = np.arange(len(widths[s]))
+            prev = (3,) if s == 0 else widths[s - 1]
+            self.first_in_index[s, list(prev)] = np.arange(len(prev))
+            self.kernel_index[s, list(kernels[s])] = np.arange(len(kernels[s]))
+        # the last axis holds (latency_ms, params / 1e6)
+        self.first = np.full((n_stages, n_w + 1, n_w + 1, n_k + 1, 2), nan)
+        self.later = np.full((n_stages, n_w + 1, n_w + 1, n_k + 1, 2), nan)
+        for o, w in enumerate(widths[0]):
+            self.first[0, 0, o, 0] = get(geo.stem(w))
+        for s in range(1, n_stages):
+            for o, w in enumerate(widths[s]):
+                for k, kernel in enumerate(kernels[s]):
+                    for i, cin in enumerate(widths[s - 1]):
+                        self.first[s, i, o, k] = get(geo.mbconv(s, True, cin, w, kernel))
+                    for i, cin in enumerate(widths[s]):
+                        self.later[s, i, o, k] = get(geo.mbconv(s, False, cin, w, kernel))
+        self.level_stage = np.array([STAGE_NAMES.index(n) for n in LEVEL_STAGES])
+        channels = space.level_channel_choices
+        n_c = max(len(c) for c in channels)
+        self.level_index = np.full((NUM_LEVELS, max_w), n_c, dtype=np.int64)
+        for L, c in enumerate(channels):
+            self.level_index[L, list(c)] = np.arange(len(c))
+        parts = (("transport", space.transport), ("decoder", space.decoder))
+        n_lk = max(len(lv.kernels) for _, levels in parts for lv in levels)
+        self.level_kernel_index = np.full((2, NUM_LEVELS, 10), n_lk, dtype=np.int64)
+        self.fusion = np.full((2, NUM_LEVELS, n_c + 1, n_lk + 1, NUM_LEVELS + 1, 2), nan)
+        self.branch = np.full((2, NUM_LEVELS, NUM_LEVELS, n_c + 1, n_c + 1, 2), nan)
+        for p, (part, levels) in enumerate(parts):
+            for lv in levels:
+                L = lv.level
+                self.level_kernel_index[p, L, list(lv.kernels)] = np.arange(len(lv.kernels))
+                for c, ch in enumerate(channels[L]):
+                    for k, kernel in enumerate(lv.kernels):
+                        for n in range(1, NUM_LEVELS + 1):
+                            self.fusion[p, L, c, k, n] = get(geo.fusion(part, L, ch, kernel, n))
+                    for j in range(L if part == "decoder" else 0, NUM_LEVELS):
+                        for cj, chj in enumerate(channels[j]):
+                            self.branch[p, L, j, cj, c] = get(geo.branch(part, j, L, chj, ch))
+        self.head = np.array([get(geo.head(c, predictor.num_classes)) for c in channels[0]] + [missing])
+        for array in (self.first, self.later, self.fusion, self.branch, self.head):
+            array[..., 1] /= 1e6
+        self.masks = {conns: sum(1 << c for c in conns)
+                      for n in range(1, NUM_LEVELS + 1) for conns in combinations(range(NUM_LEVELS), n)}
+        self.max_w = max_w
+
+    def sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(latency sums, params sums, block counts); archs are processed in chunks that stay in the CPU cache
+        across the passes."""
+        parts = [self._sums(archs[i : i + CHUNK]) for i in range(0, len(archs), CHUNK)]
+        totals = np.concatenate([p[0] for p in parts])
+        return totals[:, 0].copy(), totals[:, 1].copy(), np.concatenate([p[1] for p in parts])
+
+    def _sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray]:
+        n = len(archs)
+        n_stages = self.first.shape[0]
+        # --- backbone: every layer of every arch in one flat array (arch-major, then stage, then layer)
+        stages = list(chain.from_iterable(map(_backbone, archs)))
+        stage_widths = list(map(_widths, stages))
+        depth = np.fromiter(map(len, stage_widths), np.int64, n * n_stages)
+        m = int(depth.sum())
+        widths = np.fromiter(chain.from_iterable(stage_widths), np.int64, m)
+        # kernel sets are canonical sorted tuples: the last entry is the largest (the folded kernel)
+        kmax = np.fromiter(map(_last, chain.from_iterable(map(_kernels, stages))), np.int64, m)
+        stage_of = np.repeat(np.tile(np.arange(n_stages), n), depth)
+        starts = np.cumsum(depth) - depth
+        in_w = np.empty_like(widths)
+        in_w[1:] = widths[:-1]  # a stage's first layer reads the previous stage's last layer
+        in_w[starts[::n_stages]] = 3  # the stem reads the image
+        np.clip(widths, 0, self.max_w - 1, out=widths)
+        np.clip(in_w, 0, self.max_w - 1, out=in_w)
+        out_i = self.out_index[stage_of, widths]
+        k_i = self.kernel_index[stage_of, np.clip(kmax, 0, 9)]
+        lat = self.later[stage_of, self.out_index[stage_of, in_w], out_i, k_i]
+        first_s = stage_of[starts]
+        lat[starts] = self.first[first_s, self.first_in_index[first_s, in_w[starts]], out_i[starts], k_i[starts]]
+        layer_counts = depth.reshape(n, n_stages).sum(axis=1)
+        total = np.add.reduceat(lat, np.cumsum(layer_counts) - layer_counts, axis=0)  # (n, 2)
+        stage_out = widths[starts + depth - 1].reshape(n, n_stages)
+        level_ch = stage_out[:, self.level_stage]  # (n, 5)
+        ch_i = self.level_index[np.arange(NUM_LEVELS), level_ch]  # (n, 5)
+        counts = layer_counts + 1  # + head
+        # --- transport and decoder: (n, 5) arrays per part
+        for p, getter in enumerate((_transport, _decoder)):
+            levels = list(chain.from_iterable(map(getter, archs)))
+            masks = np.fromiter(map(self.masks.__getitem__, map(_connections, levels)), np.int64,
+                                n * NUM_LEVELS).reshape(n, NUM_LEVELS)
+            kmax = np.fromiter(map(_last, map(_kernels, levels)), np.int64, n * NUM_LEVELS).reshape(n, NUM_LEVELS)
+            n_in = _POPCOUNT[masks]
+            lv = np.arange(NUM_LEVELS)
+            k_i = self.level_kernel_index[p, lv, np.clip(kmax, 0, 9)]
+            total = total + self.fusion[p, lv, ch_i, k_i, n_in].sum(axis=1)
+            bits = (masks[:, :, None] >> lv[None, None, :]) & 1 == 1  # (n, L, j)
+            vals = self.branch[p, lv[:, None], lv[None, :], ch_i[:, None, :], ch_i[:, :, None]]  # (n, L, j, 2)
+            total = total + np.where(bits[..., None], vals, 0.0).sum(axis=(1, 2))
+            counts = counts + (n_in + 1).sum(axis=1)
+        total = total + self.head[ch_i[:, 0]]
+        return total, counts

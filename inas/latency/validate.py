@@ -1,0 +1,271 @@
+"""`lut validate`: how well block sums predict whole networks.
+
+N random sub-networks are built as stand-alone models (random weights, folded, level-0 head), exported to ONNX and
+timed whole on every device's actors with the device's backend, threads and batch. The report gives, per device,
+Spearman's rank correlation, the mean absolute percentage error (MAPE) and the share of networks predicted within
+±10 % and ±5 %, for the raw block sum and for a per-device `Correction` fitted on the measured networks. The
+correction is judged by nested K-fold cross-validation (each network predicted by a model chosen and fitted without
+it) and saved beside the table (`<device>.correction.json`) only if it lowers the held-out MAPE; otherwise an old
+one is removed.
+
+Outputs in the LUT folder: `validation.parquet` (one row per network and device: `arch_id`, `arch`, `device`,
+`predicted_ms` = what the predictor now predicts (held-out if the correction is adopted), `measured_ms`, and
+`block_sum_ms`, `n_blocks`, `params_m`, `corrected_ms_cv`, `measured_ms_std`, `measured_ms_round<i>`),
+`validation.png`
+(predicted vs measured). Each network is timed in several rounds; how well round 2 reproduces round 1
+(`repeatability`) is the ceiling for any predictor on that device.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from inas.config import ExperimentConfig
+from inas.errors import BadInputError
+from inas.io import atomic_path, atomic_write_parquet
+from inas.latency.build import device_specs, lut_input_hw
+from inas.latency.devices import device_actors, dispatch
+from inas.latency.predictor import BlockSums, Correction, LatencyPredictor, correction_path
+from inas.latency.table import table_path
+from inas.nn import space_spec
+from inas.space import Arch, SearchSpace, sample_uniform
+
+log = logging.getLogger(__name__)
+
+CV_FOLDS = 5
+MIN_NETWORKS_FOR_CORRECTION = 10
+# Candidate corrections: design-matrix columns drawn from 1 (per-network overhead), the block sum, the number of
+# blocks (per-block call overhead) and the network's parameters in millions (weights streamed from memory).
+CORRECTION_MODELS: dict[str, tuple[str, ...]] = {
+    "scale": ("sum",),
+    "affine": ("one", "sum"),
+    "affine+per_block": ("one", "sum", "blocks"),
+    "scale+params": ("sum", "params"),
+    "affine+params": ("one", "sum", "params"),
+    "affine+per_block+params": ("one", "sum", "blocks", "params"),
+}
+
+
+@dataclass(frozen=True)
+class Figures:
+    spearman: float
+    mape_pct: float
+    within_10_pct: float
+    within_5_pct: float
+
+    @classmethod
+    def of(cls, predicted: np.ndarray, measured: np.ndarray) -> Figures:
+        rel = np.abs(predicted - measured) / measured
+        rho = pd.Series(predicted).corr(pd.Series(measured), method="spearman") if len(measured) > 1 else float("nan")
+        return cls(float(rho), float(100 * rel.mean()), float(100 * (rel <= 0.10).mean()),
+                   float(100 * (rel <= 0.05).mean()))
+
+
+@dataclass
+class DeviceValidation:
+    device: str
+    raw: Figures
+    corrected_cv: Figures | None
+    correction: Correction | None  # adopted (saved) correction, if any
+    networks: int
+    seconds: float
+    repeatability: Figures | None = None  # round 2 against round 1 of the same networks
+
+
+def sample_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
+    """n distinct uniformly sampled archs (the original's uniform sampler), seeded."""
+    rng = random.Random(seed)
+    archs: dict[str, Arch] = {}
+    attempts = 0
+    while len(archs) < n and attempts < 100 * n:
+        arch = sample_uniform(space, rng)
+        archs.setdefault(arch.arch_id, arch)
+        attempts += 1
+    return list(archs.values())
+
+
+def _design(columns: tuple[str, ...], sums: BlockSums, rows: np.ndarray) -> np.ndarray:
+    latency = sums.latency_ms[rows]
+    parts = {"one": np.ones_like(latency), "sum": latency, "blocks": sums.n_blocks[rows].astype(float),
+             "params": sums.params_m[rows]}
+    return np.stack([parts[c] for c in columns], axis=1)
+
+
+def _fit(columns: tuple[str, ...], sums: BlockSums, measured: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Least squares on relative error (rows weighted by 1/measured)."""
+    x = _design(columns, sums, rows) / measured[rows, None]
+    coef, *_ = np.linalg.lstsq(x, np.ones(len(x)), rcond=None)
+    return coef
+
+
+def _fold_of(n: int, folds: int, seed: int) -> np.ndarray:
+    fold_of = np.empty(n, dtype=np.int64)
+    fold_of[np.random.default_rng(seed).permutation(n)] = np.arange(n) % folds
+    return fold_of
+
+
+def _mape(predicted: np.ndarray, measured: np.ndarray) -> float:
+    return float(np.mean(np.abs(predicted - measured) / measured))
+
+
+def _select_model(sums: BlockSums, measured: np.ndarray, rows: np.ndarray, folds: int, seed: int) -> str:
+    """The candidate model with the lowest K-fold cross-validated MAPE on `rows`."""
+    fold_of = _fold_of(len(rows), folds, seed)
+    scores = {}
+    for name, columns in CORRECTION_MODELS.items():
+        oof = np.empty(len(rows))
+        for f in range(folds):
+            train, test = rows[fold_of != f], fold_of == f
+            oof[test] = _design(columns, sums, rows[test]) @ _fit(columns, sums, measured, train)
+        scores[name] = _mape(oof, measured[rows])
+    return min(scores, key=scores.get)
+
+
+def fit_correction(sums: BlockSums, measured: np.ndarray, device: str = "", folds: int = CV_FOLDS,
+                   seed: int = 0) -> tuple[Correction | None, np.ndarray | None]:
+    """Choose and fit a correction on measured whole networks.
+
+    Nested cross-validation: for each of `folds` outer folds, the model is chosen (inner K-fold CV among
+    CORRECTION_MODELS) and fitted on the other folds only, then predicts the held-out fold. If these out-of-fold
+    predictions beat the raw block sum (MAPE), returns (the correction chosen and fitted on all networks, the
+    out-of-fold predictions); otherwise (None, None). Needs MIN_NETWORKS_FOR_CORRECTION networks.
+    """
+    n = len(measured)
+    if n < max(MIN_NETWORKS_FOR_CORRECTION, 2 * folds):
+        return None, None
+    everything = np.arange(n)
+    outer = _fold_of(n, folds, seed)
+    oof = np.empty(n)
+    for f in range(folds):
+        train, test = everything[outer != f], everything[outer == f]
+        columns = CORRECTION_MODELS[_select_model(sums, measured, train, folds, seed + 1)]
+        oof[test] = _design(columns, sums, test) @ _fit(columns, sums, measured, train)
+    raw_mape, held_out_mape = _mape(sums.latency_ms, measured), _mape(oof, measured)
+    if held_out_mape >= raw_mape:
+        return None, None
+    name = _select_model(sums, measured, everything, folds, seed + 1)
+    coef = dict(zip(CORRECTION_MODELS[name], _fit(CORRECTION_MODELS[name], sums, measured, everything),
+                    strict=True))
+    correction = Correction(float(coef.get("one", 0.0)), float(coef.get("sum", 0.0)), float(coef.get("blocks", 0.0)),
+                            model=name, fitted_on=n, cv_mape_raw=100 * raw_mape, cv_mape_corrected=100 * held_out_mape,
+                            device=device, per_mparam_ms=float(coef.get("params", 0.0)))
+    return correction, oof
+
+
+def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path | None = None,
+                    address: str | None = None, seed: int | None = None, progress: bool = True, rounds: int = 2,
+                    in_process: bool = False) -> tuple[list[DeviceValidation], pd.DataFrame]:
+    """Measure `samples` random whole networks on every device (Ray actors, or in this process with
+    `in_process`) and compare them with the predictions.
+
+    Every network is timed in `rounds` separate rounds (all networks, then all again); `measured_ms` is the mean of
+    its round medians, and the agreement between the first two rounds (`repeatability`) is the best any predictor
+    can reach against these measurements."""
+    out_dir = Path(out_dir) if out_dir is not None else config.lut.out_dir
+    space = config.space.build()
+    input_hw = lut_input_hw(config)
+    specs = device_specs(config)
+    predictors = {s.name: LatencyPredictor(table_path(out_dir, s.name), space, correction=None) for s in specs}
+    for pred in predictors.values():
+        if pred.input_hw != input_hw:
+            raise BadInputError(f"table was built for input {pred.input_hw}, the config asks for {input_hw}",
+                                path=pred.source)
+    archs = sample_archs(space, samples, config.seed if seed is None else seed)
+    by_id = {a.arch_id: a for a in archs}
+    space_doc = space_spec(space)
+    measured: dict[str, dict[str, list[dict]]] = {s.name: {a.arch_id: [] for a in archs} for s in specs}
+    seconds: dict[str, float] = {}
+    bars = {}
+    t0 = time.perf_counter()  # reset once the actors are up
+
+    def on_result(device: str, rows: list[dict]) -> None:
+        for row in rows:
+            measured[device][row["arch_id"]].append(row)
+        bars[device].update(len(rows))
+        seconds[device] = time.perf_counter() - t0
+
+    try:
+        with device_actors(specs, address, in_process) as actors:
+            bars.update({s.name: tqdm(total=len(archs) * rounds, desc=f"validate {s.name}", position=i, unit="net",
+                                      disable=not progress) for i, s in enumerate(specs)})
+            todo = {s.name: deque(a.to_json() for _ in range(rounds) for a in archs) for s in specs}
+            t0 = time.perf_counter()
+            dispatch(actors, todo, "measure_networks",
+                     lambda text: (space_doc, [text], input_hw, config.num_classes), on_result)
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+    frames, results = [], []
+    for spec in specs:
+        pred = predictors[spec.name]
+        ids = [a.arch_id for a in archs]
+        block_sums = pred.block_sums_many(archs)
+        sums = block_sums.latency_ms
+        per_round = np.array([[r["measured_ms"] for r in measured[spec.name][i]] for i in ids])  # (n, rounds)
+        meas = per_round.mean(axis=1)
+        std = np.array([np.mean([r["measured_ms_std"] for r in measured[spec.name][i]]) for i in ids])
+        repeat = Figures.of(per_round[:, 1], per_round[:, 0]) if rounds > 1 else None
+        correction, oof = fit_correction(block_sums, meas, spec.name, seed=config.seed)
+        corr_file = correction_path(pred.source)
+        if correction is not None:
+            correction.save(corr_file)
+        elif corr_file.exists():
+            corr_file.unlink()
+        predicted = oof if oof is not None else sums
+        results.append(DeviceValidation(spec.name, Figures.of(sums, meas),
+                                        Figures.of(oof, meas) if oof is not None else None, correction, len(ids),
+                                        seconds.get(spec.name, 0.0), repeat))
+        frames.append(pd.DataFrame({
+            "arch_id": ids, "arch": [by_id[i].to_json() for i in ids], "device": spec.name,
+            "predicted_ms": predicted, "measured_ms": meas, "block_sum_ms": sums, "n_blocks": block_sums.n_blocks,
+            "params_m": block_sums.params_m,
+            "corrected_ms_cv": oof if oof is not None else np.full(len(ids), np.nan), "measured_ms_std": std,
+            **{f"measured_ms_round{r}": per_round[:, r] for r in range(rounds)},
+        }))
+    frame = pd.concat(frames, ignore_index=True)
+    atomic_write_parquet(out_dir / "validation.parquet", frame)
+    write_scatter(frame, results, out_dir / "validation.png")
+    return results, frame
+
+
+def write_scatter(frame: pd.DataFrame, results: list[DeviceValidation], path: Path) -> None:
+    """Predicted vs measured per device (block sum and, if adopted, the held-out corrected prediction)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(5 * len(results), 4.6), squeeze=False)
+    for ax, res in zip(axes[0], results, strict=True):
+        rows = frame[frame["device"] == res.device]
+        lo = 0.9 * min(rows["measured_ms"].min(), rows["block_sum_ms"].min())
+        hi = 1.1 * max(rows["measured_ms"].max(), rows["block_sum_ms"].max())
+        line = np.array([lo, hi])
+        ax.fill_between(line, line * 0.9, line * 1.1, color="0.9", label="±10 %")
+        ax.plot(line, line, color="0.5", lw=1)
+        ax.scatter(rows["measured_ms"], rows["block_sum_ms"], s=14, label=f"block sum (ρ={res.raw.spearman:.3f}, "
+                   f"{res.raw.within_10_pct:.0f} % in ±10 %)")
+        if res.corrected_cv is not None:
+            ax.scatter(rows["measured_ms"], rows["corrected_ms_cv"], s=14, marker="x",
+                       label=f"corrected, held-out (ρ={res.corrected_cv.spearman:.3f}, "
+                       f"{res.corrected_cv.within_10_pct:.0f} % in ±10 %)")
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_xlabel("measured whole network (ms)")
+        ax.set_ylabel("predicted (ms)")
+        ax.set_title(f"{res.device}: {res.networks} networks")
+        ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,172 @@
+"""`lut` and `lut validate` end to end on a tiny space (a few dozen blocks at 32x64): in-process (fast) for
+resuming, settings checks and validation outputs, and the resource check against a faked cluster; on Ray (slow:
+one module-scoped local instance offering two device resources) for two logical devices measured in one run and
+for devices that no node offers."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pandas as pd
+import pytest
+import yaml
+
+from inas.config import parse_config
+from inas.errors import BadInputError
+from inas.latency import (
+    LatencyPredictor,
+    build_tables,
+    config_blocks,
+    read_table,
+    table_path,
+    validate_tables,
+    write_table,
+)
+from inas.space import sample_max, sample_min
+
+STAGE_WIDTHS = {"stem": 32, "stage_1": 16, "stage_2": 24, "stage_3": 40, "stage_4": 80, "stage_5": 112,
+                "stage_6": 192, "stage_7": 320}
+TINY_SPACE = {
+    "stages": {name: {"widths": [w]} for name, w in STAGE_WIDTHS.items()},
+    "transport": {f"level_{i}": {"connections": [i], "kernels": [3]} for i in range(5)},
+    "decoder": {f"level_{i}": {"connections": [i, i + 1] if i < 4 else [4], "kernels": [3]} for i in range(5)},
+}
+TINY_SPACE["stages"]["stage_3"]["kernels"] = [3, 5]
+
+
+def tiny_config(devices=None, **lut):
+    """Two logical devices (1 and 2 threads) by default; node_lock off: a test must neither wait for nor disturb a
+    real `lut` run on the same machine."""
+    devices = devices or [{"name": "tiny_a", "threads": 1}, {"name": "tiny_b", "threads": 2}]
+    return parse_config({"space": TINY_SPACE, "lut": {"input_size": [32, 64], "warmup_runs": 1, "runs": 3,
+                                                       "flush_every": 5, "node_lock": False, "devices": devices,
+                                                       **lut}})
+
+
+ONE_DEVICE = [{"name": "tiny_a", "threads": 1}]
+
+
+@pytest.fixture(scope="module")
+def built_in_process(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lut")
+    config = tiny_config(ONE_DEVICE)
+    (report,) = build_tables(config, out, progress=False, in_process=True)
+    return config, out, report
+
+
+def test_in_process_table_is_complete_and_predicts(built_in_process):
+    config, out, report = built_in_process
+    keys = config_blocks(config)
+    assert (report.blocks, report.reused, report.measured) == (len(keys), 0, len(keys))
+    table = read_table(table_path(out, "tiny_a"))
+    assert len(table) == len(keys) and (table["latency_ms"] > 0).all() and (table["runs"] >= 3).all()
+    assert table["torch_version"].str.len().min() > 0 and table["onnxruntime_version"].str.len().min() > 0
+    space = config.space.build()
+    predictor = LatencyPredictor(table_path(out, "tiny_a"), space)
+    assert predictor.input_hw == (32, 64)
+    assert 0 < predictor.predict(sample_min(space)) <= predictor.predict(sample_max(space))
+
+
+def test_half_table_is_completed_not_remeasured(built_in_process, tmp_path):
+    config, out, _ = built_in_process
+    full = read_table(table_path(out, "tiny_a"))
+    half = full.iloc[: len(full) // 2].assign(latency_ms=777.0)  # a marker no measurement produces
+    write_table(table_path(tmp_path, "tiny_a"), half)
+    (report,) = build_tables(config, tmp_path, progress=False, in_process=True)
+    assert (report.reused, report.measured) == (len(half), len(full) - len(half))
+    done = read_table(table_path(tmp_path, "tiny_a"))
+    assert len(done) == len(full) and set(done["block"]) == set(full["block"])
+    assert (done[done["block"].isin(half["block"])]["latency_ms"] == 777.0).all()
+    assert (done[~done["block"].isin(half["block"])]["latency_ms"] < 777.0).all()
+    (again,) = build_tables(config, tmp_path, progress=False, in_process=True)  # complete: nothing to do
+    assert (again.reused, again.measured) == (len(full), 0)
+
+
+def test_existing_table_with_other_settings_is_refused(built_in_process, tmp_path):
+    _, out, _ = built_in_process
+    write_table(table_path(tmp_path, "tiny_a"), read_table(table_path(out, "tiny_a")).assign(threads=2))
+    with pytest.raises(BadInputError, match="threads"):
+        build_tables(tiny_config(ONE_DEVICE), tmp_path, progress=False, in_process=True)
+
+
+def test_validate_writes_table_plot_and_repeatability(built_in_process):
+    config, out, _ = built_in_process
+    results, frame = validate_tables(config, samples=2, out_dir=out, progress=False, in_process=True)
+    (result,) = results
+    assert result.device == "tiny_a" and result.networks == len(frame) == 2
+    assert result.repeatability is not None and result.correction is None  # 2 networks: too few to fit
+    saved = pd.read_parquet(out / "validation.parquet")
+    assert {"arch_id", "arch", "device", "predicted_ms", "measured_ms", "block_sum_ms", "n_blocks",
+            "measured_ms_round0", "measured_ms_round1"} <= set(saved.columns)
+    assert (saved["measured_ms"] > 0).all() and (saved["predicted_ms"] == saved["block_sum_ms"]).all()
+    assert (out / "validation.png").stat().st_size > 1000
+    assert not (out / "tiny_a.correction.json").exists()
+
+
+# ----- on Ray -----------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ray_local():
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    ray.init(num_cpus=2, resources={"device:tiny_a": 1, "device:tiny_b": 1}, include_dashboard=False,
+             logging_level=logging.WARNING, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_missing_resource_is_checked_before_any_actor_starts(monkeypatch, tmp_path):
+    import ray
+
+    from inas.latency import devices
+
+    monkeypatch.setattr(devices, "connect_ray", lambda address, specs: False)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "device:tiny_a": 1.0})
+    started = []
+    monkeypatch.setattr(devices, "start_actors", lambda specs: started.append(specs))
+    config = tiny_config([{"name": "tiny_a"}, {"name": "phone", "resource": "device:pixel7", "actors": 2}])
+    with pytest.raises(BadInputError) as info:
+        build_tables(config, tmp_path, progress=False)
+    assert "'device:pixel7'" in str(info.value) and "lut.devices[1].resource" in str(info.value)
+    assert "ray start --resources" in str(info.value) and not started
+    config = tiny_config([{"name": "tiny_a", "actors": 3}])
+    with pytest.raises(BadInputError, match="asks for 3 actors but the cluster offers only 1"):
+        build_tables(config, tmp_path, progress=False)
+
+
+@pytest.mark.slow
+def test_two_devices_measured_in_one_run_on_ray(ray_local, tmp_path):
+    config = tiny_config()
+    keys = config_blocks(config)
+    reports = build_tables(config, tmp_path, progress=False)
+    assert {r.device: (r.blocks, r.measured) for r in reports} == {"tiny_a": (len(keys), len(keys)),
+                                                                    "tiny_b": (len(keys), len(keys))}
+    for name, threads in (("tiny_a", 1), ("tiny_b", 2)):
+        table = read_table(table_path(tmp_path, name))
+        assert len(table) == len(keys) and set(table["device"]) == {name} and set(table["threads"]) == {threads}
+        assert (table["latency_ms"] > 0).all()
+    assert ray_local.is_initialized()  # a Ray it did not start is left running
+
+
+@pytest.mark.slow
+def test_device_no_node_offers_fails_fast(ray_local, tmp_path):
+    config = tiny_config([{"name": "tiny_a"}, {"name": "phone", "resource": "device:pixel7"}])
+    with pytest.raises(BadInputError) as info:
+        build_tables(config, tmp_path, progress=False)
+    assert "device:pixel7" in str(info.value) and "lut.devices[1].resource" in str(info.value)
+    assert not table_path(tmp_path, "phone").exists() and not table_path(tmp_path, "tiny_a").exists()
+
+
+@pytest.mark.slow
+def test_cli_reports_a_missing_gpu_resource_as_bad_input(ray_local, tmp_path, capsys):
+    from inas.run import main
+
+    config = tmp_path / "gpu.yaml"
+    config.write_text(yaml.safe_dump({"space": TINY_SPACE, "lut": {
+        "input_size": [32, 32], "devices": [{"name": "gpu0", "resource": "GPU", "backend": "torch-cuda"}]}}))
+    assert main(["lut", "-c", str(config), "-o", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "'GPU'" in err and "lut.devices[0].resource" in err

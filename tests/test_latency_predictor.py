@@ -1,0 +1,183 @@
+"""Latency predictor: sums equal hand sums, vectorised equals scalar, missing blocks and bad tables are clear
+errors, the fitted correction is applied and only adopted when it helps on held-out networks."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from inas.errors import BadInputError
+from inas.latency import (
+    TABLE_COLUMNS,
+    BlockSums,
+    Correction,
+    Figures,
+    LatencyPredictor,
+    arch_blocks,
+    correction_path,
+    enumerate_blocks,
+    fit_correction,
+    read_table,
+    write_table,
+)
+from inas.latency.table import table_from_rows
+from inas.space import inas_space, sample_max, sample_min, sample_uniform
+
+NARROW = {
+    "stage_5": {"widths": [112, 120], "depths": [2, 3, 4]},
+    "stage_6": {"widths": [192, 200, 216]},
+    "stage_7": {"widths": [320, 352], "kernels": [3, 9]},
+}
+
+
+def fake_table(space, input_hw=(128, 160), device="cpu", seed=0, num_classes=1) -> pd.DataFrame:
+    """A table with a random latency per block (distinct values, so any wrong lookup changes the sum)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for key in enumerate_blocks(space, input_hw, num_classes):
+        ms = float(rng.uniform(0.01, 1.0))
+        rows.append({"block": key.text, **key.to_row(), "params": int(rng.integers(0, 100_000)), "device": device,
+                     "backend": "onnxruntime", "batch": 1, "threads": 1, "latency_ms": ms, "latency_ms_mean": ms,
+                     "latency_ms_std": 0.0, "runs": 5,
+                     "torch_version": "t", "onnxruntime_version": "o", "python_version": "p", "host": "h",
+                     "measured_at": "2026-01-01T00:00:00+00:00"})
+    return table_from_rows(rows)
+
+
+@pytest.fixture(scope="module")
+def space():
+    return inas_space().narrow(NARROW)
+
+
+@pytest.fixture(scope="module")
+def table(space):
+    return fake_table(space)
+
+
+@pytest.fixture(scope="module")
+def predictor(table, space):
+    return LatencyPredictor(table, space)
+
+
+def hand_sum(table: pd.DataFrame, arch, space) -> float:
+    """Sum of table rows looked up by the readable `block` text (independent of the predictor's lookups)."""
+    by_text = dict(zip(table["block"], table["latency_ms"], strict=True))
+    return sum(by_text[k.text] for k in arch_blocks(arch, space, (128, 160)))
+
+
+def test_predict_equals_hand_sum(predictor, table, space):
+    rng = random.Random(1)
+    for arch in [sample_min(space), sample_max(space)] + [sample_uniform(space, rng) for _ in range(20)]:
+        assert predictor.predict(arch) == pytest.approx(hand_sum(table, arch, space), rel=1e-12)
+    assert predictor.input_hw == (128, 160) and predictor.num_classes == 1 and predictor.device == "cpu"
+
+
+def test_predict_many_equals_predict(predictor, space):
+    rng = random.Random(2)
+    archs = [sample_uniform(space, rng) for _ in range(1100)]  # more than one vectorised chunk
+    many = predictor.predict_many(archs)
+    assert many.shape == (1100,)
+    np.testing.assert_allclose(many, [predictor.predict(a) for a in archs], rtol=1e-12)
+    sums = predictor.block_sums_many(archs[:50])
+    assert list(sums.n_blocks) == [len(arch_blocks(a, space, (128, 160))) for a in archs[:50]]
+    params = dict(zip(predictor.table["block"], predictor.table["params"], strict=True))
+    np.testing.assert_allclose(sums.params_m, [sum(params[k.text] for k in arch_blocks(a, space, (128, 160))) / 1e6
+                                               for a in archs[:50]], rtol=1e-12)
+    assert predictor.predict_many([]).shape == (0,)
+
+
+def test_full_space_predictor_handles_narrowed_archs(table, space):
+    full = LatencyPredictor(table)  # default: the iNAS space's structure and choices
+    rng = random.Random(3)
+    archs = [sample_uniform(space, rng) for _ in range(30)]
+    np.testing.assert_allclose(full.predict_many(archs), [hand_sum(table, a, space) for a in archs], rtol=1e-12)
+
+
+def test_missing_block_names_block_and_file(tmp_path, table, space):
+    arch = sample_max(space)
+    dropped = arch_blocks(arch, space, (128, 160))[5]
+    path = tmp_path / "cpu.parquet"
+    write_table(path, table[table["block"] != dropped.text])
+    predictor = LatencyPredictor(path, space)
+    for call in (lambda: predictor.predict(arch), lambda: predictor.predict_many([sample_min(space), arch])):
+        with pytest.raises(BadInputError) as info:
+            call()
+        assert dropped.text in str(info.value) and str(path) in str(info.value)
+    # an arch outside the table's space is a missing block too (wider stage_5 than the table holds)
+    other = sample_max(inas_space())
+    with pytest.raises(BadInputError, match="missing from the latency table"):
+        predictor.predict_many([other])
+
+
+@pytest.mark.parametrize("damage, fragment", [
+    (lambda f: f.drop(columns=["latency_ms_std"]), "missing columns ['latency_ms_std']"),
+    (lambda f: f.assign(kernel=f["kernel"].astype(str)), "wrong types"),
+    (lambda f: f.assign(latency_ms=-1.0), "negative"),
+    (lambda f: pd.concat([f, f.iloc[:1]]), "duplicate blocks"),
+    (lambda f: f.assign(threads=np.arange(len(f)) % 2 + 1), "mixes several values of 'threads'"),
+])
+def test_bad_tables_are_clear_errors(tmp_path, table, damage, fragment):
+    path = tmp_path / "bad.parquet"
+    damage(table).to_parquet(path, index=False)
+    with pytest.raises(BadInputError) as info:
+        LatencyPredictor(path)
+    assert fragment in str(info.value) and str(path) in str(info.value)
+
+
+def test_not_parquet_and_missing_file(tmp_path):
+    junk = tmp_path / "junk.parquet"
+    junk.write_text("not parquet")
+    with pytest.raises(BadInputError, match="cannot be read as Parquet"):
+        read_table(junk)
+    with pytest.raises(BadInputError, match="latency table not found"):
+        LatencyPredictor(tmp_path / "nope.parquet")
+
+
+def test_table_round_trip_keeps_schema(tmp_path, table):
+    path = tmp_path / "t.parquet"
+    write_table(path, table.sample(frac=1.0, random_state=0))
+    back = read_table(path)
+    assert list(back.columns) == list(TABLE_COLUMNS)
+    assert len(back) == len(table) and back["latency_ms"].sum() == pytest.approx(table["latency_ms"].sum())
+
+
+def test_correction_is_applied_and_loaded_beside_the_table(tmp_path, table, space):
+    path = tmp_path / "cpu.parquet"
+    write_table(path, table)
+    corr = Correction(0.5, 1.2, 0.001, "affine+per_block+params", 50, 10.0, 3.0, "cpu", per_mparam_ms=2.0)
+    corr.save(correction_path(path))
+    assert correction_path(path).name == "cpu.correction.json"
+    pred = LatencyPredictor(path, space)
+    raw = LatencyPredictor(path, space, correction=None)
+    arch = sample_max(space)
+    keys = arch_blocks(arch, space, (128, 160))
+    params_m = table.set_index("block").loc[[k.text for k in keys], "params"].sum() / 1e6
+    assert pred.predict(arch) == pytest.approx(0.5 + 1.2 * raw.predict(arch) + 0.001 * len(keys) + 2.0 * params_m)
+    assert pred.predict_many([arch])[0] == pytest.approx(pred.predict(arch))
+    assert pred.predict_many([arch], corrected=False)[0] == pytest.approx(raw.predict(arch))
+
+
+def test_fit_correction_finds_the_memory_term_and_adopts_only_what_helps():
+    rng = np.random.default_rng(0)
+    sums = BlockSums(rng.uniform(5, 15, 50), rng.integers(40, 70, 50), rng.uniform(2, 12, 50))
+    # in-network time = 1.05 x block sum + 0.3 ms per million weights, 0.5 % noise
+    measured = (1.05 * sums.latency_ms + 0.3 * sums.params_m) * (1 + rng.normal(0, 0.005, 50))
+    corr, oof = fit_correction(sums, measured, "cpu")
+    assert corr is not None and oof is not None and corr.fitted_on == 50 and "params" in corr.model
+    assert corr.cv_mape_corrected < 1.0 < corr.cv_mape_raw
+    assert corr.per_mparam_ms == pytest.approx(0.3, abs=0.05) and corr.scale == pytest.approx(1.05, abs=0.05)
+    assert Figures.of(oof, measured).within_5_pct == 100.0
+    # the block sums already predict: no correction can beat them on held-out networks
+    exact = BlockSums(sums.latency_ms, sums.n_blocks, rng.uniform(2, 12, 50))
+    assert fit_correction(exact, exact.latency_ms.copy()) == (None, None)
+    few = BlockSums(sums.latency_ms[:9], sums.n_blocks[:9], sums.params_m[:9])
+    assert fit_correction(few, measured[:9]) == (None, None)  # too few networks
+
+
+def test_table_of_two_input_sizes_is_rejected(space):
+    mixed = pd.concat([fake_table(space, (128, 160)), fake_table(space, (64, 64))], ignore_index=True)
+    with pytest.raises(BadInputError, match="input size"):
+        LatencyPredictor(mixed)
