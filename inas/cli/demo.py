@@ -31,6 +31,7 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "lut": {"warmup_runs": 2, "runs": 5},
     "search": {"budget_scale": 0.25, "bn_recalibration_batches": 2},
 }
+CONVERT_BN_BATCHES = {False: 50, True: 10}  # BN recalibration of the knee model (the original: 200)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +109,7 @@ def main(args: argparse.Namespace) -> int:
         space = parse_config(doc, cfg).space.build()
         atomic_write_text(arch_file, arch_from_json(str(knee.iloc[0]["arch"]), space).to_json(indent=2))
         return ["convert", "--arch", str(arch_file), "--supernet", str(out / "train" / "supernet.pt"), "-c", cfg,
-                "-o", str(out / "model" / "knee.pt")]
+                "-o", str(out / "model" / "knee.pt"), "--bn-batches", str(CONVERT_BN_BATCHES[args.quick])]
 
     steps: list[tuple[str, Callable[[], list[str]], str]] = [
         ("data", lambda: ["data", "synth", "--task", doc.get("task", "sod"), "--out", str(out / "data"),
