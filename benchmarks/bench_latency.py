@@ -11,7 +11,7 @@
 
 Prints a table and appends one JSON line to benchmarks/results.jsonl.
 
-    python -m benchmarks.bench_latency [--config experiments/lut_demo.yaml] [--lut-dir DIR] [--run --samples 50]
+    python -m benchmarks.bench_latency [--config experiments/sod_demo.yaml] [--lut-dir DIR] [--run --samples 50]
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def validation_figures(lut_dir: Path) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", default="experiments/lut_demo.yaml", help="demo config (space, devices, runs)")
+    parser.add_argument("--config", default="experiments/sod_demo.yaml", help="demo config (space, devices, runs)")
     parser.add_argument("--lut-dir", default=None, help="LUT folder with validation.parquet (default: lut.out_dir)")
     parser.add_argument("--archs", type=int, default=20000, help="archs for the predictor throughput")
     parser.add_argument("--blocks", type=int, default=40, help="blocks timed per space for the time per block")

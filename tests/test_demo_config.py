@@ -1,0 +1,57 @@
+"""`demo`: the resolved experiment config keeps every artefact inside OUT, `--quick` shrinks the sizes, the shipped
+demo config is valid and shares its space with experiments/sod_demo.yaml, and a bad demo config is refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inas.cli.demo import DEFAULT_CONFIG, resolve_demo_config
+from inas.config import load_config, parse_config
+from inas.run import main as run_main
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _base() -> dict:
+    return yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_every_path_is_inside_out(tmp_path, quick):
+    doc, synth = resolve_demo_config(_base(), tmp_path, quick)
+    config = parse_config(doc, "demo")
+    for path in (config.data.root, config.train.out_dir, config.lut.out_dir, config.search.out_dir,
+                 config.search.supernet):
+        assert Path(path).is_relative_to(tmp_path), path
+    assert "synth" not in doc and synth["n_train"] > 0
+
+
+def test_quick_shrinks_every_size(tmp_path):
+    full, full_synth = resolve_demo_config(_base(), tmp_path, quick=False)
+    quick, quick_synth = resolve_demo_config(_base(), tmp_path, quick=True)
+    assert quick["train"]["iterations"] < full["train"]["iterations"]
+    assert quick_synth["n_train"] < full_synth["n_train"]
+    assert quick["lut"]["runs"] < full["lut"]["runs"]
+    for fast, slow in zip(quick["search"]["searchers"], full["search"]["searchers"], strict=True):
+        assert 0 < fast["budget"] < slow["budget"]
+    assert _base() == yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))  # the input is not mutated
+
+
+def test_demo_and_sod_demo_share_one_space():
+    doc, _ = resolve_demo_config(_base(), Path("/tmp/x"), quick=False)
+    demo_space = parse_config(doc, "demo").space.build()
+    sod_demo = load_config(EXPERIMENTS / "sod_demo.yaml")
+    assert demo_space == sod_demo.space.build()
+
+
+def test_bad_demo_config_is_refused_before_any_work(tmp_path, capsys):
+    bad = tmp_path / "demo.yaml"
+    bad.write_text("task: sod\ntrain: {iterations: -3}\n", encoding="utf-8")
+    out = tmp_path / "out"
+    assert run_main(["demo", "-c", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "iterations" in err and "Traceback" not in err
+    assert not out.exists()
