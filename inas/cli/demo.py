@@ -142,7 +142,7 @@ def main(args: argparse.Namespace) -> int:
             print(f"demo: step '{name}' failed (exit {code}) after {seconds:.1f} s; fix it and re-run the same "
                   "command to continue from this step")
             return code
-        marker.write_text(f"{seconds:.1f}\n")
+        atomic_write_text(marker, f"{seconds:.1f}\n")
         timings.append((name, seconds, "ran"))
         print(f"[{index}/{len(steps)}] {name}: done in {seconds:.1f} s", flush=True)
     total = time.perf_counter() - started

@@ -97,7 +97,7 @@ def load_arch_for(arch_path: str | Path, supernet: Supernet, supernet_path: str 
     try:
         return load_arch(arch_path, supernet.space)
     except ArchError as exc:
-        if not Path(arch_path).is_file():
+        if exc.key is None:  # the file itself is wrong (missing, unreadable, not JSON): no space to blame
             raise
         raise BadInputError(f"{exc} (the architecture must lie in the space of the supernet {supernet_path})") \
             from None

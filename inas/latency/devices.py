@@ -26,6 +26,7 @@ from typing import Any
 from inas.errors import BadInputError
 from inas.latency.backends import Runner, Timing, block_inputs, build_block, build_network, software_versions
 from inas.latency.blocks import BlockKey
+from inas.ray_address import check_ray_address
 
 NODE_LOCK_NAME = "inas-latency-node.lock"
 
@@ -140,6 +141,7 @@ def connect_ray(address: str | None, specs: Sequence[DeviceSpec], num_cpus: int 
     if ray.is_initialized():
         return False
     if address:
+        check_ray_address(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:

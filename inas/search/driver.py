@@ -39,6 +39,7 @@ import pandas as pd
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError
 from inas.io import atomic_write_json, atomic_write_parquet, atomic_write_text
+from inas.ray_address import check_ray_address
 from inas.search.evaluators import (
     TASK_METRICS,
     EvaluationTable,
@@ -210,12 +211,25 @@ class TrialStats:
     eval_seconds: list[float] = field(default_factory=list)  # worker-side evaluation time per trial
     completed_at: list[float] = field(default_factory=list)  # perf_counter() when each trial completed
     archs_per_completed: list[int] = field(default_factory=list)  # archs of each completed trial
+    worker_per_completed: list[int] = field(default_factory=list)  # worker pid of each completed trial (-1: failed)
 
     def steady_evaluations_per_minute(self) -> float:
-        """Archs per minute between the first and the last completed trial (excludes worker start-up)."""
-        if len(self.completed_at) < 2 or self.completed_at[-1] <= self.completed_at[0]:
-            return math.nan
-        return sum(self.archs_per_completed[1:]) / (self.completed_at[-1] - self.completed_at[0]) * 60
+        """Archs per minute in steady state, excluding each worker's start-up: per worker process, the archs of its
+        2nd..last trials over the time between its first and last completion, summed over workers. (Per worker, so
+        that trials completing side by side on concurrent workers do not inflate the rate.) NaN if no worker
+        completed two trials."""
+        per_worker: dict[int, list[tuple[float, int]]] = {}
+        workers = self.worker_per_completed or [0] * len(self.completed_at)
+        for pid, at, archs in zip(workers, self.completed_at, self.archs_per_completed, strict=True):
+            if pid != -1:
+                per_worker.setdefault(pid, []).append((at, archs))
+        rate = 0.0
+        counted = False
+        for done in per_worker.values():
+            if len(done) >= 2 and done[-1][0] > done[0][0]:
+                rate += sum(a for _, a in done[1:]) / (done[-1][0] - done[0][0]) * 60
+                counted = True
+        return rate if counted else math.nan
 
 
 def make_tune_searcher(setup: SearchSetup, archs_per_trial: int):
@@ -267,7 +281,9 @@ def make_tune_searcher(setup: SearchSetup, archs_per_trial: int):
                 scores = json.loads(result["evaluations"])
                 self.stats.eval_seconds.append(float(result.get("eval_seconds_total", math.nan)))
                 self.stats.workers.add(int(result.get("worker_pid", -1)))
+                self.stats.worker_per_completed.append(int(result.get("worker_pid", 0)))
             else:
+                self.stats.worker_per_completed.append(-1)
                 self.stats.failed_trials += 1
                 log.warning("trial %s of searcher %s failed; its %d archs are recorded as failed", trial_id,
                             trial.searcher, len(trial.archs))
@@ -381,6 +397,7 @@ def connect(address: str | None, dashboard: bool = True) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
+        check_ray_address(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -392,6 +409,17 @@ def connect(address: str | None, dashboard: bool = True) -> bool:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=dashboard, dashboard_host="127.0.0.1",
              logging_level=logging.WARNING, log_to_driver=False)
     return True
+
+
+_ENV_SET_HERE: dict[str, str] = {}
+
+
+def _set_env_default(key: str, value: str) -> None:
+    """`os.environ[key] = value` unless the user set `key`; a value set by an earlier call is replaced (run_search may
+    run several times in one process, e.g. a benchmark or a notebook, with different concurrency)."""
+    if key not in os.environ or os.environ[key] == _ENV_SET_HERE.get(key):
+        os.environ[key] = value
+        _ENV_SET_HERE[key] = value
 
 
 @dataclass
@@ -411,7 +439,7 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     os.environ.setdefault("TUNE_MAX_LEN_IDENTIFIER", "40")  # archs are in the config: keep trial folder names short
     # Tune keeps 1 trial pending with a search algorithm: allow one per concurrent slot, so every slot gets its own
     # worker actor (with a single pending trial the first actor is reused and the second is never started)
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(sum(setup.concurrency.values())))
+    _set_env_default("TUNE_MAX_PENDING_TRIALS_PG", str(sum(setup.concurrency.values())))
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0 (no tables)
         # per-trial result files are disabled above, so Tune's end-of-run analysis finds none: not a problem
@@ -421,6 +449,8 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
 
     config = setup.config
     search = config.search
+    if not all(s.is_finished() for s in setup.searchers.values()):
+        check_ray_address(address or os.environ.get("RAY_ADDRESS"))  # fail fast, before any output is written
     setup.out_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     tune_searcher = make_tune_searcher(setup, search.archs_per_trial)

@@ -1,0 +1,62 @@
+"""Fail fast on a Ray address that does not answer.
+
+`ray.init(address=HOST:PORT)` retries for minutes when nothing listens there; every verb that joins a cluster calls
+`check_ray_address` first, which tries one TCP connection and raises a BadInputError naming the address at once.
+"""
+
+from __future__ import annotations
+
+import socket
+
+from inas.errors import BadInputError
+
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _host_port(address: str) -> tuple[str, int] | None:
+    """(host, port) of `HOST:PORT` or `ray://HOST:PORT`; None for anything Ray resolves itself (auto, local, ...)."""
+    text = address.strip()
+    if "://" in text:
+        scheme, text = text.split("://", 1)
+        if scheme != "ray":
+            return None
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def _candidate_hosts(host: str) -> list[str]:
+    """`host`, plus this node's IP for a local host name (Ray itself connects to the node IP for those)."""
+    hosts = [host]
+    if host in LOCAL_HOSTS:
+        try:
+            from ray._private.services import get_node_ip_address
+
+            node_ip = get_node_ip_address()
+        except Exception:  # noqa: BLE001 - best effort: the loopback address is still tried
+            node_ip = None
+        if node_ip and node_ip not in hosts:
+            hosts.append(node_ip)
+    return hosts
+
+
+def check_ray_address(address: str | None, key: str = "--address", timeout_s: float = 5.0) -> None:
+    """BadInputError at once if nothing accepts a TCP connection at `address` (HOST:PORT or ray://HOST:PORT);
+    `auto`, `local`, None and other forms are left to Ray."""
+    if not address:
+        return
+    parsed = _host_port(address)
+    if parsed is None:
+        return
+    host, port = parsed
+    reason = "no answer"
+    for candidate in _candidate_hosts(host):
+        try:
+            with socket.create_connection((candidate, port), timeout=timeout_s):
+                return
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+    raise BadInputError(f"cannot reach a Ray cluster at {address}: nothing answers there ({reason}); start the head "
+                        "node with `ray start --head` and pass its address (HOST:6379, ray://HOST:10001 for Ray "
+                        "Client, or auto on a cluster node)", key=key)
