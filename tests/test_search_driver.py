@@ -134,7 +134,7 @@ def test_tune_searcher_runs_every_searcher_to_its_budget(problem_root, tmp_path)
     run = simulate(setup, calls)
     assert run["peak"] == {"random": 2, "evolution": 1}
     frame = pd.read_parquet(tmp_path / "out" / EVALUATIONS_FILE)
-    assert frame.groupby("searcher").size().to_dict() == {"evolution": 6, "random": 5}
+    assert frame.groupby("searcher").size().to_dict() == {"evolution": 12, "random": 10}
     assert len(calls) == len(set(calls)) == 11
     assert (frame["generation"][frame["searcher"] == "evolution"] >= 0).all()
     assert frame.loc[frame["searcher"] == "evolution", "generation"].max() >= 1
@@ -195,7 +195,7 @@ def test_interrupted_search_resumes_without_reevaluating(problem_root, tmp_path)
     simulate(setup, second_calls)
     assert not done & set(second_calls)
     frame = pd.read_parquet(tmp_path / "out" / EVALUATIONS_FILE)
-    assert frame.groupby("searcher").size().to_dict() == {"evolution": 6, "random": 5}
+    assert frame.groupby("searcher").size().to_dict() == {"evolution": 12, "random": 10}
     assert frame["arch_id"].is_unique
     # the same search without interruption evaluates the same archs (searchers resumed exactly)
     calls: list[str] = []
@@ -272,7 +272,9 @@ def _run_cli(config_path: Path, out: Path, **popen) -> subprocess.Popen:
 def test_search_on_local_ray_then_kill_and_resume(problem_root, tmp_path):
     """Two searchers on a local Ray through the CLI; kill -9 after some trials; the re-run finishes the budgets and
     evaluates no done arch again; the result equals an uninterrupted run."""
-    _, config_path = make_problem(problem_root, searchers=SEARCHERS)
+    # budgets large enough, one arch per trial, that the kill lands mid-run (budgets 5 + 6 sometimes finished first)
+    searchers = [{**SEARCHERS[0], "budget": 10}, {**SEARCHERS[1], "budget": 12}]
+    _, config_path = make_problem(problem_root, searchers=searchers, archs_per_trial=1)
     out = tmp_path / "out"
     proc = _run_cli(config_path, out, start_new_session=True)
     deadline = time.time() + 300
@@ -283,18 +285,18 @@ def test_search_on_local_ray_then_kill_and_resume(problem_root, tmp_path):
             rows = len(pd.read_parquet(path))
             if rows >= 4:
                 break
-        time.sleep(0.5)
+        time.sleep(0.2)
     assert proc.poll() is None, proc.stdout.read()
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
     proc.wait()
     done = pd.read_parquet(out / EVALUATIONS_FILE)
-    assert 4 <= len(done) < 11
+    assert 4 <= len(done) < 22
     rerun = _run_cli(config_path, out)
     text, _ = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, text
     assert "resuming with" in text and "front size" in text
     frame = pd.read_parquet(out / EVALUATIONS_FILE)
-    assert frame.groupby("searcher").size().to_dict() == {"evolution": 6, "random": 5}
+    assert frame.groupby("searcher").size().to_dict() == {"evolution": 12, "random": 10}
     assert frame["arch_id"].is_unique  # nothing evaluated twice
     kept = frame.set_index("arch_id").loc[done["arch_id"], "trial_id"]
     assert (kept.to_numpy() == done["trial_id"].to_numpy()).all()  # done rows kept as they were
