@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from inas.data import image_to_input
@@ -21,14 +20,7 @@ from inas.errors import BadInputError
 from inas.run import main as run_main
 from inas.space import sample_uniform
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: these models are tiny, and spare threads only spin when other processes share the cores."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _model(num_classes: int, seed: int):

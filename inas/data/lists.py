@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from PIL import Image, ImageFile, UnidentifiedImageError
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from inas.errors import BadInputError
@@ -208,3 +209,32 @@ def check_list(
     if problems:
         raise ListCheckError(path, problems, len(entries))
     return entries
+
+
+class ListDataset(Dataset):
+    """Base of the labelled data sets over a list file: `root`, `list_file`, `entries` and `len()`.
+
+    `check=True` runs `check_list` for `TASK` first (every file readable, label size = image size; all problems in
+    one error); otherwise the list is only parsed (labels required). Subclasses build samples in `__getitem__`,
+    taking the entry from `labelled_entry(index)`.
+    """
+
+    TASK: Task
+
+    def __init__(self, root: str | Path, list_file: str | Path, check: bool, progress: bool) -> None:
+        self.root = Path(root)
+        self.list_file = str(list_file)
+        if check:
+            entries = check_list(root, list_file, self.TASK, progress=progress)
+        else:
+            entries = read_list(root, list_file, require_labels=True)
+        self.entries: Sequence[ListEntry] = entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def labelled_entry(self, index: int) -> ListEntry:
+        """The entry at `index` (it has a label: the list was read with labels required)."""
+        entry = self.entries[index]
+        assert entry.label is not None
+        return entry

@@ -12,13 +12,11 @@ Samples are dicts:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from torch.utils.data import Dataset
 
-from inas.data.lists import ListEntry, check_list, read_list
+from inas.data.lists import ListDataset, ListEntry
 from inas.data.transforms import (
     center_fit,
     image_to_input,
@@ -34,19 +32,15 @@ CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
 CITYSCAPES_LABEL_SUFFIX = "_gtFine_labelTrainIds.png"
 
 
-def _entries(root: str | Path, list_file: str | Path, check: bool, progress: bool) -> list[ListEntry]:
-    if check:
-        return check_list(root, list_file, "seg", progress=progress)
-    return read_list(root, list_file, require_labels=True)
-
-
 def _sample_name(entry: ListEntry) -> str:
     """The image stem without the Cityscapes `_leftImg8bit` suffix."""
     return entry.name.removesuffix(CITYSCAPES_IMAGE_SUFFIX.removesuffix(".png"))
 
 
-class SegTrainDataset(Dataset):
+class SegTrainDataset(ListDataset):
     """Segmentation training samples: random resized crop to `crop_hw`, random flip, normalise."""
+
+    TASK = "seg"
 
     def __init__(
         self,
@@ -61,21 +55,15 @@ class SegTrainDataset(Dataset):
         check: bool = True,
         progress: bool = True,
     ) -> None:
-        self.root = Path(root)
-        self.list_file = str(list_file)
-        self.entries: Sequence[ListEntry] = _entries(root, list_file, check, progress)
+        super().__init__(root, list_file, check, progress)
         self.crop_hw = (int(crop_hw[0]), int(crop_hw[1]))
         self.num_classes = int(num_classes)
         self.scale_range = (float(scale_range[0]), float(scale_range[1]))
         self.flip = bool(flip)
         self.augment = bool(augment)
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
     def __getitem__(self, index: int) -> dict:
-        entry = self.entries[index]
-        assert entry.label is not None
+        entry = self.labelled_entry(index)
         image, label = load_rgb(entry.image), load_label(entry.label)
         if self.augment:
             img, lab = random_resized_crop(image, label, self.crop_hw, self.scale_range, self.flip)
@@ -88,8 +76,10 @@ class SegTrainDataset(Dataset):
         }
 
 
-class SegEvalDataset(Dataset):
+class SegEvalDataset(ListDataset):
     """Segmentation validation samples: image resized to `size_hw` (or kept), label at its original size."""
+
+    TASK = "seg"
 
     def __init__(
         self,
@@ -101,18 +91,12 @@ class SegEvalDataset(Dataset):
         check: bool = True,
         progress: bool = True,
     ) -> None:
-        self.root = Path(root)
-        self.list_file = str(list_file)
-        self.entries: Sequence[ListEntry] = _entries(root, list_file, check, progress)
+        super().__init__(root, list_file, check, progress)
         self.size_hw = None if size_hw is None else (int(size_hw[0]), int(size_hw[1]))
         self.num_classes = int(num_classes)
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
     def __getitem__(self, index: int) -> dict:
-        entry = self.entries[index]
-        assert entry.label is not None
+        entry = self.labelled_entry(index)
         label: torch.Tensor = label_to_tensor(load_label(entry.label), self.num_classes, entry.label)
         height, width = label.shape
         return {

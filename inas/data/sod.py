@@ -11,33 +11,25 @@ Samples are dicts:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from inas.data.lists import ListEntry, check_list, read_list
+from inas.data.lists import ListDataset
 from inas.data.transforms import binarize_mask, image_to_input, load_gray, load_rgb, sod_train_pair
 
 MaskMode = Literal["binary", "raw"]
 
 
-def _entries(
-    root: str | Path, list_file: str | Path, check: bool, progress: bool, require_labels: bool = True
-) -> list[ListEntry]:
-    if check:
-        return check_list(root, list_file, "sod", progress=progress)
-    return read_list(root, list_file, require_labels=require_labels)
-
-
-class SODTrainDataset(Dataset):
+class SODTrainDataset(ListDataset):
     """SOD training samples: resize to `size` x `size`, optional random horizontal flip, normalise.
 
     `check=True` runs `check_list` first (every file readable, mask size = image size; all problems in one error).
     """
+
+    TASK = "sod"
 
     def __init__(
         self,
@@ -49,27 +41,23 @@ class SODTrainDataset(Dataset):
         check: bool = True,
         progress: bool = True,
     ) -> None:
-        self.root = Path(root)
-        self.list_file = str(list_file)
-        self.entries: Sequence[ListEntry] = _entries(root, list_file, check, progress)
+        super().__init__(root, list_file, check, progress)
         self.size = int(size)
         self.flip = bool(flip)
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
     def __getitem__(self, index: int) -> dict:
-        entry = self.entries[index]
-        assert entry.label is not None
+        entry = self.labelled_entry(index)
         image, label = sod_train_pair(load_rgb(entry.image), load_gray(entry.label), self.size, self.flip)
         return {"image": image, "label": label, "name": entry.name}
 
 
-class SODEvalDataset(Dataset):
+class SODEvalDataset(ListDataset):
     """SOD validation / test samples: image resized to `size` x `size`, mask kept at its original size.
 
     `mask_mode="binary"` (default): uint8 {0, 255} (> 127 is foreground); `"raw"`: the grayscale mask as stored.
     """
+
+    TASK = "sod"
 
     def __init__(
         self,
@@ -83,18 +71,12 @@ class SODEvalDataset(Dataset):
     ) -> None:
         if mask_mode not in ("binary", "raw"):
             raise ValueError(f"mask_mode must be 'binary' or 'raw', got {mask_mode!r}")
-        self.root = Path(root)
-        self.list_file = str(list_file)
-        self.entries: Sequence[ListEntry] = _entries(root, list_file, check, progress)
+        super().__init__(root, list_file, check, progress)
         self.size = int(size)
         self.mask_mode = mask_mode
 
-    def __len__(self) -> int:
-        return len(self.entries)
-
     def __getitem__(self, index: int) -> dict:
-        entry = self.entries[index]
-        assert entry.label is not None
+        entry = self.labelled_entry(index)
         image = load_rgb(entry.image)
         mask = np.array(load_gray(entry.label))  # a writable copy
         if self.mask_mode == "binary":

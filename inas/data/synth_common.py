@@ -8,11 +8,13 @@ depend on the number of worker processes or their order. Coverage masks are anti
 from __future__ import annotations
 
 import colorsys
+import json
 import multiprocessing
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from inas.errors import BadInputError
+from inas.io import atomic_write_text
 
 SUPERSAMPLE = 4
 SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
@@ -247,6 +250,35 @@ def publish(staging: Path, out: Path) -> None:
     os.replace(staging, out)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+SynthFill = Callable[[Path], tuple[dict, Mapping[str, Sequence[tuple[str, str]]]]]
+
+
+def build_synth_dataset(out: str | Path, n_train: int, n_test: int, size: int, force: bool,
+                        fill: SynthFill) -> SynthResult:
+    """Check the counts, then build a data set in a staging folder beside `out` and rename it onto `out`.
+
+    `fill(staging)` writes the samples and returns (meta, lists): `meta` goes to `synth.json`, then each list file
+    `name -> [(image, label), ...]` is written in order (lists last). All or nothing: on any error the staging
+    folder is removed and `out` is left as it was.
+    """
+    if n_train < 1 or n_test < 1 or size < 32:
+        raise BadInputError(f"need n_train >= 1, n_test >= 1, size >= 32; got {n_train}, {n_test}, {size}")
+    out = Path(out)
+    prepare_output(out, force)
+    start = time.perf_counter()
+    staging = make_staging_dir(out)
+    try:
+        meta, lists = fill(staging)
+        atomic_write_text(staging / "synth.json", json.dumps(meta, indent=2) + "\n")
+        for name, pairs in lists.items():
+            atomic_write_text(staging / name, "".join(f"{a} {b}\n" for a, b in pairs))
+        publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return SynthResult(out, {name: len(pairs) for name, pairs in lists.items()}, time.perf_counter() - start)
 
 
 def run_jobs(

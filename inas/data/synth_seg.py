@@ -13,9 +13,6 @@ traffic sign 7, vegetation 8, terrain 9, sky 10, person 11, car 13 (10 of the 19
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +23,17 @@ from inas.data.synth_common import (
     Box,
     SynthResult,
     blob,
+    build_synth_dataset,
     default_workers,
     fine_noise,
     gradient,
     hsv_colour,
     image_rng,
-    make_staging_dir,
-    prepare_output,
-    publish,
     run_jobs,
     smooth_noise,
     to_uint8,
     two_tone,
 )
-from inas.errors import BadInputError
-from inas.io import atomic_write_text
 
 GENERATOR_VERSION = 1
 ROAD, SIDEWALK, BUILDING, POLE, SIGN, VEGETATION, TERRAIN, SKY, PERSON, CAR = 0, 1, 2, 5, 7, 8, 9, 10, 11, 13
@@ -343,14 +336,9 @@ def synthesize_seg(
 
     Byte-identical for the same arguments; built in a temporary folder, lists last, then renamed onto `out`.
     """
-    if n_train < 1 or n_test < 1 or size < 32:
-        raise BadInputError(f"need n_train >= 1, n_test >= 1, size >= 32; got {n_train}, {n_test}, {size}")
-    out = Path(out)
-    prepare_output(out, force)
-    start = time.perf_counter()
-    staging = make_staging_dir(out)
-    height, width = size, 2 * size
-    try:
+
+    def fill(staging: Path) -> tuple[dict, dict[str, list[tuple[str, str]]]]:
+        height, width = size, 2 * size
         for split in ("train", "val"):
             (staging / "leftImg8bit" / split / CITY).mkdir(parents=True)
             (staging / "gtFine" / split / CITY).mkdir(parents=True)
@@ -360,11 +348,6 @@ def synthesize_seg(
         meta = {"generator": "inas.data.synth_seg", "version": GENERATOR_VERSION, "task": "seg", "seed": seed,
                 "height": height, "width": width, "n_train": n_train, "n_val": n_test,
                 "classes": {str(k): v for k, v in CLASSES_USED.items()}, "ignore_index": IGNORE}
-        atomic_write_text(staging / "synth.json", json.dumps(meta, indent=2) + "\n")
-        atomic_write_text(staging / "train.lst", "".join(f"{a} {b}\n" for a, b in pairs[:n_train]))
-        atomic_write_text(staging / "val.lst", "".join(f"{a} {b}\n" for a, b in pairs[n_train:]))
-        publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return SynthResult(out, {"train.lst": n_train, "val.lst": n_test}, time.perf_counter() - start)
+        return meta, {"train.lst": pairs[:n_train], "val.lst": pairs[n_train:]}
+
+    return build_synth_dataset(out, n_train, n_test, size, force, fill)

@@ -17,9 +17,6 @@ a model has to learn local contrast.
 
 from __future__ import annotations
 
-import json
-import shutil
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +26,7 @@ from PIL import Image, ImageFilter
 from inas.data.synth_common import (
     Box,
     SynthResult,
+    build_synth_dataset,
     checks,
     composite,
     coverage,
@@ -37,10 +35,7 @@ from inas.data.synth_common import (
     gradient,
     hsv_colour,
     image_rng,
-    make_staging_dir,
     polygon_box,
-    prepare_output,
-    publish,
     random_shape,
     run_jobs,
     smooth_noise,
@@ -48,8 +43,6 @@ from inas.data.synth_common import (
     to_uint8,
     two_tone,
 )
-from inas.errors import BadInputError
-from inas.io import atomic_write_text
 
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 90
@@ -235,13 +228,8 @@ def synthesize_sod(
 
     Generated in a temporary folder beside `out`, lists last, then renamed onto `out` (all or nothing).
     """
-    if n_train < 1 or n_test < 1 or size < 32:
-        raise BadInputError(f"need n_train >= 1, n_test >= 1, size >= 32; got {n_train}, {n_test}, {size}")
-    out = Path(out)
-    prepare_output(out, force)
-    start = time.perf_counter()
-    staging = make_staging_dir(out)
-    try:
+
+    def fill(staging: Path) -> tuple[dict, dict[str, list[tuple[str, str]]]]:
         (staging / "images").mkdir()
         (staging / "masks").mkdir()
         jobs = [(str(staging), "train", i, seed, size) for i in range(n_train)]
@@ -249,11 +237,6 @@ def synthesize_sod(
         pairs = run_jobs(_write_sod_job, jobs, workers or default_workers(), "synth sod")
         meta = {"generator": "inas.data.synth_sod", "version": GENERATOR_VERSION, "task": "sod", "seed": seed,
                 "size": size, "n_train": n_train, "n_test": n_test}
-        atomic_write_text(staging / "synth.json", json.dumps(meta, indent=2) + "\n")
-        atomic_write_text(staging / "train.lst", "".join(f"{a} {b}\n" for a, b in pairs[:n_train]))
-        atomic_write_text(staging / "test.lst", "".join(f"{a} {b}\n" for a, b in pairs[n_train:]))
-        publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return SynthResult(out, {"train.lst": n_train, "test.lst": n_test}, time.perf_counter() - start)
+        return meta, {"train.lst": pairs[:n_train], "test.lst": pairs[n_train:]}
+
+    return build_synth_dataset(out, n_train, n_test, size, force, fill)

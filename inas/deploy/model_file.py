@@ -27,7 +27,7 @@ import torch
 from inas.errors import BadInputError
 from inas.io import atomic_path
 from inas.nn import StandaloneModel, load_standalone, space_spec
-from inas.nn.checkpoint import FILE_VERSION, STANDALONE_FORMAT, SUPERNET_FORMAT, space_from_spec
+from inas.nn.checkpoint import STANDALONE_FORMAT, SUPERNET_FORMAT, space_from_spec, standalone_record
 from inas.space import Arch, SearchSpace, arch_from_json
 
 TASKS: tuple[str, ...] = ("sod", "seg")
@@ -108,20 +108,12 @@ def save_model_file(model: StandaloneModel, path: str | Path, *, task: str, inpu
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
     if (task == "sod") != (model.num_classes == 1):
         raise ValueError(f"task {task!r} does not fit a model with {model.num_classes} classes")
-    obj = {
-        "format": STANDALONE_FORMAT,
-        "version": FILE_VERSION,
-        "space": space_spec(model.space),
-        "arch": model.arch.to_json(),
-        "num_classes": model.num_classes,
-        "output_levels": list(model.output_levels),
-        "head_activation": model.head_activation,
-        "folded": model.folded,
+    description = {
         "task": task,
         "input_size": [int(input_hw[0]), int(input_hw[1])],
         "conversion": _json_friendly(dict(conversion or {}), "conversion"),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+    obj = standalone_record(model, description)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

@@ -37,9 +37,11 @@ from torch import Tensor, nn
 
 from inas.nn.ops import (
     apply_activation,
+    batch_norm_2d,
     fold_depthwise,
     mean_of,
     multi_branch_depthwise,
+    register_kernel_transforms,
     same_padding,
     upsample,
 )
@@ -62,9 +64,7 @@ class WrappedBatchNorm2d(nn.Module):
 
     def __init__(self, num_features: int, zero_init: bool = False) -> None:
         super().__init__()
-        self.bn = nn.BatchNorm2d(num_features)
-        if zero_init:
-            nn.init.zeros_(self.bn.weight)
+        self.bn = batch_norm_2d(num_features, zero_init)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.bn(x)
@@ -83,8 +83,7 @@ class SMSU(nn.Module):
         self.stride = stride
         self.folded = False
         k_max = max(self.kernel_sizes)
-        for k in self.kernel_sizes:
-            self.register_parameter(f"ks_{k}", nn.Parameter(torch.eye(k * k)))
+        register_kernel_transforms(self, self.kernel_sizes)
         self.conv = nn.Conv2d(channels, channels, k_max, stride, same_padding(k_max), groups=channels, bias=False)
         self.bn_dict = nn.ModuleDict({f"ks_{k}": WrappedBatchNorm2d(channels) for k in self.kernel_sizes})
 

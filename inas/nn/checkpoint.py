@@ -211,9 +211,10 @@ def load_supernet(path: str | Path) -> Supernet:
 
 
 # ----- stand-alone files -------------------------------------------------------------------------------------------
-def save_standalone(model: StandaloneModel, path: str | Path) -> None:
-    """Write a stand-alone model (arch, construction arguments, folded flag, weights) to `path` atomically."""
-    obj = {
+def standalone_record(model: StandaloneModel, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a stand-alone file holds: format, version, space, arch, construction arguments, folded flag, then the
+    `extra` entries (e.g. a deployment description), and last the weights (detached, on the CPU)."""
+    return {
         "format": STANDALONE_FORMAT,
         "version": FILE_VERSION,
         "space": space_spec(model.space),
@@ -222,8 +223,14 @@ def save_standalone(model: StandaloneModel, path: str | Path) -> None:
         "output_levels": list(model.output_levels),
         "head_activation": model.head_activation,
         "folded": model.folded,
+        **(extra or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
     }
+
+
+def save_standalone(model: StandaloneModel, path: str | Path) -> None:
+    """Write a stand-alone model (arch, construction arguments, folded flag, weights) to `path` atomically."""
+    obj = standalone_record(model)
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

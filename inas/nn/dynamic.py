@@ -10,11 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from inas.nn.ops import apply_activation, fold_depthwise, mean_of, multi_branch_depthwise, same_padding, upsample
+from inas.nn.ops import (
+    apply_activation,
+    batch_norm_2d,
+    fold_depthwise,
+    mean_of,
+    multi_branch_depthwise,
+    register_kernel_transforms,
+    same_padding,
+    upsample,
+)
 
 
 class DynamicConv2d(nn.Module):
@@ -52,9 +60,7 @@ class DynamicBatchNorm2d(nn.Module):
 
     def __init__(self, num_features: int, zero_init: bool = False) -> None:
         super().__init__()
-        self.bn = nn.BatchNorm2d(num_features)
-        if zero_init:
-            nn.init.zeros_(self.bn.weight)
+        self.bn = batch_norm_2d(num_features, zero_init)
 
     def forward(self, x: Tensor) -> Tensor:
         bn = self.bn
@@ -92,8 +98,7 @@ class DynamicSMSU(nn.Module):
         self.kernel_sizes = tuple(sorted(kernel_sizes))
         self.stride = stride
         k_max = max(self.kernel_sizes)
-        for k in self.kernel_sizes:
-            self.register_parameter(f"ks_{k}", nn.Parameter(torch.eye(k * k)))
+        register_kernel_transforms(self, self.kernel_sizes)
         self.conv = nn.Conv2d(max_channels, max_channels, k_max, stride, same_padding(k_max), groups=max_channels,
                               bias=False)
         self.bn_dict = nn.ModuleDict({f"ks_{k}": DynamicBatchNorm2d(max_channels) for k in self.kernel_sizes})

@@ -46,6 +46,20 @@ def kernel_filter(weight: Tensor, kernel_size: int, transform: Tensor) -> Tensor
     return transform_kernel(centre_crop(weight, kernel_size), transform)
 
 
+def batch_norm_2d(num_features: int, zero_init: bool = False) -> nn.BatchNorm2d:
+    """A BatchNorm2d; `zero_init` starts its weight (gamma) at zero (the last BN of a residual branch)."""
+    bn = nn.BatchNorm2d(num_features)
+    if zero_init:
+        nn.init.zeros_(bn.weight)
+    return bn
+
+
+def register_kernel_transforms(module: nn.Module, kernel_sizes: Sequence[int]) -> None:
+    """Give an SMSU its per-kernel transform parameters `ks_k` (k², k²), initialised to the identity."""
+    for k in kernel_sizes:
+        module.register_parameter(f"ks_{k}", nn.Parameter(torch.eye(k * k)))
+
+
 def multi_branch_depthwise(
     x: Tensor,
     weight: Tensor,
