@@ -16,7 +16,7 @@ All three compute the same function, so the metrics agree to float rounding (|di
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError
 from inas.nn import StandaloneModel, Supernet, load_original_checkpoint, load_supernet
-from inas.nn.checkpoint import SUPERNET_FORMAT
+from inas.nn.checkpoint import SUPERNET_FORMAT, read_checkpoint
 from inas.space import Arch, ArchError, load_arch
 from inas.train import batch_images, evaluate_predictions, fit_to_stride, supernet_predictor
 
@@ -73,13 +73,10 @@ def load_supernet_any(path: str | Path, config: ExperimentConfig) -> Supernet:
     path = Path(path)
     if not path.is_file():
         raise BadInputError("supernet checkpoint not found", path=path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise BadInputError(f"not a PyTorch checkpoint readable with weights_only=True ({exc})", path=path) from None
-    if isinstance(obj, Mapping) and obj.get("format") == SUPERNET_FORMAT:
-        supernet = load_supernet(path)
-    elif isinstance(obj, Mapping) and obj.get("format") is not None:
+    obj = read_checkpoint(path)
+    if obj.get("format") == SUPERNET_FORMAT:
+        supernet = load_supernet(obj, where=path)  # the dict already read: the file is loaded once
+    elif obj.get("format") is not None:
         raise BadInputError(f"expected a supernet checkpoint (format {SUPERNET_FORMAT!r} or an original iNAS "
                             f"checkpoint), got format {obj.get('format')!r}", path=path)
     else:

@@ -27,7 +27,13 @@ import torch
 from inas.errors import BadInputError
 from inas.io import atomic_path
 from inas.nn import StandaloneModel, load_standalone, space_spec
-from inas.nn.checkpoint import STANDALONE_FORMAT, SUPERNET_FORMAT, space_from_spec, standalone_record
+from inas.nn.checkpoint import (
+    STANDALONE_FORMAT,
+    SUPERNET_FORMAT,
+    read_checkpoint,
+    space_from_spec,
+    standalone_record,
+)
 from inas.space import Arch, SearchSpace, arch_from_json
 
 TASKS: tuple[str, ...] = ("sod", "seg")
@@ -153,13 +159,7 @@ def load_model_file(path: str | Path) -> tuple[StandaloneModel, ModelInfo]:
     """
     path = Path(path)
     _check_exists(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not our checkpoint"
-        raise BadInputError(f"not a PyTorch checkpoint readable with weights_only=True ({exc}); " + HINT,
-                            path=path) from None
-    if not isinstance(obj, Mapping):
-        raise BadInputError(f"expected a dict at the top level, got {type(obj).__name__}; " + HINT, path=path)
+    obj = read_checkpoint(path, hint=HINT)
     fmt = obj.get("format")
     if fmt == SUPERNET_FORMAT:
         raise BadInputError("this is a supernet checkpoint, not a stand-alone model; run `convert --arch ARCH.json "

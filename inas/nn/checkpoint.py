@@ -68,19 +68,29 @@ def space_from_spec(spec: Any, source: str | None = None) -> SearchSpace:
 
 
 # ----- reading -----------------------------------------------------------------------------------------------------
-def _read(source: str | Path | Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
-    if isinstance(source, Mapping):
-        return source, None
-    path = Path(source)
+def read_checkpoint(path: str | Path, *, key: str | None = None, hint: str = "") -> Mapping[str, Any]:
+    """The top-level dict of a checkpoint file, loaded with `weights_only=True`. BadInputError naming the file (and
+    `key`, the setting that named it) if it is missing, not loadable or not a dict; `hint` ends the messages about
+    its content."""
+    path = Path(path)
     if not path.is_file():
-        raise BadInputError("file not found", path=path)
+        raise BadInputError("file not found", path=path, key=key)
+    suffix = f"; {hint}" if hint else ""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a readable checkpoint"
-        raise BadInputError(f"not a PyTorch checkpoint readable with weights_only=True ({exc})", path=path) from None
+        raise BadInputError(f"not a PyTorch checkpoint readable with weights_only=True ({exc}){suffix}", path=path,
+                            key=key) from None
     if not isinstance(obj, Mapping):
-        raise BadInputError(f"expected a dict at the top level, got {type(obj).__name__}", path=path)
-    return obj, str(path)
+        raise BadInputError(f"expected a dict at the top level, got {type(obj).__name__}{suffix}", path=path,
+                            key=key)
+    return obj
+
+
+def _read(source: str | Path | Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None]:
+    if isinstance(source, Mapping):
+        return source, None
+    return read_checkpoint(source), str(source)
 
 
 def _state_dict_of(obj: Mapping[str, Any], where: str | None) -> dict[str, Tensor]:
@@ -200,9 +210,11 @@ def load_supernet_weights(source: str | Path | Mapping[str, Any], supernet: Supe
     return LoadReport(loaded=_copy_in(supernet, state), ignored=())
 
 
-def load_supernet(path: str | Path) -> Supernet:
-    """Rebuild the supernet saved by `save_supernet` (same space, classes, heads) with its weights."""
-    obj, where = _read(path)
+def load_supernet(source: str | Path | Mapping[str, Any], where: str | Path | None = None) -> Supernet:
+    """Rebuild the supernet saved by `save_supernet` (same space, classes, heads) with its weights; `source` is the
+    file or its already loaded dict (`where` then names the file in errors)."""
+    obj, read_from = _read(source)
+    where = str(where) if where is not None else read_from
     _check_format(obj, SUPERNET_FORMAT, where)
     space = space_from_spec(obj.get("space"), where)
     supernet = Supernet(space, int(obj["num_classes"]), tuple(obj["output_levels"]), obj["head_activation"])

@@ -24,6 +24,7 @@ from torch import Tensor
 from inas.errors import BadInputError
 from inas.io import atomic_path
 from inas.nn import Supernet, load_original_checkpoint, load_supernet_weights, slice_like, space_spec
+from inas.nn.checkpoint import read_checkpoint
 
 CHECKPOINT_FORMAT = "inas-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -142,20 +143,6 @@ def check_compatible(obj: Mapping[str, Any], supernet: Supernet, task: str, wher
 
 
 # ----- initial weights ---------------------------------------------------------------------------------------------
-def _read_any(path: Path) -> Mapping[str, Any]:
-    if not path.is_file():
-        raise BadInputError("file not found", path=path, key="train.init_checkpoint")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        raise BadInputError(f"not a PyTorch checkpoint readable with weights_only=True ({exc})", path=path,
-                            key="train.init_checkpoint") from None
-    if not isinstance(obj, Mapping):
-        raise BadInputError(f"expected a dict at the top level, got {type(obj).__name__}", path=path,
-                            key="train.init_checkpoint")
-    return obj
-
-
 def _tensors(obj: Mapping[str, Any]) -> dict[str, Tensor]:
     for key in ("state_dict", "params", "params_ema", "model"):
         if key in obj and isinstance(obj[key], Mapping):
@@ -200,7 +187,7 @@ def load_backbone(obj: Mapping[str, Any], supernet: Supernet, where: str | Path)
 def load_initial_weights(path: str | Path, supernet: Supernet, init_format: str) -> str:
     """Load `train.init_checkpoint` into a fresh supernet; returns a one-line description of what was loaded."""
     path = Path(path)
-    obj = _read_any(path)
+    obj = read_checkpoint(path, key="train.init_checkpoint")
     if init_format == "backbone":
         return f"backbone: {load_backbone(obj, supernet, path)} tensors from {path}"
     ours = obj.get("format") == "inas-supernet"
