@@ -1,11 +1,13 @@
 """Fail fast on a Ray address that does not answer.
 
 `ray.init(address=HOST:PORT)` retries for minutes when nothing listens there; every verb that joins a cluster calls
-`check_ray_address` first, which tries one TCP connection and raises a BadInputError naming the address at once.
+`check_ray_address` first (through `join_ray_cluster` where it joins with the default options), which tries one TCP
+connection and raises a BadInputError naming the address at once.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 
 from inas.errors import BadInputError
@@ -60,3 +62,16 @@ def check_ray_address(address: str | None, key: str = "--address", timeout_s: fl
     raise BadInputError(f"cannot reach a Ray cluster at {address}: nothing answers there ({reason}); start the head "
                         "node with `ray start --head` and pass its address (HOST:6379, ray://HOST:10001 for Ray "
                         "Client, or auto on a cluster node)", key=key)
+
+
+def join_ray_cluster(address: str, hint: str = "") -> None:
+    """`ray.init` on the cluster at `address` after `check_ray_address`; a failure to join is a BadInputError on
+    `--address` (with `hint` appended, e.g. how to pass the authentication token)."""
+    check_ray_address(address)
+    import ray
+
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise BadInputError(f"cannot connect to the Ray cluster at {address} ({exc}){hint}", key="--address") \
+            from None

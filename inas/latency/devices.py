@@ -26,7 +26,7 @@ from typing import Any
 from inas.errors import BadInputError
 from inas.latency.backends import Runner, Timing, block_inputs, build_block, build_network, software_versions
 from inas.latency.blocks import BlockKey
-from inas.ray_address import check_ray_address
+from inas.ray_address import join_ray_cluster
 
 NODE_LOCK_NAME = "inas-latency-node.lock"
 
@@ -141,11 +141,7 @@ def connect_ray(address: str | None, specs: Sequence[DeviceSpec], num_cpus: int 
     if ray.is_initialized():
         return False
     if address:
-        check_ray_address(address)
-        try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise BadInputError(f"cannot connect to the Ray cluster ({exc})", key="--address") from None
+        join_ray_cluster(address)
         return True
     resources: dict[str, float] = {}
     for spec in specs:

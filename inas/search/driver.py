@@ -39,7 +39,7 @@ import pandas as pd
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError
 from inas.io import atomic_write_json, atomic_write_parquet, atomic_write_text
-from inas.ray_address import check_ray_address
+from inas.ray_address import join_ray_cluster
 from inas.search.evaluators import (
     TASK_METRICS,
     EvaluationTable,
@@ -397,14 +397,8 @@ def connect(address: str | None, dashboard: bool = True) -> bool:
         return False
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        check_ray_address(address)
-        try:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise BadInputError(
-                f"cannot connect to the Ray cluster at {address} ({exc}); with token authentication (on by default in "
-                "Ray 2.60) export RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<output of `ray get-auth-token` on the "
-                "head node>", key="--address") from None
+        join_ray_cluster(address, hint="; with token authentication (on by default in Ray 2.60) export "
+                         "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<output of `ray get-auth-token` on the head node>")
         return True
     ray.init(num_cpus=os.cpu_count(), include_dashboard=dashboard, dashboard_host="127.0.0.1",
              logging_level=logging.WARNING, log_to_driver=False)
@@ -449,14 +443,13 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
 
     config = setup.config
     search = config.search
-    if not all(s.is_finished() for s in setup.searchers.values()):
-        check_ray_address(address or os.environ.get("RAY_ADDRESS"))  # fail fast, before any output is written
-    setup.out_dir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    tune_searcher = make_tune_searcher(setup, search.archs_per_trial)
-    if not all(s.is_finished() for s in setup.searchers.values()):  # a re-run of a finished search needs no Ray
-        started = connect(address, dashboard)
-        try:
+    unfinished = not all(s.is_finished() for s in setup.searchers.values())  # a finished search's re-run needs no Ray
+    started = connect(address, dashboard) if unfinished else False  # a dead address fails here, before any output
+    try:
+        setup.out_dir.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        tune_searcher = make_tune_searcher(setup, search.archs_per_trial)
+        if unfinished:
             payload = supernet_payload(setup.supernet, file_key(setup.supernet_path))
             worker_setup = {"data": config.data.model_dump(mode="json"), "task": config.task,
                             "bn_batches": search.bn_recalibration_batches, "val_batch_size": search.val_batch_size,
@@ -471,9 +464,9 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
                                           failure_config=tune.FailureConfig(max_failures=0)),
             )
             tuner.fit()
-        finally:
-            if started:
-                ray.shutdown()
+    finally:
+        if started:
+            ray.shutdown()
     save_state(setup.out_dir, config, setup.searchers, setup.table)
     stats = tune_searcher.stats
     if stats.trials and stats.failed_trials == stats.trials:
