@@ -86,7 +86,7 @@ def main(args: argparse.Namespace) -> int:
     out = Path(args.out or ("runs/demo_quick" if args.quick else "runs/demo")).resolve()
     config_path = Path(args.config)
     doc, synth = resolve_demo_config(_load_demo_doc(config_path), out, args.quick)
-    parse_config(doc, str(config_path))  # fail before any work
+    space = parse_config(doc, str(config_path)).space.build()  # fail before any work
     out.mkdir(parents=True, exist_ok=True)
     resolved = out / "config.yaml"
     atomic_write_text(resolved, yaml.safe_dump(doc, sort_keys=False))
@@ -106,7 +106,6 @@ def main(args: argparse.Namespace) -> int:
         arch_file.parent.mkdir(parents=True, exist_ok=True)
         from inas.space import arch_from_json
 
-        space = parse_config(doc, cfg).space.build()
         atomic_write_text(arch_file, arch_from_json(str(knee.iloc[0]["arch"]), space).to_json(indent=2))
         return ["convert", "--arch", str(arch_file), "--supernet", str(out / "train" / "supernet.pt"), "-c", cfg,
                 "-o", str(out / "model" / "knee.pt"), "--bn-batches", str(CONVERT_BN_BATCHES[args.quick])]
