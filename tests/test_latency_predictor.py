@@ -24,7 +24,7 @@ from inas.latency import (
     write_table,
 )
 from inas.latency.table import table_from_rows
-from inas.space import inas_space, sample_max, sample_min, sample_uniform
+from inas.space import Arch, StageArch, inas_space, sample_max, sample_min, sample_uniform
 
 NARROW = {
     "stage_5": {"widths": [112, 120], "depths": [2, 3, 4]},
@@ -110,6 +110,29 @@ def test_missing_block_names_block_and_file(tmp_path, table, space):
     other = sample_max(inas_space())
     with pytest.raises(BadInputError, match="missing from the latency table"):
         predictor.predict_many([other])
+
+
+def test_predict_many_scores_odd_archs_like_predict(predictor, space):
+    """Archs the vectorised path cannot score (a kernel beyond the space, lists for tuples, a width beyond int64) go
+    through the reference path: same value or same error, and the rest of the batch is still scored."""
+    rng = random.Random(4)
+    good = [sample_uniform(space, rng) for _ in range(5)]
+    base = good[0]
+
+    def with_stage(stage_index, stage):
+        backbone = list(base.backbone)
+        backbone[stage_index] = stage
+        return Arch(tuple(backbone), base.transport, base.decoder)
+
+    stage = base.backbone[4]
+    listed = with_stage(4, StageArch(list(stage.widths), [list(k) for k in stage.kernels]))
+    values = predictor.predict_many(good[:2] + [listed] + good[2:])
+    np.testing.assert_allclose(values, [predictor.predict(a) for a in good[:2] + [base] + good[2:]], rtol=1e-12)
+    for odd, block in ((with_stage(4, StageArch(stage.widths, ((11,),) * stage.depth)), "k11"),
+                       (with_stage(4, StageArch((10**30,) * stage.depth, stage.kernels)), "->" + "1" + "0" * 30)):
+        with pytest.raises(BadInputError, match="missing from the latency table") as info:
+            predictor.predict_many(good + [odd])
+        assert block in str(info.value)
 
 
 @pytest.mark.parametrize("damage, fragment", [

@@ -13,7 +13,9 @@ from inas.space import (
     Arch,
     ArchEncoding,
     ArchError,
+    LevelArch,
     MutationRates,
+    StageArch,
     arch_from_json,
     crossover,
     inas_space,
@@ -107,6 +109,28 @@ def test_canonical_form_sorts_sets():
     arch = arch_from_json(json.dumps(doc), space)
     assert arch.transport[1].connections == (0, 1, 4)
     assert arch.stage("stage_3").kernels[0] == (3, 9)
+
+
+def test_integer_code_layout_and_identity(space):
+    arch = sample_min(space)
+    depths = [s.depth for s in arch.backbone]
+    expected = [8, 5, 5, *depths]
+    for lv in arch.transport + arch.decoder:
+        expected += [sum(1 << c for c in lv.connections), sum(1 << k for k in lv.kernels)]
+    for s in arch.backbone:
+        for width, kernels in zip(s.widths, s.kernels, strict=True):
+            expected += [width, sum(1 << k for k in kernels)]
+    assert list(arch.code) == expected
+    # lists, unsorted and repeated members give the canonical form and the same code
+    messy = Arch(tuple(StageArch(list(s.widths), [list(reversed(k)) * 2 for k in s.kernels]) for s in arch.backbone),
+                 tuple(LevelArch(list(lv.connections) * 2, list(lv.kernels)) for lv in arch.transport), arch.decoder)
+    assert messy == arch and messy.code == arch.code and messy.backbone[1].kernels == arch.backbone[1].kernels
+    rng = random.Random(5)
+    archs = {sample_uniform(space, rng) for _ in range(300)}
+    assert len({a.code for a in archs}) == len(archs)  # lossless: distinct archs, distinct codes
+    odd = Arch(arch.backbone[:1] + (StageArch((16,), ((3, 99),)),) + arch.backbone[2:], arch.transport, arch.decoder)
+    assert odd.code[3 + 8 + 20 + 3] == -1  # a member beyond 0..52 has no bit: the mask is -1
+    assert odd.backbone[1].kernels == ((3, 99),)
 
 
 def test_original_saved_format_is_read_with_literal_eval(space, tmp_path):

@@ -3,7 +3,7 @@ optionally corrected by a per-device model fitted on measured whole networks (`C
 
     predictor = LatencyPredictor("runs/lut/cpu.parquet", space)   # loads cpu.correction.json beside it if present
     predictor.predict(arch) -> float (ms)
-    predictor.predict_many(archs) -> np.ndarray (ms), vectorised: >100,000 archs/s
+    predictor.predict_many(archs) -> np.ndarray (ms), vectorised
 
 Why a correction: a block timed alone, over and over, finds its weights in the CPU cache; inside a network the
 weights of the other blocks have evicted them, so weight-heavy blocks run slower in context (measured: chains of
@@ -14,7 +14,8 @@ parameter count (sum of the blocks' `params`) besides the block sum: measured ~=
 
 `predict_many` never builds block keys per arch: dense arrays hold the latency of every (stage position, input
 width, output width, kernel) and (level, source channels, level channels, kernel, fusion count) combination of the
-space, and each arch contributes a few integers per layer and level that index them; sums run in numpy.
+space; each arch's integer code (`Arch.code`, built by the Arch constructor) is decoded in numpy into indices of
+those arrays, and the sums run in numpy (about 230,000 archs/s on one core).
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from itertools import chain, combinations
-from operator import attrgetter, itemgetter
+from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +37,7 @@ from inas.latency.table import check_schema, read_table, values_by_key
 from inas.space import LEVEL_STAGES, NUM_LEVELS, STAGE_NAMES, Arch, SearchSpace, inas_space
 
 CHUNK = 512  # archs per vectorised pass (their objects stay in the CPU cache across the ~20 passes)
-_backbone, _transport, _decoder = attrgetter("backbone"), attrgetter("transport"), attrgetter("decoder")
-_widths, _kernels, _connections = attrgetter("widths"), attrgetter("kernels"), attrgetter("connections")
-_last = itemgetter(-1)
+_code = attrgetter("code")
 _POPCOUNT = np.array([bin(m).count("1") for m in range(1 << NUM_LEVELS)], dtype=np.int64)
 
 
@@ -224,7 +223,8 @@ class _DenseTables:
         # later_in_index[s, width]: positions, sentinel = n_w
         self.out_index = np.full((n_stages, max_w), n_w, dtype=np.int64)
         self.first_in_index = np.full((n_stages, max_w), n_w, dtype=np.int64)
-        self.kernel_index = np.full((n_stages, 10), n_k, dtype=np.int64)
+        kernel_slots = max(max(k) for k in kernels) + 2  # the last slot: a kernel outside the space
+        self.kernel_index = np.full((n_stages, kernel_slots), n_k, dtype=np.int64)
         for s in range(n_stages):
             self.out_index[s, list(widths[s])] = np.arange(len(widths[s]))
             prev = (3,) if s == 0 else widths[s - 1]
@@ -250,7 +250,8 @@ class _DenseTables:
             self.level_index[L, list(c)] = np.arange(len(c))
         parts = (("transport", space.transport), ("decoder", space.decoder))
         n_lk = max(len(lv.kernels) for _, levels in parts for lv in levels)
-        self.level_kernel_index = np.full((2, NUM_LEVELS, 10), n_lk, dtype=np.int64)
+        level_kernel_slots = max(max(lv.kernels) for _, levels in parts for lv in levels) + 2
+        self.level_kernel_index = np.full((2, NUM_LEVELS, level_kernel_slots), n_lk, dtype=np.int64)
         self.fusion = np.full((2, NUM_LEVELS, n_c + 1, n_lk + 1, NUM_LEVELS + 1, 2), nan)
         self.branch = np.full((2, NUM_LEVELS, NUM_LEVELS, n_c + 1, n_c + 1, 2), nan)
         for p, (part, levels) in enumerate(parts):
@@ -267,59 +268,92 @@ class _DenseTables:
         self.head = np.array([get(geo.head(c, predictor.num_classes)) for c in channels[0]] + [missing])
         for array in (self.first, self.later, self.fusion, self.branch, self.head):
             array[..., 1] /= 1e6
-        self.masks = {conns: sum(1 << c for c in conns)
-                      for n in range(1, NUM_LEVELS + 1) for conns in combinations(range(NUM_LEVELS), n)}
+        self.n_masks = 1 << NUM_LEVELS  # connection masks 0..31
         self.max_w = max_w
 
     def sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(latency sums, params sums, block counts); archs are processed in chunks that stay in the CPU cache
-        across the passes."""
+        """(latency sums, params sums, block counts); NaN latency for an arch this path cannot score (outside the
+        space, or a block missing from the table). Chunks of archs stay in the CPU cache across the passes."""
         parts = [self._sums(archs[i : i + CHUNK]) for i in range(0, len(archs), CHUNK)]
         totals = np.concatenate([p[0] for p in parts])
         return totals[:, 0].copy(), totals[:, 1].copy(), np.concatenate([p[1] for p in parts])
 
     def _sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray]:
+        """Decode the archs' integer codes (see `Arch`) and sum their blocks: ((n, 2) latency and params, (n,))."""
         n = len(archs)
         n_stages = self.first.shape[0]
+        codes = list(map(_code, archs))
+        lengths = np.fromiter(map(len, codes), np.int64, n)
+        try:
+            flat = np.fromiter(chain.from_iterable(codes), np.int64, int(lengths.sum()))
+        except OverflowError:  # a width beyond int64: outside any space
+            return np.full((n, 2), np.nan), np.zeros(n, dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        head = 3 + n_stages + 4 * NUM_LEVELS  # layout, depths, (connection mask, kernel mask) per level
+        prefix = flat[np.minimum(starts[:, None] + np.arange(head), flat.size - 1)]  # (n, head)
+        depth = prefix[:, 3 : 3 + n_stages]
+        layer_counts = depth.sum(axis=1)
+        level_masks = prefix[:, 3 + n_stages :].reshape(n, 2, NUM_LEVELS, 2)  # (arch, part, level, conn/kernel)
+        good = ((prefix[:, 0] == n_stages) & (prefix[:, 1] == NUM_LEVELS) & (prefix[:, 2] == NUM_LEVELS)
+                & (lengths == head + 2 * layer_counts) & (depth > 0).all(axis=1)
+                & ((level_masks[..., 0] >= 0) & (level_masks[..., 0] < self.n_masks)).all(axis=(1, 2)))
+        if not good.all():  # score the rest; these get NaN and the caller's reference path (or its error)
+            total, counts = np.full((n, 2), np.nan), np.zeros(n, dtype=np.int64)
+            keep = np.flatnonzero(good)
+            if keep.size:
+                total[keep], counts[keep] = self._sums([archs[i] for i in keep])
+            return total, counts
         # --- backbone: every layer of every arch in one flat array (arch-major, then stage, then layer)
-        stages = list(chain.from_iterable(map(_backbone, archs)))
-        stage_widths = list(map(_widths, stages))
-        depth = np.fromiter(map(len, stage_widths), np.int64, n * n_stages)
-        m = int(depth.sum())
-        widths = np.fromiter(chain.from_iterable(stage_widths), np.int64, m)
-        # kernel sets are canonical sorted tuples: the last entry is the largest (the folded kernel)
-        kmax = np.fromiter(map(_last, chain.from_iterable(map(_kernels, stages))), np.int64, m)
-        stage_of = np.repeat(np.tile(np.arange(n_stages), n), depth)
-        starts = np.cumsum(depth) - depth
+        m = int(layer_counts.sum())
+        first_layer = np.cumsum(layer_counts) - layer_counts
+        position = np.repeat(starts + head - 2 * first_layer, layer_counts) + 2 * np.arange(m)
+        widths = flat[position]
+        k_i = _max_member(flat[position + 1], self.kernel_index.shape[1])
+        stage_of = np.repeat(np.tile(np.arange(n_stages), n), depth.ravel())
+        stage_starts = np.cumsum(depth.ravel()) - depth.ravel()
         in_w = np.empty_like(widths)
         in_w[1:] = widths[:-1]  # a stage's first layer reads the previous stage's last layer
-        in_w[starts[::n_stages]] = 3  # the stem reads the image
+        in_w[first_layer] = 3  # the stem reads the image
         np.clip(widths, 0, self.max_w - 1, out=widths)
         np.clip(in_w, 0, self.max_w - 1, out=in_w)
-        out_i = self.out_index[stage_of, widths]
-        k_i = self.kernel_index[stage_of, np.clip(kmax, 0, 9)]
-        lat = self.later[stage_of, self.out_index[stage_of, in_w], out_i, k_i]
-        first_s = stage_of[starts]
-        lat[starts] = self.first[first_s, self.first_in_index[first_s, in_w[starts]], out_i[starts], k_i[starts]]
-        layer_counts = depth.reshape(n, n_stages).sum(axis=1)
-        total = np.add.reduceat(lat, np.cumsum(layer_counts) - layer_counts, axis=0)  # (n, 2)
-        stage_out = widths[starts + depth - 1].reshape(n, n_stages)
-        level_ch = stage_out[:, self.level_stage]  # (n, 5)
-        ch_i = self.level_index[np.arange(NUM_LEVELS), level_ch]  # (n, 5)
+        out_i = _take(self.out_index, stage_of, widths)
+        k_i = _take(self.kernel_index, stage_of, k_i)
+        lat = _take(self.later, stage_of, _take(self.out_index, stage_of, in_w), out_i, k_i)
+        first_s = stage_of[stage_starts]
+        lat[stage_starts] = _take(self.first, first_s, _take(self.first_in_index, first_s, in_w[stage_starts]),
+                                  out_i[stage_starts], k_i[stage_starts])
+        total = np.add.reduceat(lat, first_layer, axis=0)  # (n, 2)
+        stage_out = widths[stage_starts + depth.ravel() - 1].reshape(n, n_stages)
+        ch_i = _take(self.level_index, np.arange(NUM_LEVELS), stage_out[:, self.level_stage])  # (n, 5)
         counts = layer_counts + 1  # + head
-        # --- transport and decoder: (n, 5) arrays per part
-        for p, getter in enumerate((_transport, _decoder)):
-            levels = list(chain.from_iterable(map(getter, archs)))
-            masks = np.fromiter(map(self.masks.__getitem__, map(_connections, levels)), np.int64,
-                                n * NUM_LEVELS).reshape(n, NUM_LEVELS)
-            kmax = np.fromiter(map(_last, map(_kernels, levels)), np.int64, n * NUM_LEVELS).reshape(n, NUM_LEVELS)
-            n_in = _POPCOUNT[masks]
-            lv = np.arange(NUM_LEVELS)
-            k_i = self.level_kernel_index[p, lv, np.clip(kmax, 0, 9)]
-            total = total + self.fusion[p, lv, ch_i, k_i, n_in].sum(axis=1)
-            bits = (masks[:, :, None] >> lv[None, None, :]) & 1 == 1  # (n, L, j)
-            vals = self.branch[p, lv[:, None], lv[None, :], ch_i[:, None, :], ch_i[:, :, None]]  # (n, L, j, 2)
-            total = total + np.where(bits[..., None], vals, 0.0).sum(axis=(1, 2))
-            counts = counts + (n_in + 1).sum(axis=1)
-        total = total + self.head[ch_i[:, 0]]
+        # --- transport and decoder: (n, part, level) arrays; the branches of each arch's set connection bits
+        parts, levels = np.arange(2)[:, None], np.arange(NUM_LEVELS)
+        masks = level_masks[..., 0]
+        n_in = _POPCOUNT[masks]
+        k_i = _take(self.level_kernel_index, parts, levels,
+                    _max_member(level_masks[..., 1], self.level_kernel_index.shape[2]))
+        total = total + _take(self.fusion, parts, levels, ch_i[:, None, :], k_i, n_in).sum(axis=(1, 2))
+        arch_of, part, level, source = np.nonzero((masks[..., None] >> levels) & 1)
+        branch = _take(self.branch, part, level, source, ch_i[arch_of, source], ch_i[arch_of, level])  # (branches, 2)
+        total[:, 0] += np.bincount(arch_of, branch[:, 0], n)
+        total[:, 1] += np.bincount(arch_of, branch[:, 1], n)
+        counts = counts + (n_in + 1).sum(axis=(1, 2))
+        total = total + np.take(self.head, ch_i[:, 0], axis=0)
         return total, counts
+
+
+def _take(table: np.ndarray, *index: np.ndarray) -> np.ndarray:
+    """`table[index...]` (leading axes indexed by broadcast integer arrays, the rest kept) through one linear index
+    and `np.take`: several times faster than numpy's fancy indexing with several index arrays."""
+    flat = index[0]
+    for size, idx in zip(table.shape[1 : len(index)], index[1:], strict=True):
+        flat = flat * size + idx
+    return np.take(table.reshape(-1, *table.shape[len(index):]), flat, axis=0)
+
+
+def _max_member(masks: np.ndarray, slots: int) -> np.ndarray:
+    """The largest member of each set given as a bit mask (see `Arch.code`), clipped to slots - 1 (the sentinel slot
+    of the index arrays, "not a choice"); an empty set (0) or an uncoded one (-1) also gives the sentinel."""
+    largest = np.frexp(masks.astype(np.float64))[1].astype(np.int64) - 1  # exact: masks are < 2**53
+    largest[masks <= 0] = slots - 1
+    return np.minimum(largest, slots - 1)

@@ -56,31 +56,75 @@ class LevelArch:
     kernels: tuple[int, ...]
 
 
+_MAX_CODED_VALUE = 52  # set members 0..52 have a bit in a mask that float64 holds exactly; other sets: mask -1
+_CANONICAL_SETS: dict[tuple, tuple[tuple[int, ...], int]] = {}  # raw tuple -> (canonical set, bit mask)
+_CANONICAL_SETS_MAX = 4096  # a space has a few hundred distinct sets; the bound only guards against odd input
+
+
+def _canonical_set(values) -> tuple[tuple[int, ...], int]:
+    """(sorted deduplicated plain-int tuple, bit mask of its members) of a kernel or connection set. The distinct
+    raw tuples seen are remembered, so canonicalising a set is usually one dictionary lookup."""
+    try:
+        hit = _CANONICAL_SETS.get(values)
+        hashable = True
+    except TypeError:  # a list or an array
+        hit, hashable = None, False
+    if hit is None:
+        canonical = tuple(sorted({int(v) for v in values}))
+        in_range = all(0 <= v <= _MAX_CODED_VALUE for v in canonical)
+        hit = canonical, (sum(1 << v for v in canonical) if in_range else -1)
+        if hashable and len(_CANONICAL_SETS) < _CANONICAL_SETS_MAX:
+            _CANONICAL_SETS[values] = hit
+    return hit
+
+
 def _int_set(values) -> tuple[int, ...]:
-    return tuple(sorted({int(v) for v in values}))
-
-
-def _canonical_stage(stage: StageArch) -> StageArch:
-    return StageArch(tuple(int(w) for w in stage.widths), tuple(_int_set(ks) for ks in stage.kernels))
-
-
-def _canonical_level(level: LevelArch) -> LevelArch:
-    return LevelArch(_int_set(level.connections), _int_set(level.kernels))
+    return _canonical_set(values)[0]
 
 
 @dataclass(frozen=True)
 class Arch:
-    """A sub-network: backbone stages in `STAGE_NAMES` order, transport and decoder levels 0..4."""
+    """A sub-network: backbone stages in `STAGE_NAMES` order, transport and decoder levels 0..4.
+
+    `code` (built with the canonical form, not a field): the whole arch as a flat tuple of ints, for vectorised
+    consumers such as `LatencyPredictor.predict_many`:
+        (n_stages, n_transport_levels, n_decoder_levels, depth of each stage...,
+         (connection mask, kernel mask) of each transport then decoder level...,
+         (width, kernel mask) of each layer, stage by stage...)
+    A mask has bit v set for each member v of the set; a set with a member outside 0..52 has the mask -1.
+    """
 
     backbone: tuple[StageArch, ...]
     transport: tuple[LevelArch, ...]
     decoder: tuple[LevelArch, ...]
 
     def __post_init__(self) -> None:
-        # Canonical form: sets sorted and deduplicated, everything plain ints in tuples.
-        object.__setattr__(self, "backbone", tuple(_canonical_stage(s) for s in self.backbone))
-        object.__setattr__(self, "transport", tuple(_canonical_level(lv) for lv in self.transport))
-        object.__setattr__(self, "decoder", tuple(_canonical_level(lv) for lv in self.decoder))
+        # Canonical form: sets sorted and deduplicated, everything plain ints in tuples. The same pass builds `code`.
+        backbone, depths, layer_code = [], [], []
+        for stage in self.backbone:
+            widths = tuple(map(int, stage.widths))
+            kernels = []
+            for width, kernel_set in zip(widths, stage.kernels, strict=False):  # validate_arch reports a mismatch
+                canonical, mask = _canonical_set(kernel_set)
+                kernels.append(canonical)
+                layer_code += (width, mask)
+            kernels += map(_int_set, stage.kernels[len(widths):])
+            backbone.append(StageArch(widths, tuple(kernels)))
+            depths.append(len(widths))
+        level_code, parts = [], []
+        for part in (self.transport, self.decoder):
+            levels = []
+            for level in part:
+                connections, connection_mask = _canonical_set(level.connections)
+                kernels, kernel_mask = _canonical_set(level.kernels)
+                levels.append(LevelArch(connections, tuple(kernels)))
+                level_code += (connection_mask, kernel_mask)
+            parts.append(tuple(levels))
+        object.__setattr__(self, "backbone", tuple(backbone))
+        object.__setattr__(self, "transport", parts[0])
+        object.__setattr__(self, "decoder", parts[1])
+        object.__setattr__(self, "code", (len(backbone), len(parts[0]), len(parts[1]), *depths, *level_code,
+                                          *layer_code))
 
     # ----- accessors -------------------------------------------------------------------------------------------
     def stage(self, name: str) -> StageArch:
