@@ -3,7 +3,7 @@
 The temporary file is `.<name>.<pid>.<random>.tmp` beside the target, created with the normal permissions of a new
 file (0666 less the umask, like `open(path, "w")`), so the renamed artefact reads like any other file. A writer
 killed with SIGKILL cannot remove its temporary file: the next write of the same target removes the temporary files
-of writers that are no longer alive on this machine.
+of writers that are no longer alive on this machine (a writer of one file per image cleans its folder once instead).
 """
 
 from __future__ import annotations
@@ -41,18 +41,38 @@ def temp_files_of(target: str | Path) -> list[Path]:
                   if p.name.startswith(prefix) and p.name.endswith(TMP_SUFFIX))
 
 
+def _remove_if_dead(tmp: Path, pid_text: str, removed: list[Path]) -> None:
+    """Remove `tmp` (appending it to `removed`) if `pid_text` is the pid of a writer no longer running here."""
+    if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+
+
 def remove_stale_temp_files(target: str | Path) -> list[Path]:
     """Remove the temporary files left beside `target` by writers that died (their pid is not running here);
     returns what was removed."""
     target = Path(target)
-    removed = []
+    removed: list[Path] = []
     for tmp in temp_files_of(target):
         middle = tmp.name[len(target.name) + 2: -len(TMP_SUFFIX)]  # "<pid>.<random>"
-        pid_text = middle.split(".", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-                removed.append(tmp)
+        _remove_if_dead(tmp, middle.split(".", 1)[0], removed)
+    return removed
+
+
+def remove_stale_temp_files_in(folder: str | Path) -> list[Path]:
+    """`remove_stale_temp_files` for every target in `folder` at once, in one scan of it: for a writer of many files
+    into one folder (one per image), which cleans once and then writes each with `atomic_path(..., clean_stale=False)`
+    instead of scanning the growing folder at every write."""
+    folder = Path(folder)
+    removed: list[Path] = []
+    if not folder.is_dir():
+        return removed
+    for tmp in sorted(folder.iterdir()):
+        if tmp.name.startswith(".") and tmp.name.endswith(TMP_SUFFIX):
+            parts = tmp.name[1: -len(TMP_SUFFIX)].rsplit(".", 2)  # [target name, pid, random]
+            if len(parts) == 3 and parts[0]:
+                _remove_if_dead(tmp, parts[1], removed)
     return removed
 
 
@@ -69,11 +89,14 @@ def _create_temp(target: Path) -> Path:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on error it is removed."""
+def atomic_path(path: str | Path, *, clean_stale: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success it is renamed onto `path`, on error it is removed.
+    `clean_stale=False` skips the scan for dead writers' temporary files (the caller ran `remove_stale_temp_files_in`
+    on the folder)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files(target)
+    if clean_stale:
+        remove_stale_temp_files(target)
     tmp = _create_temp(target)
     try:
         yield tmp

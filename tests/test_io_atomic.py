@@ -22,6 +22,7 @@ from inas.io import (
     atomic_write_parquet,
     atomic_write_text,
     remove_stale_temp_files,
+    remove_stale_temp_files_in,
     temp_files_of,
 )
 
@@ -90,6 +91,22 @@ def test_temp_files_of_dead_writers_are_removed_by_the_next_write(tmp_path):
     atomic_write_text(target, "done")
     assert not stale.exists() and alive.exists() and other.exists() and foreign.exists()
     assert remove_stale_temp_files(tmp_path / "other.parquet") == [other]
+
+
+def test_a_folder_of_many_targets_is_cleaned_in_one_scan(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = [tmp_path / f".img_{i}.png.{dead_pid}.abcd1234{TMP_SUFFIX}" for i in range(3)]
+    alive = tmp_path / f".img_9.png.{os.getpid()}.abcd1234{TMP_SUFFIX}"
+    foreign = [tmp_path / f".img_1.png.notapid{TMP_SUFFIX}", tmp_path / f".{dead_pid}.x{TMP_SUFFIX}"]
+    for path in (*stale, alive, *foreign):
+        path.write_bytes(b"junk")
+    with atomic_path(tmp_path / "img_0.png", clean_stale=False) as tmp:  # the per-write scan is skipped
+        tmp.write_bytes(b"png")
+    assert all(p.exists() for p in stale)
+    assert remove_stale_temp_files_in(tmp_path) == sorted(stale)
+    assert alive.exists() and all(p.exists() for p in foreign) and (tmp_path / "img_0.png").read_bytes() == b"png"
+    assert remove_stale_temp_files_in(tmp_path / "missing") == []
 
 
 # ----- static: every user-facing write goes through inas.io ----------------------------------------------------------

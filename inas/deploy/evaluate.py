@@ -28,7 +28,7 @@ from inas.deploy.maps import saliency_probabilities, saliency_uint8, segmentatio
 from inas.deploy.palette import colorize
 from inas.deploy.runtime import Predictor
 from inas.errors import BadInputError
-from inas.io import atomic_path
+from inas.io import atomic_path, remove_stale_temp_files_in
 from inas.metrics import SOD_METRIC_NAMES
 from inas.train import evaluate_predictions, fit_to_stride
 
@@ -96,7 +96,7 @@ def _predict_fn(predictor: Predictor, task: str, maps_dir: Path | None,
                     image = Image.fromarray(saliency_uint8(out[i], size_hw, "sigmoid").numpy())
                 else:
                     image = colorize(segmentation_labels(out[i], size_hw).numpy(), info.num_classes)
-                with atomic_path(maps_dir / f"{name}.png") as tmp:
+                with atomic_path(maps_dir / f"{name}.png", clean_stale=False) as tmp:  # cleaned once, below
                     image.save(tmp, format="PNG")
         return out
 
@@ -112,6 +112,7 @@ def evaluate_on_list(predictor: Predictor, data: DataConfig, list_name: str, *, 
     loader = _RecordingLoader(build_eval_loader(dataset, batch_size, num_workers=data.num_workers))
     if maps_dir is not None:
         maps_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files_in(maps_dir)
     predict = _predict_fn(predictor, info.task, maps_dir, loader)
     scores = evaluate_predictions(predict, loader, info.task, protocol=protocol, progress=progress,
                                   num_classes=info.num_classes if info.task == "seg" else None)

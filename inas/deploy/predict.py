@@ -24,7 +24,7 @@ from inas.deploy.maps import saliency_uint8, segmentation_labels
 from inas.deploy.palette import colorize
 from inas.deploy.runtime import Predictor
 from inas.errors import BadInputError
-from inas.io import atomic_path
+from inas.io import atomic_path, remove_stale_temp_files_in
 
 
 @dataclass
@@ -83,6 +83,7 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | P
     if out.exists() and not out.is_dir():
         raise BadInputError("the output path exists and is not a folder", path=out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files_in(out)  # once, not at every image (see inas.io)
     report = PredictReport()
     start = time.perf_counter()
     seen: dict[str, Path] = {}
@@ -97,7 +98,7 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | P
         seen[path.stem] = path
         result = predict_image(predictor, image, input_hw)
         target = out / f"{path.stem}.png"
-        with atomic_path(target) as tmp:
+        with atomic_path(target, clean_stale=False) as tmp:  # the folder was cleaned once, above
             result.save(tmp, format="PNG")
         report.written.append(target)
     report.seconds = time.perf_counter() - start
