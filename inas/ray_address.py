@@ -1,8 +1,8 @@
 """Fail fast on a Ray address that does not answer.
 
-`ray.init(address=HOST:PORT)` retries for minutes when nothing listens there; every verb that joins a cluster calls
-`check_ray_address` first (through `join_ray_cluster` where it joins with the default options), which tries one TCP
-connection and raises a BadInputError naming the address at once.
+`ray.init(address=HOST:PORT)` retries for minutes when nothing listens there; every verb that joins a cluster (train,
+lut, search) does it through `join_ray_cluster`, which calls `check_ray_address` first: it tries one TCP connection and
+raises a BadInputError naming the address at once.
 """
 
 from __future__ import annotations
@@ -64,14 +64,15 @@ def check_ray_address(address: str | None, key: str = "--address", timeout_s: fl
                         "Client, or auto on a cluster node)", key=key)
 
 
-def join_ray_cluster(address: str, hint: str = "") -> None:
+def join_ray_cluster(address: str, hint: str = "", *, logging_level: int = logging.WARNING,
+                     log_to_driver: bool = False) -> None:
     """`ray.init` on the cluster at `address` after `check_ray_address`; a failure to join is a BadInputError on
     `--address` (with `hint` appended, e.g. how to pass the authentication token)."""
     check_ray_address(address)
     import ray
 
     try:
-        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
+        ray.init(address=address, logging_level=logging_level, log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise BadInputError(f"cannot connect to the Ray cluster at {address} ({exc}){hint}", key="--address") \
             from None

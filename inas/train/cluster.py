@@ -27,7 +27,7 @@ from torch import nn
 from inas.config import ExperimentConfig, parse_config
 from inas.data import check_list
 from inas.errors import BadInputError
-from inas.ray_address import check_ray_address
+from inas.ray_address import join_ray_cluster
 from inas.train.loop import SUMMARY_NAME, TrainResult, train_supernet
 from inas.train.state import CHECKPOINT_NAME
 
@@ -133,14 +133,10 @@ def train_on_ray(
 
     started_here = False
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"address": address} if address else {"include_dashboard": False}
-        check_ray_address(address)
-        try:
-            ray.init(log_to_driver=progress, **kwargs)
-        except ConnectionError as exc:
-            if not address:
-                raise
-            raise BadInputError(f"cannot connect to the Ray cluster at {address} ({exc})", key="--address") from None
+        if address:
+            join_ray_cluster(address, logging_level=logging.INFO, log_to_driver=progress)
+        else:
+            ray.init(log_to_driver=progress, include_dashboard=False)
         started_here = True
     try:
         use_gpu = cc.use_gpu if cc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) >= 1
