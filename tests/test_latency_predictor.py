@@ -102,6 +102,7 @@ def test_missing_block_names_block_and_file(tmp_path, table, space):
     path = tmp_path / "cpu.parquet"
     write_table(path, table[table["block"] != dropped.text])
     predictor = LatencyPredictor(path, space)
+    assert predictor.missing_blocks(enumerate_blocks(space, (128, 160))) == [dropped]
     for call in (lambda: predictor.predict(arch), lambda: predictor.predict_many([sample_min(space), arch])):
         with pytest.raises(BadInputError) as info:
             call()

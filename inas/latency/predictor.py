@@ -21,7 +21,7 @@ those arrays, and the sums run in numpy (about 230,000 archs/s on one core).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from itertools import chain
 from operator import attrgetter
@@ -32,7 +32,7 @@ import pandas as pd
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_json
-from inas.latency.blocks import SpaceGeometry, arch_blocks_geo
+from inas.latency.blocks import BlockKey, SpaceGeometry, arch_blocks_geo
 from inas.latency.table import check_schema, read_table, values_by_key
 from inas.space import LEVEL_STAGES, NUM_LEVELS, STAGE_NAMES, Arch, SearchSpace, inas_space
 
@@ -155,6 +155,10 @@ class LatencyPredictor:
             raise BadInputError(f"block '{key.text}' is missing from the latency table of device {self.device!r} "
                                 "(built for another space or input size? rebuild it with `lut`)",
                                 path=self.source, key=key.text) from None
+
+    def missing_blocks(self, keys: Iterable[BlockKey]) -> list[BlockKey]:
+        """The keys among `keys` that the table does not hold, in their order."""
+        return [key for key in keys if key.as_tuple() not in self._values]
 
     def blocks_of(self, arch: Arch) -> list:
         return arch_blocks_geo(arch, self.geometry, self.num_classes)

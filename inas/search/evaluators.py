@@ -32,7 +32,7 @@ from torch import Tensor
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_parquet
-from inas.space import Arch, SearchSpace, arch_from_json, sample_max, sample_min
+from inas.space import Arch, SearchSpace, arch_from_json
 
 LATENCY_PREFIX = "latency_ms__"
 # task -> metric columns (first = the objective searchers optimise, maximised) and the SODMetrics key of each
@@ -198,7 +198,6 @@ def load_latency_predictors(lut_dir: str | Path, devices: Sequence[str], space: 
     """One `LatencyPredictor` per device from `<lut_dir>/<device>.parquet`, checked to cover every block of `space`
     at `input_hw` for `num_classes`; BadInputError naming the table otherwise."""
     from inas.latency import LatencyPredictor, enumerate_blocks, table_path
-    from inas.latency.table import keys_of
 
     predictors = {}
     for device in devices:
@@ -210,16 +209,13 @@ def load_latency_predictors(lut_dir: str | Path, devices: Sequence[str], space: 
         if predictor.num_classes != num_classes:
             raise BadInputError(f"latency table was built for {predictor.num_classes} classes, the task needs "
                                 f"{num_classes}; rebuild it with `lut`", path=path)
-        have = {key.as_tuple() for key in keys_of(predictor.table)}
         wanted = enumerate_blocks(space, tuple(input_hw), num_classes)
-        missing = [key for key in wanted if key.as_tuple() not in have]
+        missing = predictor.missing_blocks(wanted)
         if missing:
             raise BadInputError(f"{len(missing)} of the {len(wanted)} blocks of the search space are missing from the "
                                 f"latency table of device {device!r}, e.g. '{missing[0].text}' (built for another "
                                 "space or input size, or not finished? complete it with `python -m inas.run lut -c "
                                 "CONFIG`)", path=path)
-        for arch in (sample_min(space), sample_max(space)):
-            predictor.predict(arch)  # raises BadInputError naming a missing block
         predictors[device] = predictor
     return predictors
 
