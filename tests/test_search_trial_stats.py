@@ -14,6 +14,7 @@ def test_steady_rate_is_per_worker_and_summed():
     stats = TrialStats(completed_at=[10.0, 10.1, 20.0, 20.1, 30.0, 30.1],
                        archs_per_completed=[4, 4, 4, 4, 4, 4], worker_per_completed=[1, 2, 1, 2, 1, 2])
     assert math.isclose(stats.steady_evaluations_per_minute(), 2 * 8 / 20 * 60)  # 24 archs/min per worker
+    assert stats.workers == {1, 2}
     one = TrialStats(completed_at=[10.0, 20.0, 30.0], archs_per_completed=[4, 4, 4], worker_per_completed=[7, 7, 7])
     assert math.isclose(one.steady_evaluations_per_minute(), 24.0)
 
@@ -22,6 +23,7 @@ def test_steady_rate_skips_failed_trials_and_needs_two_per_worker():
     stats = TrialStats(completed_at=[10.0, 15.0, 20.0], archs_per_completed=[4, 4, 4],
                        worker_per_completed=[1, -1, 1])
     assert math.isclose(stats.steady_evaluations_per_minute(), 24.0)
+    assert stats.workers == {1}  # a failed trial names no worker
     assert math.isnan(TrialStats(completed_at=[1.0, 2.0], archs_per_completed=[4, 4],
                                  worker_per_completed=[1, 2]).steady_evaluations_per_minute())
 

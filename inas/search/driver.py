@@ -206,12 +206,16 @@ class TrialStats:
     failed_trials: int = 0
     evaluated: int = 0
     cached: int = 0
-    workers: set[int] = field(default_factory=set)  # worker processes that ran trials (each builds one evaluator)
     trial_seconds: list[float] = field(default_factory=list)  # driver-side wall time from suggest to complete
     eval_seconds: list[float] = field(default_factory=list)  # worker-side evaluation time per trial
     completed_at: list[float] = field(default_factory=list)  # perf_counter() when each trial completed
     archs_per_completed: list[int] = field(default_factory=list)  # archs of each completed trial
     worker_per_completed: list[int] = field(default_factory=list)  # worker pid of each completed trial (-1: failed)
+
+    @property
+    def workers(self) -> set[int]:
+        """Worker processes that ran trials successfully (each builds one evaluator)."""
+        return set(self.worker_per_completed) - {-1}
 
     def steady_evaluations_per_minute(self) -> float:
         """Archs per minute in steady state, excluding each worker's start-up: per worker process, the archs of its
@@ -219,8 +223,7 @@ class TrialStats:
         that trials completing side by side on concurrent workers do not inflate the rate.) NaN if no worker
         completed two trials."""
         per_worker: dict[int, list[tuple[float, int]]] = {}
-        workers = self.worker_per_completed or [0] * len(self.completed_at)
-        for pid, at, archs in zip(workers, self.completed_at, self.archs_per_completed, strict=True):
+        for pid, at, archs in zip(self.worker_per_completed, self.completed_at, self.archs_per_completed, strict=True):
             if pid != -1:
                 per_worker.setdefault(pid, []).append((at, archs))
         rate = 0.0
@@ -280,7 +283,6 @@ def make_tune_searcher(setup: SearchSetup, archs_per_trial: int):
             if result and not error and "evaluations" in result:
                 scores = json.loads(result["evaluations"])
                 self.stats.eval_seconds.append(float(result.get("eval_seconds_total", math.nan)))
-                self.stats.workers.add(int(result.get("worker_pid", -1)))
                 self.stats.worker_per_completed.append(int(result.get("worker_pid", 0)))
             else:
                 self.stats.worker_per_completed.append(-1)
