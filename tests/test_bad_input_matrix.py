@@ -6,7 +6,6 @@ behind (the output path does not exist afterwards)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
+from cli_subprocess import REPO, cli_env
 from test_search_evaluators import DEVICES, make_problem
 from test_train_support import TINY_SPACE, tiny_config_doc
 
@@ -25,8 +25,6 @@ from inas.latency import arch_blocks
 from inas.nn import Supernet, save_supernet
 from inas.run import main
 from inas.space import sample_max, sample_min
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 # ----- fixtures -----------------------------------------------------------------------------------------------------
@@ -157,20 +155,14 @@ def test_list_naming_missing_files(sod_root, tmp_path, capsys):
     assert "problem" in line
 
 
-def test_corrupt_jpeg(sod_root, tmp_path, capsys):
+@pytest.mark.parametrize("damage", [
+    lambda data: b"\xff\xd8\xff\xe0 this is not a JPEG any more" * 4,  # corrupt
+    lambda data: data[: len(data) // 2],  # truncated: header intact, scan data cut
+], ids=["corrupt", "truncated"])
+def test_damaged_jpeg(damage, sod_root, tmp_path, capsys):
     root = copy_data(sod_root, tmp_path)
     image = root / (root / "train.lst").read_text().split()[0]
-    image.write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG any more" * 4)
-    cfg = train_config(tmp_path, root)
-    code, out, err = run_cli(capsys, ["train", "-c", str(cfg), "-o", str(tmp_path / "run")])
-    assert_clean_failure(code, out, err, [str(root / "train.lst"), image.name], [tmp_path / "run"])
-
-
-def test_truncated_jpeg(sod_root, tmp_path, capsys):
-    root = copy_data(sod_root, tmp_path)
-    image = root / (root / "train.lst").read_text().split()[0]
-    data = image.read_bytes()
-    image.write_bytes(data[: len(data) // 2])  # header intact, scan data cut
+    image.write_bytes(damage(image.read_bytes()))
     cfg = train_config(tmp_path, root)
     code, out, err = run_cli(capsys, ["train", "-c", str(cfg), "-o", str(tmp_path / "run")])
     assert_clean_failure(code, out, err, [str(root / "train.lst"), image.name], [tmp_path / "run"])
@@ -256,10 +248,8 @@ def test_onnx_file_that_is_not_onnx(problem_root, sod_root, tmp_path, capsys):
 
 # ----- a Ray address that does not answer -----------------------------------------------------------------------------
 def _cli_subprocess(argv: list[str], timeout: float) -> tuple[int, str, str, float]:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "inas.run", *argv], cwd=REPO, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "inas.run", *argv], cwd=REPO, env=cli_env(), capture_output=True,
                           text=True, timeout=timeout)
     return proc.returncode, proc.stdout, proc.stderr, time.perf_counter() - start
 

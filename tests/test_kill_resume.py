@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from cli_subprocess import REPO, cli_env
 from test_search_evaluators import make_problem, tiny_space_doc
 
 from inas.config import load_config
@@ -25,7 +26,6 @@ from inas.latency.table import keys_of
 from inas.search.driver import EVALUATIONS_FILE, PARETO_FILE, STATE_FILE
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 # one arch per trial and budgets of 10: the search runs for several seconds after its first results are on disk, so
 # the kill lands in the middle however the machine is loaded
 SEARCHERS = [{"kind": "random", "budget": 10, "concurrent_trials": 2},
@@ -33,15 +33,9 @@ SEARCHERS = [{"kind": "random", "budget": 10, "concurrent_trials": 2},
               "params": {"population_size": 4, "selection_num": 2, "lgs_groups": 2}}]
 
 
-def _env() -> dict[str, str]:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
-    env.pop("RAY_ADDRESS", None)
-    return env
-
-
 def _start(argv: list[str]) -> subprocess.Popen:
     """The CLI in its own session, so that killing its process group takes the local Ray it starts down too."""
-    return subprocess.Popen([sys.executable, "-m", "inas.run", *argv], cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "inas.run", *argv], cwd=REPO, env=cli_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
@@ -61,7 +55,7 @@ def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout: float
 
 
 def _run(argv: list[str], timeout: float = 200) -> str:
-    proc = subprocess.run([sys.executable, "-m", "inas.run", *argv], cwd=REPO, env=_env(), capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "inas.run", *argv], cwd=REPO, env=cli_env(), capture_output=True,
                           text=True, timeout=timeout)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc.stdout

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from cli_subprocess import REPO, cli_env
 from test_search_evaluators import make_problem
 
 from inas.errors import BadInputError
@@ -32,7 +33,6 @@ from inas.search.searchers import build_searcher
 from inas.search.testing import synthetic_accuracy
 from inas.space import arch_from_json
 
-REPO = Path(__file__).resolve().parents[1]
 SEARCHERS = [{"kind": "random", "budget": 5, "concurrent_trials": 2},
              {"kind": "evolution", "budget": 6, "params": {"population_size": 4, "selection_num": 2, "lgs_groups": 2}}]
 
@@ -262,9 +262,8 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(problem_root, tmp_path, capsy
 
 # ----- slow: real Ray ----------------------------------------------------------------------------------------------
 def _run_cli(config_path: Path, out: Path, **popen) -> subprocess.Popen:
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "inas.run", "search", "-c", str(config_path), "-o", str(out), "--no-dashboard"]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    return subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             **popen)
 
 

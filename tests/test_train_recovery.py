@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from cli_subprocess import REPO, cli_env
 from test_train_support import tiny_config, tiny_config_doc, write_config
 
 from inas.data.synth_sod import synthesize_sod
@@ -20,7 +21,6 @@ from inas.nn import load_supernet
 from inas.train.state import CHECKPOINT_NAME, load_train_checkpoint
 
 pytestmark = pytest.mark.slow
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -41,10 +41,6 @@ def _iterations(run_dir: Path) -> list[int]:
 def _train_command(config_path: Path, run_dir: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "inas.run", "train", "-c", str(config_path), "-o", str(run_dir), "--no-progress",
             *extra]
-
-
-def _env() -> dict[str, str]:
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(REPO)}
 
 
 def _descendants(pid: int) -> list[tuple[int, str]]:
@@ -84,9 +80,9 @@ def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_
     doc = tiny_config_doc(sod_root, tmp_path / "unused", iterations=16, checkpoint_every=4, validate_at_end=False)
     config_path = write_config(tmp_path / "c.yaml", doc)
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
-    subprocess.run(_train_command(config_path, reference_dir), check=True, env=_env(), cwd=REPO,
+    subprocess.run(_train_command(config_path, reference_dir), check=True, env=cli_env(), cwd=REPO,
                    capture_output=True, timeout=600)
-    proc = subprocess.Popen(_train_command(config_path, run_dir), env=_env(), cwd=REPO,
+    proc = subprocess.Popen(_train_command(config_path, run_dir), env=cli_env(), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for(lambda: len(_iterations(run_dir)) >= 6, proc, 300)
     os.kill(proc.pid, signal.SIGKILL)
@@ -94,7 +90,7 @@ def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_
     assert proc.returncode == -signal.SIGKILL
     stopped_at = load_train_checkpoint(run_dir / CHECKPOINT_NAME)["iteration"]
     assert 4 <= stopped_at < 16
-    again = subprocess.run(_train_command(config_path, run_dir), env=_env(), cwd=REPO, capture_output=True,
+    again = subprocess.run(_train_command(config_path, run_dir), env=cli_env(), cwd=REPO, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"(this session from {stopped_at})" in again.stdout
@@ -127,7 +123,7 @@ def test_cluster_run_survives_a_killed_worker(sod_root, tmp_path):
     doc["train"]["cluster"] = {"workers": 2, "max_failures": 2}
     config_path = write_config(tmp_path / "c.yaml", doc)
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen(_train_command(config_path, run_dir, "--cluster"), env=_env(), cwd=REPO,
+    proc = subprocess.Popen(_train_command(config_path, run_dir, "--cluster"), env=cli_env(), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait_for(lambda: (run_dir / CHECKPOINT_NAME).exists() and len(_iterations(run_dir)) >= 6, proc, 300)
