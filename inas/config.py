@@ -202,6 +202,10 @@ class SearchConfig(Section):
         default_factory=list, description="latency budgets of the summary's best-arch table; empty = 4 quantiles"
     )
     out_dir: Path = Field(Path("runs/search"), description="output folder (`-o` overrides)")
+    max_trial_retries: int = Field(
+        2, ge=0, le=10, description="times an architecture whose evaluation failed (its trial's worker died, or it "
+        "raised) is evaluated again before it is recorded as failed; a rerun retries the failed ones again"
+    )
 
     @field_validator("searchers")
     @classmethod

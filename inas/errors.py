@@ -22,3 +22,8 @@ class BadInputError(Exception):
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.path = None if path is None else str(path)
         self.key = key
+
+
+class RunFailedError(Exception):
+    """A run could not complete its work (e.g. every evaluation of a search failed). The CLI prints its one-line
+    message and exits with code 1, without a traceback; the message says what failed first and how to go on."""

@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, RunFailedError
 
 # (verb, module in inas.cli, one-line help). A module exposes `add_arguments(parser)` and `main(args) -> int`.
 VERBS: list[tuple[str, str, str]] = [
@@ -85,6 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RunFailedError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -23,12 +24,13 @@ from inas.search.driver import (
     EVALUATIONS_FILE,
     PARETO_FILE,
     STATE_FILE,
-    evaluate_batch,
-    make_tune_searcher,
+    build_scheduler,
     prepare_search,
     save_state,
     write_front,
 )
+from inas.search.scheduler import FINISHED
+from inas.search.trial import TrialReport, evaluate_batch
 from inas.search.searchers import build_searcher
 from inas.search.testing import synthetic_accuracy
 from inas.space import arch_from_json
@@ -56,7 +58,8 @@ def fake_evaluate(calls: list[str]):
 
 def simulate(setup, calls: list[str], archs_per_trial: int = 2, stop_after: int | None = None) -> dict:
     """Drive the Tune searcher like Tune does: suggest until None, complete the oldest trial, repeat."""
-    tuner_searcher = make_tune_searcher(setup, archs_per_trial)
+    setup.config.search.archs_per_trial = archs_per_trial
+    scheduler = build_scheduler(setup)
     live: dict[str, dict] = {}
     counter = 0
     peak: dict[str, int] = {}
@@ -64,26 +67,26 @@ def simulate(setup, calls: list[str], archs_per_trial: int = 2, stop_after: int 
     while True:
         while True:
             counter += 1
-            suggestion = tuner_searcher.suggest(f"t{counter}")
-            if suggestion is None or suggestion == "FINISHED":
+            suggestion = scheduler.suggest(f"t{counter}")
+            if suggestion is None or suggestion == FINISHED:
                 break
+            suggestion = suggestion.to_tune()
             assert 1 <= len(suggestion["archs"]) <= archs_per_trial
             live[f"t{counter}"] = suggestion
             running = sum(1 for s in live.values() if s["searcher"] == suggestion["searcher"])
             peak[suggestion["searcher"]] = max(peak.get(suggestion["searcher"], 0), running)
-        if suggestion == "FINISHED":
+        if suggestion == FINISHED:
             break
         assert live, "the searcher waits with nothing running"
         trial_id = next(iter(live))
         config = live.pop(trial_id)
-        results, total = evaluate_batch(fake_evaluate(calls), setup.space, config["archs"])
-        tuner_searcher.on_trial_complete(trial_id, {"evaluations": json.dumps(results),
-                                                    "eval_seconds_total": total})
+        outcomes, total = evaluate_batch(fake_evaluate(calls), setup.space, config["archs"])
+        scheduler.complete(trial_id, TrialReport(outcomes, total))
         completed += 1
         if stop_after is not None and completed >= stop_after:
             return {"peak": peak, "stopped_with_live": len(live)}
     assert not live
-    return {"peak": peak, "stats": tuner_searcher.stats}
+    return {"peak": peak, "stats": scheduler.stats}
 
 
 def test_bad_inputs_fail_before_ray(problem_root, tmp_path):
@@ -226,28 +229,99 @@ def test_save_state_is_consistent(problem_root, tmp_path):
     assert prepare_search(config, tmp_path / "out").resumed
 
 
-def test_failed_trials_and_archs_are_recorded_not_retried(problem_root, tmp_path):
+def _ok(arch):
+    return {"max_fmeasure": synthetic_accuracy(arch), "mae": 0.5, "eval_seconds": 0.1}
+
+
+def test_failed_evaluations_are_retried_then_recorded(problem_root, tmp_path):
+    """A died trial and an arch that raises are evaluated again (bounded); only an arch that fails every attempt is
+    recorded as failed, with its error; failures never use up the budget."""
     config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 4}])
+    config.search.max_trial_retries = 1
     setup = prepare_search(config, tmp_path / "out")
-    searcher = make_tune_searcher(setup, 2)
-    first = searcher.suggest("t1")
-    searcher.on_trial_complete("t1", None, error=True)  # the whole trial died (worker lost)
+    config.search.archs_per_trial = 2
+    scheduler = build_scheduler(setup)
+    first = scheduler.suggest("t1")
+    scheduler.complete("t1", None)  # the whole trial died (worker lost): both archs go back to the queue
+    again = scheduler.suggest("t2")
+    assert again.archs == first.archs and scheduler.stats.retried == 2
+    broken = first.archs[0].arch_id
 
     def sometimes_broken(arch):
-        if arch.arch_id == second_ids[0]:
+        if arch.arch_id == broken:
             raise RuntimeError("out of memory")
-        return {"max_fmeasure": 0.5, "mae": 0.5, "eval_seconds": 0.1}
+        return _ok(arch)
 
-    second = searcher.suggest("t2")
-    second_ids = [arch_from_json(a, setup.space).arch_id for a in second["archs"]]
-    results, _ = evaluate_batch(sometimes_broken, setup.space, second["archs"])
-    assert results[second_ids[0]]["error"] == "RuntimeError: out of memory"
-    searcher.on_trial_complete("t2", {"evaluations": json.dumps(results), "eval_seconds_total": 0.1})
-    assert searcher.suggest("t3") == "FINISHED" and searcher.stats.failed_trials == 1
+    outcomes, _ = evaluate_batch(sometimes_broken, setup.space, again.to_tune()["archs"])
+    assert outcomes[broken].error == "RuntimeError: out of memory"
+    scheduler.complete("t2", TrialReport(outcomes, 0.1))  # second failure of `broken`: given up (1 retry)
+    while (suggestion := scheduler.suggest(f"t{len(scheduler.stats.trial_seconds) + 3}")) not in (None, FINISHED):
+        outcomes, _ = evaluate_batch(_ok, setup.space, suggestion.to_tune()["archs"])
+        scheduler.complete(next(iter(scheduler.live)), TrialReport(outcomes, 0.1))
+    assert suggestion == FINISHED and scheduler.stats.failed_trials == 1
     frame = setup.table.frame()
-    assert len(frame) == 4 and frame["max_fmeasure"].isna().sum() == 3
-    assert frame.loc[frame["arch_id"] == second_ids[0], "error"].item() == "RuntimeError: out of memory"
-    assert len(first["archs"]) == 2 and setup.searchers["random"].stats["failed_evaluations"] == 3
+    assert len(frame) == 4 and frame["arch_id"].is_unique  # budget 4: 4 archs, the retries did not count
+    assert frame["max_fmeasure"].isna().sum() == 1
+    assert frame.loc[frame["arch_id"] == broken, "error"].item() == "RuntimeError: out of memory"
+    assert scheduler.stats.given_up == [("random", broken, "RuntimeError: out of memory")]
+
+
+def test_rerun_retries_failed_rows_without_spending_budget(problem_root, tmp_path):
+    """Every trial of a run fails (e.g. workers could not read data): the rerun evaluates those archs again,
+    replaces their rows and ends with a complete table; the run_search of the failed run exits with RunFailedError
+    quoting the first error."""
+    config, _ = make_problem(problem_root, searchers=SEARCHERS)
+    config.search.max_trial_retries = 0
+    setup = prepare_search(config, tmp_path / "out")
+    scheduler = build_scheduler(setup)
+    n = 0
+    while (suggestion := scheduler.suggest(f"t{n}")) not in (None, FINISHED):
+        n += 1
+        scheduler.complete(f"t{n - 1}", TrialReport({}, error="BadInputError: data/x.lst: list file not found"))
+    assert suggestion == FINISHED
+    failed = pd.read_parquet(tmp_path / "out" / EVALUATIONS_FILE)
+    assert failed["max_fmeasure"].isna().all() and len(failed) == 11
+    assert (failed["error"] == "BadInputError: data/x.lst: list file not found").all()
+    calls: list[str] = []
+    rerun = prepare_search(config, tmp_path / "out")
+    simulate(rerun, calls)
+    frame = pd.read_parquet(tmp_path / "out" / EVALUATIONS_FILE)
+    assert frame.groupby("searcher").size().to_dict() == {"evolution": 6, "random": 5}
+    assert frame["max_fmeasure"].notna().all() and sorted(calls) == sorted(failed["arch_id"])
+    assert all(s.stats.get("failed_evaluations", 0) == 0 for s in rerun.searchers.values())
+
+
+def test_run_search_reports_total_failure_in_one_line(problem_root, tmp_path, monkeypatch):
+    from inas.errors import RunFailedError
+    from inas.search import driver
+
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 2}])
+    config.search.max_trial_retries = 0
+    setup = prepare_search(config, tmp_path / "out")
+
+    def failing_fit(setup, scheduler, verbose):
+        n = 0
+        while (suggestion := scheduler.suggest(f"t{n}")) not in (None, FINISHED):
+            scheduler.complete(f"t{n}", TrialReport({}, error="OSError: disk full"))
+            n += 1
+
+    monkeypatch.setattr(driver, "_fit", failing_fit)
+    monkeypatch.setattr(driver, "connect", lambda address, dashboard: SimpleNamespace(close=lambda: None))
+    with pytest.raises(RunFailedError, match=r"every evaluation of this run failed .*OSError: disk full.*again"):
+        driver.run_search(setup, dashboard=False)
+    assert (tmp_path / "out" / "summary.txt").exists()
+
+
+def test_a_forged_arch_id_in_the_results_is_refused(problem_root, tmp_path):
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 2}])
+    simulate(prepare_search(config, tmp_path / "out"), [])
+    path = tmp_path / "out" / EVALUATIONS_FILE
+    frame = pd.read_parquet(path)
+    frame.loc[0, "arch_id"] = "../../escaped"
+    frame.to_parquet(path)
+    with pytest.raises(BadInputError, match=r"row 0: arch_id '../../escaped' is not the id of the row's arch"):
+        prepare_search(config, tmp_path / "out")
+    assert not (tmp_path / "escaped.json").exists()
 
 
 def test_cli_bad_input_is_one_line_and_exit_code_2(problem_root, tmp_path, capsys):

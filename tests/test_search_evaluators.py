@@ -30,6 +30,7 @@ from inas.search.evaluators import (
     supernet_payload,
     worker_evaluator,
 )
+from inas.search.trial import WorkerSetup
 from inas.space import sample_max, sample_min, sample_uniform
 from inas.train.evaluation import bn_state
 
@@ -143,8 +144,7 @@ def test_worker_evaluator_is_built_once_from_the_payload(problem):
     arch = sample_max(space)
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(x, arch), supernet.eval()(x, arch))
-    setup = {"data": config.data.model_dump(mode="json"), "task": "sod", "bn_batches": 2, "val_batch_size": 1,
-             "seed": 0}
+    setup = WorkerSetup(data=config.data, task="sod", bn_batches=2, val_batch_size=1, seed=0)
     first = worker_evaluator(payload, setup)
     assert worker_evaluator(payload, setup) is first
     assert worker_evaluator({**payload, "key": "k2"}, setup) is not first

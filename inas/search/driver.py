@@ -1,47 +1,41 @@
-"""The Ray Tune search driver: every searcher of the config runs in ONE Tune run, side by side, sharing the cluster.
+"""The search driver: every searcher of the config runs in ONE Ray Tune run, side by side, sharing the cluster.
 
-Design (chosen for robustness and low overhead):
-- One `tune.Tuner` whose search algorithm is `ArchBatchSearcher`, a `ray.tune.search.Searcher` that multiplexes the
-  configured inas searchers: `suggest(trial_id)` takes the next searcher (round robin) that is below its
-  `concurrent_trials` and hands Tune a config `{"searcher": name, "archs": [Arch JSON, ...]}` with up to
-  `archs_per_trial` new archs of that searcher (batching amortises Tune's per-trial overhead);
-  `on_trial_complete` tells every arch's result to its searcher. An arch another searcher already evaluated is told
-  from the results table, one being evaluated in another trial is told when that trial completes (`cached` rows);
-  no arch is evaluated twice. Tune's own searcher checkpointing is not used.
-- Trials run `evaluate_trial` (a function trainable) on Ray workers: the supernet weights travel once through the
-  object store (`tune.with_parameters`, numpy arrays), the worker process builds the `AccuracyEvaluator` on its
-  first trial and reuses it (`reuse_actors=True`); BN and validation batches are decoded once per worker.
+- `prepare_search` loads and checks everything before Ray starts (supernet, latency tables, data lists, searchers,
+  an earlier run's state in the output folder); every path is absolute from here on, so Tune's workers, which run in
+  other working directories, read the same files.
+- `run_search` starts or joins Ray (`inas.ray_session`), and runs one `tune.Tuner` whose search algorithm is the thin
+  `ArchBatchSearcher` (`inas.search.tune_adapter`) in front of the Ray-free `TrialScheduler` (`inas.search.scheduler`:
+  round robin over searchers, batching, de-duplication, bounded retries of failed evaluations).
+- Trials run `evaluate_trial` (`inas.search.trial`) on Ray workers: the supernet weights travel once through the
+  object store (`tune.with_parameters`), each worker builds its `AccuracyEvaluator` on its first trial and reuses it.
 - Resources (LUT latency per device, params, MACs) are computed in the driver (microseconds per arch).
-- Resume: after every completed trial the driver writes `evaluations.parquet`, then `search_state.json` (every
-  searcher's JSON `state_dict`), both atomically. Re-running the same command on the same output folder restores
-  the searchers (archs that were in flight are asked again) and serves every arch already in
-  `evaluations.parquet` from the table (`cached = True` rows, no recomputation), so nothing done is evaluated again.
-  This does not depend on Tune's experiment restore, which cannot resume a custom searcher across a killed driver.
+- Resume: after every completed trial the driver writes `evaluations.parquet`, then `search_state.json`, both
+  atomically. Re-running the same command on the same output folder restores the searchers (archs that were in
+  flight are asked again), serves every arch already evaluated from the table, and evaluates again the archs an
+  earlier run recorded as failed (their rows are replaced; no budget is spent on them).
 - Outputs in the folder: `evaluations.parquet`, `pareto.parquet` (front of the primary device's latency vs the task
-  metric, `rank` 0), `front/<arch_id>.json` (one Arch JSON per front point), `search_state.json`, `tune/` (Tune's
-  trial logs), and the printed summary (`format_summary`).
+  metric, `rank` 0), `front/<arch_id>.json`, `search_state.json`, `summary.txt`, `tune/` (Tune's trial logs).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
+import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from inas.config import ExperimentConfig
-from inas.errors import BadInputError
-from inas.io import atomic_write_json, atomic_write_parquet, atomic_write_text
-from inas.ray_address import join_ray_cluster
+from inas.errors import BadInputError, RunFailedError
+from inas.io import atomic_write_parquet, atomic_write_text
+from inas.ray_session import RayConnection, init_ray
 from inas.search.evaluators import (
-    TASK_METRICS,
     EvaluationTable,
     ResourceEvaluator,
     file_key,
@@ -52,17 +46,18 @@ from inas.search.evaluators import (
     supernet_payload,
 )
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, pareto_front
+from inas.search.scheduler import TrialScheduler, TrialStats
 from inas.search.searchers import Searcher, build_searcher
-from inas.space import Arch, SearchSpace, arch_from_json
+from inas.search.state import STATE_FILE, SearchState, read_search_state, write_search_state
+from inas.search.trial import WorkerSetup
+from inas.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
 EVALUATIONS_FILE = "evaluations.parquet"
 PARETO_FILE = "pareto.parquet"
-STATE_FILE = "search_state.json"
 FRONT_DIR = "front"
-STATE_FORMAT = "inas-search-state"
-STATE_VERSION = 1
+ARCH_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 
 
 # ----- setup (everything checked before Ray starts) ----------------------------------------------------------------
@@ -103,13 +98,15 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
     start = time.perf_counter()
     search = config.search
     space = config.space.build()
-    out_dir = Path(out_dir) if out_dir is not None else search.out_dir
+    out_dir = Path(out_dir if out_dir is not None else search.out_dir).absolute()
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadInputError("the output folder is an existing file", path=out_dir, key="--out")
     supernet_path = supernet_path if supernet_path is not None else search.supernet
     if supernet_path is None:
         raise BadInputError("no supernet checkpoint: set search.supernet in the config or pass --supernet",
                             key="search.supernet")
-    supernet_path = Path(supernet_path)
-    lut_dir = Path(lut_dir) if lut_dir is not None else (search.lut_dir or config.lut.out_dir)
+    supernet_path = Path(supernet_path).absolute()
+    lut_dir = Path(lut_dir if lut_dir is not None else (search.lut_dir or config.lut.out_dir)).absolute()
     input_hw = lut_input_hw(config)
     predictors = load_latency_predictors(lut_dir, _devices(config), space, config.num_classes, input_hw)
     resources = ResourceEvaluator(predictors, space, input_hw, config.num_classes)
@@ -143,35 +140,30 @@ def check_data(config: ExperimentConfig) -> None:
 
 def _restore(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Searcher], table: EvaluationTable,
              resume: bool) -> bool:
+    """Load an earlier run's results (checked: every row's arch id names its arch) and searcher states from
+    `out_dir`; False when there is no state (results alone are reused as a cache)."""
     state_path = out_dir / STATE_FILE
     evaluations_path = out_dir / EVALUATIONS_FILE
+    space = next(iter(searchers.values())).space
+    if evaluations_path.is_file():
+        for row in EvaluationTable.load(evaluations_path, table.task, table.latency_columns, space).rows:
+            table.add(row)
     if not state_path.is_file():
         if resume:
             raise BadInputError("nothing to resume: no search_state.json in the output folder", path=out_dir,
                                 key="--resume")
-        if evaluations_path.is_file():  # results of another run without state: reuse them as a cache only
-            for row in EvaluationTable.load(evaluations_path, table.task, table.latency_columns).rows:
-                table.add(row)
         return False
-    try:
-        state = json.loads(state_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise BadInputError(f"cannot read the search state ({exc})", path=state_path) from None
-    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or state.get("version") != STATE_VERSION:
-        raise BadInputError(f"not a search state (format {STATE_FORMAT!r} version {STATE_VERSION})", path=state_path)
-    if state.get("task") != config.task:
-        raise BadInputError(f"the folder holds a {state.get('task')!r} search, the config is {config.task!r}; use "
+    state = read_search_state(state_path)
+    if state.task != config.task:
+        raise BadInputError(f"the folder holds a {state.task!r} search, the config is {config.task!r}; use "
                             "another output folder", path=state_path, key="task")
-    if evaluations_path.is_file():
-        for row in EvaluationTable.load(evaluations_path, table.task, table.latency_columns).rows:
-            table.add(row)
-    saved = state.get("searchers", {})
     for name, searcher in searchers.items():
-        if name in saved:
+        if name in state.searchers:
             try:
-                searcher.load_state_dict(saved[name])
-            except BadInputError as exc:
-                raise BadInputError(f"searcher {name!r} cannot resume: {exc}", path=state_path) from None
+                searcher.load_state_dict(state.searchers[name])
+            except (BadInputError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+                raise BadInputError(f"searcher {name!r} cannot resume: {str(exc)[:300]}", path=state_path,
+                                    key=f"searchers.{name}") from None
     log.info("resuming the search in %s: %d evaluations so far", out_dir, len(table))
     return True
 
@@ -180,233 +172,11 @@ def save_state(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, 
                table: EvaluationTable) -> None:
     """evaluations.parquet first, then the searcher states (so every told arch is in the table on resume)."""
     table.save(out_dir / EVALUATIONS_FILE)
-    atomic_write_json(out_dir / STATE_FILE, {
-        "format": STATE_FORMAT, "version": STATE_VERSION, "task": config.task,
-        "searchers": {name: s.state_dict() for name, s in searchers.items()},
-    })
-
-
-# ----- the Tune searcher -------------------------------------------------------------------------------------------
-def _tune_searcher_base() -> type:
-    from ray.tune.search import Searcher as TuneSearcher
-
-    return TuneSearcher
-
-
-@dataclass
-class _Trial:
-    searcher: str
-    archs: list[Arch]
-    started: float
-
-
-@dataclass
-class TrialStats:
-    trials: int = 0
-    failed_trials: int = 0
-    evaluated: int = 0
-    cached: int = 0
-    trial_seconds: list[float] = field(default_factory=list)  # driver-side wall time from suggest to complete
-    eval_seconds: list[float] = field(default_factory=list)  # worker-side evaluation time per trial
-    completed_at: list[float] = field(default_factory=list)  # perf_counter() when each trial completed
-    archs_per_completed: list[int] = field(default_factory=list)  # archs of each completed trial
-    worker_per_completed: list[int] = field(default_factory=list)  # worker pid of each completed trial (-1: failed)
-
-    @property
-    def workers(self) -> set[int]:
-        """Worker processes that ran trials successfully (each builds one evaluator)."""
-        return set(self.worker_per_completed) - {-1}
-
-    def steady_evaluations_per_minute(self) -> float:
-        """Archs per minute in steady state, excluding each worker's start-up: per worker process, the archs of its
-        2nd..last trials over the time between its first and last completion, summed over workers. (Per worker, so
-        that trials completing side by side on concurrent workers do not inflate the rate.) NaN if no worker
-        completed two trials."""
-        per_worker: dict[int, list[tuple[float, int]]] = {}
-        for pid, at, archs in zip(self.worker_per_completed, self.completed_at, self.archs_per_completed, strict=True):
-            if pid != -1:
-                per_worker.setdefault(pid, []).append((at, archs))
-        rate = 0.0
-        counted = False
-        for done in per_worker.values():
-            if len(done) >= 2 and done[-1][0] > done[0][0]:
-                rate += sum(a for _, a in done[1:]) / (done[-1][0] - done[0][0]) * 60
-                counted = True
-        return rate if counted else math.nan
-
-
-def make_tune_searcher(setup: SearchSetup, archs_per_trial: int):
-    """An `ArchBatchSearcher` over `setup` (a ray.tune.search.Searcher instance; see the module docstring)."""
-    base = _tune_searcher_base()
-
-    class ArchBatchSearcher(base):  # type: ignore[misc, valid-type]
-        def __init__(self) -> None:
-            super().__init__(metric=None, mode=None)
-            self.setup = setup
-            self.k = archs_per_trial
-            self.order = list(setup.searchers)
-            self.next_index = 0
-            self.live: dict[str, _Trial] = {}
-            self.running = {name: 0 for name in self.order}
-            self.waiting: dict[str, list[tuple[str, Arch]]] = {}  # arch id being evaluated -> other askers
-            self.stats = TrialStats()
-
-        # Tune API ------------------------------------------------------------------------------------------------
-        def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001
-            return True
-
-        def suggest(self, trial_id: str):  # noqa: ANN201
-            for offset in range(len(self.order)):
-                name = self.order[(self.next_index + offset) % len(self.order)]
-                if self.running[name] >= self.setup.concurrency[name]:
-                    continue
-                batch = self._collect(name)
-                if batch:
-                    self.next_index = (self.next_index + offset + 1) % len(self.order)
-                    self.live[trial_id] = _Trial(name, batch, time.perf_counter())
-                    self.running[name] += 1
-                    return {"searcher": name, "archs": [a.to_json() for a in batch]}
-            if not self.live and all(s.is_finished() for s in self.setup.searchers.values()):
-                return base.FINISHED
-            return None
-
-        def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-            trial = self.live.pop(trial_id, None)
-            if trial is None:
-                return
-            self.running[trial.searcher] -= 1
-            self.stats.trials += 1
-            self.stats.trial_seconds.append(time.perf_counter() - trial.started)
-            self.stats.completed_at.append(time.perf_counter())
-            self.stats.archs_per_completed.append(len(trial.archs))
-            scores: dict[str, dict] = {}
-            if result and not error and "evaluations" in result:
-                scores = json.loads(result["evaluations"])
-                self.stats.eval_seconds.append(float(result.get("eval_seconds_total", math.nan)))
-                self.stats.worker_per_completed.append(int(result.get("worker_pid", 0)))
-            else:
-                self.stats.worker_per_completed.append(-1)
-                self.stats.failed_trials += 1
-                log.warning("trial %s of searcher %s failed; its %d archs are recorded as failed", trial_id,
-                            trial.searcher, len(trial.archs))
-            for arch in trial.archs:
-                arch_scores = scores.get(arch.arch_id) or {}
-                self._record(trial.searcher, arch, arch_scores, trial_id, cached=False)
-                for name, same in self.waiting.pop(arch.arch_id, []):  # asked by another searcher meanwhile
-                    self._record(name, same, arch_scores, trial_id, cached=True)
-            save_state(self.setup.out_dir, self.setup.config, self.setup.searchers, self.setup.table)
-
-        def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
-            """The state lives in the output folder (`save_state`), not in Tune's experiment folder."""
-
-        def restore_from_dir(self, checkpoint_dir: str) -> None:
-            """See `save_to_dir`."""
-
-        # internals -----------------------------------------------------------------------------------------------
-        def _collect(self, name: str) -> list[Arch]:
-            """Up to k new archs of searcher `name`; archs already in the table are told at once from it, archs being
-            evaluated in another searcher's trial are told when that trial completes."""
-            searcher = self.setup.searchers[name]
-            batch: list[Arch] = []
-            told_from_cache = False
-            while len(batch) < self.k:
-                arch = searcher.ask()
-                if arch is None:
-                    break
-                row = self.setup.table.lookup(arch.arch_id)
-                if row is not None:
-                    self._record(name, arch, row, row.get("trial_id", ""), cached=True)
-                    told_from_cache = True
-                    continue
-                if any(arch.arch_id == a.arch_id for t in self.live.values() for a in t.archs):
-                    self.waiting.setdefault(arch.arch_id, []).append((name, arch))  # told when that trial ends
-                    continue
-                batch.append(arch)
-            if told_from_cache:
-                save_state(self.setup.out_dir, self.setup.config, self.setup.searchers, self.setup.table)
-            return batch
-
-        def _record(self, name: str, arch: Arch, scores: Mapping[str, Any], trial_id: str, cached: bool) -> None:
-            setup = self.setup
-            metrics = {m: _float(scores.get(m)) for m in TASK_METRICS[setup.config.task]}
-            resources = setup.resources.evaluate(arch)
-            searcher = setup.searchers[name]
-            searcher.tell(arch, {**metrics, "latency_ms": resources[latency_column(setup.resources.primary_device)]})
-            row = {"arch_id": arch.arch_id, "arch": arch.to_json(), "searcher": name, **searcher.tags(arch),
-                   **metrics, **resources, "eval_seconds": _float(scores.get("eval_seconds")), "cached": cached,
-                   "trial_id": str(trial_id)}
-            if "error" in scores:
-                row["error"] = str(scores["error"])
-            setup.table.add(row)
-            if cached:
-                self.stats.cached += 1
-            else:
-                self.stats.evaluated += 1
-
-    return ArchBatchSearcher()
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-# ----- the trial (runs on Ray workers) -----------------------------------------------------------------------------
-def evaluate_batch(evaluate: Any, space: SearchSpace, arch_jsons: list[str]) -> tuple[dict[str, dict], float]:
-    """Score Arch JSON documents with `evaluate(arch) -> {metric: value, "eval_seconds": s}`: ({arch_id: scores or
-    {"error": text}}, total evaluation seconds). A failing arch is logged and recorded as failed, the rest go on."""
-    results: dict[str, dict] = {}
-    total = 0.0
-    for doc in arch_jsons:
-        arch = arch_from_json(doc, space, "trial config")
-        try:
-            scores = dict(evaluate(arch))
-            total += float(scores.get("eval_seconds", 0.0))
-        except Exception as exc:  # noqa: BLE001 - one broken arch must not lose the batch; recorded as failed
-            log.exception("evaluation of %s failed", arch.arch_id)
-            scores = {"error": f"{type(exc).__name__}: {exc}"}
-        results[arch.arch_id] = scores
-    return results, total
-
-
-def evaluate_trial(config: dict, payload: dict | None = None, setup: dict | None = None) -> None:
-    """Tune function trainable: score every arch of `config["archs"]` with this worker's `AccuracyEvaluator` and
-    report `{"evaluations": JSON {arch_id: {metric: value, "eval_seconds": s} | {"error": text}}, ...}`."""
-    import torch
-    from ray import tune
-
-    from inas.search.evaluators import worker_evaluator
-
-    assert payload is not None and setup is not None
-    torch.set_num_threads(max(1, int(setup.get("threads", 1))))  # oversubscribed threads are 10-50x slower
-    evaluator = worker_evaluator(payload, setup)
-    results, total = evaluate_batch(evaluator.evaluate, evaluator.space, config["archs"])
-    tune.report({"evaluations": json.dumps(results), "eval_seconds_total": total, "archs": len(results),
-                 "worker_pid": os.getpid(), "worker_evaluations": evaluator.evaluations})
+    write_search_state(out_dir / STATE_FILE,
+                       SearchState(config.task, {name: s.state_dict() for name, s in searchers.items()}))
 
 
 # ----- Ray ---------------------------------------------------------------------------------------------------------
-def connect(address: str | None, dashboard: bool = True) -> bool:
-    """Join the cluster at `address` (or RAY_ADDRESS, e.g. inside `ray job submit`), else start a local Ray with
-    every CPU of this machine (dashboard on 127.0.0.1 when `dashboard`). Returns True if this call started or
-    joined Ray (the caller shuts it down)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
-        join_ray_cluster(address, hint="; with token authentication (on by default in Ray 2.60) export "
-                         "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN=<output of `ray get-auth-token` on the head node>")
-        return True
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=dashboard, dashboard_host="127.0.0.1",
-             logging_level=logging.WARNING, log_to_driver=False)
-    return True
-
-
 _ENV_SET_HERE: dict[str, str] = {}
 
 
@@ -416,6 +186,11 @@ def _set_env_default(key: str, value: str) -> None:
     if key not in os.environ or os.environ[key] == _ENV_SET_HERE.get(key):
         os.environ[key] = value
         _ENV_SET_HERE[key] = value
+
+
+def connect(address: str | None, dashboard: bool = True) -> RayConnection:
+    """Start or join Ray for a search (see `inas.ray_session.init_ray`)."""
+    return init_ray(address, verb="search", dashboard=dashboard)
 
 
 @dataclass
@@ -428,9 +203,27 @@ class SearchResult:
     wall_seconds: float
 
 
-def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool = True,
-               verbose: int = 0) -> SearchResult:
-    """Run every searcher of `setup` to its budget under one Tune run; write the outputs; return them."""
+def build_scheduler(setup: SearchSetup) -> TrialScheduler:
+    """The scheduler of `setup`, saving the state after every recorded result; archs an earlier run recorded as
+    failed are queued for another evaluation."""
+    config = setup.config
+    scheduler = TrialScheduler(setup.searchers, setup.concurrency, setup.table, setup.resources, config.task,
+                               config.search.archs_per_trial, config.search.max_trial_retries,
+                               on_change=lambda: save_state(setup.out_dir, config, setup.searchers, setup.table))
+    queued = scheduler.retry_failed_rows()
+    if queued:
+        log.warning("%d architectures recorded as failed by an earlier run are evaluated again", queued)
+    return scheduler
+
+
+def worker_setup(config: ExperimentConfig) -> WorkerSetup:
+    search = config.search
+    return WorkerSetup(data=config.data, task=config.task, bn_batches=search.bn_recalibration_batches,
+                       val_batch_size=search.val_batch_size, seed=config.seed,
+                       threads=max(1, int(search.cpus_per_trial)), cuda=search.gpus_per_trial > 0)
+
+
+def _tune_environment(setup: SearchSetup, verbose: int) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
     os.environ.setdefault("TUNE_MAX_LEN_IDENTIFIER", "40")  # archs are in the config: keep trial folder names short
     # Tune keeps 1 trial pending with a search algorithm: allow one per concurrent slot, so every slot gets its own
@@ -440,46 +233,64 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0 (no tables)
         # per-trial result files are disabled above, so Tune's end-of-run analysis finds none: not a problem
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-    import ray
+
+
+def _fit(setup: SearchSetup, scheduler: TrialScheduler, verbose: int) -> None:
+    """One Tune run of `evaluate_trial` trials suggested by `scheduler` (Ray must be initialised)."""
     from ray import tune
 
+    from inas.search.trial import evaluate_trial
+    from inas.search.tune_adapter import ArchBatchSearcher
+
+    search = setup.config.search
+    payload = supernet_payload(setup.supernet, file_key(setup.supernet_path))
+    trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup(setup.config))
+    trainable = tune.with_resources(trainable, {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(search_alg=ArchBatchSearcher(scheduler), num_samples=-1, reuse_actors=True),
+        run_config=tune.RunConfig(name="tune", storage_path=str(setup.out_dir), verbose=verbose,
+                                  failure_config=tune.FailureConfig(max_failures=0)),
+    )
+    tuner.fit()
+
+
+def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool = True,
+               verbose: int = 0) -> SearchResult:
+    """Run every searcher of `setup` to its budget under one Tune run; write the outputs; return them.
+    RunFailedError (after writing the outputs) when some architectures failed every retry."""
+    _tune_environment(setup, verbose)
     config = setup.config
-    search = config.search
-    unfinished = not all(s.is_finished() for s in setup.searchers.values())  # a finished search's re-run needs no Ray
-    started = connect(address, dashboard) if unfinished else False  # a dead address fails here, before any output
+    scheduler = build_scheduler(setup)
+    connection = connect(address, dashboard) if not scheduler.finished else None  # a finished re-run needs no Ray
     try:
         setup.out_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
-        tune_searcher = make_tune_searcher(setup, search.archs_per_trial)
-        if unfinished:
-            payload = supernet_payload(setup.supernet, file_key(setup.supernet_path))
-            worker_setup = {"data": config.data.model_dump(mode="json"), "task": config.task,
-                            "bn_batches": search.bn_recalibration_batches, "val_batch_size": search.val_batch_size,
-                            "seed": config.seed, "threads": max(1, int(search.cpus_per_trial)),
-                            "cuda": search.gpus_per_trial > 0}
-            trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup)
-            trainable = tune.with_resources(trainable, {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
-            tuner = tune.Tuner(
-                trainable,
-                tune_config=tune.TuneConfig(search_alg=tune_searcher, num_samples=-1, reuse_actors=True),
-                run_config=tune.RunConfig(name="tune", storage_path=str(setup.out_dir.resolve()), verbose=verbose,
-                                          failure_config=tune.FailureConfig(max_failures=0)),
-            )
-            tuner.fit()
+        if connection is not None:
+            _fit(setup, scheduler, verbose)
     finally:
-        if started:
-            ray.shutdown()
+        if connection is not None:
+            connection.close()
     save_state(setup.out_dir, config, setup.searchers, setup.table)
-    stats = tune_searcher.stats
-    if stats.trials and stats.failed_trials == stats.trials:
-        raise RuntimeError(f"every trial of this run failed ({stats.trials}); see the trial errors under "
-                           f"{setup.out_dir / 'tune'}")
     evaluations = setup.table.frame()
     pareto = write_front(setup.out_dir, evaluations, config.task, setup.resources.primary_device)
     summary = format_summary(evaluations, pareto, config.task, setup.resources.primary_device,
-                             search.latency_budgets_ms, tune_searcher.stats, time.perf_counter() - start)
+                             config.search.latency_budgets_ms, scheduler.stats, time.perf_counter() - start)
     atomic_write_text(setup.out_dir / "summary.txt", summary + "\n")
-    return SearchResult(setup.out_dir, evaluations, pareto, summary, tune_searcher.stats, time.perf_counter() - start)
+    _raise_if_failed(setup, scheduler.stats)
+    return SearchResult(setup.out_dir, evaluations, pareto, summary, scheduler.stats, time.perf_counter() - start)
+
+
+def _raise_if_failed(setup: SearchSetup, stats: TrialStats) -> None:
+    if not stats.given_up:
+        return
+    searcher, arch_id, error = stats.given_up[0]
+    attempts = 1 + setup.config.search.max_trial_retries
+    every = stats.evaluated == 0 and not stats.cached
+    what = "every evaluation of this run failed" if every else f"{len(stats.given_up)} architectures failed"
+    raise RunFailedError(f"search: {what} ({attempts} attempt{'s' if attempts > 1 else ''} each); first error (arch {arch_id} of {searcher}): "
+                         f"{error}; they are kept in {setup.out_dir / EVALUATIONS_FILE} with their error, and running "
+                         "the same command again evaluates them again without using up any budget")
 
 
 # ----- outputs -----------------------------------------------------------------------------------------------------
@@ -502,6 +313,8 @@ def write_front(out_dir: Path, evaluations: pd.DataFrame, task: str, device: str
     front_dir.mkdir(exist_ok=True)
     keep = set()
     for arch_json, arch_id in zip(front["arch"], front["arch_id"], strict=True):
+        if not ARCH_ID_PATTERN.match(arch_id):  # ids name files: checked on load, and here once more
+            raise BadInputError(f"arch_id {arch_id[:40]!r} is not an arch id", path=out_dir / EVALUATIONS_FILE)
         doc = json.loads(arch_json)
         atomic_write_text(front_dir / f"{arch_id}.json", json.dumps(doc, indent=2) + "\n")
         keep.add(f"{arch_id}.json")

@@ -17,13 +17,12 @@ reuses it for every later trial of that process.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -33,6 +32,9 @@ from torch import Tensor
 from inas.errors import BadInputError
 from inas.io import atomic_write_parquet
 from inas.space import Arch, SearchSpace, arch_from_json
+
+if TYPE_CHECKING:
+    from inas.search.trial import WorkerSetup
 
 LATENCY_PREFIX = "latency_ms__"
 # task -> metric columns (first = the objective searchers optimise, maximised) and the SODMetrics key of each
@@ -146,22 +148,18 @@ def supernet_from_payload(payload: Mapping[str, Any]) -> Any:
 _WORKER_EVALUATORS: dict[str, AccuracyEvaluator] = {}
 
 
-def worker_evaluator(payload: Mapping[str, Any], setup: Mapping[str, Any]) -> AccuracyEvaluator:
+def worker_evaluator(payload: Mapping[str, Any], setup: WorkerSetup) -> AccuracyEvaluator:
     """The accuracy evaluator of this process for (`payload["key"]`, `setup`), built once: the supernet from the
-    payload, the batches from `setup` ({"data": DataConfig dump, "task", "bn_batches", "val_batch_size", "seed",
-    optional "cuda": put the supernet on the GPU when one is visible})."""
-    from inas.config import DataConfig
-
-    cache_key = payload["key"] + json.dumps(setup, sort_keys=True, default=str)
+    payload, the batches from `setup` (the supernet goes to the GPU when `setup.cuda` and one is visible)."""
+    cache_key = payload["key"] + setup.cache_key()
     evaluator = _WORKER_EVALUATORS.get(cache_key)
     if evaluator is None:
         _WORKER_EVALUATORS.clear()  # one supernet per process
-        data = load_eval_data(DataConfig.model_validate(setup["data"]), setup["task"], int(setup["bn_batches"]),
-                              int(setup["val_batch_size"]), int(setup["seed"]))
+        data = load_eval_data(setup.data, setup.task, setup.bn_batches, setup.val_batch_size, setup.seed)
         supernet = supernet_from_payload(payload)
-        if setup.get("cuda") and torch.cuda.is_available():  # trials given a GPU (search.gpus_per_trial > 0)
+        if setup.cuda and torch.cuda.is_available():  # trials given a GPU (search.gpus_per_trial > 0)
             supernet = supernet.to("cuda")
-        evaluator = AccuracyEvaluator(supernet, data, setup["task"], int(setup["bn_batches"]))
+        evaluator = AccuracyEvaluator(supernet, data, setup.task, setup.bn_batches)
         _WORKER_EVALUATORS[cache_key] = evaluator
     return evaluator
 
@@ -270,10 +268,19 @@ class EvaluationTable:
     def add(self, row: Mapping[str, Any]) -> None:
         row = dict(row)
         self.rows.append(row)
-        metric = row.get(self.metric_columns[0])
-        ok = metric is not None and not (isinstance(metric, float) and math.isnan(metric))
-        if ok and row["arch_id"] not in self._by_id:
+        if _has_metric(row, self.metric_columns[0]) and row["arch_id"] not in self._by_id:
             self._by_id[row["arch_id"]] = row
+
+    def failed_rows(self, arch_id: str) -> list[dict[str, Any]]:
+        """The rows of `arch_id` without a metric (failed evaluations, and copies told to other searchers)."""
+        return [r for r in self.rows if r["arch_id"] == arch_id and not _has_metric(r, self.metric_columns[0])]
+
+    def replace(self, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+        """Put `new` in place of the row `old` (the same object as in `rows`), keeping the order."""
+        index = next(i for i, r in enumerate(self.rows) if r is old)
+        self.rows[index] = dict(new)
+        if _has_metric(new, self.metric_columns[0]) and new["arch_id"] not in self._by_id:
+            self._by_id[new["arch_id"]] = self.rows[index]
 
     def lookup(self, arch_id: str) -> dict[str, Any] | None:
         """The first successful row of `arch_id`, or None (never evaluated, or only failed evaluations)."""
@@ -306,21 +313,43 @@ class EvaluationTable:
         atomic_write_parquet(path, self.frame())
 
     @classmethod
-    def load(cls, path: str | Path, task: str, latency_columns: Sequence[str]) -> EvaluationTable:
-        """Rows of an existing `evaluations.parquet` (BadInputError if unreadable or from another task/devices)."""
+    def load(cls, path: str | Path, task: str, latency_columns: Sequence[str],
+             space: SearchSpace | None = None) -> EvaluationTable:
+        """Rows of an existing `evaluations.parquet` (BadInputError if unreadable or from another task/devices).
+        With `space`, every row's arch is parsed and its `arch_id` must equal the id of that arch (ids name files)."""
         path = Path(path)
         try:
             frame = pd.read_parquet(path)
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for corrupt files
-            raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {exc})", path=path) from None
+            raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {str(exc)[:200]})",
+                                path=path) from None
         table = cls(task, latency_columns)
         missing = [c for c in table.columns() if c not in frame.columns]
         if missing:
             raise BadInputError(f"not a search results table of this config (missing columns {missing}); use another "
                                 "output folder", path=path)
-        for row in frame.to_dict(orient="records"):
-            table.add({k: _plain(v) for k, v in row.items()})
+        for i, row in enumerate(frame.to_dict(orient="records")):
+            row = {k: _plain(v) for k, v in row.items()}
+            if space is not None:
+                _check_row_id(row, space, path, i)
+            table.add(row)
         return table
+
+
+def _check_row_id(row: Mapping[str, Any], space: SearchSpace, path: Path, index: int) -> None:
+    """BadInputError unless the row's `arch` parses in `space` and its `arch_id` is that arch's id."""
+    arch_json, arch_id = row.get("arch"), row.get("arch_id")
+    if not isinstance(arch_json, str) or not isinstance(arch_id, str):
+        raise BadInputError("arch and arch_id must be strings", path=path, key=f"row {index}")
+    arch = arch_from_json(arch_json, space, f"{path}: row {index}: arch")
+    if arch.arch_id != arch_id:
+        raise BadInputError(f"arch_id {arch_id[:40]!r} is not the id of the row's arch ({arch.arch_id})", path=path,
+                            key=f"row {index}")
+
+
+def _has_metric(row: Mapping[str, Any], metric: str) -> bool:
+    value = row.get(metric)
+    return value is not None and not (isinstance(value, float) and math.isnan(value))
 
 
 def _dtype(column: str) -> str:
@@ -337,7 +366,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
-
-
-def arch_from_row(row: Mapping[str, Any], space: SearchSpace) -> Arch:
-    return arch_from_json(row["arch"], space, "evaluations.parquet")

@@ -204,6 +204,29 @@ class Searcher(ABC):
             self._count("failed_evaluations")
         self._on_tell(record)
 
+    def amend(self, arch: Arch, result: Mapping[str, Any]) -> None:
+        """Replace the failed record of a told arch by a successful re-evaluation (a rerun retrying the archs an
+        earlier run could not evaluate); the budget is not touched. Subclasses may react in `_on_amend`."""
+        key = arch.arch_id
+        old = self._records.get(key)
+        if old is None or old.metric is not None:
+            raise ValueError(f"arch {key} has no failed record to amend")
+        metric = result.get(self.metric)
+        if metric is None or math.isnan(float(metric)):
+            raise ValueError(f"arch {key}: an amended result needs the metric {self.metric!r}")
+        latency = result.get(self.latency_key)
+        latency = self.latency_ms(arch) if latency is None or math.isnan(float(latency)) else float(latency)
+        record = Record(arch, float(metric), latency)
+        self._records[key] = record
+        self._count("failed_evaluations", -1)
+        self._count("amended_evaluations")
+        self._on_amend(record)
+
+    def told_arch(self, arch_id: str) -> Arch | None:
+        """The told arch with this id, or None."""
+        record = self._records.get(arch_id)
+        return None if record is None else record.arch
+
     def is_finished(self) -> bool:
         """True when nothing is in flight and nothing more will be asked."""
         return not self._in_flight and (self._asked >= self.budget or self._exhausted())
@@ -245,6 +268,9 @@ class Searcher(ABC):
 
     def _on_tell(self, record: Record) -> None:  # noqa: B027 - optional hook
         """Called after a result has been recorded."""
+
+    def _on_amend(self, record: Record) -> None:  # noqa: B027 - optional hook
+        """Called after a failed record was replaced by a successful re-evaluation (see `amend`)."""
 
     def _exhausted(self) -> bool:
         """True when the searcher will ask nothing more even below the budget."""
