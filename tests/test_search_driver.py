@@ -30,10 +30,9 @@ from inas.search.driver import (
     write_front,
 )
 from inas.search.scheduler import FINISHED
-from inas.search.trial import TrialReport, evaluate_batch
 from inas.search.searchers import build_searcher
 from inas.search.testing import synthetic_accuracy
-from inas.space import arch_from_json
+from inas.search.trial import TrialReport, evaluate_batch
 
 SEARCHERS = [{"kind": "random", "budget": 5, "concurrent_trials": 2},
              {"kind": "evolution", "budget": 6, "params": {"population_size": 4, "selection_num": 2, "lgs_groups": 2}}]
@@ -301,7 +300,7 @@ def test_run_search_reports_total_failure_in_one_line(problem_root, tmp_path, mo
 
     def failing_fit(setup, scheduler, verbose):
         n = 0
-        while (suggestion := scheduler.suggest(f"t{n}")) not in (None, FINISHED):
+        while scheduler.suggest(f"t{n}") not in (None, FINISHED):
             scheduler.complete(f"t{n}", TrialReport({}, error="OSError: disk full"))
             n += 1
 

@@ -288,7 +288,8 @@ def _raise_if_failed(setup: SearchSetup, stats: TrialStats) -> None:
     attempts = 1 + setup.config.search.max_trial_retries
     every = stats.evaluated == 0 and not stats.cached
     what = "every evaluation of this run failed" if every else f"{len(stats.given_up)} architectures failed"
-    raise RunFailedError(f"search: {what} ({attempts} attempt{'s' if attempts > 1 else ''} each); first error (arch {arch_id} of {searcher}): "
+    tries = f"{attempts} attempt{'s' if attempts > 1 else ''} each"
+    raise RunFailedError(f"search: {what} ({tries}); first error (arch {arch_id} of {searcher}): "
                          f"{error}; they are kept in {setup.out_dir / EVALUATIONS_FILE} with their error, and running "
                          "the same command again evaluates them again without using up any budget")
 
