@@ -1,6 +1,7 @@
 """Typed experiment configuration: YAML -> validated pydantic objects, with errors naming the file and the key.
 
-Every section forbids unknown keys. Relative paths are relative to the current working directory.
+Every section forbids unknown keys. Relative paths are relative to the current working directory: `load_config`
+makes them absolute, so every process of a run (Ray workers included) reads the same files.
 Sections: `task`, `seed`, `space` (narrowing of the iNAS space), `data`, `model`; later issues add `train`,
 `lut`, `search`. `python -m inas.run <verb> --help` and the README's config reference list every key.
 """
@@ -131,7 +132,8 @@ class LutConfig(Section):
         default_factory=lambda: [LutDeviceConfig(name="cpu")], description="target devices, all measured in one run"
     )
     input_size: list[int] | None = Field(
-        None, description="[H, W] input the blocks are timed at (multiples of 32); default data.image_size square"
+        None, description="[H, W] input the blocks are timed at, the search's latency and convert/export input size "
+        "(multiples of 32); default data.image_size square (seg: data.crop_size)"
     )
     warmup_runs: int = Field(10, ge=0, description="untimed runs before timing a block or a network")
     runs: int = Field(50, gt=0, description="timed runs per block or network; the table keeps their median")
@@ -304,6 +306,18 @@ class ExperimentConfig(Section):
     def num_classes(self) -> int:
         return 1 if self.task == "sod" else self.data.num_classes
 
+    @property
+    def deploy_input_hw(self) -> tuple[int, int]:
+        """The one input size (H, W) of the latency tables, of `convert` (BN recalibration, model file) and so of
+        `export` and `test`: `lut.input_size` when set, else the square `data.image_size` (SOD) or the training
+        crop `data.crop_size` (segmentation). Segmentation validation (and so the search) runs on images at their
+        own size: set `lut.input_size` to it, as `experiments/seg_demo.yaml` does, so all steps agree."""
+        if self.lut.input_size is not None:
+            return int(self.lut.input_size[0]), int(self.lut.input_size[1])
+        if self.task == "seg" and self.data.crop_size is not None:
+            return int(self.data.crop_size[0]), int(self.data.crop_size[1])
+        return self.data.image_size, self.data.image_size
+
 
 def _format_validation_error(exc: ValidationError, source: str) -> str:
     problems = []
@@ -334,8 +348,19 @@ def parse_config(doc: Any, source: str = "<config>") -> ExperimentConfig:
     return config
 
 
+def absolute_paths(section: BaseModel, base_dir: Path) -> None:
+    """Make every relative path of `section` and its sub-sections absolute against `base_dir` (in place)."""
+    for name in type(section).model_fields:
+        value = getattr(section, name)
+        if isinstance(value, Path) and not value.is_absolute():
+            setattr(section, name, base_dir / value)
+        elif isinstance(value, BaseModel):
+            absolute_paths(value, base_dir)
+
+
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment config."""
+    """Read and validate a YAML experiment config. Every relative path in it is made absolute against the current
+    directory here, once, so that Ray workers (which run in other directories) read the same files."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -350,4 +375,6 @@ def load_config(path: str | Path) -> ExperimentConfig:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise BadInputError(f"malformed YAML{where}: {problem}", path=path) from None
-    return parse_config(doc, str(path))
+    config = parse_config(doc, str(path))
+    absolute_paths(config, Path.cwd())
+    return config

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="inas: device-aware one-shot NAS for dense prediction (salient objects, segmentation).",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-C", "--directory", metavar="DIR", default=None,
+                        help="run as if started in DIR: relative paths of the config and the arguments are relative "
+                        "to DIR (for `ray job submit`, whose job runs in a temporary copy of --working-dir)")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb, module_name, help_text in VERBS:
         module = _load_verb_module(module_name)
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _change_directory(args.directory)
         return int(args._handler(args) or 0)
     except BadInputError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -91,6 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def _change_directory(directory: str | None) -> None:
+    if directory is None:
+        return
+    try:
+        os.chdir(directory)
+    except (OSError, ValueError) as exc:
+        raise BadInputError(f"cannot change into this folder ({type(exc).__name__}: {exc.strerror or exc})",
+                            path=directory, key="-C") from None
 
 
 if __name__ == "__main__":

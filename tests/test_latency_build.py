@@ -123,7 +123,10 @@ def test_missing_resource_is_checked_before_any_actor_starts(monkeypatch, tmp_pa
 
     from inas.latency import devices
 
-    monkeypatch.setattr(devices, "connect_ray", lambda address, specs: False)
+    from inas.ray_session import RayConnection
+
+    monkeypatch.setattr(devices, "connect_ray", lambda address, specs: RayConnection(owned=False, local=False,
+                                                                                      address=None))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "device:tiny_a": 1.0})
     started = []
     monkeypatch.setattr(devices, "start_actors", lambda specs: started.append(specs))

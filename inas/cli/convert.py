@@ -18,7 +18,6 @@ from inas.data import (
     bn_loader_from_config,
     eval_loader_from_config,
     multi_scale_from_config,
-    seg_crop_hw,
     train_loader_from_config,
 )
 from inas.deploy.convert import (
@@ -114,7 +113,7 @@ def main(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     supernet = load_supernet_any(args.supernet, config).to(device)
     arch = load_arch_for(args.arch, supernet, args.supernet)
-    input_hw = (data.image_size, data.image_size) if task == "sod" else seg_crop_hw(data)
+    input_hw = config.deploy_input_hw
     print(f"arch {arch.arch_id} from {args.arch}; supernet {args.supernet}; task {task}, input "
           f"{input_hw[0]} x {input_hw[1]}, device {device}")
 

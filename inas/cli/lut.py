@@ -17,8 +17,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--out", default=None,
                         help="LUT folder holding `<device>.parquet` (default: lut.out_dir of the config)")
     parser.add_argument("--address", default=None,
-                        help="Ray cluster address (e.g. ray://head:10001 or auto); default: start a local Ray that "
-                        "offers the configured device resources")
+                        help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001) or `local`; default: "
+                        "RAY_ADDRESS, else the "
+                        "cluster running on this machine, else a local Ray offering the configured device resources")
     parser.add_argument("--in-process", action="store_true",
                         help="measure in this process, one device at a time, without Ray (for debugging)")
     parser.add_argument("--samples", type=int, default=50, help="validate: number of random sub-networks")

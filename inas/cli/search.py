@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 
 from inas.cli.common import add_config_argument, config_from_args
+from inas.errors import BadInputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,18 +21,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lut-dir", default=None,
                         help="folder of the latency tables `<device>.parquet` (default: search.lut_dir, lut.out_dir)")
     parser.add_argument("--address", default=None,
-                        help="Ray cluster to join (e.g. auto, ray://head:10001); default: RAY_ADDRESS if set, else "
-                        "start a local Ray with every CPU of this machine")
+                        help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001) or `local` for a Ray of this "
+                        "command alone; default: RAY_ADDRESS if set, else the cluster running on this machine (`ray "
+                        "start --head`), else a local Ray with every CPU of this machine")
     parser.add_argument("--resume", action="store_true",
                         help="require a previous run in the output folder and continue it (a re-run continues "
                         "anyway when one is there)")
     parser.add_argument("--no-dashboard", action="store_true", help="local Ray: do not start the dashboard")
+    parser.add_argument("--budget", type=int, default=None,
+                        help="override every searcher's budget (architectures each evaluates), e.g. for a quick try")
 
 
 def main(args: argparse.Namespace) -> int:
     from inas.search.driver import prepare_search, run_search
 
     config = config_from_args(args)
+    if args.budget is not None:
+        if args.budget < 1:
+            raise BadInputError(f"must be a positive integer, got {args.budget}", key="--budget")
+        for spec in config.search.searchers:
+            spec.budget = args.budget
     setup = prepare_search(config, args.out, args.supernet, args.lut_dir, resume=args.resume)
     done = len(setup.table)
     print(f"search: {len(setup.searchers)} searchers ({', '.join(setup.searchers)}), output {setup.out_dir}"

@@ -26,10 +26,10 @@ log = logging.getLogger(__name__)
 
 
 def lut_input_hw(config: ExperimentConfig) -> tuple[int, int]:
-    """(H, W) the tables are built for: `lut.input_size`, else the square `data.image_size` the search evaluates at."""
-    if config.lut.input_size is not None:
-        return parse_input_size(config.lut.input_size, "lut.input_size")
-    return parse_input_size(config.data.image_size, "data.image_size")
+    """(H, W) the tables are built for: `config.deploy_input_hw` (lut.input_size, else data.image_size or the
+    segmentation crop), checked to be multiples of 32."""
+    key = "lut.input_size" if config.lut.input_size is not None else "data.image_size"
+    return parse_input_size(config.deploy_input_hw, key)
 
 
 def device_specs(config: ExperimentConfig) -> list[DeviceSpec]:

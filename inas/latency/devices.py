@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
-import logging
-import os
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +24,7 @@ from typing import Any
 from inas.errors import BadInputError
 from inas.latency.backends import Runner, Timing, block_inputs, build_block, build_network, software_versions
 from inas.latency.blocks import BlockKey
-from inas.ray_address import join_ray_cluster
+from inas.ray_session import RayConnection, init_ray
 
 NODE_LOCK_NAME = "inas-latency-node.lock"
 
@@ -131,25 +129,14 @@ class DeviceActor:
 
 
 # ----- Ray plumbing ---------------------------------------------------------------------------------------------------
-def connect_ray(address: str | None, specs: Sequence[DeviceSpec], num_cpus: int | None = None) -> bool:
-    """Connect to the cluster at `address`, or reuse an initialised Ray, or start a local one declaring the devices'
-    custom resources (one unit per actor) so every device can be placed on this machine. Returns True if this call
-    started or connected Ray (the caller then shuts it down)."""
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    if ray.is_initialized():
-        return False
-    if address:
-        join_ray_cluster(address)
-        return True
+def connect_ray(address: str | None, specs: Sequence[DeviceSpec], num_cpus: int | None = None) -> RayConnection:
+    """Start or join Ray (`inas.ray_session.init_ray`); a new local Ray declares the devices' custom resources (one
+    unit per actor) so every device can be placed on this machine. The caller closes the connection."""
     resources: dict[str, float] = {}
     for spec in specs:
         if not spec.uses_gpu_resource:
             resources[spec.resource] = resources.get(spec.resource, 0) + spec.actors
-    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), resources=resources, include_dashboard=False,
-             logging_level=logging.WARNING, log_to_driver=False)
-    return True
+    return init_ray(address, verb="lut", local_resources=resources, num_cpus=num_cpus)
 
 
 def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> None:
@@ -165,7 +152,8 @@ def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") ->
             raise BadInputError(
                 f"device {spec.name!r} needs the Ray resource {name!r}, which no node of the cluster offers "
                 f"(offered device resources: {offered or 'none'}); start a node with "
-                f"`ray start --resources '{{\"{name}\": {spec.actors}}}'` or fix the device's `resource`",
+                f"`ray start --resources '{{\"{name}\": {spec.actors}}}'`, fix the device's `resource`, or pass "
+                "`--address local` to measure on this machine in a Ray of its own",
                 key=f"{source}[{i}].resource")
         if have < spec.actors:
             raise BadInputError(f"device {spec.name!r} asks for {spec.actors} actors but the cluster offers only "
@@ -206,15 +194,12 @@ def device_actors(specs: Sequence[DeviceSpec], address: str | None, in_process: 
     if in_process:
         yield start_local_actors(specs)
         return
-    import ray
-
-    started = connect_ray(address, specs)
+    connection = connect_ray(address, specs)
     try:
         check_resources(specs)
         yield start_actors(specs)
     finally:
-        if started:
-            ray.shutdown()
+        connection.close()
 
 
 def dispatch(actors: dict[str, list], jobs: dict[str, deque], method: str, args: Callable[[Any], tuple],
