@@ -1,7 +1,8 @@
 """Slow: the README's cluster recipe for the search, for real. A local Ray head (`ray start --head`, its own ports and
 temp folder, dashboard on 127.0.0.1, token authentication), then `ray job submit --address http://127.0.0.1:<dash>
 --working-dir <repo> -- python -m inas.run search -c CONFIG` on a tiny problem (tiny space, random supernet, fake
-latency tables); the job succeeds and writes evaluations.parquet and pareto.parquet.
+latency tables), written as the README's recipe (`-C DIR` and relative paths); the job succeeds and writes
+evaluations.parquet and pareto.parquet into DIR.
 
 The head runs as `ray start --head --block` in its own session, so teardown stops exactly this cluster (SIGTERM, then
 SIGKILL of its process group and of any process left that names its temp folder), never other Ray clusters of the
@@ -112,9 +113,11 @@ def test_search_runs_as_a_ray_job(ray_head, tmp_path):
     _, config_path = make_problem(tmp_path / "problem", searchers=[
         {"kind": "random", "budget": 4, "concurrent_trials": 2},
         {"kind": "evolution", "budget": 4, "params": {"population_size": 2, "selection_num": 2, "lgs_groups": 2}}])
-    out = tmp_path / "job_out"
+    out = config_path.parent / "job_out"
+    # the README's recipe: code through --working-dir, `-C <the submitting folder>` so relative paths mean it
     cmd = [RAY, "job", "submit", "--address", url, "--working-dir", str(REPO), "--",
-           "python", "-m", "inas.run", "search", "-c", str(config_path), "-o", str(out)]
+           "python", "-m", "inas.run", "-C", str(config_path.parent), "search", "-c", config_path.name,
+           "-o", "job_out"]
     job = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=600)
     text = job.stdout + job.stderr
     assert job.returncode == 0, text

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from inas.cli.common import add_config_argument, config_from_args
+from inas.errors import BadInputError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=4,
                         help="validate: time every network in this many rounds and average them (>= 2 also reports "
                              "repeatability; 4 measured Spearman 0.989 where 2 gave 0.978 on a shared 2-core machine)")
+    parser.add_argument("--runs", type=int, default=None,
+                        help="timed runs per block or network (overrides lut.runs; also caps lut.warmup_runs), e.g. "
+                        "for a quick try")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -34,6 +38,11 @@ def main(args: argparse.Namespace) -> int:
     from inas.latency import config_blocks, count_by_kind, lut_input_hw
 
     config = config_from_args(args)
+    if args.runs is not None:
+        if args.runs < 1:
+            raise BadInputError(f"must be >= 1, got {args.runs}", key="--runs")
+        config.lut.runs = args.runs
+        config.lut.warmup_runs = min(config.lut.warmup_runs, args.runs)
     out_dir = Path(args.out) if args.out else config.lut.out_dir
     keys = config_blocks(config)
     h, w = lut_input_hw(config)
@@ -56,7 +65,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
-    from inas.errors import BadInputError
     from inas.latency import validate_tables
 
     if args.samples < 1:
