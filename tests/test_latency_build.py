@@ -122,7 +122,6 @@ def test_missing_resource_is_checked_before_any_actor_starts(monkeypatch, tmp_pa
     import ray
 
     from inas.latency import devices
-
     from inas.ray_session import RayConnection
 
     monkeypatch.setattr(devices, "connect_ray", lambda address, specs: RayConnection(owned=False, local=False,
