@@ -65,14 +65,13 @@ def check_ray_address(address: str | None, key: str = "--address", timeout_s: fl
 
 
 def join_ray_cluster(address: str, hint: str = "", *, logging_level: int = logging.WARNING,
-                     log_to_driver: bool = False) -> None:
+                     log_to_driver: bool = False, key: str = "--address") -> None:
     """`ray.init` on the cluster at `address` after `check_ray_address`; a failure to join is a BadInputError on
-    `--address` (with `hint` appended, e.g. how to pass the authentication token)."""
-    check_ray_address(address)
+    `key` (with `hint` appended, e.g. how to pass the authentication token)."""
+    check_ray_address(address, key=key)
     import ray
 
     try:
         ray.init(address=address, logging_level=logging_level, log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise BadInputError(f"cannot connect to the Ray cluster at {address} ({exc}){hint}", key="--address") \
-            from None
+        raise BadInputError(f"cannot connect to the Ray cluster at {address} ({exc}){hint}", key=key) from None

@@ -90,7 +90,8 @@ def init_ray(address: str | None, *, verb: str, local_resources: Mapping[str, fl
         source = "the Ray cluster already running on this machine"
     if chosen and chosen != "local":
         _say(f"{verb}: joining Ray at {chosen} ({source}; `--address local` starts a separate Ray instead)")
-        join_ray_cluster(chosen, hint=AUTH_HINT, logging_level=logging_level, log_to_driver=log_to_driver)
+        join_ray_cluster(chosen, hint=AUTH_HINT, logging_level=logging_level, log_to_driver=log_to_driver,
+                         key=source)
         return RayConnection(owned=True, local=False, address=chosen)
     context = ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), resources=dict(local_resources or {}),
                        include_dashboard=dashboard, dashboard_host="127.0.0.1", logging_level=logging_level,

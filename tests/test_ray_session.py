@@ -94,3 +94,47 @@ def test_killed_search_leaves_no_ray_process_behind(tmp_path):
         for session in (ray_tmp / "ray").glob("session_2*"):
             for p in session_processes(str(session)):
                 p.kill()
+
+
+@pytest.fixture
+def running_head():
+    """`ray start --head --block` with token authentication and its own RAY_TMPDIR; yields the environment under
+    which a verb finds it (as a user who ran `ray start --head` on this machine); stopped by pid."""
+    from test_search_job_submit import RAY, _kill_leftovers, free_ports
+
+    ray_tmp = f"/tmp/inas_head_{os.getpid()}"
+    env = {**cli_env(), "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "token"}
+    token = subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, text=True, timeout=60)
+    assert token.returncode == 0, token.stderr
+    gcs, dash, client = free_ports(3)
+    head = subprocess.Popen([RAY, "start", "--head", "--block", "--port", str(gcs), "--num-cpus", "2",
+                             "--dashboard-port", str(dash), "--ray-client-server-port", str(client),
+                             "--include-dashboard", "false", "--disable-usage-stats"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        assert _wait_until(lambda: Path(ray_tmp, "ray", "ray_current_cluster").exists(), 120), "no head"
+        yield env
+    finally:
+        head.send_signal(signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        _kill_leftovers(ray_tmp)
+
+
+@pytest.mark.slow
+def test_search_joins_the_cluster_running_on_this_machine(running_head, tmp_path):
+    from test_search_evaluators import make_problem
+
+    _, config_path = make_problem(tmp_path / "problem", searchers=[{"kind": "random", "budget": 2}])
+    cmd = [sys.executable, "-m", "inas.run", "search", "-c", str(config_path), "-o", str(tmp_path / "out")]
+    done = subprocess.run(cmd, cwd=REPO, env=running_head, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "search: joining Ray at" in done.stderr and "already running on this machine" in done.stderr
+    assert "Traceback" not in done.stderr
+    without_token = {k: v for k, v in running_head.items() if k != "RAY_AUTH_MODE"}
+    done = subprocess.run(cmd + ["--budget", "3"], cwd=REPO, env=without_token, capture_output=True, text=True,
+                          timeout=600)
+    err = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(err) == 1 and "RAY_AUTH_MODE=token" in err[0], done.stderr
