@@ -7,7 +7,7 @@ layers only, never its own layer's other units or a higher layer, and `search` /
 
 The imports that break these rules today are listed below, each with why; the tests fail on any new one, and on a
 listed one that is gone (delete its line: the list only shrinks). `python tests/test_layering.py` prints the unit
-graph block of docs/design.md §3.
+graph block of docs/design.md §3.1; `--write` puts it there.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def test_the_space_imports_nothing_of_ours_but_errors():
 
 def test_design_doc_shows_the_current_graph():
     assert graph_markdown(import_edges()) in DESIGN.read_text(encoding="utf-8"), (
-        "docs/design.md §3 is out of date: paste the output of `python tests/test_layering.py`")
+        "docs/design.md §3.1 is out of date: run `python tests/test_layering.py --write`")
 
 
 def test_a_new_upward_import_is_caught(tmp_path):
@@ -204,5 +204,17 @@ def test_a_new_upward_import_is_caught(tmp_path):
         ("inas.search", "inas.space", True, False), ("inas.space", "inas.search", False, True)]
 
 
+def write_graph_into_design() -> None:
+    """Replace the block between the import-graph markers of docs/design.md with the current graph."""
+    text = DESIGN.read_text(encoding="utf-8")
+    begin, end = "<!-- import-graph:begin -->\n", "<!-- import-graph:end -->"
+    head, rest = text.split(begin, 1)
+    DESIGN.write_text(head + begin + graph_markdown(import_edges()) + "\n" + end + rest.split(end, 1)[1],
+                      encoding="utf-8")
+
+
 if __name__ == "__main__":
-    sys.stdout.write(graph_markdown(import_edges()) + "\n")
+    if sys.argv[1:] == ["--write"]:
+        write_graph_into_design()
+    else:
+        sys.stdout.write(graph_markdown(import_edges()) + "\n")
