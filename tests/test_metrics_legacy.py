@@ -1,5 +1,5 @@
-"""The legacy protocol against an independent numpy reading of SPEC section 7 (per-threshold loops, per-quadrant
-slices), written from the text and not from our implementation."""
+"""The legacy protocol against an independent numpy reading of the original's metrics as docs/design.md §11.1
+describes them (per-threshold loops, per-quadrant slices), written from the text and not from our implementation."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from inas.metrics import LEGACY_METRIC_NAMES, SOD_METRIC_NAMES, SODMetrics
 
-# --- the SPEC text, literally --------------------------------------------------------------------------------------
+# --- docs/design.md §11.1, literally ---------------------------------------------------------------------------------
 
 
 def spec_max_f(pairs) -> float:

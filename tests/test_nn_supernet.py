@@ -12,7 +12,7 @@ from inas.nn import DynamicBatchNorm2d, DynamicSMSU, Supernet, extract_subnet
 from inas.nn.testing import calibrate_bn_, perturb_, small_space
 from inas.space import ArchError, LevelArch, inas_space, sample_max, sample_min, sample_uniform
 
-# Representative keys of the original iNAS supernet (SPEC §3) with their full-space shapes.
+# Representative keys of the original iNAS supernet (docs/design.md §6.4) with their full-space shapes.
 ORIGINAL_KEYS = {
     "backbone.stem.stemconv.conv.weight": (40, 3, 3, 3),
     "backbone.stem.stemnorm.bn.weight": (40,),

@@ -108,7 +108,7 @@ def test_select_pareto_frontier_quota_per_group():
 
 
 def reference_selection(latency, score, num, groups, lo, hi):
-    """SPEC §5.3 select_pareto_frontier written out with plain lists (ties by descending score)."""
+    """docs/design.md §9.3 select_pareto_frontier written out with plain lists (ties by descending score)."""
     quota = [num // groups] * groups
     pool = list(range(len(latency)))
     selected = []
