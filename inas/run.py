@@ -103,7 +103,8 @@ def _change_directory(directory: str | None) -> None:
     try:
         os.chdir(directory)
     except (OSError, ValueError) as exc:
-        raise BadInputError(f"cannot change into this folder ({type(exc).__name__}: {exc.strerror or exc})",
+        reason = getattr(exc, "strerror", None) or exc
+        raise BadInputError(f"cannot change into this folder ({type(exc).__name__}: {reason})",
                             path=directory, key="-C") from None
 
 
