@@ -31,35 +31,33 @@ from inas.search.pareto import (
     pareto_front,
     to_minimisation,
 )
+from inas.search.schema import (
+    EVALUATIONS_FILE,
+    LATENCY_PREFIX,
+    NUMERIC_COLUMNS,
+    REQUIRED_COLUMNS,
+    SEARCHER_BUDGET_TAG,
+    TASK_METRICS,
+    detect_task,
+    device_of,
+    extra_metrics,
+    latency_column,
+    primary_metric,
+)
+from inas.search.schema import latency_columns as schema_latency_columns
 
-EVALUATIONS_FILE = "evaluations.parquet"
-LATENCY_PREFIX = "latency_ms__"
-REQUIRED_COLUMNS = ("arch_id", "arch", "searcher", "generation", "params_m", "macs_g", "eval_seconds")
-NUMERIC_COLUMNS = ("generation", "params_m", "macs_g", "eval_seconds")
-# task -> (primary metric, maximised; extra metric columns that must be present)
-TASK_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {"sod": ("max_fmeasure", ("mae",)), "seg": ("miou", ())}
 VALIDATION_COLUMNS = ("arch_id", "arch", "device", "predicted_ms", "measured_ms")
 OVERALL = "(overall)"  # the `searcher` value of the all-searchers row in the hypervolume table
 SOURCE_COLUMN = "source"  # folder name each row came from
 EVALUATION_COLUMN = "evaluation"  # 1-based evaluation count within its searcher (after dedup, in row order)
+BUDGET_COLUMN = "budget_ms"  # the latency budget of the budget tables
+# a searcher's own tag renamed in the analysis tables, so that it never meets the budget tables' BUDGET_COLUMN
+RENAMED_TAGS = {SEARCHER_BUDGET_TAG: "searcher_budget_ms"}
 
 
 def latency_columns(frame: pd.DataFrame) -> list[str]:
     """The `latency_ms__<device>` columns of `frame`, in column order."""
-    return [c for c in frame.columns if str(c).startswith(LATENCY_PREFIX) and len(str(c)) > len(LATENCY_PREFIX)]
-
-
-def device_of(column: str) -> str:
-    """`latency_ms__cpu` -> `cpu`."""
-    return column[len(LATENCY_PREFIX):]
-
-
-def detect_task(columns: Sequence[str]) -> str | None:
-    """"sod" if `max_fmeasure` is a column, else "seg" if `miou` is, else None."""
-    for task, (metric, _) in TASK_METRICS.items():
-        if metric in columns:
-            return task
-    return None
+    return schema_latency_columns(frame.columns)
 
 
 def read_evaluations(folder: str | Path) -> pd.DataFrame:
@@ -83,13 +81,12 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
     if task is None:
         missing.append("max_fmeasure and mae (SOD) or miou (segmentation)")
     else:
-        missing += [c for c in TASK_METRICS[task][1] if c not in columns]
+        missing += [c for c in extra_metrics(task) if c not in columns]
     if not latency_columns(frame):
         missing.append(f"{LATENCY_PREFIX}<device> (at least one)")
     if missing:
         raise BadInputError(f"missing columns: {', '.join(missing)}", path=path)
-    metric = TASK_METRICS[task][0]
-    for column in (*NUMERIC_COLUMNS, metric, *TASK_METRICS[task][1], *latency_columns(frame)):
+    for column in (*NUMERIC_COLUMNS, *TASK_METRICS[task], *latency_columns(frame)):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
     if frame.empty:
@@ -255,7 +252,7 @@ def choose_latency_column(frame: pd.DataFrame, device: str | None) -> str:
     columns = latency_columns(frame)
     if device is None:
         return columns[0]
-    column = f"{LATENCY_PREFIX}{device}"
+    column = latency_column(device)
     if column not in columns:
         raise BadInputError(f"no {column} column; devices in the results: {[device_of(c) for c in columns]}",
                             key="--device")
@@ -272,8 +269,9 @@ def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Se
     if task is None:
         raise BadInputError("no task metric column: expected max_fmeasure (SOD) or miou (segmentation)",
                             key="metric")
-    metric = TASK_METRICS[task][0]
-    extra_metrics = [c for c in TASK_METRICS[task][1] if c in evaluations.columns]
+    metric = primary_metric(task)
+    extras = [c for c in extra_metrics(task) if c in evaluations.columns]
+    evaluations = evaluations.rename(columns={k: v for k, v in RENAMED_TAGS.items() if k in evaluations.columns})
     if EVALUATION_COLUMN not in evaluations.columns:
         evaluations = evaluations.assign(**{EVALUATION_COLUMN: evaluations.groupby("searcher").cumcount() + 1})
     latency = choose_latency_column(evaluations, device)
@@ -302,10 +300,10 @@ def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Se
     knee = knee_point(front_overall, objectives)  # same row as on all evaluations: the front of a front is itself
     budgets = list(budgets_ms) if budgets_ms is not None else default_budgets_ms(evaluations[latency])
     budget_table = best_under_budget(evaluations, metric, latency, budgets)
-    per_searcher = pd.DataFrame({"budget_ms": budgets})
+    per_searcher = pd.DataFrame({BUDGET_COLUMN: budgets})
     for name, group in groups.items():
         per_searcher[name] = best_under_budget(group, metric, latency, budgets)[metric].to_numpy()
-    device_columns = ["arch_id", "searcher", metric, *extra_metrics, *latency_columns(evaluations), "params_m",
+    device_columns = ["arch_id", "searcher", metric, *extras, *latency_columns(evaluations), "params_m",
                       "macs_g"]
     front_devices = front_overall[[c for c in device_columns if c in front_overall.columns]].reset_index(drop=True)
     summary = validation_summary(validation) if validation is not None else None
@@ -314,7 +312,7 @@ def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Se
         front_overall=front_overall.reset_index(drop=True),
         front_per_searcher=front_per_searcher.reset_index(drop=True),
         hypervolume_table=hypervolume_table, hypervolume_curve=curve, knee=knee,
-        budgets=budget_table.rename(columns={"budget": "budget_ms"}), budgets_per_searcher=per_searcher,
+        budgets=budget_table.rename(columns={"budget": BUDGET_COLUMN}), budgets_per_searcher=per_searcher,
         front_devices=front_devices, duplicates_dropped=duplicates_dropped, validation=validation,
         validation_summary=summary,
     )

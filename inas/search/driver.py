@@ -41,24 +41,20 @@ from inas.errors import BadInputError
 from inas.io import atomic_write_json, atomic_write_parquet, atomic_write_text
 from inas.ray_address import join_ray_cluster
 from inas.search.evaluators import (
-    TASK_METRICS,
     EvaluationTable,
     ResourceEvaluator,
     file_key,
-    latency_column,
     load_latency_predictors,
     load_search_supernet,
-    primary_metric,
     supernet_payload,
 )
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, pareto_front
+from inas.search.schema import EVALUATIONS_FILE, PARETO_FILE, TASK_METRICS, latency_column, primary_metric
 from inas.search.searchers import Searcher, build_searcher
 from inas.space import Arch, SearchSpace, arch_from_json
 
 log = logging.getLogger(__name__)
 
-EVALUATIONS_FILE = "evaluations.parquet"
-PARETO_FILE = "pareto.parquet"
 STATE_FILE = "search_state.json"
 FRONT_DIR = "front"
 STATE_FORMAT = "inas-search-state"

@@ -12,7 +12,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from inas.io import atomic_path  # noqa: E402
-from inas.search.analysis import Analysis, device_of  # noqa: E402
+from inas.search.analysis import Analysis  # noqa: E402
+from inas.search.schema import device_of  # noqa: E402
 
 DPI = 120
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pandas as pd
 
 from inas.io import atomic_write_parquet, atomic_write_text
-from inas.search.analysis import OVERALL, Analysis, device_of, latency_columns
+from inas.search.analysis import OVERALL, Analysis, latency_columns
 from inas.search.plots import plot_accuracy_vs_latency, plot_hypervolume_curve, plot_lut_validation
+from inas.search.schema import device_of
 
 REPORT_FILE = "report.md"
 ACCURACY_PLOT = "accuracy_vs_latency.png"
