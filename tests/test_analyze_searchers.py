@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -22,12 +23,18 @@ PARAMS = {"evolution": {"population_size": 12, "selection_num": 6, "lgs_groups":
           "random": {}}
 
 
+def gpu_latency_ms(arch: Arch, cpu_ms: float) -> float:
+    """A second device that ranks archs differently: cheap MACs, costly multi-level connections."""
+    connections = sum(len(lv.connections) for lv in (*arch.transport, *arch.decoder))
+    return 0.2 * cpu_ms + 0.4 * connections
+
+
 def result_row(arch: Arch, name: str, tags: dict) -> dict:
     """One evaluations.parquet row of the synthetic problem, as the driver builds it."""
     cpu_ms = synthetic_latency_ms(arch)
     accuracy = synthetic_accuracy(arch)
     return {"arch_id": arch.arch_id, "arch": arch.to_json(), "searcher": name, **tags, "max_fmeasure": accuracy,
-            "mae": 0.2 - 0.15 * accuracy, "latency_ms__cpu": cpu_ms, "latency_ms__gpu": 0.3 * cpu_ms + 1.0,
+            "mae": 0.2 - 0.15 * accuracy, "latency_ms__cpu": cpu_ms, "latency_ms__gpu": gpu_latency_ms(arch, cpu_ms),
             "params_m": cpu_ms / 10, "macs_g": cpu_ms / 20, "eval_seconds": 0.01, "cached": False, "trial_id": "t"}
 
 
@@ -76,3 +83,63 @@ def test_cli_analyze_on_a_mixed_folder_and_across_folders(mixed_folder, tmp_path
     budgets = pd.read_parquet(out / "budgets.parquet")
     assert "budget_ms" in budgets.columns and "searcher_budget_ms" in budgets.columns
     assert (out / "report.md").is_file()
+
+
+def brute_force_front(frame: pd.DataFrame, minimised: list[str], maximised: str) -> set[str]:
+    points = np.column_stack([frame[c].to_numpy() for c in minimised] + [-frame[maximised].to_numpy()])
+    keep = set()
+    for i, p in enumerate(points):
+        if not np.any(np.all(points <= p, axis=1) & np.any(points < p, axis=1)):
+            keep.add(frame["arch_id"].iloc[i])
+    return keep
+
+
+def brute_force_tau(x: np.ndarray, y: np.ndarray) -> float:
+    """Kendall tau-b by every pair: (concordant - discordant) / sqrt(pairs untied in x * pairs untied in y)."""
+    total = 0.0
+    untied_x = untied_y = 0
+    for i in range(len(x)):
+        for j in range(i + 1, len(x)):
+            total += np.sign(x[i] - x[j]) * np.sign(y[i] - y[j])
+            untied_x += x[i] != x[j]
+            untied_y += y[i] != y[j]
+    return total / np.sqrt(untied_x * untied_y)
+
+
+def test_joint_analysis_over_two_devices(mixed_folder):
+    evaluations, _ = load_results([mixed_folder])
+    result = analyze(evaluations, devices=["cpu", "gpu"])
+    joint = result.joint
+    assert result.latency_column == "latency_ms__cpu"  # the 2-D views: the first of the devices
+    assert joint.objectives == {"latency_ms__cpu": "min", "latency_ms__gpu": "min", "max_fmeasure": "max"}
+    rows = result.evaluations
+    assert set(joint.front.arch_id) == brute_force_front(rows, ["latency_ms__cpu", "latency_ms__gpu"], "max_fmeasure")
+    # a 2-D front point is never dominated in N-D: every device's 2-D front lies inside the joint front
+    assert set(result.front_overall.arch_id) <= set(joint.front.arch_id)
+    table = joint.hypervolume_table.set_index("searcher")
+    assert table.loc["(overall)", "hypervolume_share"] == 1.0
+    assert (table["hypervolume"] <= table.loc["(overall)", "hypervolume"] + 1e-12).all()
+    agreement = joint.rank_agreement.set_index(["device_a", "device_b"])
+    unique = rows.drop_duplicates("arch_id")
+    want = brute_force_tau(unique["latency_ms__cpu"].to_numpy(), unique["latency_ms__gpu"].to_numpy())
+    assert agreement.loc[("cpu", "gpu"), "kendall_tau"] == pytest.approx(want)
+    assert agreement.loc[("gpu", "cpu"), "kendall_tau"] == pytest.approx(want)
+    assert 0 < want < 1  # the two devices really disagree on some pairs
+    cpu_front = brute_force_front(unique, ["latency_ms__cpu"], "max_fmeasure")
+    gpu_front = brute_force_front(unique, ["latency_ms__gpu"], "max_fmeasure")
+    assert agreement.loc[("cpu", "gpu"), "front_a"] == len(cpu_front)
+    assert agreement.loc[("cpu", "gpu"), "front_a_on_front_b"] == len(cpu_front & gpu_front)
+
+
+def test_cli_devices_writes_the_joint_tables(mixed_folder, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert run_main(["analyze", str(mixed_folder), "-o", str(out), "--devices", "gpu,cpu"]) == 0
+    printed = capsys.readouterr().out
+    assert "joint front over max_fmeasure and gpu, cpu" in printed and "Kendall tau" in printed
+    assert "latency_ms__gpu" in printed.splitlines()[0]  # 2-D views on the first listed device
+    for name in ("joint_front", "joint_hypervolume", "joint_hypervolume_curve", "device_rank_agreement"):
+        assert len(pd.read_parquet(out / f"{name}.parquet")) > 0, name
+    assert "## Joint front over gpu, cpu" in (out / "report.md").read_text()
+    for bad in ("cpu,tpu", "cpu,cpu", "cpu,"):
+        assert run_main(["analyze", str(mixed_folder), "-o", str(tmp_path / "bad"), "--devices", bad]) == 2
+        assert "--devices" in capsys.readouterr().err

@@ -54,7 +54,42 @@ def table_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
     }
     if analysis.validation_summary is not None:
         tables["lut_validation"] = analysis.validation_summary
+    if analysis.joint is not None:
+        tables.update({"joint_front": analysis.joint.front, "joint_hypervolume": analysis.joint.hypervolume_table,
+                       "joint_hypervolume_curve": analysis.joint.hypervolume_curve,
+                       "device_rank_agreement": analysis.joint.rank_agreement})
     return tables
+
+
+def joint_section(analysis: Analysis) -> list[str]:
+    """The Markdown of the N-D analysis over several devices (empty without one)."""
+    joint = analysis.joint
+    if joint is None:
+        return []
+    latencies = [c for c in joint.objectives if c != analysis.metric]
+    reference = ", ".join(f"`{c}` = {joint.reference[c]:.4f} ms" for c in latencies)
+    front_columns = list(dict.fromkeys(c for c in ["arch_id", "searcher", analysis.metric, *latencies, "params_m",
+                                                    "source"] if c in joint.front.columns))
+    return [
+        f"## Joint front over {', '.join(joint.devices)}",
+        "",
+        f"Maximise `{analysis.metric}` and minimise the latency on every one of these devices at once. Reference "
+        f"point: {reference} (the largest latency per device among all evaluations) and `{analysis.metric}` = "
+        f"{joint.reference[analysis.metric]:g}; hypervolume in ms^{len(latencies)} x {analysis.metric}.",
+        "",
+        markdown_table(joint.hypervolume_table[["searcher", "evaluations", "front_size", "hypervolume",
+                                                "hypervolume_share"]], digits=5),
+        "",
+        "How the devices rank the same architectures: Kendall tau of the two latency columns over the archs with "
+        "both, and how many archs of one device's 2-D front (metric vs that latency) are on the other's.",
+        "",
+        markdown_table(joint.rank_agreement, digits=3),
+        "",
+        f"Joint front ({len(joint.front)} architectures):",
+        "",
+        markdown_table(joint.front[front_columns]),
+        "",
+    ]
 
 
 def _display_columns(analysis: Analysis, frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
@@ -129,6 +164,7 @@ def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) ->
         ]
         if has_lut_plot:
             lines += [f"![LUT predicted vs measured]({LUT_PLOT})", ""]
+    lines += joint_section(analysis)
     lines += ["Tables: `*.parquet` (full columns) and `*.csv` beside this file.", ""]
     return "\n".join(lines)
 
