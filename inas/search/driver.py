@@ -110,13 +110,14 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
     predictors = load_latency_predictors(lut_dir, _devices(config), space, config.num_classes, input_hw)
     resources = ResourceEvaluator(predictors, space, input_hw, config.num_classes)
     metric = primary_metric(config.task)
+    device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
     searchers: dict[str, Searcher] = {}
     concurrency: dict[str, int] = {}
     for i, spec in enumerate(search.searchers):
         params = {"metric": metric, "mode": "max", **spec.params}
         try:
             searchers[spec.name] = build_searcher(spec.kind, space, resources.latency_ms, spec.budget,
-                                                  config.seed + i, **params)
+                                                  config.seed + i, device_latency_fns=device_fns, **params)
         except BadInputError as exc:
             raise BadInputError(str(exc), key=f"search.searchers[{i}]") from None
         concurrency[spec.name] = spec.concurrent_trials
