@@ -19,6 +19,7 @@ from inas.search.searchers.evolution import EvolutionSearcher
 from inas.search.searchers.lgs import LatencyGroupSampler
 from inas.search.searchers.nevergrad_searcher import NevergradSearcher
 from inas.search.searchers.optuna_searcher import OptunaSearcher
+from inas.search.searchers.predictor_searcher import PredictorSearcher
 from inas.search.searchers.random_searcher import RandomSearcher
 from inas.search.searchers.selection import pareto_front_2d, select_pareto_frontier
 from inas.space import SearchSpace
@@ -27,6 +28,7 @@ SEARCHERS: dict[str, type[Searcher]] = {
     "evolution": EvolutionSearcher,
     "nevergrad": NevergradSearcher,
     "optuna": OptunaSearcher,
+    "predictor": PredictorSearcher,
     "random": RandomSearcher,
 }
 
@@ -74,6 +76,6 @@ def run_searcher(searcher: Searcher, evaluate: Callable[[Any], dict[str, Any]]) 
 
 __all__ = [
     "Constraint", "EvolutionSearcher", "InfeasibleConstraintError", "LatencyFn", "LatencyGroupSampler",
-    "NevergradSearcher", "OptunaSearcher", "RandomSearcher", "Record", "SEARCHERS", "Searcher", "UpperBound",
-    "build_searcher", "pareto_front_2d", "run_searcher", "searcher_params", "select_pareto_frontier",
+    "NevergradSearcher", "OptunaSearcher", "PredictorSearcher", "RandomSearcher", "Record", "SEARCHERS", "Searcher",
+    "UpperBound", "build_searcher", "pareto_front_2d", "run_searcher", "searcher_params", "select_pareto_frontier",
 ]
