@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,7 @@ from inas.search.evaluators import (
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, pareto_front
 from inas.search.schema import EVALUATIONS_FILE, PARETO_FILE, TASK_METRICS, latency_column, primary_metric
 from inas.search.searchers import Searcher, build_searcher
+from inas.search.warm_start import read_warm_start, warm_start_searchers
 from inas.space import Arch, SearchSpace, arch_from_json
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ def _devices(config: ExperimentConfig) -> list[str]:
 
 def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
                    supernet_path: str | Path | None = None, lut_dir: str | Path | None = None,
-                   resume: bool = False) -> SearchSetup:
+                   resume: bool = False, warm_start: Sequence[str | Path] = ()) -> SearchSetup:
     """Load and check the supernet, the latency tables, the searchers and any previous state in `out_dir`.
 
     Raises BadInputError (before any Ray work) for a missing/foreign checkpoint, a missing/incomplete table, an
@@ -121,6 +122,8 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
         except BadInputError as exc:
             raise BadInputError(str(exc), key=f"search.searchers[{i}]") from None
         concurrency[spec.name] = spec.concurrent_trials
+    if warm_start:  # earlier evaluations (`--warm-start`); a resumed state below holds them already
+        warm_start_searchers(searchers, read_warm_start(warm_start, space, config.task, device_fns))
     supernet = load_search_supernet(supernet_path, space, config.num_classes)
     check_data(config)
     table = EvaluationTable(config.task, resources.latency_columns)
