@@ -143,3 +143,24 @@ def test_cli_devices_writes_the_joint_tables(mixed_folder, tmp_path, capsys):
     for bad in ("cpu,tpu", "cpu,cpu", "cpu,"):
         assert run_main(["analyze", str(mixed_folder), "-o", str(tmp_path / "bad"), "--devices", bad]) == 2
         assert "--devices" in capsys.readouterr().err
+
+
+def test_predictor_quality_section(mixed_folder, tmp_path, capsys):
+    evaluations, _ = load_results([mixed_folder])
+    report = analyze(evaluations).predictor
+    oof = report.out_of_fold
+    assert len(oof) == evaluations.drop_duplicates("arch_id").shape[0] == report.table["samples"].iloc[0]
+    row = report.table.iloc[0]
+    assert row["kendall_tau"] == pytest.approx(oof["predicted"].corr(oof["measured"], method="kendall"))
+    assert row["mae"] == pytest.approx((oof["predicted"] - oof["measured"]).abs().mean())
+    assert row["kendall_tau"] > 0.2  # the synthetic metric is learnable from the features
+    assert analyze(evaluations.iloc[:9]).predictor is None  # too few archs
+    assert analyze(evaluations, predictor_variants=()).predictor is None
+    out = tmp_path / "report"
+    assert run_main(["analyze", str(mixed_folder), "-o", str(out), "--predictor", "compare"]) == 0
+    assert "accuracy predictor (boosting, encoding)" in capsys.readouterr().out
+    assert len(pd.read_parquet(out / "predictor_quality.parquet")) == 4
+    assert "(predictor_predicted_vs_measured.png)" in (out / "report.md").read_text()
+    assert (out / "predictor_predicted_vs_measured.png").stat().st_size > 1000
+    assert run_main(["analyze", str(mixed_folder), "-o", str(tmp_path / "none"), "--predictor", "none"]) == 0
+    assert not (tmp_path / "none" / "predictor_quality.parquet").exists()

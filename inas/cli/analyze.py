@@ -13,7 +13,10 @@ from inas.search.analysis import (
     parse_devices,
     read_validation,
 )
+from inas.search.predictor_quality import COMPARE_VARIANTS, DEFAULT_VARIANTS
 from inas.search.report import REPORT_FILE, write_report
+
+PREDICTOR_VARIANTS = {"default": DEFAULT_VARIANTS, "compare": COMPARE_VARIANTS, "none": ()}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also the joint (N-D) front and hypervolume over the metric and these devices' latencies, "
                              "and how the devices rank the same architectures; the 2-D views use --device, default "
                              "the first of these")
+    parser.add_argument("--predictor", choices=("default", "compare", "none"), default="default",
+                        help="accuracy-predictor quality on these evaluations (k-fold Kendall tau, MAE, plot): the "
+                             "predictor searcher's default model, every model x feature variant, or none")
     parser.add_argument("--budgets", default=None, metavar="MS,MS,...",
                         help="latency budgets in ms, e.g. 5,10,20 (default: 5 budgets spread over the observed "
                              "latency range)")
@@ -58,6 +64,11 @@ def summary_text(analysis: Analysis) -> str:
             lines.append(f"  <= {best['budget_ms']:8.3f} ms: none fits")
     if analysis.joint is not None:
         lines += joint_summary_lines(analysis)
+    if analysis.predictor is not None:
+        for row in analysis.predictor.table.itertuples(index=False):
+            lines.append(f"accuracy predictor ({row.model}, {row.features}), {row.folds}-fold out of fold over "
+                         f"{row.samples} archs: Kendall tau {row.kendall_tau:.3f}, MAE {row.mae:.4f}, "
+                         f"within 1 std {row.within_1std:.2f}")
     return "\n".join(lines)
 
 
@@ -83,7 +94,8 @@ def main(args: argparse.Namespace) -> int:
     validation = read_validation(args.validation) if args.validation else None
     evaluations, dropped = load_results(args.results)
     analysis = analyze(evaluations, device=args.device, budgets_ms=budgets, validation=validation,
-                       duplicates_dropped=dropped, devices=devices)
+                       duplicates_dropped=dropped, devices=devices,
+                       predictor_variants=PREDICTOR_VARIANTS[args.predictor])
     sources = list(dict.fromkeys(evaluations["source"]))
     write_report(analysis, args.output, sources)
     print(summary_text(analysis))

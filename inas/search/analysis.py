@@ -31,6 +31,7 @@ from inas.search.pareto import (
     pareto_front,
     to_minimisation,
 )
+from inas.search.predictor_quality import DEFAULT_VARIANTS, PredictorReport, predictor_quality
 from inas.search.schema import (
     EVALUATIONS_FILE,
     LATENCY_PREFIX,
@@ -238,6 +239,7 @@ class Analysis:
     validation: pd.DataFrame | None = None
     validation_summary: pd.DataFrame | None = None
     joint: JointAnalysis | None = None  # the N-D analysis over several devices (`analyze(devices=...)`)
+    predictor: PredictorReport | None = None  # accuracy-predictor quality on these evaluations (out-of-fold)
 
     @property
     def device(self) -> str:
@@ -345,11 +347,13 @@ def joint_analysis(evaluations: pd.DataFrame, metric: str, devices: Sequence[str
 
 def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Sequence[float] | None = None,
             validation: pd.DataFrame | None = None, duplicates_dropped: int = 0,
-            devices: Sequence[str] | None = None) -> Analysis:
+            devices: Sequence[str] | None = None,
+            predictor_variants: Sequence[tuple[str, str]] = DEFAULT_VARIANTS) -> Analysis:
     """All tables for one device from a table shaped like `load_results` output (needs `searcher`, the metric and
     the latency columns; `evaluation` is added if absent). `budgets_ms` default: `default_budgets_ms`. `devices`:
     also the N-D analysis over the metric and those devices' latencies (`Analysis.joint`); the 2-D views then use
-    `device`, default the first of `devices`."""
+    `device`, default the first of `devices`. `predictor_variants`: (model, features) pairs whose k-fold quality
+    goes into `Analysis.predictor` (empty: none)."""
     task = detect_task([str(c) for c in evaluations.columns])
     if task is None:
         raise BadInputError("no task metric column: expected max_fmeasure (SOD) or miou (segmentation)",
@@ -389,4 +393,5 @@ def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Se
         front_devices=front_devices, duplicates_dropped=duplicates_dropped, validation=validation,
         validation_summary=summary,
         joint=joint_analysis(evaluations, metric, devices) if devices else None,
+        predictor=predictor_quality(evaluations, metric, variants=predictor_variants) if predictor_variants else None,
     )

@@ -11,13 +11,19 @@ import pandas as pd
 
 from inas.io import atomic_write_parquet, atomic_write_text
 from inas.search.analysis import OVERALL, Analysis, latency_columns
-from inas.search.plots import plot_accuracy_vs_latency, plot_hypervolume_curve, plot_lut_validation
+from inas.search.plots import (
+    plot_accuracy_vs_latency,
+    plot_hypervolume_curve,
+    plot_lut_validation,
+    plot_predictor_quality,
+)
 from inas.search.schema import device_of
 
 REPORT_FILE = "report.md"
 ACCURACY_PLOT = "accuracy_vs_latency.png"
 HYPERVOLUME_PLOT = "hypervolume_vs_evaluations.png"
 LUT_PLOT = "lut_predicted_vs_measured.png"
+PREDICTOR_PLOT = "predictor_predicted_vs_measured.png"
 
 
 def _cell(value: object, digits: int) -> str:
@@ -54,11 +60,34 @@ def table_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
     }
     if analysis.validation_summary is not None:
         tables["lut_validation"] = analysis.validation_summary
+    if analysis.predictor is not None:
+        tables["predictor_quality"] = analysis.predictor.table
+        tables["predictor_out_of_fold"] = analysis.predictor.out_of_fold
     if analysis.joint is not None:
         tables.update({"joint_front": analysis.joint.front, "joint_hypervolume": analysis.joint.hypervolume_table,
                        "joint_hypervolume_curve": analysis.joint.hypervolume_curve,
                        "device_rank_agreement": analysis.joint.rank_agreement})
     return tables
+
+
+def predictor_section(analysis: Analysis) -> list[str]:
+    """The Markdown of the accuracy-predictor quality (empty without one)."""
+    report = analysis.predictor
+    if report is None:
+        return []
+    return [
+        "## Accuracy predictor on these evaluations",
+        "",
+        f"How well `inas.search.surrogate.AccuracyPredictor` (the `predictor` searcher's model) predicts "
+        f"`{report.metric}` of these architectures, out of fold ({int(report.table['folds'].iloc[0])}-fold "
+        "cross-validation, one row per architecture): Kendall tau and MAE of predicted vs measured; `within_1std` is "
+        "the fraction of errors inside the predicted +-1 std (0.68 if the uncertainty is calibrated).",
+        "",
+        markdown_table(report.table),
+        "",
+        f"![predictor predicted vs measured]({PREDICTOR_PLOT})",
+        "",
+    ]
 
 
 def joint_section(analysis: Analysis) -> list[str]:
@@ -165,6 +194,7 @@ def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) ->
         if has_lut_plot:
             lines += [f"![LUT predicted vs measured]({LUT_PLOT})", ""]
     lines += joint_section(analysis)
+    lines += predictor_section(analysis)
     lines += ["Tables: `*.parquet` (full columns) and `*.csv` beside this file.", ""]
     return "\n".join(lines)
 
@@ -183,6 +213,8 @@ def write_report(analysis: Analysis, out_dir: str | Path, sources: list[str]) ->
     has_lut_plot = analysis.validation is not None
     if has_lut_plot:
         written.append(plot_lut_validation(analysis.validation, out / LUT_PLOT))
+    if analysis.predictor is not None:
+        written.append(plot_predictor_quality(analysis.predictor, out / PREDICTOR_PLOT))
     atomic_write_text(out / REPORT_FILE, render_report(analysis, sources, has_lut_plot))
     written.append(out / REPORT_FILE)
     return written
