@@ -14,6 +14,11 @@ Common behaviour implemented here:
   A result whose metric is missing or NaN is a failed evaluation: kept (never asked again), never selected.
 - Constraints: callables `arch -> bool` (all must hold), plus `max_latency_ms` on `latency_fn`. Infeasible archs are
   never asked; searchers redraw a bounded number of times and raise `InfeasibleConstraintError` when no draw works.
+- Several devices: `device_latency_fns` {device: arch -> ms} (the driver passes every device's LUT); each told
+  record keeps the latency per device (`Record.device_ms`: the result's `latency_ms__<device>`, else the function).
+  Multi-objective searchers (optuna, predictor) optimise over all of them.
+- Warm start: `warm_start(records)` hands over evaluations of earlier runs (prior knowledge, outside the budget, kept
+  in the state); searchers that learn use them in `_on_warm_start`.
 - `state_dict()` is plain JSON data (no pickle): the told results, the archs in flight, the RNG state and each
   searcher's own state. After `load_state_dict` the archs that were in flight (asked, never told: their trials died
   with the process) are asked again first, then the searcher continues exactly where it stopped.
