@@ -134,3 +134,15 @@ def test_failed_evaluations_are_told_as_failed():
     assert searcher.stats["failed_evaluations"] == 6
     assert all(t.state.name == "FAIL" for t in searcher.study.get_trials())
     assert isinstance(searcher.records[0], Record)
+
+
+def test_first_generation_is_spread_over_the_latency_groups():
+    searcher = make(budget=12, population_size=8)
+    run_searcher(searcher, synthetic_result)
+    first = [r.arch for r in searcher.records[:8]]
+    groups = {searcher.sampler.group_of(synthetic_latency_ms(a)) for a in first}
+    assert len(groups) >= 3 and searcher.stats["lgs_initial"] == 8
+    plain = make(budget=12, population_size=8, lgs_initial=0)
+    run_searcher(plain, synthetic_result)
+    assert "lgs_initial" not in plain.stats
+    assert max(synthetic_latency_ms(r.arch) for r in plain.records[:8]) < max(synthetic_latency_ms(a) for a in first)
