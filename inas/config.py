@@ -167,7 +167,9 @@ class LutConfig(Section):
 class SearcherConfig(Section):
     """One searcher of a `search` run: its kind, evaluation budget, parallel trials and own parameters."""
 
-    kind: Literal["evolution", "nevergrad", "random"] = Field(..., description="searcher algorithm")
+    kind: Literal["evolution", "nevergrad", "optuna", "predictor", "random"] = Field(
+        ..., description="searcher algorithm"
+    )
     label: str | None = Field(
         None, pattern=r"^[A-Za-z0-9_.-]+$", description="name in the results' `searcher` column; default the kind"
     )

@@ -164,3 +164,53 @@ def test_bad_columns_and_directions():
         hypervolume(frame, {"lat": "min", "acc": "up"})
     with pytest.raises(BadInputError, match="reference"):
         hypervolume(frame, {"lat": "min", "acc": "max"}, reference={"lat": 2.0})
+
+
+def brute_force_hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Exact volume by the grid of every point's coordinates: each grid cell is dominated or not as a whole."""
+    points = points[np.all(points < ref, axis=1)]
+    if not len(points):
+        return 0.0
+    axes = [np.unique(np.append(points[:, j], ref[j])) for j in range(len(ref))]
+    total = 0.0
+    for cell in np.ndindex(*(len(a) - 1 for a in axes)):
+        lower = np.array([axes[j][i] for j, i in enumerate(cell)])
+        upper = np.array([axes[j][i + 1] for j, i in enumerate(cell)])
+        if np.any(np.all(points <= lower, axis=1)):
+            total += float(np.prod(upper - lower))
+    return total
+
+
+@pytest.mark.parametrize("dims", [3, 4, 5])
+@pytest.mark.parametrize("seed", range(4))
+def test_hypervolume_nd_matches_brute_force(dims, seed):
+    rng = np.random.default_rng(100 * dims + seed)
+    n = int(rng.integers(1, 9))
+    points = np.round(rng.random((n, dims)), 1)  # coarse values: ties, duplicates and dominated points happen
+    points = np.vstack([points, points[:1]])
+    ref = np.full(dims, 1.0)
+    assert hypervolume_points(points, ref) == pytest.approx(brute_force_hypervolume(points, ref), abs=1e-12)
+
+
+def test_hypervolume_nd_fallback_equals_optuna():
+    from nevergrad.optimization.multiobjective import HypervolumeIndicator
+
+    rng = np.random.default_rng(11)
+    raw = np.abs(rng.normal(size=(30, 3)))
+    front = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+    ref = np.full(3, 1.2)
+    assert hypervolume_points(front, ref) == pytest.approx(HypervolumeIndicator(ref).compute(list(front)), rel=1e-12)
+
+
+@pytest.mark.parametrize("dims", [3, 4])
+def test_hypervolume_frame_nd_directions(dims):
+    """A "max" metric and several "min" latencies, through the DataFrame API, vs brute force on negated columns."""
+    rng = np.random.default_rng(dims)
+    frame = pd.DataFrame(np.round(rng.random((12, dims)), 2), columns=["acc", *[f"lat{j}" for j in range(dims - 1)]])
+    objectives = {"acc": "max", **{f"lat{j}": "min" for j in range(dims - 1)}}
+    reference = {"acc": 0.0, **{f"lat{j}": 1.0 for j in range(dims - 1)}}
+    points = frame.to_numpy() * np.array([-1.0] + [1.0] * (dims - 1))
+    want = brute_force_hypervolume(points, np.array([0.0] + [1.0] * (dims - 1)))
+    assert hypervolume(frame, objectives, reference) == pytest.approx(want, abs=1e-12)
+    front = pareto_front(frame, objectives)
+    assert set(front.index) == set(np.flatnonzero(brute_force_ranks(points) == 0))

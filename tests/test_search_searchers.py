@@ -18,11 +18,13 @@ from inas.space import inas_space, sample_max, sample_min, validate_arch
 from inas.space.space import STAGE_NAMES
 
 SPACE = inas_space()
-NAMES = ["evolution", "nevergrad", "random"]
+NAMES = ["evolution", "nevergrad", "random", "optuna", "predictor"]
 SMALL = {
     "evolution": {"population_size": 16, "selection_num": 8, "lgs_groups": 4},
     "nevergrad": {"num_budgets": 4},
     "random": {},
+    "optuna": {"population_size": 8, "n_startup_trials": 8},
+    "predictor": {"initial_size": 8, "candidates": 120, "lgs_candidates": 8, "n_estimators": 20},
 }
 MIN_MS = synthetic_latency_ms(sample_min(SPACE))
 MAX_MS = synthetic_latency_ms(sample_max(SPACE))
@@ -103,7 +105,8 @@ def test_impossible_constraints_fail_clearly_and_quickly(name):
         return False
 
     bounded = {"evolution": {"lgs_tries_per_group": 2}, "nevergrad": {"num_budgets": 2, "max_tries_per_ask": 5},
-               "random": {"max_tries": 50}}[name]
+               "random": {"max_tries": 50}, "optuna": {"max_tries_per_ask": 5, "max_tries": 50},
+               "predictor": {"lgs_tries_per_group": 2}}[name]
     searcher = make(name, constraints=[never], **bounded)
     start = time.monotonic()
     with pytest.raises(InfeasibleConstraintError, match=r"constraints \[never\].*relax"):
@@ -111,7 +114,7 @@ def test_impossible_constraints_fail_clearly_and_quickly(name):
     assert time.monotonic() - start < 20
 
 
-@pytest.mark.parametrize("name", ["evolution", "random", "nevergrad"])
+@pytest.mark.parametrize("name", ["evolution", "random", "nevergrad", "optuna", "predictor"])
 def test_resume_gives_the_same_asks(name):
     full = drive(make(name), 40)
     first = make(name)
@@ -123,7 +126,7 @@ def test_resume_gives_the_same_asks(name):
     assert resumed.stats.get("replay_mismatches", 0) == 0
 
 
-@pytest.mark.parametrize("name", ["evolution", "random", "nevergrad"])
+@pytest.mark.parametrize("name", ["evolution", "random", "nevergrad", "optuna", "predictor"])
 def test_resume_reasks_archs_that_were_in_flight(name):
     def run(interrupt: bool):
         searcher = make(name)
@@ -284,6 +287,9 @@ def tiny_space():
     ("random", {"max_tries": 200}),
     ("evolution", {"population_size": 8, "selection_num": 4, "lgs_groups": 3}),
     ("nevergrad", {"num_budgets": 3, "max_tries_per_ask": 10}),
+    ("optuna", {"population_size": 4, "max_tries_per_ask": 10, "max_tries": 200}),
+    ("predictor", {"initial_size": 6, "lgs_groups": 3, "candidates": 50, "lgs_candidates": 3, "n_estimators": 10,
+                   "max_tries": 200}),
 ])
 def test_exhausted_space_finishes_early(name, params):
     space = tiny_space()

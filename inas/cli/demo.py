@@ -67,7 +67,7 @@ def resolve_demo_config(base: dict[str, Any], out: Path, quick: bool) -> tuple[d
         for searcher in search.get("searchers", []):
             searcher["budget"] = max(4, int(searcher.get("budget", 100) * scale))
             params = searcher.get("params", {})
-            for key in ("population_size", "selection_num"):
+            for key in ("population_size", "selection_num", "initial_size"):
                 if key in params:
                     params[key] = max(2, int(params[key] * scale))
     doc.setdefault("data", {})["root"] = str(out / "data")
@@ -78,6 +78,12 @@ def resolve_demo_config(base: dict[str, Any], out: Path, quick: bool) -> tuple[d
     search["supernet"] = str(out / "train" / "supernet.pt")
     search["lut_dir"] = str(out / "lut")
     return doc, synth
+
+
+def devices_argument(doc: dict[str, Any]) -> list[str]:
+    """`--devices a,b` for analyze when the config has several latency devices (the joint front), else nothing."""
+    devices = doc.get("search", {}).get("devices") or [d["name"] for d in doc.get("lut", {}).get("devices", [])]
+    return ["--devices", ",".join(devices)] if len(devices) > 1 else []
 
 
 def main(args: argparse.Namespace) -> int:
@@ -117,7 +123,8 @@ def main(args: argparse.Namespace) -> int:
         ("train", lambda: ["train", "-c", cfg], "supernet training"),
         ("lut", lambda: ["lut", "-c", cfg], "latency tables, two logical devices"),
         ("search", lambda: ["search", "-c", cfg], "searchers in parallel on Ray Tune"),
-        ("analyze", lambda: ["analyze", str(out / "search"), "-o", str(out / "report")], "Pareto analysis and report"),
+        ("analyze", lambda: ["analyze", str(out / "search"), "-o", str(out / "report"), *devices_argument(doc)],
+         "Pareto analysis and report (2-D, and N-D over every device)"),
         ("convert", knee_arch, "stand-alone knee model"),
         ("export", lambda: ["export", str(out / "model" / "knee.pt"), "-o", str(out / "model" / "knee.onnx")],
          "ONNX export"),

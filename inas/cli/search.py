@@ -1,4 +1,5 @@
-"""`search -c CONFIG [--address ADDR] [--resume] [-o OUT_DIR] [--supernet CKPT]`: Ray Tune architecture search.
+"""`search -c CONFIG [--address ADDR] [--resume] [-o OUT_DIR] [--supernet CKPT] [--warm-start DIR ...]`: Ray Tune
+architecture search.
 
 Every searcher of `search.searchers` runs in one Tune run (see `inas.search.driver`). Re-running the same command
 on the same output folder continues a killed or finished search (with a larger budget it goes on) instead of
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true",
                         help="require a previous run in the output folder and continue it (a re-run continues "
                         "anyway when one is there)")
+    parser.add_argument("--warm-start", nargs="+", default=(), metavar="RESULT_DIR",
+                        help="earlier search output folders (same space): their evaluations are fed to every searcher "
+                        "first (the predictor and optuna searchers learn from them)")
     parser.add_argument("--no-dashboard", action="store_true", help="local Ray: do not start the dashboard")
     parser.add_argument("--budget", type=int, default=None,
                         help="override every searcher's budget (architectures each evaluates), e.g. for a quick try")
@@ -41,7 +45,8 @@ def main(args: argparse.Namespace) -> int:
             raise BadInputError(f"must be a positive integer, got {args.budget}", key="--budget")
         for spec in config.search.searchers:
             spec.budget = args.budget
-    setup = prepare_search(config, args.out, args.supernet, args.lut_dir, resume=args.resume)
+    setup = prepare_search(config, args.out, args.supernet, args.lut_dir, resume=args.resume,
+                           warm_start=args.warm_start)
     done = len(setup.table)
     print(f"search: {len(setup.searchers)} searchers ({', '.join(setup.searchers)}), output {setup.out_dir}"
           + (f", resuming with {done} evaluations" if setup.resumed else ""), flush=True)

@@ -1,4 +1,5 @@
-"""Search: Pareto utilities and the searchers (evolution with LGS, nevergrad, random) behind one interface."""
+"""Search: Pareto utilities and the searchers (evolution with LGS, nevergrad, optuna, predictor-guided, random) behind
+one interface."""
 
 from inas.search.pareto import (
     best_under_budget,
@@ -15,6 +16,8 @@ from inas.search.searchers import (
     InfeasibleConstraintError,
     LatencyGroupSampler,
     NevergradSearcher,
+    OptunaSearcher,
+    PredictorSearcher,
     RandomSearcher,
     Searcher,
     UpperBound,
@@ -24,6 +27,7 @@ from inas.search.searchers import (
 
 __all__ = [
     "SEARCHERS", "EvolutionSearcher", "InfeasibleConstraintError", "LatencyGroupSampler", "NevergradSearcher",
-    "RandomSearcher", "Searcher", "UpperBound", "best_under_budget", "build_searcher", "default_reference",
-    "hypervolume", "hypervolume_points", "knee_point", "non_dominated_rank", "pareto_front", "run_searcher",
+    "OptunaSearcher", "PredictorSearcher", "RandomSearcher", "Searcher", "UpperBound", "best_under_budget",
+    "build_searcher", "default_reference", "hypervolume", "hypervolume_points", "knee_point", "non_dominated_rank",
+    "pareto_front", "run_searcher",
 ]

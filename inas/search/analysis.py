@@ -31,35 +31,34 @@ from inas.search.pareto import (
     pareto_front,
     to_minimisation,
 )
+from inas.search.predictor_quality import DEFAULT_VARIANTS, PredictorReport, predictor_quality
+from inas.search.schema import (
+    EVALUATIONS_FILE,
+    LATENCY_PREFIX,
+    NUMERIC_COLUMNS,
+    REQUIRED_COLUMNS,
+    SEARCHER_BUDGET_TAG,
+    TASK_METRICS,
+    detect_task,
+    device_of,
+    extra_metrics,
+    latency_column,
+    primary_metric,
+)
+from inas.search.schema import latency_columns as schema_latency_columns
 
-EVALUATIONS_FILE = "evaluations.parquet"
-LATENCY_PREFIX = "latency_ms__"
-REQUIRED_COLUMNS = ("arch_id", "arch", "searcher", "generation", "params_m", "macs_g", "eval_seconds")
-NUMERIC_COLUMNS = ("generation", "params_m", "macs_g", "eval_seconds")
-# task -> (primary metric, maximised; extra metric columns that must be present)
-TASK_METRICS: dict[str, tuple[str, tuple[str, ...]]] = {"sod": ("max_fmeasure", ("mae",)), "seg": ("miou", ())}
 VALIDATION_COLUMNS = ("arch_id", "arch", "device", "predicted_ms", "measured_ms")
 OVERALL = "(overall)"  # the `searcher` value of the all-searchers row in the hypervolume table
 SOURCE_COLUMN = "source"  # folder name each row came from
 EVALUATION_COLUMN = "evaluation"  # 1-based evaluation count within its searcher (after dedup, in row order)
+BUDGET_COLUMN = "budget_ms"  # the latency budget of the budget tables
+# a searcher's own tag renamed in the analysis tables, so that it never meets the budget tables' BUDGET_COLUMN
+RENAMED_TAGS = {SEARCHER_BUDGET_TAG: "searcher_budget_ms"}
 
 
 def latency_columns(frame: pd.DataFrame) -> list[str]:
     """The `latency_ms__<device>` columns of `frame`, in column order."""
-    return [c for c in frame.columns if str(c).startswith(LATENCY_PREFIX) and len(str(c)) > len(LATENCY_PREFIX)]
-
-
-def device_of(column: str) -> str:
-    """`latency_ms__cpu` -> `cpu`."""
-    return column[len(LATENCY_PREFIX):]
-
-
-def detect_task(columns: Sequence[str]) -> str | None:
-    """"sod" if `max_fmeasure` is a column, else "seg" if `miou` is, else None."""
-    for task, (metric, _) in TASK_METRICS.items():
-        if metric in columns:
-            return task
-    return None
+    return schema_latency_columns(frame.columns)
 
 
 def read_evaluations(folder: str | Path) -> pd.DataFrame:
@@ -83,13 +82,12 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
     if task is None:
         missing.append("max_fmeasure and mae (SOD) or miou (segmentation)")
     else:
-        missing += [c for c in TASK_METRICS[task][1] if c not in columns]
+        missing += [c for c in extra_metrics(task) if c not in columns]
     if not latency_columns(frame):
         missing.append(f"{LATENCY_PREFIX}<device> (at least one)")
     if missing:
         raise BadInputError(f"missing columns: {', '.join(missing)}", path=path)
-    metric = TASK_METRICS[task][0]
-    for column in (*NUMERIC_COLUMNS, metric, *TASK_METRICS[task][1], *latency_columns(frame)):
+    for column in (*NUMERIC_COLUMNS, *TASK_METRICS[task], *latency_columns(frame)):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
     if frame.empty:
@@ -240,6 +238,8 @@ class Analysis:
     duplicates_dropped: int = 0
     validation: pd.DataFrame | None = None
     validation_summary: pd.DataFrame | None = None
+    joint: JointAnalysis | None = None  # the N-D analysis over several devices (`analyze(devices=...)`)
+    predictor: PredictorReport | None = None  # accuracy-predictor quality on these evaluations (out-of-fold)
 
     @property
     def device(self) -> str:
@@ -250,62 +250,137 @@ class Analysis:
         return list(dict.fromkeys(self.evaluations["searcher"]))
 
 
-def choose_latency_column(frame: pd.DataFrame, device: str | None) -> str:
+def choose_latency_column(frame: pd.DataFrame, device: str | None, key: str = "--device") -> str:
     """`latency_ms__<device>`, default the first latency column; BadInputError listing the devices if absent."""
     columns = latency_columns(frame)
     if device is None:
         return columns[0]
-    column = f"{LATENCY_PREFIX}{device}"
+    column = latency_column(device)
     if column not in columns:
         raise BadInputError(f"no {column} column; devices in the results: {[device_of(c) for c in columns]}",
-                            key="--device")
+                            key=key)
     if frame[column].isna().all():
-        raise BadInputError(f"{column} has no values in any result row", key="--device")
+        raise BadInputError(f"{column} has no values in any result row", key=key)
     return column
 
 
+def searcher_hypervolumes(evaluations: pd.DataFrame, objectives: dict[str, str], reference: dict[str, float],
+                          ) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    """(table: searcher, evaluations, front_size, hypervolume, hypervolume_share, reference_<objective>...;
+    {searcher or OVERALL: its front}) over one common reference point."""
+    groups = {s: evaluations[evaluations["searcher"] == s] for s in dict.fromkeys(evaluations["searcher"])}
+    groups[OVERALL] = evaluations
+    fronts = {s: pareto_front(g, objectives) for s, g in groups.items()}  # (non-dominated sorting is the cost)
+    overall_volume = hypervolume(evaluations, objectives, reference)
+    rows = []
+    for name, group in groups.items():
+        volume = hypervolume(group, objectives, reference)
+        rows.append({"searcher": name, "evaluations": len(group), "front_size": len(fronts[name]),
+                     "hypervolume": volume,
+                     "hypervolume_share": volume / overall_volume if overall_volume > 0 else float("nan"),
+                     **{f"reference_{c}": reference[c] for c in objectives}})
+    return pd.DataFrame(rows), fronts
+
+
+def searcher_curves(evaluations: pd.DataFrame, objectives: dict[str, str], reference: dict[str, float],
+                    ) -> pd.DataFrame:
+    """`hypervolume_curve` of every searcher: searcher, evaluation, hypervolume, front_size."""
+    groups = {s: evaluations[evaluations["searcher"] == s] for s in dict.fromkeys(evaluations["searcher"])}
+    return pd.concat([hypervolume_curve(g, objectives, reference).assign(searcher=s) for s, g in groups.items()],
+                     ignore_index=True)[["searcher", EVALUATION_COLUMN, "hypervolume", "front_size"]]
+
+
+@dataclass(frozen=True)
+class JointAnalysis:
+    """The metric against the latency on several devices at once (N-D): the joint front and its hypervolume, and how
+    the devices agree on the architectures' latency ranking. Rows missing a chosen device's latency take no part."""
+
+    devices: tuple[str, ...]
+    objectives: dict[str, str]  # every chosen latency_ms__<device> "min", the metric "max"
+    reference: dict[str, float]  # largest observed latency per device, metric 0 (as the 2-D reference)
+    front: pd.DataFrame  # non-dominated rows over all searchers in N-D, with `rank` (0)
+    hypervolume_table: pd.DataFrame  # as Analysis.hypervolume_table, in ms^devices x metric units
+    hypervolume_curve: pd.DataFrame  # searcher, evaluation, hypervolume, front_size
+    rank_agreement: pd.DataFrame  # see `device_rank_agreement`
+
+
+def parse_devices(text: str) -> list[str]:
+    """"cpu,gpu" -> ["cpu", "gpu"]: at least one name, each once."""
+    devices = [d.strip() for d in text.split(",")]
+    if not all(devices) or len(set(devices)) != len(devices):
+        raise BadInputError(f"expected distinct comma-separated device names like cpu,gpu, got {text!r}",
+                            key="--devices")
+    return devices
+
+
+def device_rank_agreement(evaluations: pd.DataFrame, metric: str, columns: Sequence[str]) -> pd.DataFrame:
+    """For every ordered pair of latency columns (a, b): `archs` with both values, `kendall_tau` of the two latency
+    rankings over those archs (one row per arch_id), `front_a` = size of a's 2-D front (metric vs a) and
+    `front_a_on_front_b` = how many of those archs are also on b's 2-D front."""
+    from scipy.stats import kendalltau
+
+    unique = evaluations.drop_duplicates("arch_id")
+    fronts = {c: set(pareto_front(unique, {c: "min", metric: "max"})["arch_id"]) for c in columns}
+    rows = []
+    for a in columns:
+        for b in columns:
+            if a == b:
+                continue
+            both = unique[[a, b]].dropna()
+            tau = float(kendalltau(both[a], both[b]).statistic) if len(both) > 1 else float("nan")
+            rows.append({"device_a": device_of(a), "device_b": device_of(b), "archs": len(both), "kendall_tau": tau,
+                         "front_a": len(fronts[a]), "front_a_on_front_b": len(fronts[a] & fronts[b])})
+    return pd.DataFrame(rows, columns=["device_a", "device_b", "archs", "kendall_tau", "front_a",
+                                       "front_a_on_front_b"])
+
+
+def joint_analysis(evaluations: pd.DataFrame, metric: str, devices: Sequence[str]) -> JointAnalysis:
+    """The N-D tables over `metric` and the latency of every device of `devices` (see JointAnalysis)."""
+    columns = [choose_latency_column(evaluations, d, key="--devices") for d in devices]
+    objectives = {**{c: "min" for c in columns}, metric: "max"}
+    reference = default_reference(evaluations, objectives)
+    table, fronts = searcher_hypervolumes(evaluations, objectives, reference)
+    return JointAnalysis(tuple(devices), objectives, reference, fronts[OVERALL].reset_index(drop=True), table,
+                         searcher_curves(evaluations, objectives, reference),
+                         device_rank_agreement(evaluations, metric, columns))
+
+
 def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Sequence[float] | None = None,
-            validation: pd.DataFrame | None = None, duplicates_dropped: int = 0) -> Analysis:
+            validation: pd.DataFrame | None = None, duplicates_dropped: int = 0,
+            devices: Sequence[str] | None = None,
+            predictor_variants: Sequence[tuple[str, str]] = DEFAULT_VARIANTS) -> Analysis:
     """All tables for one device from a table shaped like `load_results` output (needs `searcher`, the metric and
-    the latency columns; `evaluation` is added if absent). `budgets_ms` default: `default_budgets_ms`."""
+    the latency columns; `evaluation` is added if absent). `budgets_ms` default: `default_budgets_ms`. `devices`:
+    also the N-D analysis over the metric and those devices' latencies (`Analysis.joint`); the 2-D views then use
+    `device`, default the first of `devices`. `predictor_variants`: (model, features) pairs whose k-fold quality
+    goes into `Analysis.predictor` (empty: none)."""
     task = detect_task([str(c) for c in evaluations.columns])
     if task is None:
         raise BadInputError("no task metric column: expected max_fmeasure (SOD) or miou (segmentation)",
                             key="metric")
-    metric = TASK_METRICS[task][0]
-    extra_metrics = [c for c in TASK_METRICS[task][1] if c in evaluations.columns]
+    metric = primary_metric(task)
+    extras = [c for c in extra_metrics(task) if c in evaluations.columns]
+    evaluations = evaluations.rename(columns={k: v for k, v in RENAMED_TAGS.items() if k in evaluations.columns})
     if EVALUATION_COLUMN not in evaluations.columns:
         evaluations = evaluations.assign(**{EVALUATION_COLUMN: evaluations.groupby("searcher").cumcount() + 1})
-    latency = choose_latency_column(evaluations, device)
+    latency = choose_latency_column(evaluations, device if device or not devices else devices[0])
     objectives = {latency: "min", metric: "max"}
     reference = default_reference(evaluations, objectives)
 
     front_overall = pareto_front(evaluations, objectives)
     searchers = list(dict.fromkeys(evaluations["searcher"]))
     groups = {s: evaluations[evaluations["searcher"] == s] for s in searchers}
-    fronts = {s: pareto_front(g, objectives) for s, g in groups.items()}  # (non-dominated sorting is the cost)
-    fronts[OVERALL] = front_overall
+    hypervolume_table, fronts = searcher_hypervolumes(evaluations, objectives, reference)
     front_per_searcher = pd.concat([fronts[s] for s in searchers])
-
-    overall_volume = hypervolume(evaluations, objectives, reference)
-    hv_rows = []
-    for name, group in [*groups.items(), (OVERALL, evaluations)]:
-        volume = hypervolume(group, objectives, reference)
-        hv_rows.append({"searcher": name, "evaluations": len(group),
-                        "front_size": len(fronts[name]), "hypervolume": volume,
-                        "hypervolume_share": volume / overall_volume if overall_volume > 0 else float("nan"),
-                        f"reference_{latency}": reference[latency], f"reference_{metric}": reference[metric]})
-    hypervolume_table = pd.DataFrame(hv_rows)
-    curve = pd.concat([hypervolume_curve(g, objectives, reference).assign(searcher=s) for s, g in groups.items()],
-                      ignore_index=True)[["searcher", EVALUATION_COLUMN, "hypervolume", "front_size"]]
+    curve = searcher_curves(evaluations, objectives, reference)
 
     knee = knee_point(front_overall, objectives)  # same row as on all evaluations: the front of a front is itself
     budgets = list(budgets_ms) if budgets_ms is not None else default_budgets_ms(evaluations[latency])
     budget_table = best_under_budget(evaluations, metric, latency, budgets)
-    per_searcher = pd.DataFrame({"budget_ms": budgets})
+    per_searcher = pd.DataFrame({BUDGET_COLUMN: budgets})
     for name, group in groups.items():
         per_searcher[name] = best_under_budget(group, metric, latency, budgets)[metric].to_numpy()
-    device_columns = ["arch_id", "searcher", metric, *extra_metrics, *latency_columns(evaluations), "params_m",
+    device_columns = ["arch_id", "searcher", metric, *extras, *latency_columns(evaluations), "params_m",
                       "macs_g"]
     front_devices = front_overall[[c for c in device_columns if c in front_overall.columns]].reset_index(drop=True)
     summary = validation_summary(validation) if validation is not None else None
@@ -314,7 +389,9 @@ def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Se
         front_overall=front_overall.reset_index(drop=True),
         front_per_searcher=front_per_searcher.reset_index(drop=True),
         hypervolume_table=hypervolume_table, hypervolume_curve=curve, knee=knee,
-        budgets=budget_table.rename(columns={"budget": "budget_ms"}), budgets_per_searcher=per_searcher,
+        budgets=budget_table.rename(columns={"budget": BUDGET_COLUMN}), budgets_per_searcher=per_searcher,
         front_devices=front_devices, duplicates_dropped=duplicates_dropped, validation=validation,
         validation_summary=summary,
+        joint=joint_analysis(evaluations, metric, devices) if devices else None,
+        predictor=predictor_quality(evaluations, metric, variants=predictor_variants) if predictor_variants else None,
     )

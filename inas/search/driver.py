@@ -24,7 +24,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,23 +39,21 @@ from inas.search.evaluators import (
     EvaluationTable,
     ResourceEvaluator,
     file_key,
-    latency_column,
     load_latency_predictors,
     load_search_supernet,
-    primary_metric,
     supernet_payload,
 )
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, pareto_front
 from inas.search.scheduler import TrialScheduler, TrialStats
+from inas.search.schema import EVALUATIONS_FILE, PARETO_FILE, latency_column, primary_metric
 from inas.search.searchers import Searcher, build_searcher
 from inas.search.state import STATE_FILE, SearchState, read_search_state, write_search_state
 from inas.search.trial import WorkerSetup
+from inas.search.warm_start import read_warm_start, warm_start_searchers
 from inas.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
-EVALUATIONS_FILE = "evaluations.parquet"
-PARETO_FILE = "pareto.parquet"
 FRONT_DIR = "front"
 ARCH_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 
@@ -87,7 +85,7 @@ def _devices(config: ExperimentConfig) -> list[str]:
 
 def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
                    supernet_path: str | Path | None = None, lut_dir: str | Path | None = None,
-                   resume: bool = False) -> SearchSetup:
+                   resume: bool = False, warm_start: Sequence[str | Path] = ()) -> SearchSetup:
     """Load and check the supernet, the latency tables, the searchers and any previous state in `out_dir`.
 
     Raises BadInputError (before any Ray work) for a missing/foreign checkpoint, a missing/incomplete table, an
@@ -111,16 +109,19 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
     predictors = load_latency_predictors(lut_dir, _devices(config), space, config.num_classes, input_hw)
     resources = ResourceEvaluator(predictors, space, input_hw, config.num_classes)
     metric = primary_metric(config.task)
+    device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
     searchers: dict[str, Searcher] = {}
     concurrency: dict[str, int] = {}
     for i, spec in enumerate(search.searchers):
         params = {"metric": metric, "mode": "max", **spec.params}
         try:
             searchers[spec.name] = build_searcher(spec.kind, space, resources.latency_ms, spec.budget,
-                                                  config.seed + i, **params)
+                                                  config.seed + i, device_latency_fns=device_fns, **params)
         except BadInputError as exc:
             raise BadInputError(str(exc), key=f"search.searchers[{i}]") from None
         concurrency[spec.name] = spec.concurrent_trials
+    if warm_start:  # earlier evaluations (`--warm-start`); a resumed state below holds them already
+        warm_start_searchers(searchers, read_warm_start(warm_start, space, config.task, device_fns))
     supernet = load_search_supernet(supernet_path, space, config.num_classes)
     check_data(config)
     table = EvaluationTable(config.task, resources.latency_columns)

@@ -31,28 +31,20 @@ from torch import Tensor
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_parquet
+from inas.search.schema import (  # noqa: F401 - LATENCY_PREFIX re-exported for importers of this module
+    BASE_COLUMNS,
+    LATENCY_PREFIX,
+    RESOURCE_COLUMNS,
+    TAIL_COLUMNS,
+    TASK_METRICS,
+    latency_column,
+    primary_metric,
+)
+from inas.search.schema import SOD_METRIC_KEYS as _SOD_KEYS
 from inas.space import Arch, SearchSpace, arch_from_json
 
 if TYPE_CHECKING:
     from inas.search.trial import WorkerSetup
-
-LATENCY_PREFIX = "latency_ms__"
-# task -> metric columns (first = the objective searchers optimise, maximised) and the SODMetrics key of each
-TASK_METRICS: dict[str, tuple[str, ...]] = {"sod": ("max_fmeasure", "mae"), "seg": ("miou",)}
-_SOD_KEYS = {"max_fmeasure": "maxF", "mae": "mae"}
-BASE_COLUMNS = ("arch_id", "arch", "searcher", "generation")
-RESOURCE_COLUMNS = ("params_m", "macs_g")
-TAIL_COLUMNS = ("eval_seconds", "cached", "trial_id")
-
-
-def primary_metric(task: str) -> str:
-    """The metric searchers optimise (maximised): `max_fmeasure` for SOD, `miou` for segmentation."""
-    return TASK_METRICS[task][0]
-
-
-def latency_column(device: str) -> str:
-    return f"{LATENCY_PREFIX}{device}"
-
 
 # ----- accuracy ----------------------------------------------------------------------------------------------------
 @dataclass

@@ -139,8 +139,8 @@ def hypervolume_2d(points: np.ndarray, reference: Sequence[float]) -> float:
 
 def hypervolume_points(points: np.ndarray, reference: Sequence[float]) -> float:
     """Exact hypervolume of `points` (n, m) (all objectives minimised) w.r.t. `reference` (m,). 1-D and 2-D by a
-    sweep; 3-D and more by nevergrad's `HypervolumeIndicator` (Fonseca et al. 2006 dimension sweep). Points not
-    strictly better than the reference in every objective add nothing."""
+    sweep; 3-D and more by `hypervolume_nd` on the non-dominated points. Points not strictly better than the
+    reference in every objective add nothing."""
     points = np.asarray(points, dtype=float)
     ref = np.asarray(reference, dtype=float)
     if points.ndim != 2 or points.shape[1] != ref.size:
@@ -153,11 +153,21 @@ def hypervolume_points(points: np.ndarray, reference: Sequence[float]) -> float:
         return float(ref[0] - points[:, 0].min())
     if m == 2:
         return hypervolume_2d(points, ref)
-    from nevergrad.optimization.multiobjective import HypervolumeIndicator
+    front = np.unique(points[_fronts(points) == 0], axis=0)
+    return hypervolume_nd(front, ref)
 
-    front = points[_fronts(points) == 0]
-    front = np.unique(front, axis=0)
-    return float(HypervolumeIndicator(ref).compute(list(front)))
+
+def hypervolume_nd(front: np.ndarray, reference: np.ndarray) -> float:
+    """Exact hypervolume of non-dominated `front` (n, m >= 3), every point strictly inside `reference`: Optuna's
+    implementation (3-D box decomposition, WFG above; `optuna._hypervolume`, Optuna >= 4), else nevergrad's
+    `HypervolumeIndicator` (Fonseca et al. 2006 dimension sweep, 2-10x slower on 200 points)."""
+    try:
+        from optuna._hypervolume import compute_hypervolume
+    except ImportError:  # an Optuna without it: the slower, equally exact indicator
+        from nevergrad.optimization.multiobjective import HypervolumeIndicator
+
+        return float(HypervolumeIndicator(reference).compute(list(front)))
+    return float(compute_hypervolume(front, reference, assume_pareto=True))
 
 
 def hypervolume(frame: pd.DataFrame, objectives: Mapping[str, str],

@@ -12,7 +12,9 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from inas.io import atomic_path  # noqa: E402
-from inas.search.analysis import Analysis, device_of  # noqa: E402
+from inas.search.analysis import Analysis  # noqa: E402
+from inas.search.predictor_quality import PredictorReport, measured_range  # noqa: E402
+from inas.search.schema import device_of  # noqa: E402
 
 DPI = 120
 
@@ -99,6 +101,32 @@ def plot_lut_validation(validation: pd.DataFrame, path: str | Path) -> Path:
     ax.set_xlabel("measured latency (ms)")
     ax.set_ylabel("LUT predicted latency (ms)")
     ax.set_title("LUT predicted vs measured latency")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_predictor_quality(report: PredictorReport, path: str | Path) -> Path:
+    """Out-of-fold predicted vs measured metric per architecture (bars: +-1 predicted std), the y = x line."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    frame = report.out_of_fold
+    searchers = list(dict.fromkeys(frame["searcher"]))
+    colors = _colors(searchers)
+    for name in searchers:
+        rows = frame[frame["searcher"] == name]
+        ax.errorbar(rows["measured"], rows["predicted"], yerr=rows["predicted_std"], fmt="o", markersize=3,
+                    alpha=0.7, elinewidth=0.8, color=colors[name], label=name)
+    lo, hi = measured_range(report)
+    pad = 0.05 * (hi - lo or 1.0)
+    line = np.array([lo - pad, hi + pad])
+    ax.plot(line, line, color="black", linewidth=1, label="y = x")
+    ax.set_xlim(*line)
+    ax.set_ylim(*line)
+    best = report.table.iloc[0]
+    ax.set_xlabel(f"measured {report.metric}")
+    ax.set_ylabel(f"predicted {report.metric} (out of fold)")
+    ax.set_title(f"accuracy predictor ({best['model']}, {best['features']}): Kendall tau {best['kendall_tau']:.3f}, "
+                 f"MAE {best['mae']:.4f}", fontsize=9)
     ax.grid(True, alpha=0.3)
     ax.legend(loc="upper left", fontsize=8)
     return _save(fig, path)

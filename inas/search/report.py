@@ -10,13 +10,20 @@ from pathlib import Path
 import pandas as pd
 
 from inas.io import atomic_write_parquet, atomic_write_text
-from inas.search.analysis import OVERALL, Analysis, device_of, latency_columns
-from inas.search.plots import plot_accuracy_vs_latency, plot_hypervolume_curve, plot_lut_validation
+from inas.search.analysis import OVERALL, Analysis, latency_columns
+from inas.search.plots import (
+    plot_accuracy_vs_latency,
+    plot_hypervolume_curve,
+    plot_lut_validation,
+    plot_predictor_quality,
+)
+from inas.search.schema import device_of
 
 REPORT_FILE = "report.md"
 ACCURACY_PLOT = "accuracy_vs_latency.png"
 HYPERVOLUME_PLOT = "hypervolume_vs_evaluations.png"
 LUT_PLOT = "lut_predicted_vs_measured.png"
+PREDICTOR_PLOT = "predictor_predicted_vs_measured.png"
 
 
 def _cell(value: object, digits: int) -> str:
@@ -53,7 +60,65 @@ def table_tables(analysis: Analysis) -> dict[str, pd.DataFrame]:
     }
     if analysis.validation_summary is not None:
         tables["lut_validation"] = analysis.validation_summary
+    if analysis.predictor is not None:
+        tables["predictor_quality"] = analysis.predictor.table
+        tables["predictor_out_of_fold"] = analysis.predictor.out_of_fold
+    if analysis.joint is not None:
+        tables.update({"joint_front": analysis.joint.front, "joint_hypervolume": analysis.joint.hypervolume_table,
+                       "joint_hypervolume_curve": analysis.joint.hypervolume_curve,
+                       "device_rank_agreement": analysis.joint.rank_agreement})
     return tables
+
+
+def predictor_section(analysis: Analysis) -> list[str]:
+    """The Markdown of the accuracy-predictor quality (empty without one)."""
+    report = analysis.predictor
+    if report is None:
+        return []
+    return [
+        "## Accuracy predictor on these evaluations",
+        "",
+        f"How well `inas.search.surrogate.AccuracyPredictor` (the `predictor` searcher's model) predicts "
+        f"`{report.metric}` of these architectures, out of fold ({int(report.table['folds'].iloc[0])}-fold "
+        "cross-validation, one row per architecture): Kendall tau and MAE of predicted vs measured; `within_1std` is "
+        "the fraction of errors inside the predicted +-1 std (0.68 if the uncertainty is calibrated).",
+        "",
+        markdown_table(report.table),
+        "",
+        f"![predictor predicted vs measured]({PREDICTOR_PLOT})",
+        "",
+    ]
+
+
+def joint_section(analysis: Analysis) -> list[str]:
+    """The Markdown of the N-D analysis over several devices (empty without one)."""
+    joint = analysis.joint
+    if joint is None:
+        return []
+    latencies = [c for c in joint.objectives if c != analysis.metric]
+    reference = ", ".join(f"`{c}` = {joint.reference[c]:.4f} ms" for c in latencies)
+    front_columns = list(dict.fromkeys(c for c in ["arch_id", "searcher", analysis.metric, *latencies, "params_m",
+                                                    "source"] if c in joint.front.columns))
+    return [
+        f"## Joint front over {', '.join(joint.devices)}",
+        "",
+        f"Maximise `{analysis.metric}` and minimise the latency on every one of these devices at once. Reference "
+        f"point: {reference} (the largest latency per device among all evaluations) and `{analysis.metric}` = "
+        f"{joint.reference[analysis.metric]:g}; hypervolume in ms^{len(latencies)} x {analysis.metric}.",
+        "",
+        markdown_table(joint.hypervolume_table[["searcher", "evaluations", "front_size", "hypervolume",
+                                                "hypervolume_share"]], digits=5),
+        "",
+        "How the devices rank the same architectures: Kendall tau of the two latency columns over the archs with "
+        "both, and how many archs of one device's 2-D front (metric vs that latency) are on the other's.",
+        "",
+        markdown_table(joint.rank_agreement, digits=3),
+        "",
+        f"Joint front ({len(joint.front)} architectures):",
+        "",
+        markdown_table(joint.front[front_columns]),
+        "",
+    ]
 
 
 def _display_columns(analysis: Analysis, frame: pd.DataFrame, extra: tuple[str, ...] = ()) -> list[str]:
@@ -128,6 +193,8 @@ def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) ->
         ]
         if has_lut_plot:
             lines += [f"![LUT predicted vs measured]({LUT_PLOT})", ""]
+    lines += joint_section(analysis)
+    lines += predictor_section(analysis)
     lines += ["Tables: `*.parquet` (full columns) and `*.csv` beside this file.", ""]
     return "\n".join(lines)
 
@@ -146,6 +213,8 @@ def write_report(analysis: Analysis, out_dir: str | Path, sources: list[str]) ->
     has_lut_plot = analysis.validation is not None
     if has_lut_plot:
         written.append(plot_lut_validation(analysis.validation, out / LUT_PLOT))
+    if analysis.predictor is not None:
+        written.append(plot_predictor_quality(analysis.predictor, out / PREDICTOR_PLOT))
     atomic_write_text(out / REPORT_FILE, render_report(analysis, sources, has_lut_plot))
     written.append(out / REPORT_FILE)
     return written

@@ -18,6 +18,8 @@ from inas.search.searchers.base import (
 from inas.search.searchers.evolution import EvolutionSearcher
 from inas.search.searchers.lgs import LatencyGroupSampler
 from inas.search.searchers.nevergrad_searcher import NevergradSearcher
+from inas.search.searchers.optuna_searcher import OptunaSearcher
+from inas.search.searchers.predictor_searcher import PredictorSearcher
 from inas.search.searchers.random_searcher import RandomSearcher
 from inas.search.searchers.selection import pareto_front_2d, select_pareto_frontier
 from inas.space import SearchSpace
@@ -25,6 +27,8 @@ from inas.space import SearchSpace
 SEARCHERS: dict[str, type[Searcher]] = {
     "evolution": EvolutionSearcher,
     "nevergrad": NevergradSearcher,
+    "optuna": OptunaSearcher,
+    "predictor": PredictorSearcher,
     "random": RandomSearcher,
 }
 
@@ -42,7 +46,7 @@ def searcher_params(name: str) -> list[str]:
 
 def build_searcher(name: str, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
                    constraints: Constraint | Iterable[Constraint] = (), **params: Any) -> Searcher:
-    """A searcher by name ("evolution", "nevergrad", "random").
+    """A searcher by name (a key of SEARCHERS: "evolution", "nevergrad", "optuna", "predictor", "random").
 
     budget: number of architectures to evaluate; latency_fn: arch -> ms on the primary device (cheap, LUT);
     constraints: callables arch -> bool; params: the searcher's keyword parameters (e.g. population_size,
@@ -72,6 +76,6 @@ def run_searcher(searcher: Searcher, evaluate: Callable[[Any], dict[str, Any]]) 
 
 __all__ = [
     "Constraint", "EvolutionSearcher", "InfeasibleConstraintError", "LatencyFn", "LatencyGroupSampler",
-    "NevergradSearcher", "RandomSearcher", "Record", "SEARCHERS", "Searcher", "UpperBound", "build_searcher",
-    "pareto_front_2d", "run_searcher", "searcher_params", "select_pareto_frontier",
+    "NevergradSearcher", "OptunaSearcher", "PredictorSearcher", "RandomSearcher", "Record", "SEARCHERS", "Searcher",
+    "UpperBound", "build_searcher", "pareto_front_2d", "run_searcher", "searcher_params", "select_pareto_frontier",
 ]

@@ -14,6 +14,11 @@ Common behaviour implemented here:
   A result whose metric is missing or NaN is a failed evaluation: kept (never asked again), never selected.
 - Constraints: callables `arch -> bool` (all must hold), plus `max_latency_ms` on `latency_fn`. Infeasible archs are
   never asked; searchers redraw a bounded number of times and raise `InfeasibleConstraintError` when no draw works.
+- Several devices: `device_latency_fns` {device: arch -> ms} (the driver passes every device's LUT); each told
+  record keeps the latency per device (`Record.device_ms`: the result's `latency_ms__<device>`, else the function).
+  Multi-objective searchers (optuna, predictor) optimise over all of them.
+- Warm start: `warm_start(records)` hands over evaluations of earlier runs (prior knowledge, outside the budget, kept
+  in the state); searchers that learn use them in `_on_warm_start`.
 - `state_dict()` is plain JSON data (no pickle): the told results, the archs in flight, the RNG state and each
   searcher's own state. After `load_state_dict` the archs that were in flight (asked, never told: their trials died
   with the process) are asked again first, then the searcher continues exactly where it stopped.
@@ -33,6 +38,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from inas.errors import BadInputError
+from inas.search.schema import latency_column
 from inas.space import Arch, SearchSpace, arch_from_dict, sample_min
 
 LatencyFn = Callable[[Arch], float]
@@ -74,6 +80,7 @@ class Record:
     arch: Arch
     metric: float | None
     latency_ms: float
+    device_ms: dict[str, float] | None = None  # latency per device (`device_latency_fns` order), when given
 
 
 def space_fingerprint(space: SearchSpace) -> str:
@@ -100,7 +107,7 @@ class Searcher(ABC):
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
                  metric: str = "max_fmeasure", mode: str = "max", latency_key: str = "latency_ms",
                  constraints: Constraint | Iterable[Constraint] = (), max_latency_ms: float | None = None,
-                 max_tries: int = 1000) -> None:
+                 max_tries: int = 1000, device_latency_fns: Mapping[str, LatencyFn] | None = None) -> None:
         if not isinstance(budget, int) or isinstance(budget, bool) or budget < 1:
             raise BadInputError(f"must be a positive integer (number of evaluations), got {budget!r}", key="budget")
         if mode not in ("min", "max"):
@@ -115,6 +122,8 @@ class Searcher(ABC):
         self.mode = mode
         self.latency_key = latency_key
         self.max_tries = max_tries
+        # device -> arch -> ms (LUT) for every deploy device; the told result's `latency_ms__<device>` wins
+        self.device_latency_fns: dict[str, LatencyFn] = dict(device_latency_fns or {})
         self.max_latency_ms = None if max_latency_ms is None else float(max_latency_ms)
         self._latency_cache: dict[Arch, float] = {}
         self.constraints: list[Constraint] = [constraints] if callable(constraints) else list(constraints)
@@ -130,6 +139,7 @@ class Searcher(ABC):
         self._in_flight: dict[str, Arch] = {}
         self._reask: list[str] = []
         self._records: dict[str, Record] = {}
+        self._prior: dict[str, Record] = {}  # evaluations of earlier runs (`warm_start`), not asked by this searcher
         self.stats: dict[str, int] = {}
 
     # ----- helpers for subclasses ------------------------------------------------------------------------------
@@ -152,6 +162,24 @@ class Searcher(ABC):
     def is_known(self, arch: Arch) -> bool:
         """Asked before (told or in flight)."""
         return arch.arch_id in self._records or arch.arch_id in self._in_flight
+
+    def known_record(self, arch: Arch) -> Record | None:
+        """The told or warm-start evaluation of `arch`, if any."""
+        return self._records.get(arch.arch_id) or self._prior.get(arch.arch_id)
+
+    def warm_start(self, records: Iterable[Record]) -> int:
+        """Feed evaluations of earlier runs on the same space (`search --warm-start`). They are kept (and saved in
+        the state) as prior knowledge, not counted in the budget; what a searcher does with them is its
+        `_on_warm_start` (default: nothing). Returns how many were new."""
+        new = []
+        for record in records:
+            key = record.arch.arch_id
+            if key not in self._prior and key not in self._records:
+                self._prior[key] = record
+                new.append(record)
+        self._count("warm_start_records", len(new))
+        self._on_warm_start(new)
+        return len(new)
 
     def score(self, record: Record) -> float | None:
         """The metric oriented so that larger is better (None for a failed evaluation)."""
@@ -198,7 +226,7 @@ class Searcher(ABC):
         del self._in_flight[key]
         if key in self._reask:
             self._reask.remove(key)
-        record = Record(arch, metric, latency)
+        record = Record(arch, metric, latency, self._device_ms(arch, result))
         self._records[key] = record
         if metric is None:
             self._count("failed_evaluations")
@@ -216,7 +244,7 @@ class Searcher(ABC):
             raise ValueError(f"arch {key}: an amended result needs the metric {self.metric!r}")
         latency = result.get(self.latency_key)
         latency = self.latency_ms(arch) if latency is None or math.isnan(float(latency)) else float(latency)
-        record = Record(arch, float(metric), latency)
+        record = Record(arch, float(metric), latency, self._device_ms(arch, result))
         self._records[key] = record
         self._count("failed_evaluations", -1)
         self._count("amended_evaluations")
@@ -226,6 +254,16 @@ class Searcher(ABC):
         """The told arch with this id, or None."""
         record = self._records.get(arch_id)
         return None if record is None else record.arch
+
+    def _device_ms(self, arch: Arch, result: Mapping[str, Any]) -> dict[str, float] | None:
+        """`result["latency_ms__<device>"]` per device of `device_latency_fns`, else that device's function."""
+        if not self.device_latency_fns:
+            return None
+        out = {}
+        for device, fn in self.device_latency_fns.items():
+            value = result.get(latency_column(device))
+            out[device] = float(fn(arch)) if value is None or math.isnan(float(value)) else float(value)
+        return out
 
     def is_finished(self) -> bool:
         """True when nothing is in flight and nothing more will be asked."""
@@ -272,6 +310,9 @@ class Searcher(ABC):
     def _on_amend(self, record: Record) -> None:  # noqa: B027 - optional hook
         """Called after a failed record was replaced by a successful re-evaluation (see `amend`)."""
 
+    def _on_warm_start(self, records: list[Record]) -> None:  # noqa: B027 - optional hook
+        """Called with the new records of `warm_start`."""
+
     def _exhausted(self) -> bool:
         """True when the searcher will ask nothing more even below the budget."""
         return False
@@ -295,8 +336,8 @@ class Searcher(ABC):
             "rng": rng_state_to_json(self._rng),
             "asked": self._asked,
             "in_flight": [a.to_dict() for a in self._in_flight.values()],
-            "records": [{"arch": r.arch.to_dict(), "metric": r.metric, "latency_ms": r.latency_ms}
-                        for r in self._records.values()],
+            "records": [_record_to_json(r) for r in self._records.values()],
+            **({"prior": [_record_to_json(r) for r in self._prior.values()]} if self._prior else {}),
             "stats": dict(self.stats),
             "extra": self._extra_state(),
         }
@@ -317,9 +358,25 @@ class Searcher(ABC):
             self._in_flight[arch.arch_id] = arch
         self._records = {}
         for row in state["records"]:
-            arch = arch_from_dict(row["arch"], self.space, "searcher state")
-            metric = None if row["metric"] is None else float(row["metric"])
-            self._records[arch.arch_id] = Record(arch, metric, float(row["latency_ms"]))
+            record = _record_from_json(row, self.space)
+            self._records[record.arch.arch_id] = record
+        self._prior = {}
+        for row in state.get("prior", []):
+            record = _record_from_json(row, self.space)
+            self._prior[record.arch.arch_id] = record
         self.stats = {k: int(v) for k, v in state["stats"].items()}
         self._reask = list(self._in_flight)
         self._load_extra_state(state["extra"])
+
+
+def _record_to_json(record: Record) -> dict[str, Any]:
+    return {"arch": record.arch.to_dict(), "metric": record.metric, "latency_ms": record.latency_ms,
+            **({"device_ms": record.device_ms} if record.device_ms is not None else {})}
+
+
+def _record_from_json(row: Mapping[str, Any], space: SearchSpace) -> Record:
+    arch = arch_from_dict(row["arch"], space, "searcher state")
+    metric = None if row["metric"] is None else float(row["metric"])
+    device_ms = row.get("device_ms")
+    device_ms = None if device_ms is None else {str(k): float(v) for k, v in device_ms.items()}
+    return Record(arch, metric, float(row["latency_ms"]), device_ms)

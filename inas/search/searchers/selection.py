@@ -20,7 +20,12 @@ import numpy as np
 
 def pareto_front_2d(latency_ms: np.ndarray, score: np.ndarray) -> np.ndarray:
     """Indices of the 2-D Pareto front (min latency, max score), in increasing latency. Of identical points only
-    the first (by index) is kept."""
+    the first (by index) is kept.
+
+    Differs from `inas.search.pareto.pareto_front` (the analysis front) on purpose: there identical points are all
+    on the front (equal rows do not dominate each other, so a results table keeps every arch with the same
+    scores); here a parent slot must not be spent twice on the same (latency, score) point, as in the original.
+    """
     order = np.lexsort((-score, latency_ms))
     front = []
     best = -math.inf

@@ -1,0 +1,391 @@
+"""The searcher league: every searcher at EQUAL budget on one supernet and its latency tables, several seeds;
+hypervolume (2-D on the primary device and N-D over every device) mean +- standard error at each checkpoint, the
+evaluations each needs to reach random's and evolution's final hypervolume, how much of the latency range its front
+covers, and the accuracy predictor's out-of-fold quality against the noise ceiling.
+
+0. Assets: the config's supernet checkpoint and latency tables are used when present; otherwise they are built into
+   --work with the pipeline's own verbs (`data synth`, `train`, `lut`) on the config (--train-iterations, --quick for
+   a smoke version). `--space wide` replaces the config's space with every width and depth choice of iNAS (kernels
+   {3, 5}), to be trained and tabled into --work: a space whose networks spread much more in latency than the demo's.
+1. Noise ceiling first: --noise-archs archs (spread over latency groups) evaluated twice with two different seeded
+   BN-recalibration subsets; Kendall tau between the two passes. A predictor cannot rank archs better than the
+   evaluation itself does.
+2. League: for each seed, every searcher (evolution+LGS, nevergrad NGOpt, optuna nsga2, optuna tpe, predictor,
+   random) asks and is told in-process (`run_searcher`) up to the largest checkpoint. Every searcher and seed shares
+   ONE accuracy evaluator (fixed BN subset, the config seed) and one cache of scores by arch id, so an arch is
+   scored once and identically for everyone; searchers differ only in what they ask. Each is told the metric and
+   every device's LUT latency (`latency_ms__<device>`).
+3. Hypervolume after the first n evaluations of each searcher (in the order told) with one reference point for all
+   runs: per latency column the largest latency observed in the league, metric = the lowest observed; normalised
+   by the box between that reference and the best observed values (1 would be one point at the ideal corner).
+
+Prints Markdown tables and appends one JSON line to benchmarks/results.jsonl (unless --no-record).
+
+    python benchmarks/bench_search_league.py [--config experiments/sod_demo.yaml] [--seeds 0 1 2 3 4]
+        [--checkpoints 16 32 64 96] [--val-images 30 --bn-batches 4] [--space demo|wide] [--work runs/league]
+    python benchmarks/bench_search_league.py --quick --seeds 0 1 --checkpoints 4 8   # a smoke run, minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import math
+import os
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import record_result  # noqa: E402
+from inas.config import ExperimentConfig, parse_config  # noqa: E402
+from inas.search.pareto import hypervolume  # noqa: E402
+from inas.search.schema import latency_column, primary_metric  # noqa: E402
+from inas.search.searchers import LatencyGroupSampler, build_searcher, run_searcher  # noqa: E402
+from inas.search.surrogate import AccuracyPredictor  # noqa: E402
+from inas.space import Arch, arch_from_json  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+LEAGUE = {  # name -> (kind, params); the evolution parameters are the config's when it has an evolution searcher
+    "evolution": ("evolution", {"population_size": 16, "selection_num": 8, "lgs_groups": 4}),
+    "nevergrad": ("nevergrad", {"optimizer": "NGOpt", "num_budgets": 4}),
+    "optuna_nsga2": ("optuna", {"sampler": "nsga2", "population_size": 16}),
+    "optuna_tpe": ("optuna", {"sampler": "tpe", "n_startup_trials": 16}),
+    "predictor": ("predictor", {"initial_size": 16, "batch_size": 4}),
+    "random": ("random", {}),
+}
+QUICK = {"synth": ["--n-train", "24", "--n-test", "8"], "train": {"iterations": 20, "warmup_iterations": 4,
+         "checkpoint_every": 10, "log_every": 5, "validate_every": 20, "val_images": 8, "bn_recalibration_batches": 1,
+         "validate_at_start": False}, "lut": {"warmup_runs": 1, "runs": 3}}
+
+
+# ----- assets ------------------------------------------------------------------------------------------------------
+def wide_space() -> dict[str, Any]:
+    """Every width and depth choice of iNAS, kernels {3, 5}: the space section of `--space wide`."""
+    from inas.space import inas_space
+
+    full = inas_space()
+    stages = {s.name: {"kernels": [3, 5]} for s in full.stages if s.block != "conv" and len(s.kernels) > 1}
+    levels = {f"level_{i}": {"kernels": [3, 5]} for i in range(5)}
+    return {"stages": stages, "transport": levels, "decoder": {k: dict(v) for k, v in levels.items()}}
+
+
+def league_document(config_path: Path, work: Path, space: str, quick: bool, iterations: int | None,
+                    val_images: int | None, bn_batches: int | None) -> tuple[dict[str, Any], bool]:
+    """The config with the benchmark's settings, and whether its assets must be built into `work`."""
+    doc = yaml.safe_load(config_path.read_text(encoding="utf-8"))
+    config = parse_config(copy.deepcopy(doc), str(config_path))
+    doc.setdefault("data", {})["root"] = str(Path(config.data.root).resolve())
+    search = doc.setdefault("search", {})
+    supernet = Path(search.get("supernet") or "").resolve() if search.get("supernet") else None
+    lut_dir = Path(search.get("lut_dir") or config.lut.out_dir).resolve()
+    build = space == "wide" or quick or supernet is None or not supernet.is_file() or not all(
+        (lut_dir / f"{d.name}.parquet").is_file() for d in config.lut.devices)
+    if space == "wide":
+        doc["space"] = wide_space()
+    if build:
+        doc["data"]["root"] = str(work / "data")
+        doc.setdefault("train", {})["out_dir"] = str(work / "train")
+        doc.setdefault("lut", {})["out_dir"] = str(work / "lut")
+        supernet, lut_dir = work / "train" / "supernet.pt", work / "lut"
+        if quick:
+            doc["train"].update(QUICK["train"])
+            doc["lut"].update(QUICK["lut"])
+        if iterations is not None:
+            doc["train"]["iterations"] = iterations
+    search["supernet"], search["lut_dir"] = str(supernet), str(lut_dir)
+    if bn_batches is not None:
+        search["bn_recalibration_batches"] = bn_batches
+    if val_images is not None:
+        doc["league_val_images"] = val_images
+    return doc, build
+
+
+def build_assets(doc: dict[str, Any], work: Path, quick: bool) -> None:
+    """data synth (if the data root is missing), train, lut: the pipeline's verbs on the benchmark config."""
+    from inas.run import main as run_verb
+
+    work.mkdir(parents=True, exist_ok=True)
+    config_file = work / "config.yaml"
+    config_file.write_text(yaml.safe_dump({k: v for k, v in doc.items() if not k.startswith("league_")},
+                                          sort_keys=False), encoding="utf-8")
+    steps = []
+    if not Path(doc["data"]["root"]).is_dir():
+        size = str(doc["data"].get("image_size", 128))
+        steps.append(["data", "synth", "--task", doc.get("task", "sod"), "--out", doc["data"]["root"], "--size", size,
+                      *(QUICK["synth"] if quick else [])])
+    if not Path(doc["search"]["supernet"]).is_file():
+        steps.append(["train", "-c", str(config_file)])
+    steps.append(["lut", "-c", str(config_file)])  # completes missing blocks only
+    for argv in steps:
+        print(f"assets: python -m inas.run {' '.join(argv)}", flush=True)
+        if run_verb(argv) != 0:
+            raise SystemExit(f"building the league's assets failed at `{' '.join(argv)}`")
+
+
+# ----- evaluation --------------------------------------------------------------------------------------------------
+def make_evaluator(config: ExperimentConfig, val_images: int | None, bn_seed: int) -> Any:
+    """An AccuracyEvaluator on the config's supernet, its BN subset drawn with `bn_seed`, the first `val_images`."""
+    from inas.search.evaluators import AccuracyEvaluator, load_eval_data, load_search_supernet
+
+    space = config.space.build()
+    supernet = load_search_supernet(config.search.supernet, space, config.num_classes)
+    data = load_eval_data(config.data, config.task, config.search.bn_recalibration_batches,
+                          config.search.val_batch_size, seed=bn_seed)
+    if val_images is not None:
+        data.val_batches = data.val_batches[:max(1, math.ceil(val_images / config.search.val_batch_size))]
+    return AccuracyEvaluator(supernet, data, config.task, config.search.bn_recalibration_batches)
+
+
+class League:
+    """The shared scorer: cached accuracy by arch id plus every device's LUT latency."""
+
+    def __init__(self, config: ExperimentConfig, evaluator: Any) -> None:
+        from inas.latency import lut_input_hw
+        from inas.search.evaluators import load_latency_predictors
+
+        self.config = config
+        self.space = config.space.build()
+        self.metric = primary_metric(config.task)
+        devices = config.search.devices or [d.name for d in config.lut.devices]
+        self.predictors = load_latency_predictors(config.search.lut_dir, devices, self.space, config.num_classes,
+                                                  lut_input_hw(config))
+        self.device_fns: dict[str, Callable[[Arch], float]] = {d: p.predict for d, p in self.predictors.items()}
+        self.evaluator = evaluator
+        self.cache: dict[str, dict[str, float]] = {}
+
+    @property
+    def columns(self) -> list[str]:
+        return [latency_column(d) for d in self.device_fns]
+
+    def result(self, arch: Arch) -> dict[str, float]:
+        scores = self.cache.get(arch.arch_id)
+        if scores is None:
+            scores = {k: v for k, v in self.evaluator.evaluate(arch).items() if k != "eval_seconds"}
+            self.cache[arch.arch_id] = scores
+        latencies = {latency_column(d): float(fn(arch)) for d, fn in self.device_fns.items()}
+        return {**scores, **latencies, "latency_ms": latencies[self.columns[0]]}
+
+    def run(self, name: str, budget: int, seed: int) -> pd.DataFrame:
+        kind, params = LEAGUE[name]
+        primary = next(iter(self.device_fns.values()))
+        searcher = build_searcher(kind, self.space, primary, budget, seed, metric=self.metric,
+                                  device_latency_fns=self.device_fns, **params)
+        rows = []
+
+        def evaluate(arch: Arch) -> dict[str, float]:
+            result = self.result(arch)
+            rows.append({"arch_id": arch.arch_id, "arch": arch.to_json(), **result})
+            return result
+
+        run_searcher(searcher, evaluate)
+        return pd.DataFrame(rows).assign(searcher=name, seed=seed, evaluation=lambda f: np.arange(1, len(f) + 1))
+
+
+def noise_ceiling(config: ExperimentConfig, league: League, count: int, val_images: int | None) -> dict[str, Any]:
+    """Kendall tau between two passes over `count` archs with BN subsets of two seeds."""
+    from scipy.stats import kendalltau
+
+    primary = next(iter(league.device_fns.values()))
+    sampler = LatencyGroupSampler(league.space, primary, groups=min(count, 10))
+    rng = random.Random(12345)
+    archs: dict[str, Arch] = {}
+    for i in range(20 * count):
+        if len(archs) >= count:
+            break
+        arch = sampler.sample(i % sampler.groups, rng)
+        archs.setdefault(arch.arch_id, arch)
+    first = [league.result(a)[league.metric] for a in archs.values()]
+    other = make_evaluator(config, val_images, bn_seed=config.seed + 1)
+    second = [other.evaluate(a)[league.metric] for a in archs.values()]
+    tau = float(kendalltau(first, second).statistic)
+    return {"archs": len(archs), "kendall_tau": round(tau, 4),
+            "mean_abs_diff": round(float(np.mean(np.abs(np.subtract(first, second)))), 5)}
+
+
+# ----- figures -----------------------------------------------------------------------------------------------------
+def objectives_of(columns: list[str], metric: str) -> dict[str, dict[str, str]]:
+    return {"2d": {columns[0]: "min", metric: "max"}, "nd": {**{c: "min" for c in columns}, metric: "max"}}
+
+
+def hypervolumes(frame: pd.DataFrame, objectives: dict[str, str], metric: str,
+                 checkpoints: list[int]) -> tuple[pd.DataFrame, float]:
+    """Normalised hypervolume per (searcher, seed, checkpoint) with one common reference (see module docstring)."""
+    ok = frame[frame[metric].notna()]
+    reference = {c: float(ok[c].max()) if d == "min" else float(ok[c].min()) for c, d in objectives.items()}
+    box = float(np.prod([abs(reference[c] - (ok[c].min() if d == "min" else ok[c].max()))
+                         for c, d in objectives.items()])) or 1.0
+    rows = []
+    for (name, seed), runs in frame.groupby(["searcher", "seed"], sort=True):
+        for n in checkpoints:
+            rows.append({"searcher": name, "seed": seed, "n": n,
+                         "hv": hypervolume(runs.iloc[:n], objectives, reference) / box})
+    return pd.DataFrame(rows), box
+
+
+def mean_se(values: list[float]) -> str:
+    if len(values) < 2:
+        return f"{values[0]:.4f}" if values else "-"
+    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values) / math.sqrt(len(values)):.4f}"
+
+
+def evaluations_to_reach(frame: pd.DataFrame, objectives: dict[str, str], metric: str, target: str,
+                         budget: int) -> dict[str, float]:
+    """Mean over seeds of the first n at which each searcher's hypervolume reaches `target`'s at `budget` (the same
+    seed; NaN where it never does within budget)."""
+    curves, _ = hypervolumes(frame, objectives, metric, list(range(1, budget + 1)))
+    out = {}
+    for name in sorted(frame["searcher"].unique()):
+        reached = []
+        for seed in sorted(frame["seed"].unique()):
+            goal = curves[(curves.searcher == target) & (curves.seed == seed) & (curves.n == budget)]["hv"]
+            mine = curves[(curves.searcher == name) & (curves.seed == seed)].sort_values("n")
+            hit = mine[mine["hv"] >= float(goal.iloc[0]) - 1e-12]["n"] if len(goal) else pd.Series(dtype=float)
+            reached.append(float(hit.iloc[0]) if len(hit) else math.nan)
+        out[name] = float(np.nanmean(reached)) if not all(math.isnan(r) for r in reached) else math.nan
+    return out
+
+
+def front_coverage(frame: pd.DataFrame, column: str, metric: str, lo: float, hi: float) -> dict[str, float]:
+    """Mean over seeds of the latency span of each searcher's 2-D front / the space's span [lo, hi]."""
+    from inas.search.pareto import pareto_front
+
+    out: dict[str, list[float]] = {}
+    for (name, _), runs in frame.groupby(["searcher", "seed"]):
+        front = pareto_front(runs, {column: "min", metric: "max"})
+        out.setdefault(name, []).append((front[column].max() - front[column].min()) / (hi - lo) if hi > lo else 0.0)
+    return {k: round(statistics.mean(v), 3) for k, v in out.items()}
+
+
+def predictor_quality(frame: pd.DataFrame, league: League, n: int) -> dict[str, Any]:
+    """5-fold out-of-fold tau and MAE of the default accuracy predictor on the predictor searcher's first n
+    evaluations, mean over seeds."""
+    taus, maes = [], []
+    for _, runs in frame[frame.searcher == "predictor"].groupby("seed"):
+        runs = runs.iloc[:n]
+        archs = [arch_from_json(a, league.space) for a in runs["arch"]]
+        quality = AccuracyPredictor(league.space).cross_validate(archs, runs[league.metric].to_numpy(dtype=float))
+        taus.append(quality.kendall_tau)
+        maes.append(quality.mae)
+    return {"evaluations": n, "kendall_tau": round(statistics.mean(taus), 4), "mae": round(statistics.mean(maes), 5),
+            "kendall_tau_per_seed": [round(t, 4) for t in taus]}
+
+
+def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def league_tables(frame: pd.DataFrame, league: League, checkpoints: list[int]) -> dict[str, Any]:
+    """The hypervolume tables (2-D, N-D) with evaluations-to-reach and front coverage."""
+    from inas.space import sample_max, sample_min
+
+    primary = next(iter(league.device_fns.values()))
+    lo, hi = primary(sample_min(league.space)), primary(sample_max(league.space))
+    out: dict[str, Any] = {}
+    for label, objectives in objectives_of(league.columns, league.metric).items():
+        curves, box = hypervolumes(frame, objectives, league.metric, checkpoints)
+        budget = checkpoints[-1]
+        to_random = evaluations_to_reach(frame, objectives, league.metric, "random", budget)
+        to_evolution = evaluations_to_reach(frame, objectives, league.metric, "evolution", budget)
+        coverage = front_coverage(frame, league.columns[0], league.metric, lo, hi)
+        rows = []
+        for name in LEAGUE:
+            mine = curves[curves.searcher == name]
+            if mine.empty:
+                continue
+            row: dict[str, Any] = {"searcher": name}
+            for n in checkpoints:
+                row[f"hv@{n}"] = mean_se(mine[mine.n == n]["hv"].tolist())
+                row[f"mean@{n}"] = round(float(mine[mine.n == n]["hv"].mean()), 4)
+            row["evals_to_random_final"] = round(to_random.get(name, math.nan), 1)
+            row["evals_to_evolution_final"] = round(to_evolution.get(name, math.nan), 1)
+            row["front_latency_coverage"] = coverage.get(name, math.nan)
+            rows.append(row)
+        out[label] = {"objectives": objectives, "box": box, "rows": rows}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="experiments/sod_demo.yaml", help="config with data, train, lut, search")
+    parser.add_argument("--work", default="runs/league", help="folder for built assets (supernet, tables, data)")
+    parser.add_argument("--space", choices=("demo", "wide"), default="demo", help="the config's space or the wide one")
+    parser.add_argument("--quick", action="store_true", help="smoke-size assets (build into --work)")
+    parser.add_argument("--train-iterations", type=int, default=None, help="training iterations of built assets")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--checkpoints", type=int, nargs="+", default=[16, 32, 64, 96])
+    parser.add_argument("--searchers", nargs="+", default=list(LEAGUE), choices=list(LEAGUE))
+    parser.add_argument("--noise-archs", type=int, default=30)
+    parser.add_argument("--val-images", type=int, default=None, help="first N validation images (default: all)")
+    parser.add_argument("--bn-batches", type=int, default=None, help="BN-recalibration batches per arch")
+    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    import torch
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    start = time.perf_counter()
+    work = Path(args.work).resolve()
+    doc, build = league_document(Path(args.config), work, args.space, args.quick, args.train_iterations,
+                                 args.val_images, args.bn_batches)
+    if build:
+        build_assets(doc, work, args.quick)
+    config = parse_config({k: v for k, v in doc.items() if not k.startswith("league_")}, "bench_search_league")
+    checkpoints = sorted(set(args.checkpoints))
+    league = League(config, make_evaluator(config, args.val_images, bn_seed=config.seed))
+    settings = {"config": args.config, "space": args.space, "assets_built": build,
+                "supernet": doc["search"]["supernet"], "image_size": config.data.image_size,
+                "val_images": args.val_images or "all",
+                "bn_batches": config.search.bn_recalibration_batches, "devices": list(league.device_fns),
+                "seeds": args.seeds, "checkpoints": checkpoints, "space_cardinality": league.space.cardinality()}
+    print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
+    ceiling = noise_ceiling(config, league, args.noise_archs, args.val_images)
+    print(f"\nnoise ceiling: Kendall tau {ceiling['kendall_tau']} between two BN-recalibration subsets over "
+          f"{ceiling['archs']} archs (mean |difference| {ceiling['mean_abs_diff']})", flush=True)
+    frames = []
+    for seed in args.seeds:
+        for name in args.searchers:
+            t0 = time.perf_counter()
+            frames.append(league.run(name, checkpoints[-1], seed))
+            print(f"seed {seed} {name}: {len(frames[-1])} evaluations in {time.perf_counter() - t0:.1f} s "
+                  f"({len(league.cache)} distinct archs scored so far)", flush=True)
+    frame = pd.concat(frames, ignore_index=True)
+    tables = league_tables(frame, league, checkpoints)
+    for label, table in tables.items():
+        title = "2-D (primary device)" if label == "2d" else f"N-D ({', '.join(league.device_fns)})"
+        print(f"\n### Hypervolume, {title}: mean ± s.e. over {len(args.seeds)} seeds, normalised\n")
+        print(markdown_table(table["rows"], ["searcher", *[f"hv@{n}" for n in checkpoints], "evals_to_random_final",
+                                             "evals_to_evolution_final", "front_latency_coverage"]))
+    record: dict[str, Any] = {"settings": settings, "noise_ceiling": ceiling,
+                              "hypervolume": {k: {"objectives": v["objectives"],
+                                                  "rows": [{c: x for c, x in r.items() if not c.startswith("hv@")}
+                                                           for r in v["rows"]]} for k, v in tables.items()}}
+    if "predictor" in args.searchers:
+        n = min(64, checkpoints[-1])
+        quality = predictor_quality(frame, league, n)
+        quality["ratio_to_noise_ceiling"] = round(quality["kendall_tau"] / ceiling["kendall_tau"], 3) \
+            if ceiling["kendall_tau"] > 0 else math.nan
+        record["predictor_quality"] = quality
+        print(f"\npredictor after {n} evaluations (5-fold out of fold): Kendall tau {quality['kendall_tau']} "
+              f"({quality['ratio_to_noise_ceiling']} x the noise ceiling), MAE {quality['mae']}")
+    record["distinct_archs_scored"] = len(league.cache)
+    record["seconds"] = round(time.perf_counter() - start, 1)
+    print(f"\n{len(league.cache)} distinct archs scored; {record['seconds']} s")
+    if not args.no_record:
+        record_result("search_league", record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,284 @@
+"""Optuna's multi-objective samplers as a `Searcher` (`kind: optuna`, `params: {sampler: nsga2 | tpe, ...}`).
+
+Objectives: the metric (maximised for mode "max") and the latency on EVERY device of `device_latency_fns` (minimised),
+so one run yields the joint front over the deploy devices; without `device_latency_fns` the second objective is the
+primary latency (`latency_fn` / the told `latency_key`). A told result's `latency_ms__<device>` values are used when
+present, else the device's function (the LUT).
+
+First generation: the first `lgs_initial` asks (default: NSGA-II's population, TPE's startup trials) are
+latency-group-sampler draws over `lgs_groups` groups, enqueued into the study (as evolution's generation 0), so the
+front starts spread over the whole latency range instead of the middle where uniform draws fall; 0 = Optuna's own.
+On the synthetic problem (`inas.search.testing`, 3 seeds) NSGA-II's hypervolume at 64 evaluations rose from 16.4 to
+19.2 with it (evolution + LGS: 19.5).
+
+Parametrisation: one categorical parameter per dimension of `ArchEncoding` (the option index, so tuple-valued options
+need no conversion), given to `study.ask(fixed_distributions)`.
+
+Asking: a proposal that decodes to an already evaluated arch is told that arch's values at once (no evaluation,
+`stats["told_from_history"]`); one that violates the constraints is told FAIL (`stats["rejected_infeasible"]`); one
+that decodes to an arch being evaluated waits for that result. After `max_tries_per_ask` proposals without a new arch,
+a uniform draw is enqueued (`study.enqueue_trial`) and asked instead (`stats["uniform_fallbacks"]`). A failed
+evaluation is told FAIL (NSGA-II and TPE skip failed trials).
+
+Resume (JSON, no pickle): the state logs every study operation (ask, enqueued ask, tell, added trial) in order. A
+fresh study with the same sampler seed replays the log; Optuna's samplers are deterministic given their seed and the
+same history, and each replayed ask is checked against the logged arch id. If a replay diverges (another Optuna
+version), the study is rebuilt from the told evaluations as added trials (`stats["replay_mismatches"]`), and the
+archs in flight are enqueued again: it continues without re-asking told archs, but not bit for bit.
+
+Warm start (`warm_start`): earlier evaluations are added to the study as completed trials before the first ask.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from inas.errors import BadInputError
+from inas.search.searchers.base import LatencyFn, Record, Searcher
+from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
+from inas.space import Arch, ArchEncoding, SearchSpace, sample_uniform
+
+SAMPLERS = ("nsga2", "tpe")
+
+
+def make_sampler(name: str, seed: int, population_size: int, n_startup_trials: int,
+                 options: Mapping[str, Any]) -> Any:
+    """An Optuna sampler by our name ("nsga2": NSGAIISampler, "tpe": TPESampler), seeded."""
+    import optuna
+
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed, **options)
+    return optuna.samplers.TPESampler(n_startup_trials=n_startup_trials, seed=seed, **options)
+
+
+class OptunaSearcher(Searcher):
+    """Optuna NSGA-II or TPE over the metric and every device's latency (see module docstring)."""
+
+    name = "optuna"
+
+    def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
+                 sampler: str = "nsga2", population_size: int = 16, n_startup_trials: int = 16,
+                 sampler_options: Mapping[str, Any] | None = None, max_tries_per_ask: int = 50,
+                 lgs_initial: int | None = None, lgs_groups: int = 4, part_latency_fn: PartLatencyFn | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(space, latency_fn, budget, seed, **kwargs)
+        if sampler not in SAMPLERS:
+            raise BadInputError(f"unknown Optuna sampler {sampler!r}; expected one of {list(SAMPLERS)}", key="sampler")
+        for key, value in (("population_size", population_size), ("n_startup_trials", n_startup_trials),
+                           ("max_tries_per_ask", max_tries_per_ask)):
+            if not isinstance(value, int) or value < 1 or (key == "population_size" and value < 2):
+                raise BadInputError(f"must be a positive integer (population_size >= 2), got {value!r}", key=key)
+        self.sampler_name = sampler
+        self.population_size = population_size
+        self.n_startup_trials = n_startup_trials
+        self.sampler_options = dict(sampler_options or {})
+        self.max_tries_per_ask = max_tries_per_ask
+        self.encoding = ArchEncoding(space)
+        if len(self.encoding) == 0:
+            raise BadInputError("the space holds a single architecture; there is nothing to optimise", key="space")
+        self.devices = list(self.device_latency_fns)
+        first_generation = population_size if sampler == "nsga2" else n_startup_trials
+        self.lgs_initial = first_generation if lgs_initial is None else int(lgs_initial)
+        if self.lgs_initial < 0 or lgs_groups < 1:
+            raise BadInputError(f"lgs_initial must be >= 0 and lgs_groups >= 1, got {lgs_initial!r}, {lgs_groups!r}",
+                                key="lgs_initial")
+        self.sampler = LatencyGroupSampler(space, latency_fn, lgs_groups, part_latency_fn=part_latency_fn,
+                                           max_latency_ms=self.max_latency_ms)
+        self._study_seed = self._rng.randrange(2**31)
+        self._events: list[list] = []  # ["a", arch_id] | ["q", indices, arch_id] | ["t", n, values] | ["f", n]
+        #                                 | ["n", indices, values or None]
+        self._waiting: dict[str, list[int]] = {}  # arch id -> asked trial numbers waiting for its result
+        self._done = False
+        self.study = self._new_study()
+
+    # ----- the study -------------------------------------------------------------------------------------------
+    def _new_study(self) -> Any:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        direction = "maximize" if self.mode == "max" else "minimize"
+        directions = [direction] + ["minimize"] * max(1, len(self.devices))
+        sampler = make_sampler(self.sampler_name, self._study_seed, self.population_size, self.n_startup_trials,
+                               self.sampler_options)
+        return optuna.create_study(directions=directions, sampler=sampler)
+
+    @property
+    def distributions(self) -> dict[str, Any]:
+        from optuna.distributions import CategoricalDistribution
+
+        return {d.name: CategoricalDistribution(list(range(d.size))) for d in self.encoding.dimensions}
+
+    def _ask(self, indices: Sequence[int] | None = None) -> tuple[int, Arch]:
+        """Ask the study (with `indices` enqueued first when given); logs the operation."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning / independent-sampling notes
+            if indices is not None:
+                self.study.enqueue_trial({d.name: int(i) for d, i in zip(self.encoding.dimensions, indices,
+                                                                         strict=True)})
+            trial = self.study.ask(self.distributions)
+        arch = self.encoding.decode([trial.params[d.name] for d in self.encoding.dimensions])
+        self._events.append(["a", arch.arch_id] if indices is None else ["q", [int(i) for i in indices],
+                                                                          arch.arch_id])
+        return trial.number, arch
+
+    def values(self, record: Record) -> list[float] | None:
+        """The objective values of a told record: [metric, latency per device] (None: failed)."""
+        if record.metric is None:
+            return None
+        if not self.devices:
+            return [record.metric, record.latency_ms]
+        device_ms = record.device_ms or {d: float(fn(record.arch)) for d, fn in self.device_latency_fns.items()}
+        return [record.metric, *(device_ms[d] for d in self.devices)]
+
+    def _tell(self, number: int, values: list[float] | None) -> None:
+        from optuna.trial import TrialState
+
+        if values is None:
+            self.study.tell(number, state=TrialState.FAIL)
+            self._events.append(["f", number])
+        else:
+            self.study.tell(number, values)
+            self._events.append(["t", number, [float(v) for v in values]])
+
+    def _add(self, indices: Sequence[int], values: list[float] | None) -> None:
+        """A finished trial that was not asked (warm start, rebuild)."""
+        import optuna
+        from optuna.trial import TrialState
+
+        params = {d.name: int(i) for d, i in zip(self.encoding.dimensions, indices, strict=True)}
+        state = TrialState.COMPLETE if values is not None else TrialState.FAIL
+        trial = optuna.trial.create_trial(params=params, distributions=self.distributions, values=values, state=state)
+        self.study.add_trial(trial)
+        self._events.append(["n", [int(i) for i in indices], None if values is None else [float(v) for v in values]])
+
+    # ----- asking ----------------------------------------------------------------------------------------------
+    def _next(self) -> Arch | None:
+        if self._asked < self.lgs_initial:
+            arch = self._lgs_draw(self._asked % self.sampler.groups)
+            if arch is not None:
+                number, arch = self._ask(self.encoding.encode(arch))
+                self._waiting.setdefault(arch.arch_id, []).append(number)
+                return arch
+        for _ in range(self.max_tries_per_ask):
+            number, arch = self._ask()
+            if self._route(number, arch):
+                return arch
+        arch = self._uniform_new("optuna proposals and uniform draws")
+        if arch is not None:
+            self._count("uniform_fallbacks")
+            number, arch = self._ask(self.encoding.encode(arch))
+            self._waiting.setdefault(arch.arch_id, []).append(number)
+            return arch
+        if not self._in_flight:
+            self._count("stalled")
+            self._done = True
+        return None
+
+    def _route(self, number: int, arch: Arch) -> bool:
+        """True when `arch` is new and must be evaluated; otherwise the trial is told now or waits."""
+        record = self.known_record(arch)
+        if record is not None:
+            self._count("told_from_history")
+            self._tell(number, self.values(record))
+            return False
+        if not self.is_feasible(arch):
+            self._count("rejected_infeasible")
+            self._tell(number, None)
+            return False
+        self._waiting.setdefault(arch.arch_id, []).append(number)
+        if arch.arch_id in self._in_flight:
+            self._count("joined_in_flight")
+            return False
+        return True
+
+    def _lgs_draw(self, group: int) -> Arch | None:
+        """A new feasible arch of latency group `group` (nearest groups when that one is exhausted), or None."""
+        def reject(arch: Arch) -> str | None:
+            if self.is_known(arch) or self.known_record(arch) is not None:
+                return "duplicate"
+            return None if self.is_feasible(arch) else "infeasible"
+
+        arch, _, reasons = self.sampler.sample_accepted(group, self._rng, reject, tries_per_group=20)
+        if arch is None and reasons.get("infeasible", 0) and not reasons.get("duplicate", 0) and not self._asked:
+            raise self._infeasible_error("LGS, every latency group", sum(reasons.values()))
+        self._count("lgs_initial" if arch is not None else "lgs_initial_dropped")
+        return arch
+
+    def _uniform_new(self, what: str) -> Arch | None:
+        """A uniform draw neither asked nor infeasible (at most `max_tries` draws). None when every draw was a
+        duplicate (the space looks exhausted); InfeasibleConstraintError when no draw met the constraints."""
+        duplicates = 0
+        for _ in range(self.max_tries):
+            arch = sample_uniform(self.space, self._rng)
+            if self.is_known(arch):
+                duplicates += 1
+            elif self.is_feasible(arch):
+                return arch
+        if duplicates == 0:
+            raise self._infeasible_error(what, self.max_tries)
+        return None
+
+    # ----- telling ---------------------------------------------------------------------------------------------
+    def _on_tell(self, record: Record) -> None:
+        values = self.values(record)
+        for number in self._waiting.pop(record.arch.arch_id, []):
+            self._tell(number, values)
+
+    def _exhausted(self) -> bool:
+        return self._done
+
+    def _on_warm_start(self, records: list[Record]) -> None:
+        """Earlier evaluations become finished trials of the study (before the first ask)."""
+        for record in records:
+            self._add(self.encoding.encode(record.arch), self.values(record))
+
+    # ----- state -----------------------------------------------------------------------------------------------
+    def _extra_state(self) -> dict[str, Any]:
+        return {"sampler": self.sampler_name, "devices": list(self.devices), "study_seed": self._study_seed,
+                "events": [list(e) for e in self._events],
+                "waiting": {k: list(v) for k, v in self._waiting.items()}, "done": self._done}
+
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
+        if state["sampler"] != self.sampler_name or list(state["devices"]) != self.devices:
+            raise BadInputError(f"searcher state was written for sampler {state['sampler']!r} over devices "
+                                f"{state['devices']}; this searcher has {self.sampler_name!r} over {self.devices}",
+                                key="sampler")
+        self._study_seed = int(state["study_seed"])
+        self._done = bool(state["done"])
+        waiting = {k: [int(n) for n in v] for k, v in state["waiting"].items()}
+        if not self._replay(state["events"], waiting):
+            self._rebuild(waiting)
+
+    def _replay(self, events: Sequence[Sequence[Any]], waiting: dict[str, list[int]]) -> bool:
+        """Replay the logged operations into a fresh study; False at the first divergence."""
+        self.study = self._new_study()
+        self._events = []
+        self._waiting = waiting
+        for event in events:
+            if event[0] in ("a", "q"):
+                _, arch = self._ask(None if event[0] == "a" else event[1])
+                if arch.arch_id != event[-1]:
+                    return False
+            elif event[0] in ("t", "f"):
+                self._tell(int(event[1]), None if event[0] == "f" else list(event[2]))
+            else:
+                self._add(event[1], None if event[2] is None else list(event[2]))
+        pending = {n for numbers in waiting.values() for n in numbers}
+        running = {t.number for t in self.study.get_trials(deepcopy=False) if not t.state.is_finished()}
+        return pending == running
+
+    def _rebuild(self, waiting: dict[str, list[int]]) -> None:
+        """A fresh study told every evaluation as an added trial; each waiting arch is enqueued and asked again."""
+        self._count("replay_mismatches")
+        self.study = self._new_study()
+        self._events = []
+        self._waiting = {}
+        for record in self._records.values():
+            self._add(self.encoding.encode(record.arch), self.values(record))
+        for arch_id in waiting:
+            arch = self._in_flight.get(arch_id)
+            if arch is not None:
+                number, _ = self._ask(self.encoding.encode(arch))
+                self._waiting[arch_id] = [number]
