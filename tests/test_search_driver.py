@@ -405,3 +405,20 @@ def test_killed_trial_worker_is_retried_and_the_table_is_complete(problem_root, 
     frame = pd.read_parquet(out / EVALUATIONS_FILE)
     assert frame.groupby("searcher").size().to_dict() == {"evolution": 8, "random": 10}
     assert frame["max_fmeasure"].notna().all() and frame["arch_id"].is_unique
+
+
+def test_analyze_explains_an_all_failed_folder(problem_root, tmp_path, capsys):
+    from inas.run import main
+
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 2}])
+    config.search.max_trial_retries = 0
+    scheduler = build_scheduler(prepare_search(config, tmp_path / "out"))
+    n = 0
+    while scheduler.suggest(f"t{n}") not in (None, FINISHED):
+        scheduler.complete(f"t{n}", TrialReport({}, error="OSError: no space left on device"))
+        n += 1
+    code = main(["analyze", str(tmp_path / "out"), "-o", str(tmp_path / "report")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert "every one of its 2 evaluations failed" in err[0] and "OSError: no space left on device" in err[0]
+    assert "run the same `search` command again" in err[0] and not (tmp_path / "report").exists()

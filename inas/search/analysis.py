@@ -91,7 +91,15 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
     if frame.empty:
-        raise BadInputError("has no rows (no evaluated architecture)", path=path)
+        raise BadInputError("has no rows: the search evaluated no architecture yet (run `search` on this folder "
+                            "to start or continue it)", path=path)
+    metric = TASK_METRICS[task][0]
+    if frame[metric].isna().all():
+        errors = frame["error"].dropna().astype(str) if "error" in frame.columns else pd.Series(dtype=str)
+        first = f"; first error: {errors.iloc[0][:300]}" if len(errors) else ""
+        raise BadInputError(f"every one of its {len(frame)} evaluations failed, nothing to analyse{first}; run the "
+                            "same `search` command again to evaluate them again (no budget is spent on them)",
+                            path=path, key=metric)
     return frame
 
 
