@@ -56,9 +56,9 @@ def test_run_folder_contents(finished_run):
     assert space_spec(supernet.space) == space_spec(tiny_config(run_dir, run_dir).space.build())
     assert supernet.output_levels == (0, 1, 2, 3, 4) and supernet.num_classes == 1
     checkpoint = load_train_checkpoint(run_dir / CHECKPOINT_NAME)
-    assert checkpoint["iteration"] == 4
+    assert checkpoint.iteration == 4
     for key, value in supernet.state_dict().items():
-        assert torch.equal(value, checkpoint["model"][key]), key
+        assert torch.equal(value, checkpoint.model[key]), key
 
 
 class _Interrupt(Exception):
@@ -82,7 +82,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(sod_root, finished_
     config = tiny_config(sod_root, tmp_path)
     with pytest.raises(_Interrupt):
         train_supernet(config, tmp_path, progress=False, context=_DyingContext(at=3))
-    assert load_train_checkpoint(tmp_path / CHECKPOINT_NAME)["iteration"] == 2
+    assert load_train_checkpoint(tmp_path / CHECKPOINT_NAME).iteration == 2
     assert [int(r["iteration"]) for r in _rows(tmp_path / "metrics.csv")] == [1, 2, 3]
     result = train_supernet(config, tmp_path, resume=True, progress=False)
     assert (result.start_iteration, result.iterations) == (2, 4)
@@ -122,7 +122,7 @@ def test_initial_weights_ours_backbone_and_original(sod_root, finished_run, tmp_
     config = tiny_config(sod_root, tmp_path / "a", iterations=1, validate_at_end=False,
                          init_checkpoint=str(run_dir / "supernet.pt"), lr=1e-12, warmup_iterations=0)
     train_supernet(config, tmp_path / "a", progress=False)
-    started = load_train_checkpoint(tmp_path / "a" / CHECKPOINT_NAME)["model"]
+    started = load_train_checkpoint(tmp_path / "a" / CHECKPOINT_NAME).model
     key = "decoder.decoder_dict.level_0.conv.conv.weight"
     torch.testing.assert_close(started[key], trained[key], rtol=0, atol=1e-6)  # lr ~0: still the loaded weights
 
@@ -137,7 +137,7 @@ def test_initial_weights_ours_backbone_and_original(sod_root, finished_run, tmp_
         config = tiny_config(sod_root, out, iterations=1, validate_at_end=False, init_checkpoint=str(path),
                              init_format=fmt, lr=1e-12, warmup_iterations=0)
         train_supernet(config, out, progress=False)
-        model = load_train_checkpoint(out / CHECKPOINT_NAME)["model"]
+        model = load_train_checkpoint(out / CHECKPOINT_NAME).model
         stem = "backbone.stem.stemconv.conv.weight"
         torch.testing.assert_close(model[stem], full.state_dict()[stem][:32], rtol=0, atol=1e-6)
         head = full.state_dict()[key][:, : model[key].shape[1]]
@@ -171,7 +171,7 @@ def test_cli_trains_and_prints_summary(sod_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "iterations: 2" in out and "supernet:" in out
-    assert load_train_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["iteration"] == 2
+    assert load_train_checkpoint(tmp_path / "run" / CHECKPOINT_NAME).iteration == 2
     assert TINY_SPACE  # the run used the tiny space
 
 
