@@ -96,6 +96,29 @@ def test_resume_after_interruption_matches_uninterrupted_run(sod_root, finished_
     assert [r["loss"] for r in resumed_rows] == [r["loss"] for r in reference_rows]
 
 
+def test_resume_with_a_data_worker_is_bit_exact(sod_root, finished_run, tmp_path):
+    """num_workers 1: interrupted at iteration 3 (checkpoint at 2) and resumed, the weights equal those of the
+    uninterrupted run with 1 worker, and those of the uninterrupted run with no worker (`finished_run`): the data
+    order and augmentation depend on the iteration only."""
+    doc = tiny_config_doc(sod_root, tmp_path)
+    doc["data"]["num_workers"] = 1
+    from inas.config import parse_config
+
+    config = parse_config(doc)
+    train_supernet(config, tmp_path / "straight", progress=False)
+    with pytest.raises(_Interrupt):
+        train_supernet(config, tmp_path / "resumed", progress=False, context=_DyingContext(at=3))
+    assert load_train_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME).iteration == 2
+    result = train_supernet(config, tmp_path / "resumed", progress=False)
+    assert (result.start_iteration, result.iterations) == (2, 4)
+    resumed = load_supernet(tmp_path / "resumed" / "supernet.pt").state_dict()
+    straight = load_supernet(tmp_path / "straight" / "supernet.pt").state_dict()
+    no_worker = load_supernet(finished_run[0] / "supernet.pt").state_dict()
+    for key, value in straight.items():
+        assert torch.equal(value, resumed[key]), key
+        assert torch.equal(value, no_worker[key]), key
+
+
 def test_finished_run_is_not_trained_again(sod_root, finished_run):
     run_dir, _ = finished_run
     before = (run_dir / CHECKPOINT_NAME).stat().st_mtime_ns

@@ -76,8 +76,11 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout_s: float) -> None:
     raise AssertionError("timed out waiting for the run")
 
 
-def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_path):
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_path, num_workers):
+    """Bit-exact for any data.num_workers: the data order and augmentation are a function of the iteration."""
     doc = tiny_config_doc(sod_root, tmp_path / "unused", iterations=16, checkpoint_every=4, validate_at_end=False)
+    doc["data"]["num_workers"] = num_workers
     config_path = write_config(tmp_path / "c.yaml", doc)
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
     subprocess.run(_train_command(config_path, reference_dir), check=True, env=cli_env(), cwd=REPO,
