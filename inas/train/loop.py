@@ -125,7 +125,8 @@ class SupernetTrainer:
 
     def __init__(self, config: ExperimentConfig, run_dir: Path, context: Any, *, resume: bool, progress: bool,
                  check_data: bool) -> None:
-        """Set-up: everything that can fail on bad input (config, data, checkpoint, precision), before any work."""
+        """Set-up: everything that can fail on bad input (config, data, checkpoint, precision), before any work
+        and without any collective operation (the ranks of a cluster run agree on the outcome first)."""
         tc = self.tc = config.train
         self.config, self.run_dir, self.context = config, run_dir, context
         self.rank, self.world = context.rank, context.world_size
@@ -162,7 +163,7 @@ class SupernetTrainer:
         if state is not None:
             self.restore(state)
         self.start_iteration = self.iteration
-        self.model = context.wrap_model(self.supernet)
+        self.model: torch.nn.Module = self.supernet  # wrapped (DDP) when the session starts: a collective
         self.runlog = self._open_run_folder() if self.rank == 0 else None
         if state is not None:  # last: nothing above may consume the restored streams
             _restoring("rng", self.checkpoint_path, set_rng_state, state.rng)  # type: ignore[arg-type]
@@ -280,11 +281,18 @@ class SupernetTrainer:
             precision=self.tc.precision, grad_scaler=self.amp.state_dict(), data_order=self._data_order())
 
     # ----- the session -----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the progress bar and the run log (also when the session never ran)."""
+        self.bar.close()
+        if self.runlog is not None:
+            self.runlog.close()
+
     def run(self) -> TrainResult:
         tc = self.tc
         self.wall_start = time.perf_counter()
         total_images, train_seconds = 0, 0.0
         try:
+            self.model = self.context.wrap_model(self.supernet)
             if self.validator is not None and self.iteration == 0 and tc.validate_at_start:
                 self.validation = self.validator.run(0, self.runlog)
             self.supernet.train()
@@ -312,9 +320,7 @@ class SupernetTrainer:
             if self.last_checkpoint != self.iteration:  # a finished run resumed: make sure the files exist
                 self.checkpoint()
         finally:
-            self.bar.close()
-            if self.runlog is not None:
-                self.runlog.close()
+            self.close()
         return self.finish(total_images / train_seconds if train_seconds > 0 else float("nan"))
 
     def finish(self, images_per_s: float) -> TrainResult:
