@@ -111,3 +111,46 @@ def test_two_ranks_with_sync_bn_equal_one_process_on_the_full_batch(tmp_path, ar
         assert set(got) == set(reference)
         for key, value in reference.items():
             torch.testing.assert_close(got[key], value, rtol=1e-4, atol=1e-5, msg=key)
+
+
+@pytest.mark.slow
+def test_cluster_run_with_sync_bn_trains_and_validates(tmp_path):
+    """`train --cluster` with 2 workers and `sync_bn: true`: training runs, rank 0 recalibrates BN and validates
+    alone (no collective in no-grad forwards, so no deadlock), and the checkpoint keys are the plain ones."""
+    from test_train_support import tiny_config_doc
+
+    from inas.config import parse_config
+    from inas.data.synth_sod import synthesize_sod
+    from inas.train.cluster import train_on_ray
+    from inas.train.state import CHECKPOINT_NAME, load_train_checkpoint
+
+    synthesize_sod(tmp_path / "sod", n_train=8, n_test=2, size=32, seed=0, workers=1)
+    doc = tiny_config_doc(tmp_path / "sod", tmp_path / "run", iterations=2)
+    doc["train"]["cluster"] = {"workers": 2, "sync_bn": True, "max_failures": 0}
+    result = train_on_ray(parse_config(doc), tmp_path / "run", progress=False)
+    assert result.iterations == 2 and set(result.validation) == {"max", "min", "random"}
+    state = load_train_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    assert list(state.model) == list(_supernet().state_dict())
+
+
+def test_trainer_converts_only_distributed_runs_with_sync_bn(tmp_path):
+    from test_train_support import tiny_config
+
+    from inas.data.synth_sod import synthesize_sod
+    from inas.train.context import LocalContext
+    from inas.train.loop import SupernetTrainer
+
+    class _Distributed(LocalContext):
+        distributed = True
+
+    synthesize_sod(tmp_path / "sod", n_train=4, n_test=1, size=32, seed=0, workers=1)
+    for sync_bn, context, expected in ((True, _Distributed(torch.device("cpu")), True),
+                                       (True, LocalContext(torch.device("cpu")), False),
+                                       (False, _Distributed(torch.device("cpu")), False)):
+        config = tiny_config(tmp_path / "sod", tmp_path / "run")
+        config.train.cluster.sync_bn = sync_bn
+        trainer = SupernetTrainer(config, tmp_path / f"run{sync_bn}{expected}", context, resume=False,
+                                  progress=False, check_data=False)
+        trainer.close()
+        flags = {m.sync for m in trainer.supernet.modules() if isinstance(m, DynamicBatchNorm2d)}
+        assert flags == {expected}
