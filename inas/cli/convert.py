@@ -147,6 +147,7 @@ def main(args: argparse.Namespace) -> int:
             return 1
 
     if args.finetune:
+        assert val_loader is not None
         before = record.get("consistency", {}).get("standalone")
         if before is None:
             before = evaluate_standalone(model, val_loader, task, args.protocol, progress=progress)

@@ -46,7 +46,7 @@ class SeededSamples(Dataset):
 def epoch_keys(loader: DataLoader, epoch: int, seed: int, rank: int) -> list[list[tuple[int, int]]]:
     """Every full batch of `epoch` as [(index, sample seed), ...] (the loader's DistributedSampler order)."""
     sampler = loader.sampler
-    sampler.set_epoch(epoch)  # type: ignore[union-attr]
+    sampler.set_epoch(epoch)  # type: ignore[attr-defined]
     indices = list(sampler)  # type: ignore[call-overload]
     batch_size = loader.batch_size or 1
     keys = [(index, sample_seed(seed, epoch, rank, pos)) for pos, index in enumerate(indices)]

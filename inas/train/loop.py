@@ -214,7 +214,8 @@ class SupernetTrainer:
         """One optimiser step on `batch` ({image (N,3,S,S), label}); returns (losses per sub-network, images)."""
         images = batch["image"].to(self.device, non_blocking=True)
         labels = batch["label"].to(self.device, non_blocking=True)
-        images, labels = self.multi_scale.resize(images, labels)
+        images, resized = self.multi_scale.resize(images, labels)
+        labels = labels if resized is None else resized
         archs = sandwich_archs(self.space, self.sampler_rng, self.tc.random_subnets)
         self.optimizer.zero_grad(set_to_none=True)
         losses = train_step(self.model, images, labels, archs, self.criterion, self.amp)

@@ -147,6 +147,10 @@ def _tensor_dict(value: Any) -> bool:
     return _str_dict(value) and all(isinstance(v, Tensor) for v in value.values())
 
 
+def _levels_ok(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(x) and 0 <= x <= 4 for x in value)
+
+
 def _optimizer_dict(value: Any) -> bool:
     return (isinstance(value, Mapping) and isinstance(value.get("state"), Mapping)
             and isinstance(value.get("param_groups"), list)
@@ -159,9 +163,7 @@ def _checked_state(obj: Mapping[str, Any], path: Path) -> TrainState:
     task = _field(obj, "task", path, lambda v: v in ("sod", "seg"), "'sod' or 'seg'")
     space = _field(obj, "space", path, _str_dict, "a space spec (a dict)")
     num_classes = _field(obj, "num_classes", path, lambda v: _is_int(v) and v >= 1, "an int >= 1")
-    levels = _field(obj, "output_levels", path,
-                    lambda v: isinstance(v, (list, tuple)) and v and all(_is_int(x) and 0 <= x <= 4 for x in v),
-                    "a non-empty list of levels 0-4")
+    levels = _field(obj, "output_levels", path, _levels_ok, "a non-empty list of levels 0-4")
     head = _field(obj, "head_activation", path, lambda v: v is None or isinstance(v, str), "a string or null")
     model = _field(obj, "model", path, _tensor_dict, "a state dict (names -> tensors)")
     optimizer = _field(obj, "optimizer", path, _optimizer_dict, "an optimizer state dict (state, param_groups)")
