@@ -3,10 +3,13 @@ BadInputError naming the file and the field (CLI: one line, exit 2)."""
 
 from __future__ import annotations
 
+import copy
 import random
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_train_support import tiny_config_doc, tiny_space, write_config
 from torch import nn
 
@@ -139,3 +142,71 @@ def test_cli_damaged_checkpoint_is_one_line_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2
     assert err.count("\n") == 1 and f"{run_dir / CHECKPOINT_NAME}: rng.torch" in err and "Traceback" not in err
+
+
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True), st.text(max_size=20),
+    st.lists(st.integers(-5, 2**33), max_size=8), st.dictionaries(st.text(max_size=5), st.integers(), max_size=3),
+    st.builds(lambda n, dtype: torch.zeros(n, dtype=dtype), st.integers(0, 700),
+              st.sampled_from([torch.int64, torch.uint8, torch.float32])),
+)
+_FIELDS = [name for name in _state().to_dict() if name not in ("format", "version")]
+_NESTED = [("rng", "python"), ("rng", "numpy"), ("rng", "torch"), ("sampler_rng", "state"), ("sampler_rng", "gauss"),
+           ("multi_scale", "version"), ("scheduler", "last_epoch"), ("scheduler", "base_lrs"), ("optimizer", "state"),
+           ("optimizer", "param_groups"), ("data_order", "world_size")]
+
+
+@settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.one_of(st.sampled_from(_FIELDS), st.sampled_from(_NESTED)), value=_VALUES)
+def test_fuzzed_fields_are_read_or_refused_in_one_line(tmp_path, where, value):
+    """Any value in any field: the reader returns a TrainState or raises BadInputError naming the file (80 seeded
+    cases over 17 top-level and 11 nested fields)."""
+    obj = _state().to_dict()
+    if isinstance(where, tuple):
+        obj[where[0]][where[1]] = value
+    else:
+        obj[where] = value
+    path = tmp_path / CHECKPOINT_NAME
+    torch.save(obj, path)
+    try:
+        load_train_checkpoint(path)
+    except BadInputError as exc:
+        assert str(exc).startswith(str(path)) and "\n" not in str(exc)
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """A 1-iteration run of the tiny config: (config, its checkpoint dict)."""
+    from test_train_support import tiny_config
+
+    from inas.train.loop import train_supernet
+
+    root = tmp_path_factory.mktemp("state_run")
+    synthesize_sod(root / "sod", n_train=4, n_test=1, size=32, seed=0, workers=1)
+    config = tiny_config(root / "sod", root / "run", iterations=1, validate_at_end=False)
+    train_supernet(config, root / "run", progress=False)
+    return config, torch.load(root / "run" / CHECKPOINT_NAME, weights_only=True)
+
+
+def _first_moment(obj):
+    return obj["optimizer"]["state"][0]
+
+
+RESTORE_DAMAGE = [
+    ("model shape", lambda o: o["model"].update({next(iter(o["model"])): torch.zeros(3)}), "model"),
+    ("optimizer moment shape", lambda o: _first_moment(o).update(exp_avg=torch.zeros(3)), "optimizer"),
+    ("optimizer groups", lambda o: o["optimizer"]["param_groups"].pop(), "optimizer"),
+]
+
+
+@pytest.mark.parametrize("damage,key", [(d[1], d[2]) for d in RESTORE_DAMAGE], ids=[d[0] for d in RESTORE_DAMAGE])
+def test_fields_that_do_not_fit_the_run_are_refused_before_training(real_run, tmp_path, damage, key):
+    from inas.train.loop import train_supernet
+
+    config, checkpoint = real_run
+    obj = copy.deepcopy(checkpoint)
+    damage(obj)
+    torch.save(obj, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(BadInputError, match=f"^{tmp_path / CHECKPOINT_NAME}: {key}: "):
+        train_supernet(config, tmp_path, progress=False)
+    assert not (tmp_path / "metrics.csv").exists()

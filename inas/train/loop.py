@@ -48,6 +48,7 @@ from inas.train.state import (
     DataOrder,
     TrainState,
     check_compatible,
+    check_optimizer_shapes,
     load_initial_weights,
     load_train_checkpoint,
     multi_scale_state,
@@ -182,6 +183,7 @@ class SupernetTrainer:
         check_compatible(state, self.supernet, self.config.task, path)
         _restoring("model", path, self.supernet.load_state_dict, state.model)
         _restoring("optimizer", path, self.optimizer.load_state_dict, state.optimizer)
+        check_optimizer_shapes(self.optimizer, path)
         _restoring("scheduler", path, self.scheduler.load_state_dict, state.scheduler)
         _restoring("multi_scale", path, self.multi_scale.load_state_dict, multi_scale_state_from(state.multi_scale))
         _restoring("sampler_rng", path, set_python_rng_state, state.sampler_rng, self.sampler_rng)

@@ -122,7 +122,14 @@ def load_train_checkpoint(path: str | Path) -> TrainState:
 
 
 def _short(value: Any, limit: int = 80) -> str:
-    text = repr(value) if not isinstance(value, BaseException) else str(value)
+    """A bounded one-line description (containers and tensors by kind and size, never their whole repr)."""
+    if isinstance(value, Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {tuple(value.shape)}"
+    if isinstance(value, Mapping):
+        return f"a dict of {len(value)} entries"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    text = " ".join((str(value) if isinstance(value, BaseException) else repr(value)).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -147,14 +154,37 @@ def _tensor_dict(value: Any) -> bool:
     return _str_dict(value) and all(isinstance(v, Tensor) for v in value.values())
 
 
+def _numbers(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in value)
+
+
+def _scheduler_ok(value: Any) -> bool:
+    return (_str_dict(value) and _is_int(value.get("last_epoch")) and value["last_epoch"] >= 0
+            and _is_int(value.get("_step_count", 0)) and _numbers(value.get("base_lrs"))
+            and _numbers(value.get("_last_lr", [])))
+
+
 def _levels_ok(value: Any) -> bool:
     return isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(x) and 0 <= x <= 4 for x in value)
 
 
 def _optimizer_dict(value: Any) -> bool:
     return (isinstance(value, Mapping) and isinstance(value.get("state"), Mapping)
+            and all(isinstance(v, Mapping) and all(isinstance(t, (Tensor, int, float)) for t in v.values())
+                    for v in value["state"].values())
             and isinstance(value.get("param_groups"), list)
             and all(isinstance(g, Mapping) and isinstance(g.get("params"), list) for g in value["param_groups"]))
+
+
+def check_optimizer_shapes(optimizer: torch.optim.Optimizer, path: str | Path) -> None:
+    """After `load_state_dict`: every per-parameter state tensor (Adam's moments) has its parameter's shape
+    (torch does not check it, and the first step would fail)."""
+    for group in optimizer.param_groups:
+        for param in group["params"]:
+            for name, value in optimizer.state.get(param, {}).items():
+                if isinstance(value, Tensor) and value.dim() > 0 and value.shape != param.shape:
+                    raise BadInputError(f"state {name!r} of shape {tuple(value.shape)} for a parameter of shape "
+                                        f"{tuple(param.shape)}", path=path, key="optimizer")
 
 
 def _checked_state(obj: Mapping[str, Any], path: Path) -> TrainState:
@@ -167,8 +197,8 @@ def _checked_state(obj: Mapping[str, Any], path: Path) -> TrainState:
     head = _field(obj, "head_activation", path, lambda v: v is None or isinstance(v, str), "a string or null")
     model = _field(obj, "model", path, _tensor_dict, "a state dict (names -> tensors)")
     optimizer = _field(obj, "optimizer", path, _optimizer_dict, "an optimizer state dict (state, param_groups)")
-    scheduler = _field(obj, "scheduler", path, lambda v: _str_dict(v) and "last_epoch" in v,
-                       "a scheduler state dict (with last_epoch)")
+    scheduler = _field(obj, "scheduler", path, _scheduler_ok,
+                       "a LambdaLR state dict (last_epoch int >= 0, base_lrs and _last_lr lists of numbers)")
     rng = _field(obj, "rng", path, _str_dict, "a dict of RNG states")
     check_rng_state(rng, path, "rng")
     sampler_rng = _field(obj, "sampler_rng", path, _str_dict, "a Python RNG state")
