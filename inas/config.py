@@ -236,6 +236,10 @@ class TrainClusterConfig(Section):
     max_failures: int = Field(
         3, ge=-1, description="worker-group restarts (from the last checkpoint) before giving up; -1 = unlimited"
     )
+    sync_bn: bool = Field(
+        False, description="synchronise batch-norm statistics over the DDP ranks (per-GPU batches too small for "
+        "BN); the dynamic BN keeps its channel slicing and checkpoint keys"
+    )
 
 
 class TrainConfig(Section):
@@ -280,6 +284,10 @@ class TrainConfig(Section):
         100, gt=0, description="training batches (fixed seeded subset, no augmentation) for precise-BN per validation"
     )
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="local run: auto = cuda when available")
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="training arithmetic: autocast to bf16 (CPU or GPU) or fp16 (CUDA only, with loss "
+        "scaling); weights and optimiser state stay fp32"
+    )
     threads: int | None = Field(None, gt=0, description="torch intra-op threads of a local run; null = torch default")
     out_dir: Path = Field(Path("runs/train"), description="run folder: checkpoints, logs, supernet.pt (`-o` overrides)")
     cluster: TrainClusterConfig = Field(default_factory=TrainClusterConfig)

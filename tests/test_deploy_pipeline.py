@@ -112,7 +112,7 @@ def test_consistency_check_detects_a_broken_model(sod):
 
 def test_convert_with_finetuning(sod, converted, tmp_path, capsys):
     model_path = tmp_path / "ft.pt"
-    assert _convert(sod, model_path, "--finetune", "3", "--no-check") == 0
+    assert _convert(sod, model_path, "--finetune", "3", "--no-check", "--keep-finetuned") == 0
     out = capsys.readouterr().out
     assert "fine-tuned 3 iterations" in out
     model, info = load_model_file(model_path)
@@ -123,6 +123,42 @@ def test_convert_with_finetuning(sod, converted, tmp_path, capsys):
     images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert (model(images) - plain(images)).abs().max() > 1e-4  # fine-tuning changed the weights
+
+
+def test_convert_keeps_the_better_of_before_and_after_finetuning(sod, converted, tmp_path, capsys):
+    """Without --keep-finetuned the file holds the model the validation scores chose, and both scores are printed
+    and recorded; here a learning rate of 1 (which ruins the model) and one of 1e-3 are tried."""
+    images = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    plain, _ = load_model_file(converted[0])
+    kept_seen = set()
+    for lr in ("1.0", "1e-3"):
+        chosen, forced = tmp_path / f"chosen{lr}.pt", tmp_path / f"forced{lr}.pt"
+        assert _convert(sod, chosen, "--finetune", "3", "--no-check", "--lr", lr) == 0
+        out = capsys.readouterr().out
+        assert _convert(sod, forced, "--finetune", "3", "--no-check", "--lr", lr, "--keep-finetuned") == 0
+        capsys.readouterr()
+        record = load_model_file(chosen)[1].conversion["finetune"]
+        before, after = record["metrics_before"]["maxF"], record["metrics"]["maxF"]
+        assert f"maxF: {before:.6f} -> {after:.6f}" in out
+        assert record["kept"] == ("fine-tuned" if after > before else "before fine-tuning")
+        assert f"kept the {'fine-tuned model' if after > before else 'model before fine-tuning'}" in out
+        expected = load_model_file(forced)[0] if after > before else plain
+        with torch.no_grad():
+            assert torch.allclose(load_model_file(chosen)[0](images), expected(images), atol=1e-6)
+        kept_seen.add(record["kept"])
+    assert "before fine-tuning" in kept_seen  # lr 1 makes the model worse: the original is kept
+
+
+def test_finetune_choice_keeps_strictly_better_unless_forced():
+    from inas.deploy.finetune import FinetuneChoice
+
+    before = {"maxF": 0.716, "mae": 0.1}
+    assert not FinetuneChoice.decide("sod", before, {"maxF": 0.657, "mae": 0.2}).keep_finetuned
+    assert not FinetuneChoice.decide("sod", before, {"maxF": 0.716, "mae": 0.05}).keep_finetuned
+    assert not FinetuneChoice.decide("sod", before, {"maxF": float("nan"), "mae": 0.05}).keep_finetuned
+    assert FinetuneChoice.decide("sod", before, {"maxF": 0.72, "mae": 0.2}).keep_finetuned
+    assert FinetuneChoice.decide("sod", before, {"maxF": 0.6, "mae": 0.2}, force=True).keep_finetuned
+    assert FinetuneChoice.decide("seg", {"miou": 0.3}, {"miou": 0.31}).kept == "fine-tuned"
 
 
 def test_finetune_lowers_the_training_loss(sod):

@@ -56,9 +56,9 @@ def test_run_folder_contents(finished_run):
     assert space_spec(supernet.space) == space_spec(tiny_config(run_dir, run_dir).space.build())
     assert supernet.output_levels == (0, 1, 2, 3, 4) and supernet.num_classes == 1
     checkpoint = load_train_checkpoint(run_dir / CHECKPOINT_NAME)
-    assert checkpoint["iteration"] == 4
+    assert checkpoint.iteration == 4
     for key, value in supernet.state_dict().items():
-        assert torch.equal(value, checkpoint["model"][key]), key
+        assert torch.equal(value, checkpoint.model[key]), key
 
 
 class _Interrupt(Exception):
@@ -82,7 +82,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(sod_root, finished_
     config = tiny_config(sod_root, tmp_path)
     with pytest.raises(_Interrupt):
         train_supernet(config, tmp_path, progress=False, context=_DyingContext(at=3))
-    assert load_train_checkpoint(tmp_path / CHECKPOINT_NAME)["iteration"] == 2
+    assert load_train_checkpoint(tmp_path / CHECKPOINT_NAME).iteration == 2
     assert [int(r["iteration"]) for r in _rows(tmp_path / "metrics.csv")] == [1, 2, 3]
     result = train_supernet(config, tmp_path, resume=True, progress=False)
     assert (result.start_iteration, result.iterations) == (2, 4)
@@ -94,6 +94,29 @@ def test_resume_after_interruption_matches_uninterrupted_run(sod_root, finished_
     reference_rows = _rows(reference_dir / "metrics.csv")
     resumed_rows = _rows(tmp_path / "metrics.csv")
     assert [r["loss"] for r in resumed_rows] == [r["loss"] for r in reference_rows]
+
+
+def test_resume_with_a_data_worker_is_bit_exact(sod_root, finished_run, tmp_path):
+    """num_workers 1: interrupted at iteration 3 (checkpoint at 2) and resumed, the weights equal those of the
+    uninterrupted run with 1 worker, and those of the uninterrupted run with no worker (`finished_run`): the data
+    order and augmentation depend on the iteration only."""
+    doc = tiny_config_doc(sod_root, tmp_path)
+    doc["data"]["num_workers"] = 1
+    from inas.config import parse_config
+
+    config = parse_config(doc)
+    train_supernet(config, tmp_path / "straight", progress=False)
+    with pytest.raises(_Interrupt):
+        train_supernet(config, tmp_path / "resumed", progress=False, context=_DyingContext(at=3))
+    assert load_train_checkpoint(tmp_path / "resumed" / CHECKPOINT_NAME).iteration == 2
+    result = train_supernet(config, tmp_path / "resumed", progress=False)
+    assert (result.start_iteration, result.iterations) == (2, 4)
+    resumed = load_supernet(tmp_path / "resumed" / "supernet.pt").state_dict()
+    straight = load_supernet(tmp_path / "straight" / "supernet.pt").state_dict()
+    no_worker = load_supernet(finished_run[0] / "supernet.pt").state_dict()
+    for key, value in straight.items():
+        assert torch.equal(value, resumed[key]), key
+        assert torch.equal(value, no_worker[key]), key
 
 
 def test_finished_run_is_not_trained_again(sod_root, finished_run):
@@ -122,7 +145,7 @@ def test_initial_weights_ours_backbone_and_original(sod_root, finished_run, tmp_
     config = tiny_config(sod_root, tmp_path / "a", iterations=1, validate_at_end=False,
                          init_checkpoint=str(run_dir / "supernet.pt"), lr=1e-12, warmup_iterations=0)
     train_supernet(config, tmp_path / "a", progress=False)
-    started = load_train_checkpoint(tmp_path / "a" / CHECKPOINT_NAME)["model"]
+    started = load_train_checkpoint(tmp_path / "a" / CHECKPOINT_NAME).model
     key = "decoder.decoder_dict.level_0.conv.conv.weight"
     torch.testing.assert_close(started[key], trained[key], rtol=0, atol=1e-6)  # lr ~0: still the loaded weights
 
@@ -137,7 +160,7 @@ def test_initial_weights_ours_backbone_and_original(sod_root, finished_run, tmp_
         config = tiny_config(sod_root, out, iterations=1, validate_at_end=False, init_checkpoint=str(path),
                              init_format=fmt, lr=1e-12, warmup_iterations=0)
         train_supernet(config, out, progress=False)
-        model = load_train_checkpoint(out / CHECKPOINT_NAME)["model"]
+        model = load_train_checkpoint(out / CHECKPOINT_NAME).model
         stem = "backbone.stem.stemconv.conv.weight"
         torch.testing.assert_close(model[stem], full.state_dict()[stem][:32], rtol=0, atol=1e-6)
         head = full.state_dict()[key][:, : model[key].shape[1]]
@@ -171,7 +194,7 @@ def test_cli_trains_and_prints_summary(sod_root, tmp_path, capsys):
     out = capsys.readouterr().out
     assert code == 0
     assert "iterations: 2" in out and "supernet:" in out
-    assert load_train_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)["iteration"] == 2
+    assert load_train_checkpoint(tmp_path / "run" / CHECKPOINT_NAME).iteration == 2
     assert TINY_SPACE  # the run used the tiny space
 
 

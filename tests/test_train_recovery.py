@@ -76,8 +76,11 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout_s: float) -> None:
     raise AssertionError("timed out waiting for the run")
 
 
-def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_path):
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_path, num_workers):
+    """Bit-exact for any data.num_workers: the data order and augmentation are a function of the iteration."""
     doc = tiny_config_doc(sod_root, tmp_path / "unused", iterations=16, checkpoint_every=4, validate_at_end=False)
+    doc["data"]["num_workers"] = num_workers
     config_path = write_config(tmp_path / "c.yaml", doc)
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "killed"
     subprocess.run(_train_command(config_path, reference_dir), check=True, env=cli_env(), cwd=REPO,
@@ -88,13 +91,13 @@ def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
-    stopped_at = load_train_checkpoint(run_dir / CHECKPOINT_NAME)["iteration"]
+    stopped_at = load_train_checkpoint(run_dir / CHECKPOINT_NAME).iteration
     assert 4 <= stopped_at < 16
     again = subprocess.run(_train_command(config_path, run_dir), env=cli_env(), cwd=REPO, capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-2000:]
     assert f"(this session from {stopped_at})" in again.stdout
-    assert load_train_checkpoint(run_dir / CHECKPOINT_NAME)["iteration"] == 16
+    assert load_train_checkpoint(run_dir / CHECKPOINT_NAME).iteration == 16
     assert _iterations(run_dir) == list(range(1, 17))
     resumed = load_supernet(run_dir / "supernet.pt").state_dict()
     for key, value in load_supernet(reference_dir / "supernet.pt").state_dict().items():
@@ -109,7 +112,7 @@ def test_cluster_two_workers_trains_then_resumes(sod_root, tmp_path):
     assert (first.start_iteration, first.iterations) == (0, 4)
     assert set(first.validation) == {"max", "min", "random"}
     assert _iterations(tmp_path) == [1, 2, 3, 4]
-    assert load_train_checkpoint(tmp_path / CHECKPOINT_NAME)["iteration"] == 4
+    assert load_train_checkpoint(tmp_path / CHECKPOINT_NAME).iteration == 4
     longer = tiny_config(sod_root, tmp_path, iterations=6, checkpoint_every=2, log_every=1)
     second = train_on_ray(longer, tmp_path, resume=True, progress=False)
     assert (second.start_iteration, second.iterations) == (4, 6)
@@ -137,7 +140,7 @@ def test_cluster_run_survives_a_killed_worker(sod_root, tmp_path):
             proc.kill()
     assert proc.returncode == 0, output[-3000:]
     assert "iterations: 24" in output
-    assert load_train_checkpoint(run_dir / CHECKPOINT_NAME)["iteration"] == 24
+    assert load_train_checkpoint(run_dir / CHECKPOINT_NAME).iteration == 24
     iterations = _iterations(run_dir)
     assert iterations == list(range(1, 25))  # rows after the restart point were rewritten once
     assert killed_at < 24

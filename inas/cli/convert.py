@@ -1,6 +1,7 @@
 """`convert --arch ARCH.json --supernet CKPT [-c CONFIG] [--finetune N] -o OUT.pt`: the stand-alone model of one
 architecture (weights sliced from the supernet, BN recalibrated on the training list, SMSUs folded), checked against
-the supernet paths on the validation list, optionally fine-tuned, saved as one self-describing file."""
+the supernet paths on the validation list, optionally fine-tuned (the better of the models before and after
+fine-tuning on the validation list is kept, unless `--keep-finetuned`), saved as one self-describing file."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ from inas.deploy.convert import (
     load_arch_for,
     load_supernet_any,
 )
-from inas.deploy.finetune import finetune
+from inas.deploy.finetune import FinetuneChoice, finetune
 from inas.deploy.model_file import save_model_file
 from inas.errors import BadInputError
 from inas.metrics import PROTOCOLS
@@ -51,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune", type=int, default=0, metavar="N",
                         help="fine-tune the stand-alone model for N iterations with the training recipe of the "
                              "config's train section, labels only (default 0)")
+    parser.add_argument("--keep-finetuned", action="store_true",
+                        help="write the fine-tuned model even when it scores worse on the validation list than the "
+                             "model before fine-tuning (default: keep the better one, by maxF / mIoU)")
     parser.add_argument("--lr", type=float, default=None,
                         help="fine-tuning backbone learning rate (default: the config's train.lr; the rest gets "
                              "train.head_lr_multiplier times it)")
@@ -142,22 +146,28 @@ def main(args: argparse.Namespace) -> int:
             return 1
 
     if args.finetune:
+        assert val_loader is not None
+        before = record.get("consistency", {}).get("standalone")
+        if before is None:
+            before = evaluate_standalone(model, val_loader, task, args.protocol, progress=progress)
         raw = extract_subnet(supernet, arch, fold=False)
         train_loader = train_loader_from_config(data, task, seed=config.seed)
         result = finetune(raw, train_loader, args.finetune, task, config.train, lr=args.lr,
                           multi_scale=multi_scale_from_config(data, task, seed=config.seed), progress=progress)
         recalibrate_bn(raw, bn_loader, args.bn_batches)
-        model = raw.reparameterize().eval()
-        before = record.get("consistency", {}).get("standalone")
-        after = evaluate_standalone(model, val_loader, task, args.protocol, progress=progress)
+        tuned = raw.reparameterize().eval()
+        after = evaluate_standalone(tuned, val_loader, task, args.protocol, progress=progress)
+        choice = FinetuneChoice.decide(task, before, after, force=args.keep_finetuned)
         record["finetune"] = {"iterations": result.iterations, "lr": args.lr or config.train.lr,
                               "warmup_iterations": result.warmup_iterations, "first_loss": result.first_loss,
-                              "last_loss": result.last_loss, "seconds": round(result.seconds, 1), "metrics": after}
+                              "last_loss": result.last_loss, "seconds": round(result.seconds, 1),
+                              **choice.to_dict()}
         print(f"fine-tuned {result.iterations} iterations in {result.seconds:.1f} s (loss {result.first_loss:.4f} "
-              f"-> {result.last_loss:.4f}), BN recalibrated again")
+              f"-> {result.last_loss:.4f}), BN recalibrated again; on {data.val_list}, before -> after:")
         for name, value in after.items():
-            was = f"{_fmt(before[name])} -> " if before else ""
-            print(f"  {name}: {was}{_fmt(value)}")
+            print(f"  {name}: {_fmt(before[name])} -> {_fmt(value)}")
+        print(choice.summary())
+        model = tuned if choice.keep_finetuned else model
 
     model = model.cpu()
     params, macs = profile(model, input_hw)

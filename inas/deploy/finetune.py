@@ -13,10 +13,15 @@ ONE network, with the labels as the only target (there is no teacher, so no dist
 - data: the config's training loader (flip as configured) and its per-batch multi-scale sizes.
 The model must be unfolded (SMSU branches with their BNs); BN running statistics follow the usual momentum during
 training. The caller recalibrates BN (precise BN) and folds afterwards.
+
+`FinetuneChoice.decide(task, before, after)`: fine-tuning can make a model worse on the validation list (a short
+run, a high learning rate); `convert` keeps the fine-tuned model only when its selection metric (SOD maxF,
+segmentation mIoU, higher is better) is strictly better than before, unless told to keep it anyway.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -28,6 +33,45 @@ from inas.config import TrainConfig
 from inas.data import MultiScaleResize
 from inas.nn import StandaloneModel
 from inas.train.recipe import SupernetCriterion, build_optimizer, build_scheduler, train_step
+
+SELECTION_METRIC = {"sod": "maxF", "seg": "miou"}  # higher is better
+
+
+@dataclass(frozen=True)
+class FinetuneChoice:
+    """Validation scores before and after fine-tuning and which model is kept."""
+
+    metric: str
+    before: dict[str, float]
+    after: dict[str, float]
+    keep_finetuned: bool
+    forced: bool = False
+
+    @classmethod
+    def decide(cls, task: str, before: dict[str, float], after: dict[str, float],
+               force: bool = False) -> FinetuneChoice:
+        """Keep the fine-tuned model if `force` or its selection metric is strictly better (a NaN never is)."""
+        metric = SELECTION_METRIC[task]
+        better = math.isfinite(after[metric]) and not after[metric] <= before[metric]
+        return cls(metric, dict(before), dict(after), force or better, force)
+
+    @property
+    def kept(self) -> str:
+        return "fine-tuned" if self.keep_finetuned else "before fine-tuning"
+
+    def summary(self) -> str:
+        """One line: what was kept and why."""
+        b, a = self.before[self.metric], self.after[self.metric]
+        if self.forced:
+            return f"kept the fine-tuned model (--keep-finetuned; {self.metric} {b:.6f} -> {a:.6f})"
+        if self.keep_finetuned:
+            return f"kept the fine-tuned model ({self.metric} {a:.6f} > {b:.6f} before)"
+        return (f"kept the model before fine-tuning ({self.metric} {b:.6f} >= {a:.6f} after fine-tuning; "
+                "--keep-finetuned keeps the fine-tuned one)")
+
+    def to_dict(self) -> dict[str, object]:
+        return {"selection_metric": self.metric, "metrics_before": self.before, "metrics": self.after,
+                "kept": self.kept}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,10 @@ architectures back to back. Module attribute names reproduce the original iNAS s
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
+import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -55,12 +58,18 @@ class DynamicBatchNorm2d(nn.Module):
 
     The state lives in the ordinary `self.bn` (BatchNorm2d), so standard BN handling (train/eval flags, momentum,
     momentum=None cumulative averaging, resetting running stats) works on it; its `training` flag decides between
-    batch statistics and running statistics.
+    batch statistics and running statistics. After `convert_sync_batchnorm` (`sync` set), a training forward that
+    records gradients in a process group of more than one rank normalises with the statistics of the whole global
+    batch (sum, sum of squares and count all-reduced per channel, differentiably), still on the first c channels;
+    no-grad forwards (BN recalibration, which rank 0 runs alone) keep local statistics. `sync` is not state: the
+    state-dict keys stay the same.
     """
 
     def __init__(self, num_features: int, zero_init: bool = False) -> None:
         super().__init__()
         self.bn = batch_norm_2d(num_features, zero_init)
+        self.sync = False
+        self.process_group: Any = None
 
     def forward(self, x: Tensor) -> Tensor:
         bn = self.bn
@@ -83,7 +92,56 @@ class DynamicBatchNorm2d(nn.Module):
             bias = bias[:c]
         if bn.training and not bn.track_running_stats:
             running_mean = running_var = None
+        if use_batch_stats and self._syncing():
+            return sync_batch_norm(x, running_mean, running_var, weight, bias, momentum, bn.eps, self.process_group)
         return F.batch_norm(x, running_mean, running_var, weight, bias, use_batch_stats, momentum, bn.eps)
+
+    def _syncing(self) -> bool:
+        if not (self.sync and torch.is_grad_enabled() and dist.is_available() and dist.is_initialized()):
+            return False
+        return dist.get_world_size(self.process_group) > 1
+
+
+def sync_batch_norm(x: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None,
+                    bias: Tensor | None, momentum: float, eps: float, group: Any = None) -> Tensor:
+    """Batch norm of x (N, C, H, W) with the statistics of the global batch over every rank of `group`.
+
+    Per channel the sum, the sum of squares and the count are all-reduced (autograd-aware, so the gradient flows
+    through the other ranks' statistics as with nn.SyncBatchNorm); works on gloo (CPU) and NCCL. The running
+    statistics (views are fine) are updated in place with the unbiased global variance.
+    """
+    import torch.distributed.nn.functional as dist_nn  # imports torch's RPC modules: only when syncing
+
+    c = x.shape[1]
+    xf = x.float()
+    count = xf.new_full((1,), float(xf.numel() // c))
+    stats = dist_nn.all_reduce(torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), count]), group=group)
+    total = stats[-1]
+    mean = stats[:c] / total
+    var = (stats[c:2 * c] / total - mean * mean).clamp_min(0.0)
+    if running_mean is not None and running_var is not None:
+        with torch.no_grad():
+            running_mean.mul_(1.0 - momentum).add_(mean.detach(), alpha=momentum)
+            unbiased = var.detach() * total / (total - 1).clamp_min(1.0)
+            running_var.mul_(1.0 - momentum).add_(unbiased, alpha=momentum)
+    y = (xf - mean[None, :, None, None]) * torch.rsqrt(var + eps)[None, :, None, None]
+    if weight is not None:
+        y = y * weight.float()[None, :, None, None]
+    if bias is not None:
+        y = y + bias.float()[None, :, None, None]
+    return y.to(x.dtype)
+
+
+def convert_sync_batchnorm(module: nn.Module, process_group: Any = None) -> int:
+    """Make every DynamicBatchNorm2d in `module` synchronise its training statistics over `process_group`
+    (default: the whole world); returns how many. Parameters, buffers and their keys are unchanged."""
+    count = 0
+    for child in module.modules():
+        if isinstance(child, DynamicBatchNorm2d):
+            child.sync = True
+            child.process_group = process_group
+            count += 1
+    return count
 
 
 class DynamicSMSU(nn.Module):

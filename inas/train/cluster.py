@@ -6,7 +6,9 @@ Each worker is one DDP rank (gloo on CPU, NCCL with GPUs; `find_unused_parameter
 uses a subset of the weights), reads its shard of the training list (DistributedSampler) and runs the same
 `train_supernet`. Rank 0 validates, writes the run folder's files (the same `checkpoint.pt`, `metrics.csv`,
 `supernet.pt` as a local run) and hands every checkpoint to Ray (`ray.train.report`), so after a worker failure
-(`FailureConfig(max_failures)`) the new worker group restarts from the last checkpoint. Ray's own records go to
+(`FailureConfig(max_failures)`) the new worker group restarts from the last checkpoint. Bad input is never retried:
+everything the workers read is checked on the driver first (`check_inputs`), and a BadInputError in a worker's
+set-up ends the run without a failure (`_worker_loop`), raised again on the driver. Ray's own records go to
 `RUN_DIR/ray/`. This module imports Ray; the local path never imports it.
 """
 
@@ -26,16 +28,19 @@ from torch import nn
 
 from inas.config import ExperimentConfig, parse_config
 from inas.data import check_list
-from inas.errors import BadInputError
-from inas.ray_address import join_ray_cluster
-from inas.train.loop import SUMMARY_NAME, TrainResult, train_supernet
-from inas.train.state import CHECKPOINT_NAME
+from inas.errors import BadInputError, RunFailedError
+from inas.nn import Supernet
+from inas.ray_session import init_ray
+from inas.train.loop import SUMMARY_NAME, SupernetTrainer, TrainResult
+from inas.train.state import CHECKPOINT_NAME, check_compatible, load_initial_weights, load_train_checkpoint
 
 log = logging.getLogger(__name__)
 
 RAY_DIR = "ray"
 RAY_RUN_NAME = "train"
 COLLECTIVE_TIMEOUT_S = 4 * 3600  # rank 0 validates while the others wait at a barrier
+BAD_INPUT_METRIC = "inas_bad_input"  # reported by the workers when their set-up refused the input
+BAD_INPUT_FILE = "bad_input.txt"
 
 
 class RayWorkerContext:
@@ -89,29 +94,93 @@ class RayWorkerContext:
             torch.distributed.barrier()
 
 
+def _agree_on_setup(error: str | None) -> str | None:
+    """Every rank learns whether any rank's set-up failed (the first message), so that all of them stop together
+    instead of the others waiting in a collective for the failed one."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return error
+    errors: list[str | None] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(errors, error)
+    return next((e for e in errors if e), None)
+
+
+def _report_bad_input(error: str, context: RayWorkerContext) -> None:
+    """Every rank reports once; rank 0 attaches a checkpoint holding the message, because Ray Train hands the driver
+    the metrics of the latest checkpoint (`Result.metrics`). A later run ignores that checkpoint (no checkpoint.pt)."""
+    import ray.train
+
+    if context.rank != 0:
+        ray.train.report({BAD_INPUT_METRIC: error})
+        return
+    folder = Path(tempfile.mkdtemp(prefix="inas-bad-input-", dir=context._scratch))
+    (folder / BAD_INPUT_FILE).write_text(error + "\n", encoding="utf-8")
+    ray.train.report({BAD_INPUT_METRIC: error}, checkpoint=ray.train.Checkpoint.from_directory(str(folder)))
+
+
 def _worker_loop(loop_config: dict[str, Any]) -> None:
-    """The function every Ray Train worker runs."""
+    """The function every Ray Train worker runs. A BadInputError in the set-up (deterministic: a retry would fail
+    the same way) ends every worker normally with the message reported to the driver (`BAD_INPUT_METRIC`), so
+    Ray Train's failure handling never retries it."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = parse_config(loop_config["config"], "train config")
     torch.set_num_threads(max(1, int(loop_config["threads"])))
     context = RayWorkerContext()
+    trainer: SupernetTrainer | None = None
     try:
-        train_supernet(config, Path(loop_config["run_dir"]), resume=False, progress=False, context=context,
-                       check_data=False)
+        error = None
+        try:
+            trainer = SupernetTrainer(config, Path(loop_config["run_dir"]), context, resume=False, progress=False,
+                                      check_data=False)
+        except BadInputError as exc:
+            error = str(exc)
+        error = _agree_on_setup(error)
+        if error is not None:
+            if trainer is not None:
+                trainer.close()
+            _report_bad_input(error, context)
+            return
+        assert trainer is not None
+        trainer.run()
     finally:
         shutil.rmtree(context._scratch, ignore_errors=True)
 
 
-def check_inputs(config: ExperimentConfig, run_dir: Path, resume: bool) -> None:
-    """What the workers would fail on, checked on the driver before Ray starts (one BadInputError)."""
-    config.space.build()
-    check_list(config.data.root, config.data.train_list, config.task)
-    check_list(config.data.root, config.data.val_list, config.task)
+def _check_batches(config: ExperimentConfig, entries: int) -> None:
+    """Every worker's shard must hold one batch (the loader's own check, made on the driver)."""
+    workers, batch = config.train.cluster.workers, config.data.batch_size
+    if entries // workers < batch:
+        raise BadInputError(f"the training list has {entries} sample(s), fewer than batch size {batch} x {workers} "
+                            "worker(s); lower data.batch_size or train.cluster.workers, or add data",
+                            key="data.batch_size")
+
+
+def check_inputs(config: ExperimentConfig, run_dir: Path, resume: bool, progress: bool = True) -> None:
+    """Everything the workers will read, checked on the driver before Ray starts (one BadInputError): the space,
+    both lists and every file they name, the batch size against the shards, the initial weights (read into a
+    supernet), the run folder's checkpoint (read and compared with the config)."""
+    space = config.space.build()
+    entries = check_list(config.data.root, config.data.train_list, config.task, progress=progress)
+    check_list(config.data.root, config.data.val_list, config.task, progress=progress)
+    _check_batches(config, len(entries))
+    checkpoint = run_dir / CHECKPOINT_NAME
+    if resume and not checkpoint.exists():
+        raise BadInputError(f"--resume: no {CHECKPOINT_NAME} in the run folder", path=run_dir)
     init = config.train.init_checkpoint
     if init is not None and not Path(init).is_file():
         raise BadInputError("file not found", path=init, key="train.init_checkpoint")
-    if resume and not (run_dir / CHECKPOINT_NAME).exists():
-        raise BadInputError(f"--resume: no {CHECKPOINT_NAME} in the run folder", path=run_dir)
+    if init is None and not checkpoint.exists():
+        return
+    supernet = Supernet(space, config.num_classes, config.model.output_levels)
+    if checkpoint.exists():
+        check_compatible(load_train_checkpoint(checkpoint), supernet, config.task, checkpoint)
+    elif init is not None:
+        load_initial_weights(init, supernet, config.train.init_format)
+
+
+def _check_precision(config: ExperimentConfig, use_gpu: bool) -> None:
+    if config.train.precision == "fp16" and not use_gpu:
+        raise BadInputError("fp16 training needs GPU workers (this cluster run trains on CPUs); use bf16 or fp32",
+                            key="train.precision")
 
 
 def train_on_ray(
@@ -125,21 +194,16 @@ def train_on_ray(
     """Run `train_supernet` under Ray Train with `config.train.cluster` workers; returns rank 0's summary."""
     run_dir = Path(config.train.out_dir if run_dir is None else run_dir).resolve()
     cc = config.train.cluster
-    check_inputs(config, run_dir, resume)
+    check_inputs(config, run_dir, resume, progress)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    started_here = False
-    if not ray.is_initialized():
-        if address:
-            join_ray_cluster(address, logging_level=logging.INFO, log_to_driver=progress)
-        else:
-            ray.init(log_to_driver=progress, include_dashboard=False)
-        started_here = True
+    connection = init_ray(address, verb="train", log_to_driver=progress, logging_level=logging.INFO)
     try:
         use_gpu = cc.use_gpu if cc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) >= 1
+        _check_precision(config, use_gpu)
         run_dir.mkdir(parents=True, exist_ok=True)
         trainer = TorchTrainer(
             _worker_loop,
@@ -156,10 +220,16 @@ def train_on_ray(
                  run_dir)
         outcome = trainer.fit()
         if getattr(outcome, "error", None) is not None:
-            raise RuntimeError(f"Ray training failed: {outcome.error}")
+            first = str(outcome.error).strip().splitlines()[0][:300] if str(outcome.error).strip() else "unknown"
+            raise RunFailedError(f"training on Ray failed after {cc.max_failures} worker-group restarts "
+                                 f"(train.cluster.max_failures): {first}; the run folder keeps its last checkpoint, "
+                                 f"and running the same command again continues from it ({run_dir / RAY_DIR} holds "
+                                 "the workers' logs)")
+        bad_input = (outcome.metrics or {}).get(BAD_INPUT_METRIC)
+        if bad_input:
+            raise BadInputError(f"a training worker refused its input: {bad_input}")
     finally:
-        if started_here:
-            ray.shutdown()
+        connection.close()
     summary = json.loads((run_dir / SUMMARY_NAME).read_text(encoding="utf-8"))
     return TrainResult(run_dir=run_dir, iterations=summary["iterations"], start_iteration=summary["start_iteration"],
                        wall_s=summary["wall_s"], images_per_s=summary["images_per_s"],

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from inas.space import Arch, SearchSpace, sample_max, sample_min, sample_uniform
 from inas.train.losses import ds_bce, ds_cross_entropy, ds_mse, ds_pixelwise_kl
+from inas.train.precision import MixedPrecision
 
 DEFAULT_DISTILL_WEIGHT = {"sod": 1.0, "seg": 0.2}
 
@@ -89,30 +90,33 @@ class SupernetCriterion:
 
 
 def train_step(model: nn.Module, images: Tensor, labels: Tensor, archs: Sequence[tuple[str, Arch]],
-               criterion: SupernetCriterion) -> dict[str, float]:
+               criterion: SupernetCriterion, amp: MixedPrecision | None = None) -> dict[str, float]:
     """Forward and backward every sub-network of `archs` on the same batch, gradients accumulated (the caller
     zeroes them before and steps the optimiser after). The first entry is the teacher (the max network).
 
     images (N, 3, H, W); labels: SOD masks (N, 1, H, W) float, seg labels (N, H, W) int64. Returns
-    {name: loss value}.
+    {name: loss value}. `amp` (default fp32): the forward passes and losses run under its autocast, the backward
+    passes through its (fp16) loss scaling.
 
     Under DDP the sub-networks before the last run in `no_sync` and the last backward averages the accumulated
     gradients over the ranks: one all-reduce per step. That includes parameters only an earlier sub-network used
     (DDP with find_unused_parameters=True reduces their locally accumulated gradients too; tests/test_train_ddp.py
     checks it against the average of single-process gradients).
     """
+    amp = amp or MixedPrecision("fp32", images.device.type, None)
     losses: dict[str, float] = {}
     teacher: Tensor | None = None
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)
     for index, (name, arch) in enumerate(archs):
         with contextlib.nullcontext() if index == len(archs) - 1 else no_sync():
-            preds = model(images, arch)
-            if teacher is None or not criterion.distillation:
-                loss = criterion.label_loss(preds, labels)
-            else:
-                loss = criterion.distill_loss(preds, teacher)
+            with amp.autocast():
+                preds = model(images, arch)
+                if teacher is None or not criterion.distillation:
+                    loss = criterion.label_loss(preds, labels)
+                else:
+                    loss = criterion.distill_loss(preds, teacher)
             if teacher is None:
                 teacher = preds[0].detach()
-            loss.backward()
+            amp.backward(loss)
         losses[name] = float(loss.detach())
     return losses
