@@ -6,7 +6,12 @@ The CLI turns it into one line on stderr and exit code 2, never a traceback.
 
 from __future__ import annotations
 
+import reprlib
 from pathlib import Path
+from typing import Any
+
+_EXCERPT = reprlib.Repr()
+_EXCERPT.maxlevel, _EXCERPT.maxstring, _EXCERPT.maxlong, _EXCERPT.maxother = 3, 60, 40, 60
 
 
 class BadInputError(Exception):
@@ -22,3 +27,12 @@ class BadInputError(Exception):
         super().__init__(f"{prefix}: {message}" if prefix else message)
         self.path = None if path is None else str(path)
         self.key = key
+
+
+def excerpt(value: Any, limit: int = 100) -> str:
+    """A bounded one-line repr of a user-supplied value for an error message (never the whole input)."""
+    try:
+        text = _EXCERPT.repr(value)
+    except ValueError:  # an int beyond Python's str-conversion digit limit
+        text = f"<{type(value).__name__} of about {value.bit_length() if isinstance(value, int) else '?'} bits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
