@@ -120,24 +120,19 @@ class AccuracyEvaluator:
 def supernet_payload(supernet: Any, key: str) -> dict[str, Any]:
     """The supernet as plain data for the Ray object store: construction arguments and weights as numpy arrays
     (deserialised zero-copy in workers). `key` identifies the weights (see `worker_evaluator`)."""
-    from inas.nn import space_spec
+    from inas.nn.checkpoint import supernet_header_record
 
     return {
         "key": key,
-        "space": space_spec(supernet.space),
-        "num_classes": supernet.num_classes,
-        "output_levels": list(supernet.output_levels),
-        "head_activation": supernet.head_activation,
+        **supernet_header_record(supernet),
         "state": {k: v.detach().cpu().numpy() for k, v in supernet.state_dict().items()},
     }
 
 
 def supernet_from_payload(payload: Mapping[str, Any]) -> Any:
-    from inas.nn import Supernet, space_from_spec
+    from inas.nn.checkpoint import read_supernet_header
 
-    space = space_from_spec(payload["space"])
-    supernet = Supernet(space, int(payload["num_classes"]), tuple(payload["output_levels"]),
-                        payload["head_activation"])
+    supernet = read_supernet_header(payload, "supernet payload").build()
     state = {k: torch.from_numpy(np.array(v)) for k, v in payload["state"].items()}
     supernet.load_state_dict(state, strict=True)
     return supernet.eval()

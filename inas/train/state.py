@@ -24,7 +24,7 @@ from torch import Tensor
 from inas.errors import BadInputError
 from inas.io import atomic_path
 from inas.nn import Supernet, load_original_checkpoint, load_supernet_weights, slice_like, space_spec
-from inas.nn.checkpoint import read_checkpoint
+from inas.nn.checkpoint import read_checkpoint, read_supernet_header, supernet_header_record
 
 CHECKPOINT_FORMAT = "inas-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -86,10 +86,7 @@ def save_train_checkpoint(path: str | Path, *, supernet: Supernet, task: str, it
         "version": CHECKPOINT_VERSION,
         "iteration": int(iteration),
         "task": task,
-        "space": space_spec(supernet.space),
-        "num_classes": supernet.num_classes,
-        "output_levels": list(supernet.output_levels),
-        "head_activation": supernet.head_activation,
+        **supernet_header_record(supernet),
         "model": {k: v.detach().cpu() for k, v in supernet.state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -129,14 +126,15 @@ def multi_scale_state_from(obj: Mapping[str, Any]) -> dict[str, Any]:
 def check_compatible(obj: Mapping[str, Any], supernet: Supernet, task: str, where: str | Path) -> None:
     """The checkpoint must come from the same task, space, classes and output levels as this run's config."""
     problems = []
+    header = read_supernet_header(obj, where)
     if obj.get("task") != task:
         problems.append(f"task {obj.get('task')!r} vs config {task!r}")
-    if obj.get("space") != space_spec(supernet.space):
+    if space_spec(header.space) != space_spec(supernet.space):
         problems.append("a different search space (the config's `space` section changed)")
-    if obj.get("num_classes") != supernet.num_classes:
-        problems.append(f"num_classes {obj.get('num_classes')} vs config {supernet.num_classes}")
-    if list(obj.get("output_levels", [])) != list(supernet.output_levels):
-        problems.append(f"output_levels {obj.get('output_levels')} vs config {list(supernet.output_levels)}")
+    if header.num_classes != supernet.num_classes:
+        problems.append(f"num_classes {header.num_classes} vs config {supernet.num_classes}")
+    if list(header.output_levels) != list(supernet.output_levels):
+        problems.append(f"output_levels {list(header.output_levels)} vs config {list(supernet.output_levels)}")
     if problems:
         raise BadInputError("checkpoint was written by a different run: " + "; ".join(problems) +
                             "; use another run folder (-o) or make the config match", path=where)
