@@ -13,6 +13,7 @@ from inas.errors import BadInputError
 from inas.io import atomic_write_text
 from inas.metrics import PROTOCOLS, SOD_METRIC_NAMES
 from inas.metrics.folder import evaluate_folders
+from inas.paths import check_output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +70,7 @@ def _csv_text(metrics: dict[str, float]) -> str:
 def main(args: argparse.Namespace) -> int:
     if args.threads < 1:
         raise BadInputError(f"must be >= 1, got {args.threads}", key="--threads")
+    check_output_path(args.output, "file", key="--output")
     torch.set_num_threads(args.threads)
     class_names = None
     if args.class_names:

@@ -24,8 +24,11 @@ from tqdm import tqdm
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
+from inas.paths import path_kind
 
 SUPERSAMPLE = 4
+SYNTH_MARKER = ".inas-synth.json"  # in every data set written here: `--force` replaces only folders holding it
+SYNTH_GENERATORS = ("inas.data.synth_sod", "inas.data.synth_seg")
 SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
 
 Polygon = np.ndarray  # (K, 2) float32 array of (x, y) pixel coordinates
@@ -224,12 +227,31 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
+def is_synth_set(folder: Path) -> bool:
+    """True if `folder` holds a data set written by these generators: the marker file, or (sets written before
+    the marker existed) a `synth.json` naming one of our generators."""
+    if (folder / SYNTH_MARKER).is_file():
+        return True
+    try:
+        meta = json.loads((folder / "synth.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("generator") in SYNTH_GENERATORS
+
+
 def prepare_output(out: Path, force: bool) -> None:
-    """Refuse to overwrite a non-empty output folder unless `force` (checked before any work)."""
-    if out.exists() and not out.is_dir():
+    """Refuse to overwrite a non-empty output folder unless `force`, and even then unless it is a data set written
+    by `data synth` (checked before any work)."""
+    kind = path_kind(out, key="--out")
+    if kind not in ("missing", "folder"):
         raise BadInputError("output path exists and is not a folder", path=out)
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if kind == "missing" or not any(out.iterdir()):
+        return
+    if not force:
         raise BadInputError("output folder exists and is not empty (use --force to replace it)", path=out)
+    if not is_synth_set(out):
+        raise BadInputError(f"--force replaces only a data set written by `data synth` (one holding {SYNTH_MARKER}); "
+                            "this folder is not one: empty or remove it yourself, or choose another --out", path=out)
 
 
 def make_staging_dir(out: Path) -> Path:
@@ -272,6 +294,8 @@ def build_synth_dataset(out: str | Path, n_train: int, n_test: int, size: int, f
     try:
         meta, lists = fill(staging)
         atomic_write_text(staging / "synth.json", json.dumps(meta, indent=2) + "\n")
+        marker = {"format": "inas-synth", "version": 1, "generator": meta.get("generator"), "task": meta.get("task")}
+        atomic_write_text(staging / SYNTH_MARKER, json.dumps(marker) + "\n")
         for name, pairs in lists.items():
             atomic_write_text(staging / name, "".join(f"{a} {b}\n" for a, b in pairs))
         publish(staging, out)
