@@ -7,13 +7,14 @@ Sections: `task`, `seed`, `space` (narrowing of the iNAS space), `data`, `model`
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from inas.errors import BadInputError, excerpt
+from inas.errors import BadInputError, clip, excerpt
 from inas.space import SearchSpace, inas_space
 
 MAX_IMAGE_SIDE = 4096  # pixels: bounds every image, crop and timing size
@@ -28,10 +29,30 @@ MAX_YAML_NODES = 100_000  # values after expanding YAML aliases
 _MAX_PROBLEMS = 5
 
 
+def _encodable(value: Any) -> Any:
+    """A path or file name the file system can take: no lone surrogates, no NUL."""
+    try:
+        raw = os.fsencode(value)
+    except UnicodeError:
+        raise ValueError("holds characters no file name can hold (e.g. a lone surrogate)") from None
+    if b"\0" in raw:
+        raise ValueError("holds a NUL character")
+    return value
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment too."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*")
+    @classmethod
+    def _encodable_text(cls, v: Any) -> Any:
+        """Every path, file name or label must be something a file system can take."""
+        for item in v if isinstance(v, list) else [v]:
+            if isinstance(item, str | Path):
+                _encodable(item)
+        return v
 
 
 class StageChoices(Section):
@@ -370,15 +391,9 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
             problems.append(f"{key}: unknown key")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{key}: {_clip(msg)} (got {excerpt(err.get('input'))})")
+            problems.append(f"{key}: {clip(msg)} (got {excerpt(err.get('input'))})")
     more = len(errors) - _MAX_PROBLEMS
     return f"{source}: " + "; ".join(problems) + (f"; and {more} more problems" if more > 0 else "")
-
-
-def _clip(text: str, limit: int = 300) -> str:
-    """`text` on one line, at most `limit` characters."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _check_size(doc: Any, source: str) -> None:
@@ -423,7 +438,7 @@ def _read_text(path: Path) -> str:
     except FileNotFoundError:
         raise BadInputError("config file not found", path=path) from None
     except (OSError, UnicodeError, ValueError) as exc:
-        raise BadInputError(f"config file cannot be read ({_clip(str(exc))})", path=path) from None
+        raise BadInputError(f"config file cannot be read ({clip(str(exc))})", path=path) from None
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
@@ -436,9 +451,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
-        raise BadInputError(f"malformed YAML{where}: {_clip(problem)}", path=path) from None
+        raise BadInputError(f"malformed YAML{where}: {clip(problem)}", path=path) from None
     except RecursionError:
         raise BadInputError(f"malformed YAML: nested deeper than {MAX_YAML_DEPTH} levels", path=path) from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise BadInputError(f"malformed YAML: {_clip(str(exc))}", path=path) from None
+        raise BadInputError(f"malformed YAML: {clip(str(exc))}", path=path) from None
     return parse_config(doc, str(path))

@@ -24,7 +24,9 @@ class BadInputError(Exception):
         if key is not None:
             parts.append(key)
         prefix = ": ".join(parts)
-        super().__init__(f"{prefix}: {message}" if prefix else message)
+        text = f"{prefix}: {message}" if prefix else message
+        # printable whatever the input held: lone surrogates (from a path or a YAML string) become \udXXX escapes
+        super().__init__(text.encode("utf-8", "backslashreplace").decode("utf-8"))
         self.path = None if path is None else str(path)
         self.key = key
 
@@ -35,4 +37,10 @@ def excerpt(value: Any, limit: int = 100) -> str:
         text = _EXCERPT.repr(value)
     except ValueError:  # an int beyond Python's str-conversion digit limit
         text = f"<{type(value).__name__} of about {value.bit_length() if isinstance(value, int) else '?'} bits>"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def clip(text: str, limit: int = 300) -> str:
+    """`text` (e.g. an exception's message) on one line, at most `limit` characters."""
+    text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -20,7 +20,7 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from inas.data.images import IMAGE_ERRORS, UnreadableImage, open_image
-from inas.errors import BadInputError, excerpt
+from inas.errors import BadInputError, clip
 from inas.paths import path_kind
 
 Task = Literal["sod", "seg"]
@@ -88,7 +88,7 @@ def read_list(root: str | Path, list_file: str | Path, *, require_labels: bool =
     except FileNotFoundError:
         raise BadInputError("list file not found", path=path) from None
     except (OSError, UnicodeError, ValueError) as exc:
-        raise BadInputError(f"list file cannot be read ({excerpt(str(exc), 200)})", path=path) from None
+        raise BadInputError(f"list file cannot be read ({clip(str(exc), 200)})", path=path) from None
     entries: list[ListEntry] = []
     problems: list[ListProblem] = []
     expected = "`<image> <label>`" if require_labels else "`<image> [<label>]`"
@@ -163,7 +163,7 @@ def _inspect(path: Path, line: int, problems: list[ListProblem], decode: bool) -
     except UnreadableImage as exc:
         problems.append(ListProblem(line, str(path), str(exc)))
     except IMAGE_ERRORS as exc:
-        problems.append(ListProblem(line, str(path), f"corrupt or truncated image ({excerpt(str(exc), 200)})"))
+        problems.append(ListProblem(line, str(path), f"corrupt or truncated image ({clip(str(exc), 200)})"))
     return None
 
 

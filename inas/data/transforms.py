@@ -21,7 +21,7 @@ from PIL import Image
 from torch import Tensor
 
 from inas.data.images import IMAGE_ERRORS, open_image
-from inas.errors import BadInputError, excerpt
+from inas.errors import BadInputError, clip
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -40,7 +40,7 @@ def _open(path: Path, kind: str) -> Image.Image:
     except FileNotFoundError:
         raise BadInputError(f"{kind} file not found", path=path) from None
     except IMAGE_ERRORS as exc:
-        raise BadInputError(f"{kind} file cannot be read ({excerpt(str(exc), 300)})", path=path) from None
+        raise BadInputError(f"{kind} file cannot be read ({clip(str(exc), 300)})", path=path) from None
     return image
 
 

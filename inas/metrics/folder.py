@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from inas.data.images import IMAGE_ERRORS, open_image
-from inas.errors import BadInputError, excerpt
+from inas.errors import BadInputError, clip
 from inas.metrics.seg import SegMetrics
 from inas.metrics.sod import SODMetrics
 from inas.paths import path_kind
@@ -105,7 +105,7 @@ def _open(path: Path) -> Image.Image:
         image = open_image(path)
         image.load()
     except IMAGE_ERRORS as exc:
-        raise BadInputError(f"not a readable image ({exc.__class__.__name__}: {excerpt(str(exc), 200)})",
+        raise BadInputError(f"not a readable image ({exc.__class__.__name__}: {clip(str(exc), 200)})",
                             path=path) from None
     return image
 

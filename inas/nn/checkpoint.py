@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from inas.errors import BadInputError, excerpt
+from inas.errors import BadInputError, clip, excerpt
 from inas.io import atomic_path
 from inas.nn.ops import HEAD_ACTIVATIONS
 from inas.nn.standalone import StandaloneModel, slice_like
@@ -394,6 +394,6 @@ def load_standalone(source: str | Path | Mapping[str, Any], where: str | Path | 
     try:
         model.load_state_dict(state, strict=True)
     except (RuntimeError, TypeError, ValueError) as exc:  # e.g. a tensor of a kind that cannot be copied in
-        raise BadInputError(f"weights cannot be loaded ({excerpt(str(exc), 200)})", path=where,
+        raise BadInputError(f"weights cannot be loaded ({clip(str(exc), 200)})", path=where,
                             key="state_dict") from None
     return model.eval()

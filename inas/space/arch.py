@@ -22,7 +22,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from inas.errors import BadInputError, excerpt
+from inas.errors import BadInputError, clip, excerpt
 from inas.space.literal import MAX_CHARS, LiteralError, parse_literal
 from inas.space.space import LEVEL_NAMES, LEVEL_STAGES, STAGE_NAMES, SearchSpace
 
@@ -335,7 +335,7 @@ def arch_from_json(text: str, space: SearchSpace, source: str | None = None) -> 
     except RecursionError:
         raise ArchError("not valid JSON (nested too deeply)", path=source) from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
-        raise ArchError(f"not valid JSON ({excerpt(str(exc), 120)})", path=source) from None
+        raise ArchError(f"not valid JSON ({clip(str(exc), 120)})", path=source) from None
     if isinstance(doc, str):  # original iNAS: json.dump(str(cfg)) -> a JSON string holding a Python dict repr
         try:
             doc = parse_literal(doc)
@@ -356,5 +356,5 @@ def load_arch(path: str | Path, space: SearchSpace) -> Arch:
     except FileNotFoundError:
         raise ArchError("file not found", path=path) from None
     except (OSError, UnicodeError, ValueError) as exc:
-        raise ArchError(f"cannot be read ({excerpt(str(exc), 200)})", path=path) from None
+        raise ArchError(f"cannot be read ({clip(str(exc), 200)})", path=path) from None
     return arch_from_json(text, space, str(path))
