@@ -385,7 +385,7 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     errors = exc.errors()
     problems = []
     for err in errors[:_MAX_PROBLEMS]:
-        key = ".".join(p if isinstance(p, int) or (isinstance(p, str) and p.isidentifier()) else excerpt(p, 40)
+        key = ".".join(str(p) if isinstance(p, int) or (isinstance(p, str) and p.isidentifier()) else excerpt(p, 40)
                        for p in err["loc"]) or "<root>"
         if err["type"] == "extra_forbidden":
             problems.append(f"{key}: unknown key")

@@ -10,6 +10,7 @@ error naming its line. Tuples become lists. Nesting deeper than `MAX_DEPTH` and 
 from __future__ import annotations
 
 import ast
+import warnings
 from typing import Any
 
 MAX_DEPTH = 32
@@ -29,7 +30,9 @@ def parse_literal(text: str) -> Any:
     if len(text) > MAX_CHARS:
         raise LiteralError(f"longer than {MAX_CHARS} characters")
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal": the text is refused or read, not warned on
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError) as exc:
         raise LiteralError(f"not a Python literal ({getattr(exc, 'msg', None) or exc})") from None
     except (RecursionError, MemoryError):
