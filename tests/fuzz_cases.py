@@ -202,7 +202,7 @@ def mutated_doc(doc):
 def mutated_frame(frame):
     """A strategy: a copy of the DataFrame `frame` with a column dropped, renamed or turned into text, a cell set to
     an odd value (NaN, inf, negative, huge, text, None), rows cut, duplicated or all removed, or a column added."""
-    import numpy as np
+    import pandas as pd
 
     st = _strategies()
     columns = list(frame.columns)
@@ -228,7 +228,7 @@ def mutated_frame(frame):
                 if not all(isinstance(v, str) or v is None for v in out[column]):
                     out[column] = out[column].map(lambda v: None if v is None else str(v))
             else:
-                if not np.issubdtype(out[column].dtype, np.number):
+                if not pd.api.types.is_numeric_dtype(out[column]) or pd.api.types.is_bool_dtype(out[column]):
                     out[column] = out[column].astype(object)
                     out.loc[row, column] = str(value)
                 else:

@@ -235,6 +235,9 @@ def _state_dict_of(obj: Mapping[str, Any], where: str | None) -> dict[str, Tenso
             raise BadInputError(
                 f"expected a state dict (names -> tensors), possibly under one of {list(_WRAPPER_KEYS)}; entry "
                 f"{excerpt(key)} is a {type(value).__name__}", path=where)
+        if value.is_complex() or value.layout != torch.strided:
+            raise BadInputError(f"expected dense real tensors; entry {excerpt(key)} is {value.dtype} {value.layout}",
+                                path=where)
         name = key
         while name.startswith("module."):
             name = name[len("module."):]
@@ -270,7 +273,7 @@ def _original_shapes(num_classes: int) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in reference.state_dict().items()}
 
 
-def _copy_in(supernet: torch.nn.Module, state: Mapping[str, Tensor]) -> int:
+def _copy_in(supernet: torch.nn.Module, state: Mapping[str, Tensor], where: str | None) -> int:
     own = supernet.state_dict()
     new = {}
     for key, target in own.items():
@@ -278,13 +281,20 @@ def _copy_in(supernet: torch.nn.Module, state: Mapping[str, Tensor]) -> int:
             new[key] = target
             continue
         new[key] = slice_like(state[key], target.shape).to(dtype=target.dtype)
-    supernet.load_state_dict(new, strict=True)
+    try:
+        supernet.load_state_dict(new, strict=True)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise BadInputError(f"weights cannot be loaded ({clip(str(exc), 200)})", path=where, key="state_dict") \
+            from None
     return len(new)
 
 
-def load_original_checkpoint(source: str | Path | Mapping[str, Any], supernet: Supernet) -> LoadReport:
-    """Load an original iNAS supernet checkpoint (file or dict) into `supernet` (see module docstring)."""
-    obj, where = _read(source)
+def load_original_checkpoint(source: str | Path | Mapping[str, Any], supernet: Supernet,
+                             where: str | Path | None = None) -> LoadReport:
+    """Load an original iNAS supernet checkpoint (file or dict) into `supernet` (see module docstring); `where`
+    names the file in errors when `source` is its already loaded dict."""
+    obj, read_from = _read(source)
+    where = str(where) if where is not None else read_from
     state = _state_dict_of(obj, where)
     reference = _original_shapes(supernet.num_classes)
     own = {k: tuple(v.shape) for k, v in supernet.state_dict().items()}
@@ -296,7 +306,7 @@ def load_original_checkpoint(source: str | Path | Mapping[str, Any], supernet: S
                          for k, shape in own.items() if k in state and k in reference
                          and any(a > b for a, b in zip(shape, reference[k], strict=False)))
     _raise_mismatch(unknown, missing, bad_shapes, where, "checkpoint does not match the original iNAS supernet")
-    loaded = _copy_in(supernet, state)
+    loaded = _copy_in(supernet, state, where)
     return LoadReport(loaded=loaded, ignored=tuple(sorted(k for k in state if k not in own)))
 
 
@@ -341,7 +351,7 @@ def load_supernet_weights(source: str | Path | Mapping[str, Any], supernet: Supe
     bad_shapes = sorted(f"{k}: file {tuple(state[k].shape)} vs supernet {own[k]}"
                         for k in state if k in own and tuple(state[k].shape) != own[k])
     _raise_mismatch(unknown, missing, bad_shapes, where, "weights do not match this supernet")
-    return LoadReport(loaded=_copy_in(supernet, state), ignored=())
+    return LoadReport(loaded=_copy_in(supernet, state, where), ignored=())
 
 
 def load_supernet(source: str | Path | Mapping[str, Any], where: str | Path | None = None) -> Supernet:
