@@ -199,9 +199,10 @@ def mutated_doc(doc):
     return strategy()
 
 
-def mutated_frame(frame):
+def mutated_frame(frame, remove_rows: bool = True):
     """A strategy: a copy of the DataFrame `frame` with a column dropped, renamed or turned into text, a cell set to
-    an odd value (NaN, inf, negative, huge, text, None), rows cut, duplicated or all removed, or a column added."""
+    an odd value (NaN, inf, negative, huge, text, None), rows duplicated, cut or all removed (with `remove_rows`),
+    or a column added."""
     import pandas as pd
 
     st = _strategies()
@@ -211,7 +212,8 @@ def mutated_frame(frame):
     @st.composite
     def strategy(draw):
         out = frame.copy()
-        kind = draw(st.sampled_from(["drop", "rename", "text", "cell", "cell", "cut", "dup", "empty", "add"]))
+        kinds = ["drop", "rename", "text", "cell", "cell", "dup", "add"] + (["cut", "empty"] if remove_rows else [])
+        kind = draw(st.sampled_from(kinds))
         column = draw(st.sampled_from(columns))
         if kind == "drop":
             out = out.drop(columns=[column])

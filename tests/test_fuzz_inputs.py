@@ -302,7 +302,7 @@ def test_fuzz_model_file(world, world_untouched, slow):
 
 
 # ----- Parquet tables -----------------------------------------------------------------------------------------------
-def parquet_strategy(path: Path) -> st.SearchStrategy[bytes]:
+def parquet_strategy(path: Path, remove_rows: bool = True) -> st.SearchStrategy[bytes]:
     frame = pd.read_parquet(path)
 
     def saved(f: pd.DataFrame) -> bytes:
@@ -310,7 +310,7 @@ def parquet_strategy(path: Path) -> st.SearchStrategy[bytes]:
         f.to_parquet(buffer, index=False)
         return buffer.getvalue()
 
-    return st.one_of(mutated_bytes(path.read_bytes()), mutated_frame(frame).map(saved))
+    return st.one_of(mutated_bytes(path.read_bytes()), mutated_frame(frame, remove_rows).map(saved))
 
 
 @pytest.mark.parametrize("slow", SPEED)
@@ -324,7 +324,9 @@ def test_fuzz_latency_table(world, world_untouched, slow):
         run_case("latency_table", case, ["lut", "-c", str(world["config"]), "-o", "lut", "--in-process",
                                          "--no-progress"], lut / name, output="lut")
 
-    fuzz("latency_table", parquet_strategy(world["lut"] / name), check, slow)
+    # no row removal: a table missing blocks is valid and `lut` measures them again (a minute of work per case,
+    # tested in tests/test_latency_*); every other mutation fails at reading or measures at most a block or two
+    fuzz("latency_table", parquet_strategy(world["lut"] / name, remove_rows=False), check, slow)
 
 
 @pytest.mark.parametrize("slow", SPEED)
