@@ -48,7 +48,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 CASE_SECONDS = 60  # a case that does not answer within this is a hang
 FAST = {"config": 40, "arch": 30, "legacy_arch": 30, "list": 30, "image_list": 16, "image_evaluate": 10,
-        "supernet": 8, "model": 12, "latency_table": 12, "evaluations": 12}
+        "image_test": 10, "supernet": 8, "model": 12, "latency_table": 12, "evaluations": 12}
 SLOW_FACTOR = 10
 CASES: Counter[str] = Counter()
 ERRORS_NAMING_ANOTHER_INPUT: Counter[str] = Counter()
@@ -264,6 +264,28 @@ def test_fuzz_images_in_evaluate(world, world_untouched, slow):
                                           "--no-progress"], pred / name, output="m.csv")
 
     fuzz("image_evaluate", st.tuples(st.sampled_from(names), image_strategy(world["pred"] / names[0])), check, slow)
+
+
+@pytest.mark.parametrize("slow", SPEED)
+def test_fuzz_images_in_test(world, world_untouched, slow):
+    """Images read by the data loaders of `test` (the list check first, then the loader)."""
+    lines = (world["data"] / "test.lst").read_text(encoding="utf-8").split()
+    doc = yaml.safe_load(world["config"].read_text(encoding="utf-8"))
+
+    def check(case: Path, value) -> None:
+        relative, how = value
+        data = case / "data"
+        shutil.copytree(world["data"], data)
+        target = data / relative
+        if how[0] == "other" and target.suffix != ".png":
+            how = ("bytes", how[1][0].to_bytes(2, "big") * 10)
+        write_image(target, how)
+        config = case / "config.yaml"
+        config.write_text(yaml.safe_dump({**doc, "data": {**doc["data"], "root": str(data)}}), encoding="utf-8")
+        run_case("image_test", case, ["test", str(world["model"]), "-c", str(config), "-o", "metrics",
+                                      "--no-progress"], target, output="metrics", also_named=("test.lst",))
+
+    fuzz("image_test", st.tuples(st.sampled_from(lines), image_strategy(world["data"] / lines[0])), check, slow)
 
 
 # ----- our PyTorch files --------------------------------------------------------------------------------------------

@@ -158,3 +158,13 @@ def test_synth_force_refuses_a_folder_it_did_not_write(tmp_path, capsys):
     code, text = run(capsys, argv)
     one_error(code, text, str(out), ".inas-synth.json")
     assert (out / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("option, value", [("--seed", "-1"), ("--seed", str(2**32)), ("--size", "100000"),
+                                           ("--size", "8"), ("--n-train", "0"), ("--n-test", "10000000")])
+def test_synth_options_out_of_bounds(tmp_path, capsys, option, value):
+    out = tmp_path / "set"
+    argv = ["data", "synth", "--out", str(out), "--n-train", "1", "--n-test", "1", "--size", "32", "--workers", "1"]
+    code, text = run(capsys, [*argv, option, value])
+    one_error(code, text, option, value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []

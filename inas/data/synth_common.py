@@ -29,6 +29,8 @@ from inas.paths import path_kind
 SUPERSAMPLE = 4
 SYNTH_MARKER = ".inas-synth.json"  # in every data set written here: `--force` replaces only folders holding it
 SYNTH_GENERATORS = ("inas.data.synth_sod", "inas.data.synth_seg")
+MAX_SIZE = 4096  # pixels: the config's bound on image sides
+MAX_SAMPLES = 1_000_000
 SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
 
 Polygon = np.ndarray  # (K, 2) float32 array of (x, y) pixel coordinates
@@ -277,16 +279,23 @@ def publish(staging: Path, out: Path) -> None:
 SynthFill = Callable[[Path], tuple[dict, Mapping[str, Sequence[tuple[str, str]]]]]
 
 
+def check_synth_args(n_train: int, n_test: int, size: int, seed: int) -> None:
+    """Counts, size and seed within the generators' bounds (BadInputError naming the option otherwise)."""
+    for key, value, low, high in (("--n-train", n_train, 1, MAX_SAMPLES), ("--n-test", n_test, 1, MAX_SAMPLES),
+                                  ("--size", size, 32, MAX_SIZE), ("--seed", seed, 0, 2**32 - 1)):
+        if not low <= value <= high:
+            raise BadInputError(f"must be in {low}..{high}, got {value}", key=key)
+
+
 def build_synth_dataset(out: str | Path, n_train: int, n_test: int, size: int, force: bool,
-                        fill: SynthFill) -> SynthResult:
+                        fill: SynthFill, seed: int = 0) -> SynthResult:
     """Check the counts, then build a data set in a staging folder beside `out` and rename it onto `out`.
 
     `fill(staging)` writes the samples and returns (meta, lists): `meta` goes to `synth.json`, then each list file
     `name -> [(image, label), ...]` is written in order (lists last). All or nothing: on any error the staging
     folder is removed and `out` is left as it was.
     """
-    if n_train < 1 or n_test < 1 or size < 32:
-        raise BadInputError(f"need n_train >= 1, n_test >= 1, size >= 32; got {n_train}, {n_test}, {size}")
+    check_synth_args(n_train, n_test, size, seed)
     out = Path(out)
     prepare_output(out, force)
     start = time.perf_counter()
