@@ -168,3 +168,16 @@ def test_synth_options_out_of_bounds(tmp_path, capsys, option, value):
     code, text = run(capsys, [*argv, option, value])
     one_error(code, text, option, value)
     assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option, value", [("--num-classes", "5000"), ("--threads", "100000"),
+                                           ("--ignore-index", str(10**20))])
+def test_evaluate_options_out_of_bounds(tmp_path, capsys, option, value):
+    for name in ("pred", "gt"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name / "a.png")
+    out = tmp_path / "m.csv"
+    code, text = run(capsys, ["evaluate", "--task", "seg", "--pred", str(tmp_path / "pred"), "--gt",
+                              str(tmp_path / "gt"), "-o", str(out), "--no-progress", option, value])
+    one_error(code, text, option, value)
+    assert not out.exists()
