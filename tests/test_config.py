@@ -48,3 +48,53 @@ def test_missing_config_file(tmp_path):
 
 def test_empty_document_is_all_defaults():
     assert parse_config(None).task == "sod"
+
+
+def _alias_bomb(levels: int = 9) -> str:
+    """A ~1 KB YAML document whose aliases expand to 9**levels strings."""
+    text = 'a0: &a0 ["x", "x", "x", "x", "x", "x", "x", "x", "x"]\n'
+    for i in range(1, levels):
+        text += f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n"
+    return text + f"seed: *a{levels - 1}\n"
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ("seed: true\n", ["seed", "valid integer"]),
+        ("seed: -1\n", ["seed", "greater than or equal to 0"]),
+        ("seed: 4294967296\n", ["seed", "less than or equal to 4294967295"]),
+        ("seed: " + "9" * 5000 + "\n", ["exp.yaml", "malformed YAML"]),
+        ("data: {image_size: 8192}\n", ["data.image_size", "4096"]),
+        ("data: {multi_scale_sizes: [320, 8192]}\n", ["data.multi_scale_sizes", "4096"]),
+        ("task: seg\ndata: {crop_size: [512, 100000]}\n", ["data.crop_size", "4096"]),
+        ("task: seg\ndata: {num_classes: 100000}\n", ["data.num_classes", "255"]),
+        ("data: {batch_size: 1000, image_size: 4096}\n", ["data", "MiB"]),
+        ("data: {num_workers: 100000}\n", ["data.num_workers", "256"]),
+        ("lut: {input_size: [320, 99999]}\n", ["lut.input_size", "4096"]),
+        ("train: {lr: .nan}\n", ["train.lr", "finite"]),
+        ("seed: " + "[" * 3000 + "\n", ["exp.yaml", "nested deeper than"]),
+        ("seed: " + "[" * 100 + "]" * 100 + "\n", ["exp.yaml", "nested deeper than"]),
+        ("a: &a [*a]\n", ["exp.yaml", "nested deeper than"]),
+        (_alias_bomb(), ["exp.yaml", "more than 100000 values"]),
+        ("data: {" + ", ".join(f"k{i}: 1" for i in range(50)) + "}\n", ["data.k0", "and 45 more problems"]),
+    ],
+    ids=lambda v: v[:20] if isinstance(v, str) else None,
+)
+def test_values_are_bounded_with_one_short_line(tmp_path, text, fragments):
+    with pytest.raises(BadInputError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert "\n" not in message and len(message) < 1000, message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_long_values_are_quoted_as_an_excerpt(tmp_path):
+    with pytest.raises(BadInputError) as info:
+        load_config(write(tmp_path, "data: {image_size: [" + ", ".join(["123456789"] * 10000) + "]}\n"))
+    assert "data.image_size" in str(info.value) and len(str(info.value)) < 400
+
+
+def test_largest_seed_is_accepted(tmp_path):
+    assert load_config(write(tmp_path, "seed: 4294967295\n")).seed == 2**32 - 1

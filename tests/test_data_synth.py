@@ -29,7 +29,8 @@ def sod_set(tmp_path_factory):
 
 
 def test_sod_layout_and_lists(sod_set):
-    assert sorted(p.name for p in sod_set.iterdir()) == ["images", "masks", "synth.json", "test.lst", "train.lst"]
+    assert sorted(p.name for p in sod_set.iterdir()) == [".inas-synth.json", "images", "masks", "synth.json",
+                                                         "test.lst", "train.lst"]
     train = read_list(sod_set, "train.lst")
     test = check_list(sod_set, "test.lst", "sod", progress=False)
     assert len(train) == 6 and len(test) == 3
@@ -63,9 +64,28 @@ def test_output_folder_is_not_overwritten_without_force(sod_set, tmp_path):
     with pytest.raises(BadInputError, match="--force"):
         synthesize_sod(out, n_train=1, n_test=1, size=32, workers=1)
     assert (out / "keep.txt").exists()
+    # --force replaces only a data set that `data synth` wrote (it holds the marker file)
+    with pytest.raises(BadInputError, match="only a data set written by `data synth`"):
+        synthesize_sod(out, n_train=1, n_test=1, size=32, workers=1, force=True)
+    assert (out / "keep.txt").exists() and sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    (out / "keep.txt").unlink()
+    synthesize_sod(out, n_train=1, n_test=1, size=32, workers=1)
+    assert json.loads((out / ".inas-synth.json").read_text())["format"] == "inas-synth"
+    (out / "keep.txt").write_text("x")
     synthesize_sod(out, n_train=1, n_test=1, size=32, workers=1, force=True)
     assert not (out / "keep.txt").exists() and (out / "train.lst").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_force_accepts_a_set_written_before_the_marker(tmp_path):
+    out = tmp_path / "old"
+    synthesize_sod(out, n_train=1, n_test=1, size=32, workers=1)
+    (out / ".inas-synth.json").unlink()  # a set written before the marker: its synth.json names our generator
+    synthesize_sod(out, n_train=1, n_test=1, size=32, workers=1, force=True)
+    (out / ".inas-synth.json").unlink()
+    (out / "synth.json").write_text('{"generator": "someone else"}')
+    with pytest.raises(BadInputError, match="only a data set"):
+        synthesize_sod(out, n_train=1, n_test=1, size=32, workers=1, force=True)
 
 
 def _best_global_threshold_fmeasure(maps, gts) -> float:

@@ -13,6 +13,10 @@ from inas.errors import BadInputError
 from inas.io import atomic_write_text
 from inas.metrics import PROTOCOLS, SOD_METRIC_NAMES
 from inas.metrics.folder import evaluate_folders
+from inas.paths import check_output_path
+
+MAX_THREADS = 256
+MAX_CLASSES = 1000  # the confusion matrix is classes^2 counts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,8 +71,9 @@ def _csv_text(metrics: dict[str, float]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        raise BadInputError(f"must be >= 1, got {args.threads}", key="--threads")
+    if not 1 <= args.threads <= MAX_THREADS:
+        raise BadInputError(f"must be in 1..{MAX_THREADS}, got {args.threads}", key="--threads")
+    check_output_path(args.output, "file", key="--output")
     torch.set_num_threads(args.threads)
     class_names = None
     if args.class_names:
@@ -77,8 +82,10 @@ def main(args: argparse.Namespace) -> int:
             raise BadInputError(
                 f"{len(class_names)} class names given for --num-classes {args.num_classes}", key="--class-names"
             )
-    if args.task == "seg" and args.num_classes < 1:
-        raise BadInputError(f"must be >= 1, got {args.num_classes}", key="--num-classes")
+    if args.task == "seg" and not 1 <= args.num_classes <= MAX_CLASSES:
+        raise BadInputError(f"must be in 1..{MAX_CLASSES}, got {args.num_classes}", key="--num-classes")
+    if not -(2**31) <= args.ignore_index < 2**31:
+        raise BadInputError(f"must be a 32-bit integer, got {args.ignore_index}", key="--ignore-index")
     result = evaluate_folders(
         args.pred,
         args.gt,

@@ -10,17 +10,18 @@ is wrong) as one `ListCheckError`, a `BadInputError` naming the list file.
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import ImageFile, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, clip
+from inas.images import IMAGE_ERRORS, UnreadableImage, open_image
+from inas.paths import path_kind
 
 Task = Literal["sod", "seg"]
 TASKS: tuple[str, ...] = ("sod", "seg")
@@ -86,8 +87,8 @@ def read_list(root: str | Path, list_file: str | Path, *, require_labels: bool =
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInputError("list file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInputError(f"list file cannot be read ({exc})", path=path) from None
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise BadInputError(f"list file cannot be read ({clip(str(exc), 200)})", path=path) from None
     entries: list[ListEntry] = []
     problems: list[ListProblem] = []
     expected = "`<image> <label>`" if require_labels else "`<image> [<label>]`"
@@ -123,7 +124,7 @@ def _decode_fully(path: Path) -> None:
     previous = ImageFile.LOAD_TRUNCATED_IMAGES
     ImageFile.LOAD_TRUNCATED_IMAGES = False
     try:
-        with Image.open(path) as image:
+        with open_image(path) as image:
             image.load()
     finally:
         ImageFile.LOAD_TRUNCATED_IMAGES = previous
@@ -135,9 +136,9 @@ def inspect_image(path: Path, *, decode: bool = False) -> tuple[tuple[int, int],
     Fast by default: the size comes from the header; JPEGs must end with the EOI marker (else they are fully decoded,
     which detects truncation); other formats go through PIL's `verify()` (PNG: every chunk CRC). A JPEG damaged in
     the middle with intact header and end marker is only caught by `decode=True`, which decodes every file.
-    Raises OSError / ValueError / UnidentifiedImageError when unreadable.
+    Raises one of `IMAGE_ERRORS` when unreadable (a decompression bomb is an UnreadableImage, a ValueError).
     """
-    with Image.open(path) as image:
+    with open_image(path) as image:
         size, mode, fmt = image.size, image.mode, image.format
         if not decode and fmt != "JPEG":
             image.verify()
@@ -147,18 +148,22 @@ def inspect_image(path: Path, *, decode: bool = False) -> tuple[tuple[int, int],
 
 
 def _inspect(path: Path, line: int, problems: list[ListProblem], decode: bool) -> tuple[tuple[int, int], str] | None:
-    if not path.exists():
-        problems.append(ListProblem(line, str(path), "file not found"))
+    try:
+        kind = path_kind(path)
+    except BadInputError as exc:  # a name too long, a lone surrogate, ...
+        problems.append(ListProblem(line, ascii(str(path))[1:-1], str(exc).rsplit(": ", 1)[-1]))
         return None
-    if not path.is_file():
-        problems.append(ListProblem(line, str(path), "not a file"))
+    if kind != "file":
+        problems.append(ListProblem(line, str(path), "file not found" if kind == "missing" else "not a file"))
         return None
     try:
         return inspect_image(path, decode=decode)
     except UnidentifiedImageError:
         problems.append(ListProblem(line, str(path), "not a readable image (unknown format)"))
-    except (OSError, ValueError, SyntaxError, struct.error, EOFError) as exc:
-        problems.append(ListProblem(line, str(path), f"corrupt or truncated image ({exc})"))
+    except UnreadableImage as exc:
+        problems.append(ListProblem(line, str(path), str(exc)))
+    except IMAGE_ERRORS as exc:
+        problems.append(ListProblem(line, str(path), f"corrupt or truncated image ({clip(str(exc), 200)})"))
     return None
 
 

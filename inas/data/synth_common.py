@@ -24,8 +24,13 @@ from tqdm import tqdm
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
+from inas.paths import path_kind
 
 SUPERSAMPLE = 4
+SYNTH_MARKER = ".inas-synth.json"  # in every data set written here: `--force` replaces only folders holding it
+SYNTH_GENERATORS = ("inas.data.synth_sod", "inas.data.synth_seg")
+MAX_SIZE = 4096  # pixels: the config's bound on image sides
+MAX_SAMPLES = 1_000_000
 SPLIT_CODES = {"train": 0, "test": 1, "val": 2}
 
 Polygon = np.ndarray  # (K, 2) float32 array of (x, y) pixel coordinates
@@ -224,12 +229,31 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return scaled.astype(np.uint8)
 
 
+def is_synth_set(folder: Path) -> bool:
+    """True if `folder` holds a data set written by these generators: the marker file, or (sets written before
+    the marker existed) a `synth.json` naming one of our generators."""
+    if (folder / SYNTH_MARKER).is_file():
+        return True
+    try:
+        meta = json.loads((folder / "synth.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("generator") in SYNTH_GENERATORS
+
+
 def prepare_output(out: Path, force: bool) -> None:
-    """Refuse to overwrite a non-empty output folder unless `force` (checked before any work)."""
-    if out.exists() and not out.is_dir():
+    """Refuse to overwrite a non-empty output folder unless `force`, and even then unless it is a data set written
+    by `data synth` (checked before any work)."""
+    kind = path_kind(out, key="--out")
+    if kind not in ("missing", "folder"):
         raise BadInputError("output path exists and is not a folder", path=out)
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if kind == "missing" or not any(out.iterdir()):
+        return
+    if not force:
         raise BadInputError("output folder exists and is not empty (use --force to replace it)", path=out)
+    if not is_synth_set(out):
+        raise BadInputError(f"--force replaces only a data set written by `data synth` (one holding {SYNTH_MARKER}); "
+                            "this folder is not one: empty or remove it yourself, or choose another --out", path=out)
 
 
 def make_staging_dir(out: Path) -> Path:
@@ -255,16 +279,23 @@ def publish(staging: Path, out: Path) -> None:
 SynthFill = Callable[[Path], tuple[dict, Mapping[str, Sequence[tuple[str, str]]]]]
 
 
+def check_synth_args(n_train: int, n_test: int, size: int, seed: int) -> None:
+    """Counts, size and seed within the generators' bounds (BadInputError naming the option otherwise)."""
+    for key, value, low, high in (("--n-train", n_train, 1, MAX_SAMPLES), ("--n-test", n_test, 1, MAX_SAMPLES),
+                                  ("--size", size, 32, MAX_SIZE), ("--seed", seed, 0, 2**32 - 1)):
+        if not low <= value <= high:
+            raise BadInputError(f"must be in {low}..{high}, got {value}", key=key)
+
+
 def build_synth_dataset(out: str | Path, n_train: int, n_test: int, size: int, force: bool,
-                        fill: SynthFill) -> SynthResult:
+                        fill: SynthFill, seed: int = 0) -> SynthResult:
     """Check the counts, then build a data set in a staging folder beside `out` and rename it onto `out`.
 
     `fill(staging)` writes the samples and returns (meta, lists): `meta` goes to `synth.json`, then each list file
     `name -> [(image, label), ...]` is written in order (lists last). All or nothing: on any error the staging
     folder is removed and `out` is left as it was.
     """
-    if n_train < 1 or n_test < 1 or size < 32:
-        raise BadInputError(f"need n_train >= 1, n_test >= 1, size >= 32; got {n_train}, {n_test}, {size}")
+    check_synth_args(n_train, n_test, size, seed)
     out = Path(out)
     prepare_output(out, force)
     start = time.perf_counter()
@@ -272,6 +303,8 @@ def build_synth_dataset(out: str | Path, n_train: int, n_test: int, size: int, f
     try:
         meta, lists = fill(staging)
         atomic_write_text(staging / "synth.json", json.dumps(meta, indent=2) + "\n")
+        marker = {"format": "inas-synth", "version": 1, "generator": meta.get("generator"), "task": meta.get("task")}
+        atomic_write_text(staging / SYNTH_MARKER, json.dumps(marker) + "\n")
         for name, pairs in lists.items():
             atomic_write_text(staging / name, "".join(f"{a} {b}\n" for a, b in pairs))
         publish(staging, out)

@@ -350,4 +350,4 @@ def synthesize_seg(
                 "classes": {str(k): v for k, v in CLASSES_USED.items()}, "ignore_index": IGNORE}
         return meta, {"train.lst": pairs[:n_train], "val.lst": pairs[n_train:]}
 
-    return build_synth_dataset(out, n_train, n_test, size, force, fill)
+    return build_synth_dataset(out, n_train, n_test, size, force, fill, seed=seed)

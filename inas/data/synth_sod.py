@@ -239,4 +239,4 @@ def synthesize_sod(
                 "size": size, "n_train": n_train, "n_test": n_test}
         return meta, {"train.lst": pairs[:n_train], "test.lst": pairs[n_train:]}
 
-    return build_synth_dataset(out, n_train, n_test, size, force, fill)
+    return build_synth_dataset(out, n_train, n_test, size, force, fill, seed=seed)

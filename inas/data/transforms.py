@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, clip
+from inas.images import IMAGE_ERRORS, open_image
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -34,12 +35,12 @@ _INV_STD = 1.0 / (np.asarray(IMAGENET_STD, dtype=np.float32) * 255.0)
 
 def _open(path: Path, kind: str) -> Image.Image:
     try:
-        image = Image.open(path)
+        image = open_image(path)
         image.load()
     except FileNotFoundError:
         raise BadInputError(f"{kind} file not found", path=path) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise BadInputError(f"{kind} file cannot be read ({exc})", path=path) from None
+    except IMAGE_ERRORS as exc:
+        raise BadInputError(f"{kind} file cannot be read ({clip(str(exc), 300)})", path=path) from None
     return image
 
 

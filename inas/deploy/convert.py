@@ -81,7 +81,7 @@ def load_supernet_any(path: str | Path, config: ExperimentConfig) -> Supernet:
                             f"checkpoint), got format {obj.get('format')!r}", path=path)
     else:
         supernet = Supernet(config.space.build(), config.num_classes, tuple(config.model.output_levels))
-        load_original_checkpoint(obj, supernet)
+        load_original_checkpoint(obj, supernet, where=path)
     expected = config.num_classes
     if supernet.num_classes != expected:
         raise BadInputError(f"the supernet has {supernet.num_classes} output classes but the config's task "

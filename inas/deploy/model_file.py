@@ -24,12 +24,15 @@ from typing import Any, Literal
 
 import torch
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, excerpt
 from inas.io import atomic_path
 from inas.nn import StandaloneModel, load_standalone, space_spec
 from inas.nn.checkpoint import (
+    MAX_CLASSES,
     STANDALONE_FORMAT,
     SUPERNET_FORMAT,
+    head_activation_field,
+    output_levels_field,
     read_checkpoint,
     space_from_spec,
     standalone_record,
@@ -39,6 +42,7 @@ from inas.space import Arch, SearchSpace, arch_from_json
 TASKS: tuple[str, ...] = ("sod", "seg")
 ModelKind = Literal["torch", "onnx"]
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+MAX_INPUT_SIDE = 4096  # pixels, the config's bound on image sizes
 HINT = "expected a stand-alone model file written by `convert` (.pt) or an ONNX file written by `export`"
 
 
@@ -78,24 +82,27 @@ class ModelInfo:
         if not isinstance(header["arch"], str):
             raise BadInputError("expected the architecture as a JSON string", path=source, key="arch")
         arch = arch_from_json(header["arch"], space, source)
-        num_classes = _positive_int(header["num_classes"], "num_classes", source)
+        num_classes = _positive_int(header["num_classes"], "num_classes", source, MAX_CLASSES)
         task = header.get("task") or ("sod" if num_classes == 1 else "seg")
-        if task not in TASKS:
-            raise BadInputError(f"expected one of {list(TASKS)}, got {task!r}", path=source, key="task")
+        if not isinstance(task, str) or task not in TASKS or (task == "sod") != (num_classes == 1):
+            raise BadInputError(f"expected one of {list(TASKS)} (sod with 1 class, seg with more), got "
+                                f"{excerpt(task)} with {num_classes} classes", path=source, key="task")
         size = header["input_size"]
         if not isinstance(size, Sequence) or isinstance(size, str) or len(size) != 2:
-            raise BadInputError(f"expected [height, width], got {size!r}", path=source, key="input_size")
-        input_hw = (_positive_int(size[0], "input_size", source), _positive_int(size[1], "input_size", source))
-        levels = tuple(int(v) for v in header.get("output_levels", (0,)))
+            raise BadInputError(f"expected [height, width], got {excerpt(size)}", path=source, key="input_size")
+        input_hw = (_positive_int(size[0], "input_size", source, MAX_INPUT_SIDE),
+                    _positive_int(size[1], "input_size", source, MAX_INPUT_SIDE))
+        levels = output_levels_field(header.get("output_levels", [0]), source)
+        head_activation = head_activation_field(header.get("head_activation"), source)
         conversion = header.get("conversion") or {}
         if not isinstance(conversion, Mapping):
             raise BadInputError("expected a mapping", path=source, key="conversion")
-        return cls(space, arch, task, num_classes, header.get("head_activation"), input_hw, levels, dict(conversion))
+        return cls(space, arch, task, num_classes, head_activation, input_hw, levels, dict(conversion))
 
 
-def _positive_int(value: Any, key: str, source: str | None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value or value < 1:
-        raise BadInputError(f"expected a positive integer, got {value!r}", path=source, key=key)
+def _positive_int(value: Any, key: str, source: str | None, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 1 <= value <= high or int(value) != value:
+        raise BadInputError(f"expected an integer in 1..{high}, got {excerpt(value)}", path=source, key=key)
     return int(value)
 
 
@@ -169,7 +176,7 @@ def load_model_file(path: str | Path) -> tuple[StandaloneModel, ModelInfo]:
     header = dict(obj)
     header.setdefault("input_size", [320, 320])
     info = ModelInfo.from_header(header, str(path))
-    model = load_standalone(path)
+    model = load_standalone(obj, where=path)  # the dict already read: the file is loaded once
     if model.num_classes != info.num_classes:  # pragma: no cover - same file, read twice
         raise BadInputError("inconsistent class count", path=path, key="num_classes")
     return model, info

@@ -7,7 +7,8 @@
 Every regular, non-hidden file directly inside the input folder is tried (not recursive). A file that cannot be read
 as an image (corrupt, truncated, not an image at all) is skipped and listed in the report, never an exception; so is
 a second input with the same file stem as an earlier one (the outputs would collide). Outputs are `<stem>.png` in the
-output folder, each written atomically. Inputs are resized to the network input size (bilinear), outputs back.
+output folder, each written atomically; the output folder is created at the first output, so a run that
+could read no image leaves none behind. Inputs are resized to the network input size (bilinear), outputs back.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from inas.deploy.palette import colorize
 from inas.deploy.runtime import Predictor
 from inas.errors import BadInputError
 from inas.io import atomic_path, remove_stale_temp_files_in
+from inas.paths import check_output_path, path_kind
 
 
 @dataclass
@@ -45,7 +47,7 @@ class PredictReport:
 def list_inputs(folder: str | Path) -> list[Path]:
     """The regular, non-hidden files directly inside `folder`, sorted by name (BadInputError if none)."""
     root = Path(folder)
-    if not root.is_dir():
+    if path_kind(root) != "folder":
         raise BadInputError("the input folder does not exist or is not a folder", path=root)
     files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
     if not files:
@@ -79,11 +81,7 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | P
     model's fixed input size, else its stored input size."""
     files = list_inputs(input_dir)
     input_hw = input_hw or predictor.fixed_hw or predictor.info.input_hw
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise BadInputError("the output path exists and is not a folder", path=out)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_stale_temp_files_in(out)  # once, not at every image (see inas.io)
+    out = check_output_path(out_dir, "folder")
     report = PredictReport()
     start = time.perf_counter()
     seen: dict[str, Path] = {}
@@ -97,6 +95,9 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | P
             continue
         seen[path.stem] = path
         result = predict_image(predictor, image, input_hw)
+        if not report.written:  # the folder is made at the first output: no image read, no folder left behind
+            out.mkdir(parents=True, exist_ok=True)
+            remove_stale_temp_files_in(out)  # once, not at every image (see inas.io)
         target = out / f"{path.stem}.png"
         with atomic_path(target, clean_stale=False) as tmp:  # the folder was cleaned once, above
             result.save(tmp, format="PNG")

@@ -21,12 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, clip
+from inas.images import IMAGE_ERRORS, open_image
 from inas.metrics.seg import SegMetrics
 from inas.metrics.sod import SODMetrics
+from inas.paths import path_kind
 
 log = logging.getLogger(__name__)
 
@@ -64,11 +66,15 @@ def list_images(folder: str | Path, role: str) -> dict[str, Path]:
     """`{stem: path}` of the images directly inside `folder`; `role` ("prediction", "ground truth") names it in
     errors. Raises BadInputError for a missing or empty folder or two images with the same stem."""
     root = Path(folder)
-    if not root.is_dir():
+    if path_kind(root) != "folder":
         raise BadInputError(f"the {role} folder does not exist or is not a folder", path=root)
+    try:
+        entries = sorted(root.iterdir())
+    except OSError as exc:
+        raise BadInputError(f"the {role} folder cannot be listed ({exc.strerror or exc})", path=root) from None
     found: dict[str, Path] = {}
-    for path in sorted(root.iterdir()):
-        if not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES:
+    for path in entries:
+        if path.suffix.lower() not in IMAGE_SUFFIXES or path_kind(path) != "file":
             continue
         if path.stem in found:
             raise BadInputError(
@@ -96,10 +102,11 @@ def match_by_stem(pred_dir: str | Path, gt_dir: str | Path) -> FolderMatch:
 
 def _open(path: Path) -> Image.Image:
     try:
-        image = Image.open(path)
+        image = open_image(path)
         image.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise BadInputError(f"not a readable image ({exc.__class__.__name__})", path=path) from exc
+    except IMAGE_ERRORS as exc:
+        raise BadInputError(f"not a readable image ({exc.__class__.__name__}: {clip(str(exc), 200)})",
+                            path=path) from None
     return image
 
 

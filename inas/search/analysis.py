@@ -90,6 +90,7 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
     for column in (*NUMERIC_COLUMNS, *TASK_METRICS[task], *latency_columns(frame)):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
+    _check_rows(frame, path)
     if frame.empty:
         raise BadInputError("has no rows: the search evaluated no architecture yet (run `search` on this folder "
                             "to start or continue it)", path=path)
@@ -107,6 +108,24 @@ def _source_names(folders: Sequence[Path]) -> list[str]:
     """Folder names as row tags; a repeated name gets the full path instead so tags stay unique."""
     names = [f.resolve().name or str(f) for f in folders]
     return [str(f) if names.count(n) > 1 else n for f, n in zip(folders, names, strict=True)]
+
+
+def _check_rows(frame: pd.DataFrame, path: Path) -> None:
+    """Text columns decode (a damaged file can hold invalid UTF-8 that pandas decodes only on access), and every
+    row's arch parses in the iNAS space with `arch_id` its id (ids name files); BadInputError naming `path`."""
+    from inas.search.evaluators import check_row_id
+    from inas.space import inas_space
+
+    for column in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
+            try:
+                frame[column] = pd.Series(frame[column].tolist(), index=frame.index, dtype=object)
+            except (UnicodeDecodeError, ValueError) as exc:
+                raise BadInputError(f"column cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})",
+                                    path=path, key=str(column)) from None
+    space = inas_space()
+    for index, row in enumerate(frame[["arch", "arch_id"]].to_dict(orient="records")):
+        check_row_id(row, space, path, index)
 
 
 def load_results(folders: Sequence[str | Path]) -> tuple[pd.DataFrame, int]:

@@ -114,24 +114,19 @@ class AccuracyEvaluator:
 def supernet_payload(supernet: Any, key: str) -> dict[str, Any]:
     """The supernet as plain data for the Ray object store: construction arguments and weights as numpy arrays
     (deserialised zero-copy in workers). `key` identifies the weights (see `worker_evaluator`)."""
-    from inas.nn import space_spec
+    from inas.nn.checkpoint import supernet_header_record
 
     return {
         "key": key,
-        "space": space_spec(supernet.space),
-        "num_classes": supernet.num_classes,
-        "output_levels": list(supernet.output_levels),
-        "head_activation": supernet.head_activation,
+        **supernet_header_record(supernet),
         "state": {k: v.detach().cpu().numpy() for k, v in supernet.state_dict().items()},
     }
 
 
 def supernet_from_payload(payload: Mapping[str, Any]) -> Any:
-    from inas.nn import Supernet, space_from_spec
+    from inas.nn.checkpoint import read_supernet_header
 
-    space = space_from_spec(payload["space"])
-    supernet = Supernet(space, int(payload["num_classes"]), tuple(payload["output_levels"]),
-                        payload["head_activation"])
+    supernet = read_supernet_header(payload, "supernet payload").build()
     state = {k: torch.from_numpy(np.array(v)) for k, v in payload["state"].items()}
     supernet.load_state_dict(state, strict=True)
     return supernet.eval()
@@ -323,12 +318,12 @@ class EvaluationTable:
         for i, row in enumerate(frame.to_dict(orient="records")):
             row = {k: _plain(v) for k, v in row.items()}
             if space is not None:
-                _check_row_id(row, space, path, i)
+                check_row_id(row, space, path, i)
             table.add(row)
         return table
 
 
-def _check_row_id(row: Mapping[str, Any], space: SearchSpace, path: Path, index: int) -> None:
+def check_row_id(row: Mapping[str, Any], space: SearchSpace, path: Path, index: int) -> Arch:
     """BadInputError unless the row's `arch` parses in `space` and its `arch_id` is that arch's id."""
     arch_json, arch_id = row.get("arch"), row.get("arch_id")
     if not isinstance(arch_json, str) or not isinstance(arch_id, str):
@@ -337,6 +332,7 @@ def _check_row_id(row: Mapping[str, Any], space: SearchSpace, path: Path, index:
     if arch.arch_id != arch_id:
         raise BadInputError(f"arch_id {arch_id[:40]!r} is not the id of the row's arch ({arch.arch_id})", path=path,
                             key=f"row {index}")
+    return arch
 
 
 def _has_metric(row: Mapping[str, Any], metric: str) -> bool:

@@ -7,12 +7,13 @@ JSON schema (version 1):
      "transport": {"level_0": {"connections": [0, 1], "kernels": [3, 5]}, ...},
      "decoder": {"level_0": {"connections": [0, 1], "kernels": [3]}, ...}}
 Connections and kernel sets are sets, stored sorted (the canonical form). The original iNAS saved format
-(a JSON string holding a Python dict repr) is read with `ast.literal_eval`, never `eval`.
+(a JSON string holding a Python dict repr, with `np.int64(40)`-style scalars when written under NumPy >= 2) is
+read by `inas.space.literal.parse_literal`, an `ast` walk that accepts only literals: nothing is evaluated.
+Texts over 1 MiB and nesting deeper than 32 levels are refused with one line.
 """
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 from collections.abc import Mapping
@@ -21,7 +22,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, clip, excerpt
+from inas.space.literal import MAX_CHARS, LiteralError, parse_literal
 from inas.space.space import LEVEL_NAMES, LEVEL_STAGES, STAGE_NAMES, SearchSpace
 
 ARCH_FORMAT = "inas-arch"
@@ -199,7 +201,7 @@ class Arch:
 # ----- parsing -----------------------------------------------------------------------------------------------------
 def _int_list(value: Any, key: str, source: str | None) -> list[int]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ArchError(f"expected a list of integers, got {value!r}", path=source, key=key)
+        raise ArchError(f"expected a list of integers, got {excerpt(value)}", path=source, key=key)
     return list(value)
 
 
@@ -211,7 +213,7 @@ def _mapping(value: Any, key: str, source: str | None, expected_keys: tuple[str,
     extra = [k for k in value if k not in expected_keys]
     if missing or extra:
         detail = "; ".join(p for p in (f"missing {missing}" if missing else "",
-                                        f"unknown {extra}" if extra else "") if p)
+                                        f"unknown {excerpt(extra)}" if extra else "") if p)
         raise ArchError(f"{detail}; expected keys {list(expected_keys)}", path=source, key=key)
     return value
 
@@ -220,9 +222,10 @@ def arch_from_dict(doc: Any, space: SearchSpace, source: str | None = None) -> A
     """Parse and validate our JSON document (see module docstring). Raises ArchError naming the field."""
     doc = _mapping(doc, "<root>", source, ("format", "version", "backbone", "transport", "decoder"))
     if doc["format"] != ARCH_FORMAT:
-        raise ArchError(f"expected {ARCH_FORMAT!r}, got {doc['format']!r}", path=source, key="format")
+        raise ArchError(f"expected {ARCH_FORMAT!r}, got {excerpt(doc['format'])}", path=source, key="format")
     if doc["version"] != ARCH_VERSION:
-        raise ArchError(f"unsupported version {doc['version']!r}; expected {ARCH_VERSION}", path=source, key="version")
+        raise ArchError(f"unsupported version {excerpt(doc['version'])}; expected {ARCH_VERSION}", path=source,
+                        key="version")
     backbone_doc = _mapping(doc["backbone"], "backbone", source, STAGE_NAMES)
     stages = []
     for name in STAGE_NAMES:
@@ -230,7 +233,7 @@ def arch_from_dict(doc: Any, space: SearchSpace, source: str | None = None) -> A
         widths = _int_list(entry["widths"], f"backbone.{name}.widths", source)
         kernels_raw = entry["kernels"]
         if not isinstance(kernels_raw, list | tuple):
-            raise ArchError(f"expected a list of kernel sets, got {kernels_raw!r}", path=source,
+            raise ArchError(f"expected a list of kernel sets, got {excerpt(kernels_raw)}", path=source,
                             key=f"backbone.{name}.kernels")
         kernels = [_int_list(k, f"backbone.{name}.kernels[{i}]", source) for i, k in enumerate(kernels_raw)]
         stages.append(StageArch(tuple(widths), tuple(tuple(k) for k in kernels)))
@@ -259,12 +262,15 @@ def arch_from_original(cfg: Any, space: SearchSpace, source: str | None = None) 
                          ("depth", "ratio", "stride", "kernel", "filter"))
         for field, expected in (("ratio", stage_space.expand_ratio), ("stride", stage_space.stride)):
             if entry[field] != expected:
-                raise ArchError(f"is {entry[field]!r}; this space fixes it to {expected}", path=source,
+                raise ArchError(f"is {excerpt(entry[field])}; this space fixes it to {expected}", path=source,
                                 key=f"backbone_cfg.{name}.{field}")
         widths = _int_list(entry["filter"], f"backbone_cfg.{name}.filter", source)
+        if not isinstance(entry["kernel"], list | tuple):
+            raise ArchError(f"expected a list of kernel sets, got {excerpt(entry['kernel'])}", path=source,
+                            key=f"backbone_cfg.{name}.kernel")
         kernels = [_int_list(k, f"backbone_cfg.{name}.kernel[{i}]", source) for i, k in enumerate(entry["kernel"])]
         if entry["depth"] != len(widths):
-            raise ArchError(f"is {entry['depth']!r} but 'filter' has {len(widths)} entries", path=source,
+            raise ArchError(f"is {excerpt(entry['depth'])} but 'filter' has {len(widths)} entries", path=source,
                             key=f"backbone_cfg.{name}.depth")
         if name == "stem":  # the network ignores the stem's kernel entry
             kernels = [[3]]
@@ -320,14 +326,20 @@ def validate_arch(arch: Arch, space: SearchSpace, source: str | None = None) -> 
 
 def arch_from_json(text: str, space: SearchSpace, source: str | None = None) -> Arch:
     """Parse an Arch from JSON text in our format or the original iNAS saved format."""
+    if len(text) > MAX_CHARS:
+        raise ArchError(f"longer than {MAX_CHARS} characters; an arch file is a few KB", path=source)
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ArchError(f"not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})", path=source) from None
+    except RecursionError:
+        raise ArchError("not valid JSON (nested too deeply)", path=source) from None
+    except ValueError as exc:  # e.g. an integer with more digits than Python converts
+        raise ArchError(f"not valid JSON ({clip(str(exc), 120)})", path=source) from None
     if isinstance(doc, str):  # original iNAS: json.dump(str(cfg)) -> a JSON string holding a Python dict repr
         try:
-            doc = ast.literal_eval(doc)
-        except (ValueError, SyntaxError) as exc:
+            doc = parse_literal(doc)
+        except LiteralError as exc:
             raise ArchError(f"holds a string that is not a Python dict literal ({exc})", path=source) from None
     if isinstance(doc, Mapping) and "backbone_cfg" in doc:
         return arch_from_original(doc, space, source)
@@ -338,9 +350,11 @@ def load_arch(path: str | Path, space: SearchSpace) -> Arch:
     """Read an Arch JSON file (ours or the original's saved format)."""
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_CHARS:
+            raise ArchError(f"larger than {MAX_CHARS >> 20} MiB; an arch file is a few KB", path=path)
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ArchError("file not found", path=path) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ArchError(f"cannot be read ({exc})", path=path) from None
+    except (OSError, UnicodeError, ValueError) as exc:
+        raise ArchError(f"cannot be read ({clip(str(exc), 200)})", path=path) from None
     return arch_from_json(text, space, str(path))

@@ -26,7 +26,7 @@ from torch import Tensor
 from inas.errors import BadInputError
 from inas.io import atomic_path
 from inas.nn import Supernet, load_original_checkpoint, load_supernet_weights, slice_like, space_spec
-from inas.nn.checkpoint import read_checkpoint
+from inas.nn.checkpoint import read_checkpoint, read_supernet_header
 from inas.train.rng import check_python_rng_state, check_rng_state
 
 CHECKPOINT_FORMAT = "inas-train-checkpoint"
@@ -164,10 +164,6 @@ def _scheduler_ok(value: Any) -> bool:
             and _numbers(value.get("_last_lr", [])))
 
 
-def _levels_ok(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(x) and 0 <= x <= 4 for x in value)
-
-
 def _optimizer_dict(value: Any) -> bool:
     return (isinstance(value, Mapping) and isinstance(value.get("state"), Mapping)
             and all(isinstance(v, Mapping) and all(isinstance(t, (Tensor, int, float)) for t in v.values())
@@ -191,10 +187,9 @@ def _checked_state(obj: Mapping[str, Any], path: Path) -> TrainState:
     """Every field of a version-1/2 checkpoint dict, checked (BadInputError naming the field)."""
     iteration = _field(obj, "iteration", path, lambda v: _is_int(v) and v >= 0, "an int >= 0")
     task = _field(obj, "task", path, lambda v: v in ("sod", "seg"), "'sod' or 'seg'")
-    space = _field(obj, "space", path, _str_dict, "a space spec (a dict)")
-    num_classes = _field(obj, "num_classes", path, lambda v: _is_int(v) and v >= 1, "an int >= 1")
-    levels = _field(obj, "output_levels", path, _levels_ok, "a non-empty list of levels 0-4")
-    head = _field(obj, "head_activation", path, lambda v: v is None or isinstance(v, str), "a string or null")
+    header = read_supernet_header(obj, path)  # the one reader of space, num_classes, output_levels, head
+    space, num_classes = space_spec(header.space), header.num_classes
+    levels, head = header.output_levels, header.head_activation
     model = _field(obj, "model", path, _tensor_dict, "a state dict (names -> tensors)")
     optimizer = _field(obj, "optimizer", path, _optimizer_dict, "an optimizer state dict (state, param_groups)")
     scheduler = _field(obj, "scheduler", path, _scheduler_ok,

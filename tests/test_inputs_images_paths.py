@@ -1,0 +1,183 @@
+"""Images and paths as a hostile user hands them in: decompression bombs (Pillow's error and its warning), names
+too long for the file system, lone surrogates, output paths of the wrong kind, `predict` with no readable image,
+`data synth --force` on a folder it did not write. Each is one `error:` line and exit 2 through the CLI."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from fuzz_cases import BOMB_ERROR_SIZE, BOMB_WARNING_SIZE, bomb_png
+from PIL import Image
+
+from inas.data.synth_sod import synthesize_sod
+from inas.errors import BadInputError
+from inas.images import UnreadableImage, open_image
+from inas.paths import check_output_path, path_kind
+from inas.run import main
+
+BOMBS = {"error": BOMB_ERROR_SIZE, "warning": BOMB_WARNING_SIZE}
+
+
+@pytest.fixture(scope="module")
+def sod_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("paths_data") / "sod"
+    synthesize_sod(root, n_train=2, n_test=2, size=48, seed=0, workers=1)
+    return root
+
+
+def run(capsys, argv: list[str]) -> tuple[int, str]:
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out + captured.err
+
+
+def one_error(code: int, text: str, *names: str) -> str:
+    assert code == 2, text
+    assert "Traceback" not in text and "Warning" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, text
+    for name in names:
+        assert name in text[text.index(errors[0]):], text
+    return errors[0]
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+def test_open_image_refuses_bombs(tmp_path, kind):
+    path = bomb_png(tmp_path / "bomb.png", *BOMBS[kind])
+    with pytest.raises(UnreadableImage, match="decompression bomb"):
+        open_image(path)
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+def test_bomb_in_a_list_is_a_listed_problem(sod_root, tmp_path, capsys, kind):
+    root = tmp_path / "data"
+    shutil.copytree(sod_root, root)
+    mask = root / (root / "train.lst").read_text().split()[1]
+    bomb_png(mask, *BOMBS[kind])
+    code, text = run(capsys, ["data", "check", "--root", str(root), "--list", "train.lst"])
+    one_error(code, text, str(root / "train.lst"), mask.name, "decompression bomb")
+
+
+@pytest.mark.parametrize("kind", sorted(BOMBS))
+def test_bomb_in_evaluate(tmp_path, capsys, kind):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    pred.mkdir()
+    gt.mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(gt / "a.png")
+    bomb_png(pred / "a.png", *BOMBS[kind])
+    out = tmp_path / "m.csv"
+    code, text = run(capsys, ["evaluate", "--pred", str(pred), "--gt", str(gt), "-o", str(out), "--no-progress"])
+    one_error(code, text, "a.png", "decompression bomb")
+    assert not out.exists()
+
+
+def test_name_too_long_in_a_list(sod_root, tmp_path, capsys):
+    root = tmp_path / "data"
+    shutil.copytree(sod_root, root)
+    (root / "long.lst").write_text("images/" + "x" * 300 + ".jpg masks/m.png\n")
+    code, text = run(capsys, ["data", "check", "--root", str(root), "--list", "long.lst"])
+    one_error(code, text, "long.lst", "line 1", "File name too long")
+
+
+def test_paths_too_long_or_unencodable(tmp_path):
+    with pytest.raises(BadInputError, match="too long"):
+        path_kind(tmp_path / ("y" * 300))
+    with pytest.raises(BadInputError, match="lone surrogate"):
+        path_kind(tmp_path / "a\ud800b")
+    with pytest.raises(BadInputError, match="NUL"):
+        path_kind(tmp_path / "a\x00b")
+    assert path_kind(tmp_path / "none") == "missing" and path_kind(tmp_path) == "folder"
+
+
+def test_config_paths_with_a_lone_surrogate(sod_root, tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text('data: {root: "' + str(sod_root) + '/\\ud800"}\n', encoding="utf-8")
+    assert "\ud800" in str(yaml.safe_load(config.read_text())["data"]["root"])
+    code, text = run(capsys, ["data", "check", "-c", str(config)])
+    one_error(code, text, str(config), "data.root", "lone surrogate", "\\ud800")
+
+
+@pytest.mark.parametrize("argv, wrong", [
+    (["evaluate", "--pred", "P", "--gt", "G", "-o", "OUT"], "folder"),
+    (["predict", "MODEL", "IN", "-o", "OUT"], "file"),
+    (["data", "synth", "--out", "OUT", "--n-train", "1", "--n-test", "1", "--size", "32", "--workers", "1"], "file"),
+])
+def test_output_path_of_the_wrong_kind(tmp_path, capsys, argv, wrong):
+    from test_deploy_predict import _model
+
+    from inas.deploy.model_file import save_model_file
+
+    save_model_file(_model(1, 3), tmp_path / "MODEL", task="sod", input_hw=(64, 64))
+    (tmp_path / "IN").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "IN" / "a.png")
+    out = tmp_path / "out"
+    if wrong == "folder":
+        out.mkdir()
+    else:
+        out.write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = [str(out) if a == "OUT" else str(tmp_path / a) if a in ("P", "G", "IN", "MODEL") else a for a in argv]
+    code, text = run(capsys, argv)
+    one_error(code, text, str(out))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_check_output_path():
+    assert check_output_path("/nonexistent/x.csv", "file").name == "x.csv"
+    with pytest.raises(BadInputError, match="is a folder, not a file"):
+        check_output_path("/", "file")
+
+
+def test_predict_leaves_no_folder_when_no_image_is_read(tmp_path, capsys):
+    from test_deploy_predict import _model
+
+    from inas.deploy.model_file import save_model_file
+
+    model = tmp_path / "m.pt"
+    save_model_file(_model(1, 3), model, task="sod", input_hw=(64, 64))
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    bomb_png(images / "b.png", *BOMB_WARNING_SIZE)
+    out = tmp_path / "maps"
+    code, text = run(capsys, ["predict", str(model), str(images), "-o", str(out), "--no-progress"])
+    one_error(code, text, "no image could be read")
+    assert "decompression bomb" in text and not out.exists()
+
+
+def test_synth_force_refuses_a_folder_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    argv = ["data", "synth", "--out", str(out), "--n-train", "1", "--n-test", "1", "--size", "32", "--workers", "1",
+            "--force"]
+    code, text = run(capsys, argv)
+    one_error(code, text, str(out), ".inas-synth.json")
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
+@pytest.mark.parametrize("option, value", [("--seed", "-1"), ("--seed", str(2**32)), ("--size", "100000"),
+                                           ("--size", "8"), ("--n-train", "0"), ("--n-test", "10000000")])
+def test_synth_options_out_of_bounds(tmp_path, capsys, option, value):
+    out = tmp_path / "set"
+    argv = ["data", "synth", "--out", str(out), "--n-train", "1", "--n-test", "1", "--size", "32", "--workers", "1"]
+    code, text = run(capsys, [*argv, option, value])
+    one_error(code, text, option, value)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option, value", [("--num-classes", "5000"), ("--threads", "100000"),
+                                           ("--ignore-index", str(10**20))])
+def test_evaluate_options_out_of_bounds(tmp_path, capsys, option, value):
+    for name in ("pred", "gt"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / name / "a.png")
+    out = tmp_path / "m.csv"
+    code, text = run(capsys, ["evaluate", "--task", "seg", "--pred", str(tmp_path / "pred"), "--gt",
+                              str(tmp_path / "gt"), "-o", str(out), "--no-progress", option, value])
+    one_error(code, text, option, value)
+    assert not out.exists()
