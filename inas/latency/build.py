@@ -17,7 +17,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from inas.config import ExperimentConfig
+from inas.data.lists import resolve_list_path
+from inas.deploy.calibration import Calibration, images_from_list
 from inas.errors import BadInputError
+from inas.latency.backends import INT8_BACKENDS
 from inas.latency.blocks import BlockKey, enumerate_blocks, parse_input_size
 from inas.latency.devices import DeviceSpec, device_actors, dispatch
 from inas.latency.table import keys_of, read_table, table_from_rows, table_path, write_table
@@ -35,7 +38,20 @@ def lut_input_hw(config: ExperimentConfig) -> tuple[int, int]:
 def device_specs(config: ExperimentConfig) -> list[DeviceSpec]:
     lut = config.lut
     return [DeviceSpec(d.name, d.ray_resource, d.backend, d.threads, d.batch, d.actors, lut.warmup_runs, lut.runs,
-                       lut.node_lock, lut.drop_preempted_runs) for d in lut.devices]
+                       lut.node_lock, lut.drop_preempted_runs, lut_input_hw(config), lut.reference_every)
+            for d in lut.devices]
+
+
+def lut_calibration(config: ExperimentConfig) -> Calibration | None:
+    """Calibration images for the INT8 devices: `lut.calibration_images` images of data.train_list at the LUT
+    input size; None (random data) if no device is INT8 or the list file does not exist."""
+    if not any(d.backend in INT8_BACKENDS for d in config.lut.devices):
+        return None
+    data = config.data
+    if not resolve_list_path(data.root, data.train_list).is_file():
+        log.info("no %s under %s: INT8 devices calibrate on random data", data.train_list, data.root)
+        return None
+    return images_from_list(data.root, data.train_list, config.lut.calibration_images, lut_input_hw(config))
 
 
 def config_blocks(config: ExperimentConfig) -> list[BlockKey]:
@@ -127,7 +143,7 @@ def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, ad
         bars[device].update(len(rows))
 
     try:
-        with device_actors(specs, address, in_process) as actors:
+        with device_actors(specs, address, in_process, lut_calibration(config)) as actors:
             bars.update({spec.name: tqdm(total=len(keys), initial=reports[spec.name].reused, desc=f"lut {spec.name}",
                                          position=i, unit="block", disable=not progress, leave=True)
                          for i, spec in enumerate(specs)})

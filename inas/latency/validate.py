@@ -32,7 +32,7 @@ from tqdm import tqdm
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError
 from inas.io import atomic_path, atomic_write_parquet
-from inas.latency.build import device_specs, lut_input_hw
+from inas.latency.build import device_specs, lut_calibration, lut_input_hw
 from inas.latency.devices import device_actors, dispatch
 from inas.latency.predictor import BlockSums, Correction, LatencyPredictor, correction_path
 from inas.latency.table import table_path
@@ -194,7 +194,7 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         seconds[device] = time.perf_counter() - t0
 
     try:
-        with device_actors(specs, address, in_process) as actors:
+        with device_actors(specs, address, in_process, lut_calibration(config)) as actors:
             bars.update({s.name: tqdm(total=len(archs) * rounds, desc=f"validate {s.name}", position=i, unit="net",
                                       disable=not progress) for i, s in enumerate(specs)})
             todo = {s.name: deque(a.to_json() for _ in range(rounds) for a in archs) for s in specs}
