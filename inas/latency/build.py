@@ -13,6 +13,7 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -67,6 +68,7 @@ class BuildReport:
     reused: int  # already in the table before this run
     measured: int  # measured in this run
     seconds: float  # wall time of this device's measurements
+    reference: tuple[float, float, float] | None = None  # min, median, max of the table's reference block times
 
     @property
     def seconds_per_block(self) -> float:
@@ -154,4 +156,15 @@ def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, ad
             writer.flush()
         for bar in bars.values():
             bar.close()
+    for name, report in reports.items():
+        report.reference = reference_range(writers[name].frames[0] if writers[name].frames else None)
     return list(reports.values())
+
+
+def reference_range(frame: pd.DataFrame | None) -> tuple[float, float, float] | None:
+    """(min, median, max) of a table's reference block times, None if it has none."""
+    if frame is None or "reference_ms" not in frame:
+        return None
+    values = frame["reference_ms"].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return (float(values.min()), float(np.median(values)), float(values.max())) if len(values) else None
