@@ -25,7 +25,7 @@ naming the file and the entry.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -150,20 +150,23 @@ def _quantization(header: Mapping[str, Any], source: str | None) -> Quantization
     return quant
 
 
+def _keyed(parse: Callable[[], Any], source: str | None, key: str) -> Any:
+    """parse(), its BadInputError re-raised naming the `inas.<key>` entry."""
+    try:
+        return parse()
+    except BadInputError as exc:
+        raise _bad(str(exc).removeprefix(f"{source}: "), source, key) from None
+
+
 def read_metadata(props: Mapping[str, str], source: str | None = None) -> ModelMetadata:
     """The validated description of an exported model from its `inas.*` entries (see the module docstring)."""
     header = _decode(props, source)
     _check_fields(header, source)
     quant = _quantization(header, source)
-    fields = dict(header, arch=json.dumps(header["arch"]))
-    for key, parse in (("space", lambda: space_from_spec(header["space"], source)),
-                       ("arch", lambda: arch_from_json(fields["arch"], space_from_spec(header["space"]), source)),
-                       ("", lambda: ModelInfo.from_header(fields, source))):
-        try:
-            value = parse()
-        except BadInputError as exc:  # a malformed space, an arch that does not fit it, ...
-            raise _bad(str(exc).removeprefix(f"{source}: "), source, key or exc.key or "space") from None
-    info = value
+    arch_text = json.dumps(header["arch"])
+    space = _keyed(lambda: space_from_spec(header["space"], source), source, "space")
+    _keyed(lambda: arch_from_json(arch_text, space, source), source, "arch")
+    info = ModelInfo.from_header(dict(header, arch=arch_text), source)
     return ModelMetadata(info, ONNX_VERSION, tuple(header.get("dynamic_axes", [])),
                          header.get("precision", "fp32"), quant)
 
