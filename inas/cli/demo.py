@@ -115,7 +115,7 @@ def main(args: argparse.Namespace) -> int:
                           "--size", size, *(f"--{k.replace('_', '-')}={v}" for k, v in synth.items()), "--force"],
          "synthetic data set"),
         ("train", lambda: ["train", "-c", cfg], "supernet training"),
-        ("lut", lambda: ["lut", "-c", cfg], "latency tables, two logical devices"),
+        ("lut", lambda: ["lut", "-c", cfg], "latency tables of two targets: onnxruntime FP32 and INT8"),
         ("search", lambda: ["search", "-c", cfg], "searchers in parallel on Ray Tune"),
         ("analyze", lambda: ["analyze", str(out / "search"), "-o", str(out / "report")], "Pareto analysis and report"),
         ("convert", knee_arch, "stand-alone knee model"),
