@@ -15,7 +15,7 @@ from inas.config import parse_config
 from inas.deploy.calibration import Calibration, random_calibration
 from inas.errors import BadInputError
 from inas.latency import Runner, enumerate_blocks, read_table, write_table
-from inas.latency.backends import block_inputs, build_block, reference_block
+from inas.latency.backends import block_inputs, build_block
 from inas.latency.devices import DeviceActor, DeviceSpec, start_local_actors
 from inas.latency.table import LATER_COLUMNS, TABLE_COLUMNS
 from inas.space import inas_space
@@ -80,11 +80,12 @@ def test_actor_rows_keep_spread_calibration_and_a_periodic_reference(blocks, mon
                       reference_every=2)
     actor = DeviceActor(spec)
     timed = []
-    measure_block = actor.runner.measure_block
-    monkeypatch.setattr(actor.runner, "measure_block", lambda key, *a: timed.append(key) or measure_block(key, *a))
+    time_callable = actor.runner.time_callable
+    monkeypatch.setattr(actor.runner, "time_callable",
+                        lambda run, *a: timed.append(run is actor._reference_run) or time_callable(run, *a))
     keys = [blocks[k] for k in ("stem", "mbconv", "head")]
     rows = actor.measure_blocks([k.to_row() for k in keys])
-    assert timed == [reference_block((64, 64))] * 2  # before the first block, and after two
+    assert timed == [True, False, False, True, False]  # the reference before the first block, and after two
     assert list(rows[0]) == list(TABLE_COLUMNS)
     assert all(r["reference_ms"] > 0 and r["latency_ms_iqr"] >= 0 and r["calibration"] == "random" for r in rows)
     assert rows[0]["reference_ms"] == rows[1]["reference_ms"] != rows[2]["reference_ms"]
