@@ -153,6 +153,10 @@ class LutConfig(Section):
         50, ge=0, description="time a fixed reference block after this many blocks (and before every validation "
         "network) and keep it in the table's `reference_ms`, so drift of the machine is visible; 0: never"
     )
+    max_spread: float = Field(
+        0.1, gt=0, description="re-time a block whose timed runs spread more than this (IQR / median) ..."
+    )
+    retimes: int = Field(2, ge=0, description="... at most this many more times, keeping the steadiest timing")
     calibration_images: int = Field(
         8, gt=0, description="INT8 devices: calibrate image-shaped inputs on this many images of data.train_list "
         "(random image-like data if the list does not exist)"

@@ -132,3 +132,19 @@ def test_torch_threads_untouched_by_int8_runner():
     before = torch.get_num_threads()
     Runner("onnxruntime-int8", 1)
     assert torch.get_num_threads() == 1 == before
+
+
+def test_a_block_with_a_wide_spread_is_retimed_and_the_steadiest_timing_kept(blocks, monkeypatch):
+    from inas.latency.backends import Timing
+
+    spec = DeviceSpec("cpu", "device:cpu", "onnxruntime", 1, 1, 1, 1, 3, node_lock=False, max_spread=0.1, retimes=2)
+    actor = DeviceActor(spec)
+    timings = iter([Timing(1.0, 1.0, 0.1, 3, iqr_ms=0.5), Timing(1.2, 1.2, 0.1, 3, iqr_ms=0.3),
+                    Timing(1.1, 1.1, 0.1, 3, iqr_ms=0.4)])
+    monkeypatch.setattr(actor.runner, "time_callable", lambda *a: next(timings))
+    (row,) = actor.measure_blocks([blocks["head"].to_row()])
+    assert row["retimes"] == 2 and row["latency_ms"] == 1.2  # both re-timings made, the smallest IQR / median kept
+    steady = iter([Timing(1.0, 1.0, 0.1, 3, iqr_ms=0.05)])
+    monkeypatch.setattr(actor.runner, "time_callable", lambda *a: next(steady))
+    (row,) = actor.measure_blocks([blocks["head"].to_row()])
+    assert row["retimes"] == 0 and row["latency_ms"] == 1.0

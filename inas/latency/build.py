@@ -39,7 +39,8 @@ def lut_input_hw(config: ExperimentConfig) -> tuple[int, int]:
 def device_specs(config: ExperimentConfig) -> list[DeviceSpec]:
     lut = config.lut
     return [DeviceSpec(d.name, d.ray_resource, d.backend, d.threads, d.batch, d.actors, lut.warmup_runs, lut.runs,
-                       lut.node_lock, lut.drop_preempted_runs, lut_input_hw(config), lut.reference_every)
+                       lut.node_lock, lut.drop_preempted_runs, lut_input_hw(config), lut.reference_every,
+                       lut.max_spread, lut.retimes)
             for d in lut.devices]
 
 
