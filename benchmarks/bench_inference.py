@@ -1,13 +1,15 @@
 """Per-image inference latency of deployed models on every runtime side by side (batch 1): PyTorch eager,
 onnxruntime FP32, onnxruntime INT8 (static QDQ), OpenVINO FP32 and OpenVINO INT8 (NNCF).
 
-    python -m benchmarks.bench_inference [--size 320] [--threads N] [--repeats 20] [--arch A.json ...]
+    python -m benchmarks.bench_inference [--size 320] [--threads N] [--repeats 20] [--arch A.json ... | --report DIR]
                                          [--ort-levels all] [--runtimes ort_int8 openvino ...]
                                          [--calibration-list LIST] [--no-record]
 
 Models: by default three architectures of the FULL iNAS space: `min` (sample_min), `mid` (of 200 seeded uniform
 samples, the one whose MACs are closest to the midpoint of min and max) and `max` (sample_max); `--arch FILE` (any
-number of times) benchmarks those Arch JSON files instead (e.g. the searched Pareto front). Weights are random (BN
+number of times) benchmarks those Arch JSON files instead, and `--report DIR` (an `analyze` output folder) the
+searched front's smallest (`front_min`), knee (`knee`) and largest (`front_max`) models, by the first device's
+latency. Weights are random (BN
 statistics randomised, SMSUs folded; latency does not depend on the values). Each model is exported to ONNX with a
 fixed (1, 3, S, S) input (`inas.deploy.onnx_export.to_onnx_bytes`), checked against PyTorch, then timed:
 PyTorch eager under `torch.inference_mode()` and onnxruntime (CPU provider, sequential, the given graph optimisation
@@ -39,7 +41,7 @@ from inas.deploy.onnx_export import to_onnx_bytes
 from inas.deploy.runtime import OPTIMIZATION_LEVELS, ort_session, time_interleaved
 from inas.nn import StandaloneModel, profile
 from inas.nn.testing import perturb_
-from inas.space import Arch, SearchSpace, inas_space, load_arch, sample_max, sample_min, sample_uniform
+from inas.space import Arch, SearchSpace, arch_from_json, inas_space, load_arch, sample_max, sample_min, sample_uniform
 
 EXTRA_RUNTIMES = ("ort_int8", "openvino", "openvino_int8")
 
@@ -52,6 +54,19 @@ def middle_arch(space: SearchSpace, size: int, samples: int = 200, seed: int = 0
     rng = random.Random(seed)
     candidates = [sample_uniform(space, rng) for _ in range(samples)]
     return min(candidates, key=lambda a: abs(profile(a, (size, size), space=space)[1] - target))
+
+
+def front_models(report_dir: Path, space: SearchSpace) -> list[tuple[str, Arch]]:
+    """The smallest, knee and largest archs of an `analyze` report (front_overall and knee_point), ordered by the
+    first latency column."""
+    import pandas as pd
+
+    front = pd.read_parquet(report_dir / "front_overall.parquet")
+    knee = pd.read_parquet(report_dir / "knee_point.parquet")
+    latency = next(c for c in front.columns if str(c).startswith("latency_ms__"))
+    front = front.sort_values(latency)
+    rows = [("front_min", front.iloc[0]), ("knee", knee.iloc[0]), ("front_max", front.iloc[-1])]
+    return [(name, arch_from_json(row["arch"], space)) for name, row in rows]
 
 
 def deployed_model(space: SearchSpace, arch: Arch, seed: int = 0) -> StandaloneModel:
@@ -144,6 +159,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed runs per model and runtime")
     parser.add_argument("--repeats", type=int, default=20, help="timed runs per model and runtime (median reported)")
     parser.add_argument("--arch", action="append", default=[], help="Arch JSON file to benchmark (repeatable)")
+    parser.add_argument("--report", default=None,
+                        help="`analyze` output folder: benchmark the front's smallest, knee and largest models")
     parser.add_argument("--ort-levels", nargs="+", choices=list(OPTIMIZATION_LEVELS), default=["all"],
                         help="onnxruntime graph optimisation levels to time; the last one is the headline")
     parser.add_argument("--runtimes", nargs="*", choices=list(EXTRA_RUNTIMES), default=list(EXTRA_RUNTIMES),
@@ -161,7 +178,9 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     space = inas_space()
-    if args.arch:
+    if args.report:
+        models = front_models(Path(args.report), space)
+    elif args.arch:
         models = [(os.path.splitext(os.path.basename(path))[0], load_arch(path, space)) for path in args.arch]
     else:
         models = [("min", sample_min(space)), ("mid", middle_arch(space, args.size)), ("max", sample_max(space))]
