@@ -165,8 +165,12 @@ class LutDeviceConfig(Section):
         description="Ray resource that pins the device's actors to a node: a custom resource given with `ray start "
         "--resources '{\"device:xeon\": 1}'`, or `GPU`; default `device:<name>`",
     )
-    backend: Literal["onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda"] = Field(
-        "onnxruntime", description="runtime that times the blocks (the *-cuda ones need a GPU on the node)"
+    backend: Literal[
+        "onnxruntime", "onnxruntime-int8", "onnxruntime-cuda", "openvino", "openvino-int8", "torch", "torch-cuda"
+    ] = Field(
+        "onnxruntime", description="runtime that times the blocks: onnxruntime FP32, onnxruntime-int8 (static QDQ "
+        "INT8), openvino / openvino-int8 (OpenVINO CPU FP32 / NNCF INT8; need `pip install -e \".[openvino]\"`), "
+        "torch eager; the *-cuda ones need a GPU on the node"
     )
     threads: int = Field(1, gt=0, le=MAX_WORKERS, description="intra-op threads of the runtime")
     batch: int = Field(1, gt=0, le=MAX_BATCH, description="images per timed forward pass")
@@ -204,6 +208,18 @@ class LutConfig(Section):
     drop_preempted_runs: bool = Field(
         True, description="single-thread CPU devices: drop timed runs during which another process took the core "
         "(wall time > thread CPU time + 5 %) and time more instead; no effect on a dedicated device"
+    )
+    reference_every: int = Field(
+        50, ge=0, description="time a fixed reference block after this many blocks (and before every validation "
+        "network) and keep it in the table's `reference_ms`, so drift of the machine is visible; 0: never"
+    )
+    max_spread: float = Field(
+        0.1, gt=0, description="re-time a block whose timed runs spread more than this (IQR / median) ..."
+    )
+    retimes: int = Field(2, ge=0, description="... at most this many more times, keeping the steadiest timing")
+    calibration_images: int = Field(
+        8, gt=0, description="INT8 devices: calibrate image-shaped inputs on this many images of data.train_list "
+        "(random image-like data if the list does not exist)"
     )
 
     @field_validator("input_size")

@@ -24,13 +24,14 @@ PACKAGE = ROOT / "inas"
 DESIGN = ROOT / "docs" / "design.md"
 
 # layer of every unit, lowest first (docs/design.md §3)
-LAYERS: dict[str, int] = {
+LAYERS: dict[str, float] = {
     "errors": 0, "io": 0, "ray_watchdog": 0,          # leaves: import nothing of ours
     "space": 1, "ray_address": 1, "paths": 1,          # the space as data; Ray address check; checked path queries
     "images": 1,                                       # the one checked image opener (decompression bombs)
     "progress": 1,                                     # Ray metrics of lut and search
     "config": 2, "ray_session": 2,                     # typed config (validates a narrowed space); start/join Ray
     "nn": 3, "data": 3, "metrics": 3,                  # networks, data sets, metrics
+    "runtimes": 3.5,                                   # calibration, INT8, OpenVINO: shared by latency and deploy
     "train": 4, "latency": 4,                          # supernet training; latency tables and predictor
     "search": 5, "deploy": 5,                          # search (uses latency); stand-alone models, ONNX
     "cli": 6, "config_reference": 6,                   # one module per verb; README generator

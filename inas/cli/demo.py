@@ -121,7 +121,7 @@ def main(args: argparse.Namespace) -> int:
                           "--size", size, *(f"--{k.replace('_', '-')}={v}" for k, v in synth.items()), "--force"],
          "synthetic data set"),
         ("train", lambda: ["train", "-c", cfg], "supernet training"),
-        ("lut", lambda: ["lut", "-c", cfg], "latency tables, two logical devices"),
+        ("lut", lambda: ["lut", "-c", cfg], "latency tables of two targets: onnxruntime FP32 and INT8"),
         ("search", lambda: ["search", "-c", cfg], "searchers in parallel on Ray Tune"),
         ("analyze", lambda: ["analyze", str(out / "search"), "-o", str(out / "report"), *devices_argument(doc)],
          "Pareto analysis and report (2-D, and N-D over every device)"),

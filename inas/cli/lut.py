@@ -60,6 +60,11 @@ def main(args: argparse.Namespace) -> int:
     for r in reports:
         print(f"{r.device:16s} {r.blocks:7d} {r.reused:7d} {r.measured:9d} {r.seconds:9.1f} "
               f"{r.seconds_per_block:8.3f}  {r.path}")
+    for r in reports:
+        if r.reference is not None:
+            lo, mid, hi = r.reference
+            print(f"{r.device}: reference block {mid:.4f} ms median over the table, {100 * (lo / mid - 1):+.1f} % .. "
+                  f"{100 * (hi / mid - 1):+.1f} % (drift while building)")
     print(f"total wall time: {wall:.1f} s")
     return 0
 
@@ -76,6 +81,10 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
     print(f"{'device':16s} {'predictor':28s} {'spearman':>8s} {'MAPE %':>7s} {'±10 %':>6s} {'±5 %':>6s}")
     for r in results:
         rows = [("block sum", r.raw)]
+        if r.reference_scaled is not None:
+            rows.append(("block sum x reference drift", r.reference_scaled))
+        if r.earlier_correction is not None:
+            rows.append(("earlier run's correction", r.earlier_correction))
         if r.corrected_cv is not None:
             rows.append((f"{r.correction.model} (held-out)", r.corrected_cv))
         if r.repeatability is not None:
@@ -83,6 +92,8 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
         for name, f in rows:
             print(f"{r.device:16s} {name:28s} {f.spearman:8.3f} {f.mape_pct:7.2f} {f.within_10_pct:6.1f} "
                   f"{f.within_5_pct:6.1f}")
+        if r.drift_pct == r.drift_pct:
+            print(f"{'':16s} reference block now {r.drift_pct:+.1f} % against the table's build")
         if r.correction is not None:
             c = r.correction
             print(f"{'':16s} correction saved: measured ≈ {c.intercept_ms:.3f} ms + {c.scale:.3f} × block sum "

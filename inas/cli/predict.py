@@ -1,4 +1,5 @@
-"""`predict MODEL INPUT_DIR -o OUT_DIR`: saliency maps or colour-coded segmentation masks for a folder of images."""
+"""`predict MODEL INPUT_DIR -o OUT_DIR`: saliency maps or colour-coded segmentation masks for a folder of images,
+with a .pt, an FP32 or INT8 .onnx or an OpenVINO .xml model (chosen by the file)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ _LISTED = 20
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="model file: .pt from `convert` or .onnx from `export`")
+    parser.add_argument("model", help="model file: .pt from `convert`, .onnx (FP32 or INT8) or .xml (OpenVINO IR) "
+                        "from `export`")
     parser.add_argument("input_dir", help="folder of images (every file directly inside is tried)")
     parser.add_argument("-o", "--output", required=True, help="folder for the PNG outputs (<stem>.png)")
     parser.add_argument("--size", type=int, default=None,

@@ -1,5 +1,7 @@
-"""`test MODEL -c CONFIG [-o OUT_DIR] [--save-maps]`: evaluate a stand-alone model (.pt) or an ONNX export on every
-test list of the config; prints a table and writes metrics.csv and metrics.parquet (one row per data set)."""
+"""`test MODEL -c CONFIG [-o OUT_DIR] [--save-maps]`: evaluate a stand-alone model (.pt), an ONNX export (FP32 or
+INT8) or an OpenVINO IR (.xml) on every test list of the config; prints a table and writes metrics.csv and
+metrics.parquet (one row per data set). An INT8 model whose FP32 source model (named in its metadata) is at hand is
+compared with it: the FP32 metrics and the drop are printed and written to int8_vs_fp32.csv."""
 
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from inas.metrics import PROTOCOLS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="model file: .pt from `convert` or .onnx from `export`")
+    parser.add_argument("model", help="model file: .pt from `convert`, .onnx (FP32 or INT8) or .xml (OpenVINO IR) "
+                        "from `export`")
     add_config_argument(parser, required=True)
     parser.add_argument("-o", "--output", default=None,
                         help="output folder for metrics.csv / metrics.parquet / maps (default: <MODEL>-test beside "
@@ -85,11 +88,45 @@ def main(args: argparse.Namespace) -> int:
                            maps_dir=out_dir / "maps" if args.save_maps else None, progress=not args.no_progress)
     seconds = time.perf_counter() - start
     size = "own size" if input_hw is None else f"{input_hw[0]} x {input_hw[1]}"
-    print(f"{model_path.name} ({predictor.backend}, arch {info.arch.arch_id}, {info.task}, input {size}, "
+    print(f"{model_path.name} ({predictor.backend}, {predictor.precision.upper()}, arch {info.arch.arch_id}, "
+          f"{info.task}, input {size}, "
           f"{args.protocol} protocol, {seconds:.1f} s)")
     print(format_metrics_table(frame))
     atomic_write_text(out_dir / "metrics.csv", frame.to_csv(index=False, float_format="%.17g"))
     atomic_write_parquet(out_dir / "metrics.parquet", frame)
     print(f"wrote {out_dir / 'metrics.csv'} and metrics.parquet" + (f", maps in {out_dir / 'maps'}"
                                                                    if args.save_maps else ""))
+    fp32_path = fp32_source(predictor, model_path)
+    if fp32_path is not None:
+        fp32 = evaluate_model(load_predictor(fp32_path, threads=args.threads), config.data, list_names=args.lists,
+                              input_hw=input_hw, protocol=args.protocol, batch_size=args.batch_size,
+                              progress=not args.no_progress)
+        drop = int8_drop(fp32, frame)
+        print(f"FP32 model {fp32_path} and the drop (FP32 - INT8):")
+        print(format_metrics_table(drop))
+        atomic_write_text(out_dir / "int8_vs_fp32.csv", drop.to_csv(index=False, float_format="%.17g"))
+        print(f"wrote {out_dir / 'int8_vs_fp32.csv'}")
+    elif predictor.precision == "int8":
+        print("no FP32 model at hand to compare with (the INT8 model's metadata names none, or it is missing)")
     return 0
+
+
+def fp32_source(predictor, model_path: Path) -> Path | None:
+    """The FP32 model an INT8 model was quantised from, if its metadata names one and it exists."""
+    quant = predictor.metadata.quantization if predictor.metadata is not None else None
+    if quant is None or not quant.fp32_model:
+        return None
+    path = (model_path.parent / quant.fp32_model).resolve()
+    return path if path.is_file() else None
+
+
+def int8_drop(fp32: pd.DataFrame, int8: pd.DataFrame) -> pd.DataFrame:
+    """One row per data set and numeric metric: the FP32 value, the INT8 value and fp32 - int8."""
+    keys = [c for c in fp32.columns if not pd.api.types.is_float_dtype(fp32[c])]
+    metrics = [c for c in fp32.columns if c not in keys]
+    rows = []
+    for (_, a), (_, b) in zip(fp32.iterrows(), int8.iterrows(), strict=True):
+        for m in metrics:
+            rows.append({**{k: a[k] for k in keys}, "metric": m, "fp32": float(a[m]), "int8": float(b[m]),
+                         "drop": float(a[m]) - float(b[m])})
+    return pd.DataFrame(rows)

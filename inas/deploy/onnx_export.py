@@ -11,45 +11,51 @@
   statically.
 - Metadata (`metadata_props`, every value a JSON document): `inas.format` ("inas-onnx"), `inas.version`,
   `inas.arch` (the Arch JSON object), `inas.input_size` ([H, W]), `inas.space`, `inas.task`, `inas.num_classes`,
-  `inas.head_activation`, `inas.output_levels`, `inas.conversion`, `inas.dynamic_axes`. `read_onnx_info` rebuilds
-  the `ModelInfo`, so `test` and `predict` need only the ONNX file.
-- Check: onnxruntime vs PyTorch on seeded random image-like inputs (`check_images`: smooth noise, the statistics
-  of a normalised photo; batch 1 at the export size, with `dynamic` also batch 2 at a larger size); the largest
-  absolute difference must be <= `tolerance`, else `ExportMismatchError` and no file is written. (White noise is a
+  `inas.head_activation`, `inas.output_levels`, `inas.conversion`, `inas.dynamic_axes`, `inas.precision` and for
+  INT8 `inas.quantization` (see `inas.deploy.onnx_metadata`, whose `read_metadata` validates them all).
+  `read_onnx_info` rebuilds the `ModelInfo`, so `test` and `predict` need only the ONNX file.
+- INT8 (`int8=Calibration`): the FP32 graph statically quantised to QDQ INT8 by onnxruntime (`inas.runtimes.quantize`:
+  per-channel INT8 weights, UINT8 activations, MinMax calibration on the given images). OpenVINO IR
+  (`export_openvino`): the fixed-size graph read by OpenVINO (NNCF-quantised with `int8`), metadata in rt_info.
+- Check: onnxruntime vs PyTorch on seeded random image-like inputs (`inas.runtimes.calibration.check_images`:
+  smooth noise, the statistics of a normalised photo; batch 1 at the export size, with `dynamic` also batch 2 at a
+  larger size); the largest absolute difference must be <= `tolerance`, else `ExportMismatchError` and no file is written. (White noise is a
   poor probe: BN statistics calibrated on images do not normalise it, activations grow ~100x, and float32 rounding
-  differences between the runtimes grow with them to ~1e-4 even for a correct export.) Written atomically.
+  differences between the runtimes grow with them to ~1e-4 even for a correct export.) INT8 models are checked
+  on the mean |difference| as a share of the output range instead (`DEFAULT_INT8_TOLERANCE`). Written atomically.
 """
 
 from __future__ import annotations
 
 import copy
 import io
-import json
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from torch import Tensor
 
 from inas.deploy.model_file import ModelInfo
+from inas.deploy.onnx_metadata import Quantization, metadata_entries, read_onnx_metadata
 from inas.errors import BadInputError
 from inas.io import atomic_write_bytes
 from inas.nn import StandaloneModel
+from inas.runtimes.calibration import Calibration, check_images
 
-ONNX_FORMAT = "inas-onnx"
-ONNX_VERSION = 1
 DEFAULT_OPSET = 17
 MIN_OPSET = 11  # Resize with align_corners
 MAX_OPSET = 20  # the TorchScript exporter's newest opset (torch 2.x)
 INPUT_NAME = "image"
 OUTPUT_NAME = "map"
 DEFAULT_TOLERANCE = 1e-4
-_PREFIX = "inas."
+# INT8 models: largest allowed MEAN |INT8 - PyTorch FP32| over the check inputs, as a share of the FP32 output's
+# range. 8-bit activations round each tensor to ~1/255 of its range and the errors add up over ~60 layers: a tiny
+# random-weight model measured 0.08-0.18 here, so this bound catches a broken quantisation, not a small accuracy
+# loss; what INT8 costs in accuracy is the metric drop that `test` reports against the FP32 model.
+DEFAULT_INT8_TOLERANCE = 0.25
 
 
 class ExportMismatchError(RuntimeError):
@@ -60,9 +66,10 @@ class ExportMismatchError(RuntimeError):
 class ExportCheck:
     """Outcome of the onnxruntime vs PyTorch comparison: the largest |difference| per checked input shape."""
 
-    max_abs_diff: float
+    max_abs_diff: float  # the largest `statistic` over the checked shapes
     diffs: tuple[tuple[tuple[int, int, int, int], float], ...]
     tolerance: float
+    statistic: str = "max |diff|"
 
     @property
     def passed(self) -> bool:
@@ -100,37 +107,15 @@ def deployable(model: StandaloneModel) -> StandaloneModel:
     return model.eval()
 
 
-# ----- metadata ----------------------------------------------------------------------------------------------------
-def onnx_metadata(info: ModelInfo, dynamic: bool) -> dict[str, str]:
-    """`metadata_props` entries (values JSON) describing the model (see the module docstring)."""
-    header = info.header()
-    header["arch"] = json.loads(header["arch"])
-    entries: dict[str, Any] = {"format": ONNX_FORMAT, "version": ONNX_VERSION, **header,
-                               "dynamic_axes": ["batch", "height", "width"] if dynamic else []}
-    return {_PREFIX + key: json.dumps(value, separators=(",", ":")) for key, value in entries.items()}
+# ----- metadata (see inas.deploy.onnx_metadata) --------------------------------------------------------------------
+def onnx_metadata(info: ModelInfo, dynamic: bool, quantization: Quantization | None = None) -> dict[str, str]:
+    """`metadata_props` entries (values JSON) describing the model."""
+    return metadata_entries(info, dynamic, quantization)
 
 
 def read_onnx_info(proto: Any, source: str | None = None) -> ModelInfo:
     """The ModelInfo stored by `export_onnx` in an onnx.ModelProto; BadInputError if it is not our export."""
-    props = {p.key: p.value for p in proto.metadata_props}
-    if props.get(_PREFIX + "format") != json.dumps(ONNX_FORMAT):
-        raise BadInputError("an ONNX model without inas metadata (metadata_props 'inas.format', 'inas.arch', "
-                            "'inas.input_size', ...); export it with `python -m inas.run export MODEL.pt`",
-                            path=source)
-    header: dict[str, Any] = {}
-    for key, value in props.items():
-        if not key.startswith(_PREFIX):
-            continue
-        try:
-            header[key[len(_PREFIX):]] = json.loads(value)
-        except json.JSONDecodeError:
-            raise BadInputError(f"metadata value is not JSON: {value[:80]!r}", path=source, key=key) from None
-    if header.get("version") != ONNX_VERSION:
-        raise BadInputError(f"unsupported version {header.get('version')!r}; expected {ONNX_VERSION}", path=source,
-                            key=_PREFIX + "version")
-    if isinstance(header.get("arch"), Mapping):
-        header["arch"] = json.dumps(header["arch"])
-    return ModelInfo.from_header(header, source)
+    return read_onnx_metadata(proto, source).info
 
 
 def is_dynamic(proto: Any) -> bool:
@@ -181,51 +166,115 @@ def check_shapes(input_hw: tuple[int, int], dynamic: bool) -> list[tuple[int, in
     return shapes
 
 
-def check_images(shape: tuple[int, int, int, int], generator: torch.Generator) -> Tensor:
-    """Image-like inputs (N, 3, H, W): N(0, 1) noise at 1/8 resolution upsampled bilinearly, plus 0.1 x white
-    noise (spatially correlated like a normalised photo)."""
-    n, c, h, w = shape
-    coarse = torch.randn(n, c, max(1, h // 8), max(1, w // 8), generator=generator)
-    smooth = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
-    return smooth + 0.1 * torch.randn(shape, generator=generator)
-
-
 def compare_with_torch(model: StandaloneModel, session: Any, shapes: list[tuple[int, int, int, int]],
                        tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> ExportCheck:
     """Run `model` (PyTorch) and the onnxruntime `session` on the same seeded `check_images` of each shape."""
+    input_name = session.get_inputs()[0].name
+    return compare_runs(model, lambda x: session.run(None, {input_name: x})[0], shapes, tolerance, seed)
+
+
+def compare_runs(model: StandaloneModel, run: Callable[[np.ndarray], np.ndarray],
+                 shapes: list[tuple[int, int, int, int]], tolerance: float, seed: int = 0,
+                 int8: bool = False) -> ExportCheck:
+    """PyTorch vs `run` (images (N, 3, H, W) -> maps) on seeded `check_images` of each shape: the largest
+    |difference|, or for `int8` the mean |difference| as a share of the PyTorch output's range."""
     model = deployable(model)
     gen = torch.Generator().manual_seed(seed)
     diffs = []
-    input_name = session.get_inputs()[0].name
     for shape in shapes:
         images = check_images(shape, gen)
         with torch.inference_mode():
             expected = model(images).contiguous().numpy()
-        got = session.run(None, {input_name: images.numpy()})[0]
+        got = np.asarray(run(images.numpy()))
         if got.shape != expected.shape:
-            raise ExportMismatchError(f"onnxruntime output shape {got.shape} != PyTorch {expected.shape} for "
-                                      f"input {shape}")
-        diffs.append((tuple(shape), float(np.abs(got - expected).max())))
-    return ExportCheck(max(d for _, d in diffs), tuple(diffs), tolerance)
+            raise ExportMismatchError(f"the exported model's output shape {got.shape} != PyTorch {expected.shape} "
+                                      f"for input {shape}")
+        error = np.abs(got - expected)
+        span = float(expected.max() - expected.min()) or 1.0
+        diffs.append((tuple(shape), float(error.mean() / span) if int8 else float(error.max())))
+    return ExportCheck(max(d for _, d in diffs), tuple(diffs), tolerance,
+                       "mean |diff| / output range" if int8 else "max |diff|")
+
+
+def _checked(check: ExportCheck, path: str | Path) -> ExportCheck:
+    if not check.passed:
+        detail = ", ".join(f"{shape}: {diff:.3g}" for shape, diff in check.diffs)
+        raise ExportMismatchError(f"the exported model differs from PyTorch: {check.statistic} "
+                                  f"{check.max_abs_diff:.3g} > tolerance {check.tolerance:g} ({detail}); {path} was "
+                                  "not written")
+    return check
+
+
+def _with_input_hw(info: ModelInfo, input_hw: tuple[int, int] | None) -> ModelInfo:
+    input_hw = check_input_hw(info.input_hw if input_hw is None else input_hw)
+    if input_hw == info.input_hw:
+        return info
+    return ModelInfo(info.space, info.arch, info.task, info.num_classes, info.head_activation, input_hw,
+                     info.output_levels, info.conversion)
+
+
+def _feeds(calibration: Calibration, name: str = INPUT_NAME) -> list[dict[str, np.ndarray]]:
+    return [{name: calibration.samples[k : k + 1]} for k in range(len(calibration.samples))]
 
 
 def export_onnx(model: StandaloneModel, info: ModelInfo, path: str | Path, *, input_hw: tuple[int, int] | None = None,
-                opset: int = DEFAULT_OPSET, dynamic: bool = False, tolerance: float = DEFAULT_TOLERANCE,
-                threads: int | None = None) -> ExportResult:
+                opset: int = DEFAULT_OPSET, dynamic: bool = False, tolerance: float | None = None,
+                threads: int | None = None, int8: Calibration | None = None, fp32_model: str = "") -> ExportResult:
     """Export `model` to `path` (see the module docstring). `input_hw` defaults to `info.input_hw` and is stored as
-    the model's input size. Raises ExportMismatchError (nothing written) if the check fails."""
+    the model's input size. With `int8` (calibration images at the input size), the graph is quantised to QDQ INT8
+    (`inas.runtimes.quantize`) and the metadata says so (`fp32_model`: the FP32 model it comes from). Raises
+    ExportMismatchError (nothing written) if the check fails; `tolerance` defaults to DEFAULT_TOLERANCE (FP32) or
+    DEFAULT_INT8_TOLERANCE (INT8)."""
     from inas.deploy.runtime import ort_session
 
-    input_hw = check_input_hw(info.input_hw if input_hw is None else input_hw)
-    if input_hw != info.input_hw:
-        info = ModelInfo(info.space, info.arch, info.task, info.num_classes, info.head_activation, input_hw,
-                         info.output_levels, info.conversion)
-    data = with_metadata(to_onnx_bytes(model, input_hw, opset=opset, dynamic=dynamic), onnx_metadata(info, dynamic))
+    info = _with_input_hw(info, input_hw)
+    data = to_onnx_bytes(model, info.input_hw, opset=opset, dynamic=dynamic)
+    quant = None
+    if int8 is not None:
+        from inas.runtimes.quantize import quantize_onnx_int8
+
+        data = quantize_onnx_int8(data, _feeds(int8))
+        quant = Quantization("onnxruntime-qdq", "int8 per-channel", "uint8 per-tensor", int8.source,
+                             len(int8.samples), fp32_model)
+    data = with_metadata(data, onnx_metadata(info, dynamic, quant))
     session = ort_session(data, threads=threads)
-    check = compare_with_torch(model, session, check_shapes(input_hw, dynamic), tolerance)
-    if not check.passed:
-        detail = ", ".join(f"{shape}: {diff:.3g}" for shape, diff in check.diffs)
-        raise ExportMismatchError(f"onnxruntime differs from PyTorch by {check.max_abs_diff:.3g} > tolerance "
-                                  f"{tolerance:g} ({detail}); {path} was not written")
+    tolerance = tolerance if tolerance is not None else DEFAULT_INT8_TOLERANCE if int8 is not None \
+        else DEFAULT_TOLERANCE
+    run = lambda x: session.run(None, {INPUT_NAME: x})[0]
+    check = _checked(compare_runs(model, run, check_shapes(info.input_hw, dynamic), tolerance, int8=quant is not None),
+                     path)
     atomic_write_bytes(path, data)
-    return ExportResult(str(path), len(data), opset, dynamic, input_hw, check)
+    return ExportResult(str(path), len(data), opset, dynamic, info.input_hw, check)
+
+
+def export_openvino(model: StandaloneModel, info: ModelInfo, path: str | Path, *,
+                    input_hw: tuple[int, int] | None = None, opset: int = DEFAULT_OPSET,
+                    tolerance: float | None = None, threads: int | None = None, int8: Calibration | None = None,
+                    fp32_model: str = "") -> ExportResult:
+    """Export `model` to an OpenVINO IR at `path` (.xml, weights in the .bin beside it) from its fixed-size ONNX
+    graph, quantised by NNCF with `int8`; the `inas.*` entries go into the IR's rt_info. Checked like
+    `export_onnx` on the OpenVINO CPU plugin; needs the `[openvino]` extra."""
+    from inas.runtimes.ov_runtime import compile_cpu, nncf_int8, ov_model_from_onnx, require_openvino, save_ir
+
+    require_openvino(int8=int8 is not None, key="--format")
+    path = Path(path)
+    if path.suffix != ".xml":
+        raise BadInputError("an OpenVINO IR is written as NAME.xml (+ NAME.bin)", path=path, key="--output")
+    info = _with_input_hw(info, input_hw)
+    ov_model = ov_model_from_onnx(to_onnx_bytes(model, info.input_hw, opset=opset))
+    quant = None
+    if int8 is not None:
+        ov_model = nncf_int8(ov_model, _feeds(int8, ov_model.inputs[0].get_any_name()))
+        quant = Quantization("nncf-ptq", "int8 per-channel", "int8 per-tensor", int8.source, len(int8.samples),
+                             fp32_model)
+    for key, value in onnx_metadata(info, False, quant).items():
+        ov_model.set_rt_info(value, ["inas", key])
+    request = compile_cpu(ov_model, threads or torch.get_num_threads()).create_infer_request()
+    tolerance = tolerance if tolerance is not None else DEFAULT_INT8_TOLERANCE if int8 is not None \
+        else DEFAULT_TOLERANCE
+    check = _checked(compare_runs(model, lambda x: request.infer([x])[0], check_shapes(info.input_hw, False),
+                                  tolerance, int8=quant is not None), path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_ir(ov_model, path)
+    size = path.stat().st_size + path.with_suffix(".bin").stat().st_size
+    return ExportResult(str(path), size, opset, False, info.input_hw, check)

@@ -1,12 +1,16 @@
-"""Running a deployed model: one `Predictor` interface over PyTorch eager and onnxruntime, and latency timing.
+"""Running a deployed model: one `Predictor` interface over PyTorch eager, onnxruntime (FP32 or INT8 ONNX) and
+OpenVINO (IR .xml), and latency timing.
 
-    predictor = load_predictor("model.pt")          # or "model.onnx"; the kind is read from the content
+    predictor = load_predictor("model.pt")          # or "model.onnx" (FP32 or INT8), "model.xml" (OpenVINO IR)
     maps = predictor(images)                        # images (N, 3, H, W) float32 -> (N, K, H, W) float32 (CPU)
     predictor.info                                  # ModelInfo: arch, task, classes, input size, ...
 
 onnxruntime sessions: CPU execution provider (CUDA first when the package has it and `device="cuda"`),
 `intra_op_num_threads=threads` (default: torch's thread count, so both runtimes get the same cores),
-`inter_op_num_threads=1`, sequential execution, graph optimisation level "all" unless told otherwise.
+`inter_op_num_threads=1`, sequential execution, graph optimisation level "all" unless told otherwise. ONNX files
+are checked before loading (`inas.deploy.onnx_metadata.check_onnx_file`: no external data outside the model's
+folder, no unknown operators). OpenVINO: CPU plugin, `threads` inference threads, FP32 precision hint (INT8 layers
+of an NNCF model stay INT8); needs the `[openvino]` extra.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ import torch
 from torch import Tensor
 
 from inas.deploy.model_file import ModelInfo, detect_model_kind, load_model_file
-from inas.deploy.onnx_export import deployable, read_onnx_info
+from inas.deploy.onnx_export import deployable
+from inas.deploy.onnx_metadata import ModelMetadata, check_onnx_file, read_metadata, read_onnx_metadata
 from inas.errors import BadInputError
 from inas.nn import StandaloneModel
 
@@ -65,6 +70,12 @@ class Predictor:
     backend: str = ""
     info: ModelInfo
     fixed_hw: tuple[int, int] | None = None
+    metadata: ModelMetadata | None = None  # exported models: their validated inas.* entries
+
+    @property
+    def precision(self) -> str:
+        """"int8" for a quantised model, else "fp32"."""
+        return self.metadata.precision if self.metadata is not None else "fp32"
 
     def __call__(self, images: Tensor) -> Tensor:
         raise NotImplementedError
@@ -91,9 +102,12 @@ class OnnxPredictor(Predictor):
 
     backend = "onnxruntime"
 
-    def __init__(self, session: Any, info: ModelInfo) -> None:
+    def __init__(self, session: Any, info: ModelInfo, metadata: ModelMetadata | None = None) -> None:
         self.session = session
         self.info = info
+        self.metadata = metadata
+        if metadata is not None and metadata.precision == "int8":
+            self.backend = "onnxruntime-int8"
         spec = session.get_inputs()[0]
         self.input_name = spec.name
         dims = list(spec.shape)
@@ -119,8 +133,53 @@ class OnnxPredictor(Predictor):
         return torch.from_numpy(out)
 
 
+class OpenVinoPredictor(Predictor):
+    """OpenVINO CPU inference of an IR written by `export --format openvino` (fixed 1 x 3 x H x W input)."""
+
+    def __init__(self, model: Any, metadata: ModelMetadata, threads: int | None = None) -> None:
+        from inas.runtimes.ov_runtime import compile_cpu
+
+        self.metadata = metadata
+        self.info = metadata.info
+        self.backend = "openvino-int8" if metadata.precision == "int8" else "openvino"
+        shape = model.inputs[0].get_partial_shape()
+        if shape.rank.get_length() != 4 or not shape.is_static:
+            raise BadInputError(f"expected a model with one fixed (1, 3, H, W) input, got {shape}")
+        self.fixed_hw = (shape[2].get_length(), shape[3].get_length())
+        self.request = compile_cpu(model, int(threads or torch.get_num_threads())).create_infer_request()
+
+    def __call__(self, images: Tensor) -> Tensor:
+        if tuple(images.shape[-2:]) != self.fixed_hw:
+            raise ValueError(f"this OpenVINO model takes {self.fixed_hw[0]} x {self.fixed_hw[1]} inputs only, got "
+                             f"{tuple(images.shape[-2:])}")
+        array = np.ascontiguousarray(images.detach().cpu().numpy(), dtype=np.float32)
+        outs = [np.array(self.request.infer([array[i : i + 1]])[0]) for i in range(array.shape[0])]
+        return torch.from_numpy(np.concatenate(outs))
+
+
+def load_openvino(path: str | Path, threads: int | None = None) -> OpenVinoPredictor:
+    """An OpenVinoPredictor for an IR (.xml with its .bin) carrying inas metadata in its rt_info."""
+    from inas.runtimes.ov_runtime import read_ir, require_openvino
+
+    path = Path(path)
+    require_openvino(path=path)
+    if not path.is_file() or not path.with_suffix(".bin").is_file():
+        raise BadInputError("OpenVINO IR not found (NAME.xml with NAME.bin beside it)", path=path)
+    try:
+        model = read_ir(path)
+    except RuntimeError as exc:
+        raise BadInputError(f"cannot be read as an OpenVINO IR ({str(exc).splitlines()[0]})", path=path) from None
+    props = {}
+    if model.has_rt_info(["inas"]):
+        props = {k: model.get_rt_info(["inas", k]).astype(str) for k in model.get_rt_info(["inas"]).astype(dict)}
+    return OpenVinoPredictor(model, read_metadata(props, str(path)), threads)
+
+
 def load_predictor(path: str | Path, *, threads: int | None = None, optimization: str = "all") -> Predictor:
-    """A Predictor for a model file written by `convert` (.pt) or `export` (.onnx); BadInputError otherwise."""
+    """A Predictor for a model file written by `convert` (.pt) or `export` (.onnx FP32 or INT8, .xml OpenVINO IR),
+    chosen by the file; BadInputError otherwise."""
+    if Path(path).suffix == ".xml":
+        return load_openvino(path, threads)
     kind = detect_model_kind(path)
     if kind == "torch":
         model, info = load_model_file(path)
@@ -128,8 +187,9 @@ def load_predictor(path: str | Path, *, threads: int | None = None, optimization
     import onnx
 
     proto = onnx.load_model(str(path), load_external_data=False)
-    info = read_onnx_info(proto, str(path))
-    return OnnxPredictor(ort_session(str(path), threads=threads, optimization=optimization), info)
+    metadata = read_onnx_metadata(proto, str(path))
+    check_onnx_file(proto, path)
+    return OnnxPredictor(ort_session(str(path), threads=threads, optimization=optimization), metadata.info, metadata)
 
 
 # ----- timing ------------------------------------------------------------------------------------------------------

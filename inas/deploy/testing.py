@@ -11,9 +11,9 @@ import torch
 import yaml
 from torch import Tensor
 
-from inas.deploy.onnx_export import check_images
 from inas.nn import StandaloneModel, Supernet, extract_subnet
 from inas.nn.testing import calibrate_bn_, perturb_
+from inas.runtimes.calibration import check_images
 from inas.space import Arch, SearchSpace, inas_space, sample_uniform
 from inas.train import recalibrate_bn
 

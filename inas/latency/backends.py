@@ -5,6 +5,14 @@ time it.
   (opset 17, BN folded into convs) and run by an onnxruntime `InferenceSession` with `intra_op_num_threads=threads`,
   `inter_op_num_threads=1`, sequential execution, all graph optimisations. `onnxruntime-cuda` uses the CUDA
   execution provider.
+- `onnxruntime-int8`: the same ONNX graph statically quantised to QDQ INT8 (`inas.runtimes.quantize`: per-channel
+  INT8 weights, UINT8 activations) and run by the same kind of session. Calibration: the runner's `calibration`
+  images for inputs of image shape (3, H, W) (the stem block, whole networks), seeded image-like noise otherwise
+  (the inputs of inner blocks; random-weight blocks have no "real" activations); each table row says which
+  (`calibration`). INT8 kernel time does not depend on the calibrated scales, only on the graph.
+- `openvino`: the ONNX graph read by OpenVINO and compiled for its CPU plugin in FP32 (`inas.runtimes.ov_runtime`);
+  `openvino-int8`: the OpenVINO model quantised by NNCF post-training quantisation first (same calibration data).
+  Both need the optional extra `pip install -e ".[openvino]"`; `check()` says so before any work.
 - `torch`: eager PyTorch, `torch.inference_mode()`, `torch.set_num_threads(threads)`. `torch-cuda` on the GPU,
   synchronised around every timed run.
 
@@ -25,14 +33,19 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
 from inas.latency.blocks import BlockKey
+from inas.runtimes.calibration import RANDOM_SOURCE, Calibration, random_calibration
+from inas.runtimes.quantize import CALIBRATION_SAMPLES
 
-BACKENDS: tuple[str, ...] = ("onnxruntime", "onnxruntime-cuda", "torch", "torch-cuda")
+BACKENDS: tuple[str, ...] = ("onnxruntime", "onnxruntime-int8", "onnxruntime-cuda", "openvino", "openvino-int8",
+                             "torch", "torch-cuda")
+INT8_BACKENDS: tuple[str, ...] = ("onnxruntime-int8", "openvino-int8")
 ONNX_OPSET = 17
 PREEMPTION_ATTEMPTS = 10  # at most this many x `runs` timed runs when dropping preempted ones
 
@@ -46,24 +59,35 @@ class Timing:
     std_ms: float
     runs: int
     dropped: int = 0  # timed runs left out because another process preempted them
+    iqr_ms: float = 0.0  # interquartile range of the timed runs (the spread the table keeps)
 
     @classmethod
     def of(cls, times_ns: Sequence[int], dropped: int = 0) -> Timing:
         ms = [t / 1e6 for t in times_ns]
         std = statistics.pstdev(ms) if len(ms) > 1 else 0.0
-        return cls(statistics.median(ms), statistics.fmean(ms), std, len(ms), dropped)
+        q1, q3 = np.percentile(ms, [25, 75])
+        return cls(statistics.median(ms), statistics.fmean(ms), std, len(ms), dropped, float(q3 - q1))
+
+
+def _version(package: str) -> str:
+    try:
+        return str(__import__(package).__version__)
+    except ImportError:
+        return ""
 
 
 def software_versions() -> dict[str, str]:
-    """torch, onnxruntime and Python versions of this process, and the host name."""
-    try:
-        import onnxruntime
+    """torch, onnxruntime, OpenVINO and Python versions of this process ("" if not installed), and the host name."""
+    return {"torch_version": torch.__version__, "onnxruntime_version": _version("onnxruntime"),
+            "openvino_version": _version("openvino"), "python_version": platform.python_version(),
+            "host": socket.gethostname()}
 
-        ort_version = onnxruntime.__version__
-    except ImportError:
-        ort_version = ""
-    return {"torch_version": torch.__version__, "onnxruntime_version": ort_version,
-            "python_version": platform.python_version(), "host": socket.gethostname()}
+
+def reference_block(input_hw: tuple[int, int]) -> BlockKey:
+    """The fixed block timed periodically during a build and between validation networks, to make drift of the
+    machine visible: a stride-1 MBConv 24 -> 24, kernel 3, expansion 3, at 1/4 of the input resolution."""
+    h, w = input_hw[0] // 4, input_hw[1] // 4
+    return BlockKey("mbconv", 24, 24, h, w, h, w, stride=1, kernel=3, expand_ratio=3)
 
 
 def head_activation(num_classes: int) -> str | None:
@@ -152,15 +176,18 @@ def export_onnx(module: nn.Module, inputs: Sequence[Tensor], list_input: bool = 
 
 
 class Runner:
-    """Times modules on one backend with a fixed thread count; `check()` says why it cannot run here, if so."""
+    """Times modules on one backend with a fixed thread count; `check()` says why it cannot run here, if so.
+    `calibration`: images (N, 3, H, W) that INT8 backends calibrate inputs of that shape on (else random data)."""
 
-    def __init__(self, backend: str, threads: int, drop_preempted: bool = False) -> None:
+    def __init__(self, backend: str, threads: int, drop_preempted: bool = False,
+                 calibration: Calibration | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; expected one of {list(BACKENDS)}")
         self.backend = backend
         self.threads = threads
         self.drop_preempted = drop_preempted
-        self._onnx_cache: dict[str, bytes] = {}
+        self.calibration = calibration
+        self._converted: dict[str, Any] = {}  # cache_key -> converted (quantised) network
         if backend.startswith("torch"):
             torch.set_num_threads(threads)
         else:
@@ -179,9 +206,55 @@ class Runner:
             if self.backend == "onnxruntime-cuda" and "CUDAExecutionProvider" not in providers:
                 return ("backend 'onnxruntime-cuda' needs onnxruntime-gpu with the CUDAExecutionProvider; available "
                         f"providers: {providers}")
+        if self.backend.startswith("openvino"):
+            from inas.runtimes.ov_runtime import openvino_missing
+
+            problem = openvino_missing(int8=self.backend == "openvino-int8")
+            return f"backend {self.backend!r} {problem}" if problem else None
         return None
 
-    # ----- onnxruntime -------------------------------------------------------------------------------------------
+    @property
+    def uses_onnx(self) -> bool:
+        """True if the backend runs an ONNX export (onnxruntime and OpenVINO), False for eager PyTorch."""
+        return not self.backend.startswith("torch")
+
+    def calibration_source(self, inputs: Sequence[Tensor]) -> str:
+        """What INT8 backends calibrate `inputs` on: "images:<list>" or "random"; "" for FP32 backends."""
+        if self.backend not in INT8_BACKENDS:
+            return ""
+        calib = self.calibration
+        if calib is not None and all(tuple(x.shape[1:]) == calib.shape for x in inputs):
+            return calib.source
+        return RANDOM_SOURCE
+
+    def calibration_feeds(self, inputs: Sequence[Tensor]) -> list[dict[str, np.ndarray]]:
+        """CALIBRATION_SAMPLES feeds shaped like `inputs` (same batch): images where they fit, else random."""
+        samples = []
+        for i, x in enumerate(inputs):
+            shape = tuple(int(s) for s in x.shape[1:])
+            calib = self.calibration
+            if calib is None or calib.shape != shape:
+                calib = random_calibration(shape, CALIBRATION_SAMPLES * x.shape[0], seed=i)
+            reps = -(-CALIBRATION_SAMPLES * x.shape[0] // len(calib.samples))
+            samples.append(np.concatenate([calib.samples] * reps)[: CALIBRATION_SAMPLES * x.shape[0]])
+        batch = inputs[0].shape[0]
+        return [{f"x{i}": np.ascontiguousarray(s[k * batch : (k + 1) * batch]) for i, s in enumerate(samples)}
+                for k in range(CALIBRATION_SAMPLES)]
+
+    def convert(self, onnx_bytes: bytes, inputs: Sequence[Tensor]) -> Any:
+        """What the backend loads: the ONNX bytes (onnxruntime; quantised for onnxruntime-int8) or an
+        openvino.Model (quantised by NNCF for openvino-int8). `inputs` shape the calibration data."""
+        if self.backend.startswith("onnxruntime"):
+            if self.backend != "onnxruntime-int8":
+                return onnx_bytes
+            from inas.runtimes.quantize import quantize_onnx_int8
+
+            return quantize_onnx_int8(onnx_bytes, self.calibration_feeds(inputs))
+        from inas.runtimes.ov_runtime import nncf_int8, ov_model_from_onnx
+
+        model = ov_model_from_onnx(onnx_bytes)
+        return nncf_int8(model, self.calibration_feeds(inputs)) if self.backend == "openvino-int8" else model
+
     def session(self, onnx_bytes: bytes):
         import onnxruntime as ort
 
@@ -195,16 +268,26 @@ class Runner:
             else ["CPUExecutionProvider"]
         return ort.InferenceSession(onnx_bytes, options, providers=providers)
 
+    def load(self, converted: Any, inputs: Sequence[Tensor]) -> Callable[[], object]:
+        """A zero-argument callable running a `convert`ed model on `inputs`."""
+        arrays = [np.ascontiguousarray(x.numpy()) for x in inputs]
+        if self.backend.startswith("onnxruntime"):
+            sess = self.session(converted)
+            feed = {f"x{i}": a for i, a in enumerate(arrays)}
+            return lambda: sess.run(None, feed)
+        from inas.runtimes.ov_runtime import compile_cpu
+
+        request = compile_cpu(converted, self.threads).create_infer_request()
+        return lambda: request.infer(arrays)
+
     def prepare(self, module: nn.Module | None, inputs: Sequence[Tensor], list_input: bool = False,
                 onnx_bytes: bytes | None = None):
         """A zero-argument callable running one forward pass (for `time_callable`); onnxruntime backends take the
-        module's ONNX export, or `onnx_bytes` if given."""
-        if self.backend.startswith("onnxruntime"):
+        module's ONNX export, or `onnx_bytes` if given (so do OpenVINO backends)."""
+        if self.uses_onnx:
             if onnx_bytes is None:
                 onnx_bytes = export_onnx(module, inputs, list_input)
-            sess = self.session(onnx_bytes)
-            feed = {f"x{i}": x.numpy() for i, x in enumerate(inputs)}
-            return lambda: sess.run(None, feed)
+            return self.load(self.convert(onnx_bytes, inputs), inputs)
         device = torch.device("cuda" if self.backend == "torch-cuda" else "cpu")
         module = module.to(device)
         xs = [x.to(device) for x in inputs]
@@ -266,17 +349,23 @@ class Runner:
     def measure_network(self, build: Callable[[], nn.Module], input_hw: tuple[int, int], batch: int, warmup: int,
                         runs: int, cache_key: str | None = None) -> Timing:
         """Time a whole stand-alone network (made by `build()`) on (batch, 3, H, W) random images. With
-        `cache_key`, onnxruntime backends keep the ONNX export and reuse it when the same key is timed again."""
-        gen = torch.Generator().manual_seed(2)
-        inputs = [torch.randn(batch, 3, *input_hw, generator=gen)]
-        if self.backend.startswith("onnxruntime"):
-            onnx_bytes = self._onnx_cache.get(cache_key) if cache_key else None
-            if onnx_bytes is None:
-                onnx_bytes = export_onnx(build(), inputs)
+        `cache_key`, ONNX backends keep the converted (exported, quantised) network and reuse it when the same key
+        is timed again."""
+        inputs = network_inputs(input_hw, batch)
+        if self.uses_onnx:
+            converted = self._converted.get(cache_key) if cache_key else None
+            if converted is None:
+                converted = self.convert(export_onnx(build(), inputs), inputs)
                 if cache_key:
-                    self._onnx_cache[cache_key] = onnx_bytes
-            return self.time_callable(self.prepare(None, inputs, onnx_bytes=onnx_bytes), warmup, runs)
+                    self._converted[cache_key] = converted
+            return self.time_callable(self.load(converted, inputs), warmup, runs)
         return self.time_callable(self.prepare(build(), inputs), warmup, runs)
+
+
+def network_inputs(input_hw: tuple[int, int], batch: int) -> list[Tensor]:
+    """The seeded random (batch, 3, H, W) images whole networks are timed on."""
+    gen = torch.Generator().manual_seed(2)
+    return [torch.randn(batch, 3, *input_hw, generator=gen)]
 
 
 def build_network(space, arch, num_classes: int) -> nn.Module:

@@ -13,14 +13,18 @@ from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from inas.config import ExperimentConfig
+from inas.data.lists import resolve_list_path
 from inas.errors import BadInputError
+from inas.latency.backends import INT8_BACKENDS
 from inas.latency.blocks import BlockKey, enumerate_blocks, parse_input_size
 from inas.latency.devices import DeviceSpec, device_actors, dispatch
 from inas.latency.table import keys_of, read_table, table_from_rows, table_path, write_table
+from inas.runtimes.calibration import Calibration, images_from_list
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +39,21 @@ def lut_input_hw(config: ExperimentConfig) -> tuple[int, int]:
 def device_specs(config: ExperimentConfig) -> list[DeviceSpec]:
     lut = config.lut
     return [DeviceSpec(d.name, d.ray_resource, d.backend, d.threads, d.batch, d.actors, lut.warmup_runs, lut.runs,
-                       lut.node_lock, lut.drop_preempted_runs) for d in lut.devices]
+                       lut.node_lock, lut.drop_preempted_runs, lut_input_hw(config), lut.reference_every,
+                       lut.max_spread, lut.retimes)
+            for d in lut.devices]
+
+
+def lut_calibration(config: ExperimentConfig) -> Calibration | None:
+    """Calibration images for the INT8 devices: `lut.calibration_images` images of data.train_list at the LUT
+    input size; None (random data) if no device is INT8 or the list file does not exist."""
+    if not any(d.backend in INT8_BACKENDS for d in config.lut.devices):
+        return None
+    data = config.data
+    if not resolve_list_path(data.root, data.train_list).is_file():
+        log.info("no %s under %s: INT8 devices calibrate on random data", data.train_list, data.root)
+        return None
+    return images_from_list(data.root, data.train_list, config.lut.calibration_images, lut_input_hw(config))
 
 
 def config_blocks(config: ExperimentConfig) -> list[BlockKey]:
@@ -51,6 +69,7 @@ class BuildReport:
     reused: int  # already in the table before this run
     measured: int  # measured in this run
     seconds: float  # wall time of this device's measurements
+    reference: tuple[float, float, float] | None = None  # min, median, max of the table's reference block times
 
     @property
     def seconds_per_block(self) -> float:
@@ -127,7 +146,7 @@ def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, ad
         bars[device].update(len(rows))
 
     try:
-        with device_actors(specs, address, in_process) as actors:
+        with device_actors(specs, address, in_process, lut_calibration(config)) as actors:
             bars.update({spec.name: tqdm(total=len(keys), initial=reports[spec.name].reused, desc=f"lut {spec.name}",
                                          position=i, unit="block", disable=not progress, leave=True)
                          for i, spec in enumerate(specs)})
@@ -138,4 +157,15 @@ def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, ad
             writer.flush()
         for bar in bars.values():
             bar.close()
+    for name, report in reports.items():
+        report.reference = reference_range(writers[name].frames[0] if writers[name].frames else None)
     return list(reports.values())
+
+
+def reference_range(frame: pd.DataFrame | None) -> tuple[float, float, float] | None:
+    """(min, median, max) of a table's reference block times, None if it has none."""
+    if frame is None or "reference_ms" not in frame:
+        return None
+    values = frame["reference_ms"].to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return (float(values.min()), float(np.median(values)), float(values.max())) if len(values) else None

@@ -7,6 +7,12 @@ and batch. Several devices on ONE node would disturb each other's timings (they 
 bandwidth): with `node_lock` every measurement holds an exclusive file lock of the node (`fcntl.flock` on a file in
 the node's temp folder), so devices on different nodes run in parallel and devices sharing a node take turns block by
 block.
+
+Drift: with `reference_every` > 0 an actor times a fixed reference block (`reference_block`) before its first
+block and again after every `reference_every` blocks, and between validation networks; each row carries the latest
+reference time (`reference_ms`), so a table shows how much the machine drifted while it was built, and validation
+how far it has drifted since. A block whose timed runs spread widely (IQR / median above `max_spread`: another
+process got in the way) is timed again, up to `retimes` times, keeping the steadiest timing (`retimes` column).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import math
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -22,9 +29,18 @@ from pathlib import Path
 from typing import Any
 
 from inas.errors import BadInputError
-from inas.latency.backends import Runner, Timing, block_inputs, build_block, build_network, software_versions
+from inas.latency.backends import (
+    Runner,
+    Timing,
+    block_inputs,
+    build_block,
+    build_network,
+    reference_block,
+    software_versions,
+)
 from inas.latency.blocks import BlockKey
 from inas.ray_session import RayConnection, init_ray
+from inas.runtimes.calibration import Calibration
 
 NODE_LOCK_NAME = "inas-latency-node.lock"
 
@@ -43,6 +59,10 @@ class DeviceSpec:
     runs: int
     node_lock: bool
     drop_preempted: bool = True
+    input_hw: tuple[int, int] | None = None  # the tables' input size (where the reference block is taken from)
+    reference_every: int = 0  # time the reference block after this many blocks (0: never)
+    max_spread: float = math.inf  # re-time a block whose IQR / median exceeds this ...
+    retimes: int = 0  # ... at most this many more times
 
     @property
     def uses_gpu_resource(self) -> bool:
@@ -70,6 +90,11 @@ def node_lock(enabled: bool, path: str | Path | None = None) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
+def relative_spread(timing: Timing) -> float:
+    """IQR / median of a timing (0 for a zero median)."""
+    return timing.iqr_ms / timing.median_ms if timing.median_ms > 0 else 0.0
+
+
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -77,41 +102,78 @@ def _now() -> str:
 class DeviceActor:
     """Measures on one device. Used as a Ray actor (`ray.remote(DeviceActor)`), or in-process (`--in-process`)."""
 
-    def __init__(self, spec: DeviceSpec) -> None:
+    def __init__(self, spec: DeviceSpec, calibration: Calibration | None = None) -> None:
         self.spec = spec
-        self.runner = Runner(spec.backend, spec.threads, spec.drop_preempted)
+        self.runner = Runner(spec.backend, spec.threads, spec.drop_preempted, calibration)
         self.versions = software_versions()
+        self.reference_ms = float("nan")
+        self._since_reference = 0
+        self._reference_run: Callable[[], object] | None = None
+
+    def _reference(self, force: bool = False) -> float:
+        """The reference block's median, re-timed when due (or `force`d); NaN if reference timing is off."""
+        spec = self.spec
+        if spec.reference_every <= 0 or spec.input_hw is None:
+            return float("nan")
+        if force or self._since_reference >= spec.reference_every or math.isnan(self.reference_ms):
+            if self._reference_run is None:  # built (exported, quantised) once, timed many times
+                key = reference_block(spec.input_hw)
+                self._reference_run = self.runner.prepare(build_block(key), block_inputs(key, spec.batch))
+            with node_lock(spec.node_lock):
+                timing = self.runner.time_callable(self._reference_run, spec.warmup_runs, spec.runs)
+            self.reference_ms, self._since_reference = timing.median_ms, 0
+        self._since_reference += 1
+        return self.reference_ms
 
     def check(self) -> str | None:
         """None if this node can run the device's backend, else the reason."""
         return self.runner.check()
 
-    def _row(self, key: BlockKey, timing: Timing, params: int) -> dict:
+    def _row(self, key: BlockKey, timing: Timing, params: int, reference_ms: float, calibration: str,
+             retimes: int = 0) -> dict:
         spec = self.spec
         versions = dict(self.versions)
         if not spec.backend.startswith("onnxruntime"):
             versions["onnxruntime_version"] = ""
+        if not spec.backend.startswith("openvino"):
+            versions["openvino_version"] = ""
         return {"block": key.text, **key.to_row(), "params": params, "device": spec.name, "backend": spec.backend,
                 "batch": spec.batch, "threads": spec.threads, "latency_ms": timing.median_ms,
-                "latency_ms_mean": timing.mean_ms, "latency_ms_std": timing.std_ms, "runs": timing.runs,
-                **versions, "measured_at": _now()}
+                "latency_ms_mean": timing.mean_ms, "latency_ms_std": timing.std_ms,
+                "latency_ms_iqr": timing.iqr_ms, "runs": timing.runs, "retimes": retimes, "reference_ms": reference_ms,
+                "calibration": calibration, **versions, "measured_at": _now()}
 
     def measure_blocks(self, keys: Sequence[dict]) -> list[dict]:
         """Time blocks given as BlockKey rows; returns one latency-table row each."""
         rows = []
         for row in keys:
             key = BlockKey.from_row(row)
+            reference_ms = self._reference()
+            inputs = block_inputs(key, self.spec.batch)
             with node_lock(self.spec.node_lock):
                 module = build_block(key)
-                timing = self.runner.measure(module, block_inputs(key, self.spec.batch), self.spec.warmup_runs,
-                                             self.spec.runs, list_input=key.kind.endswith("_fusion"))
-            rows.append(self._row(key, timing, sum(p.numel() for p in module.parameters())))
+                run = self.runner.prepare(module, inputs, list_input=key.kind.endswith("_fusion"))
+                timing, retimes = self._steady_timing(run)
+            rows.append(self._row(key, timing, sum(p.numel() for p in module.parameters()), reference_ms,
+                                  self.runner.calibration_source(inputs), retimes))
         return rows
+
+    def _steady_timing(self, run: Callable[[], object]) -> tuple[Timing, int]:
+        """Time `run`; while the spread (IQR / median) of the best timing so far exceeds `max_spread`, time it again,
+        at most `retimes` more times, and keep the timing with the smallest spread. (timing, re-timings made)."""
+        spec = self.spec
+        best = self.runner.time_callable(run, spec.warmup_runs, spec.runs)
+        for made in range(spec.retimes):
+            if relative_spread(best) <= spec.max_spread:
+                return best, made
+            best = min(best, self.runner.time_callable(run, spec.warmup_runs, spec.runs), key=relative_spread)
+        return best, spec.retimes
 
     def measure_networks(self, space_doc: dict, arch_jsons: Sequence[str], input_hw: tuple[int, int],
                          num_classes: int) -> list[dict]:
         """Time whole stand-alone networks (random weights, folded, level-0 head); returns
-        {arch_id, measured_ms, measured_ms_mean, measured_ms_std, runs} per arch."""
+        {arch_id, measured_ms, measured_ms_mean, measured_ms_std, measured_ms_iqr, runs, reference_ms} per arch;
+        the reference block is re-timed before every network (validation interleaves the two)."""
         from inas.nn import space_from_spec
         from inas.space import arch_from_json
 
@@ -119,12 +181,14 @@ class DeviceActor:
         out = []
         for text in arch_jsons:
             arch = arch_from_json(text, space)
+            reference_ms = self._reference(force=True)
             with node_lock(self.spec.node_lock):
                 timing = self.runner.measure_network(lambda arch=arch: build_network(space, arch, num_classes),
                                                      tuple(input_hw), self.spec.batch, self.spec.warmup_runs,
                                                      self.spec.runs, cache_key=arch.arch_id)
             out.append({"arch_id": arch.arch_id, "measured_ms": timing.median_ms,
-                        "measured_ms_mean": timing.mean_ms, "measured_ms_std": timing.std_ms, "runs": timing.runs})
+                        "measured_ms_mean": timing.mean_ms, "measured_ms_std": timing.std_ms,
+                        "measured_ms_iqr": timing.iqr_ms, "runs": timing.runs, "reference_ms": reference_ms})
         return out
 
 
@@ -160,12 +224,14 @@ def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") ->
                                 f"{have:g} of resource {name!r}", key=f"{source}[{i}].actors")
 
 
-def start_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> dict[str, list]:
+def start_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices",
+                 calibration: Calibration | None = None) -> dict[str, list]:
     """{device name: [actor handles]} with every actor checked to be able to run its backend."""
     import ray
 
     remote_cls = ray.remote(DeviceActor)
-    actors = {spec.name: [remote_cls.options(**spec.actor_options()).remote(spec) for _ in range(spec.actors)]
+    calib = ray.put(calibration)
+    actors = {spec.name: [remote_cls.options(**spec.actor_options()).remote(spec, calib) for _ in range(spec.actors)]
               for spec in specs}
     for i, spec in enumerate(specs):
         problems = [p for p in ray.get([a.check.remote() for a in actors[spec.name]]) if p]
@@ -177,9 +243,10 @@ def start_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> di
     return actors
 
 
-def start_local_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> dict[str, list[DeviceActor]]:
+def start_local_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices",
+                       calibration: Calibration | None = None) -> dict[str, list[DeviceActor]]:
     """In-process stand-ins for the actors (no Ray): the same DeviceActor code, one call at a time."""
-    actors = {spec.name: [DeviceActor(spec) for _ in range(spec.actors)] for spec in specs}
+    actors = {spec.name: [DeviceActor(spec, calibration) for _ in range(spec.actors)] for spec in specs}
     for i, spec in enumerate(specs):
         problem = actors[spec.name][0].check()
         if problem:
@@ -188,16 +255,17 @@ def start_local_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices")
 
 
 @contextlib.contextmanager
-def device_actors(specs: Sequence[DeviceSpec], address: str | None, in_process: bool) -> Iterator[dict[str, list]]:
+def device_actors(specs: Sequence[DeviceSpec], address: str | None, in_process: bool,
+                  calibration: Calibration | None = None) -> Iterator[dict[str, list]]:
     """{device: [actors]}: Ray actors pinned by resource (Ray started or joined here, and shut down if started
-    here), or in-process DeviceActors with `in_process`."""
+    here), or in-process DeviceActors with `in_process`. `calibration`: images for the INT8 backends."""
     if in_process:
-        yield start_local_actors(specs)
+        yield start_local_actors(specs, calibration=calibration)
         return
     connection = connect_ray(address, specs)
     try:
         check_resources(specs)
-        yield start_actors(specs)
+        yield start_actors(specs, calibration=calibration)
     finally:
         connection.close()
 

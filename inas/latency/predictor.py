@@ -135,6 +135,12 @@ class LatencyPredictor:
         self.correction: Correction | None = correction
         self._arrays: _DenseTables | None = None
 
+    @property
+    def table_reference_ms(self) -> float:
+        """Median time of the reference block while the table was built (NaN if the table has none)."""
+        values = self.table["reference_ms"].to_numpy(dtype=float)
+        return float(np.median(values[np.isfinite(values)])) if np.isfinite(values).any() else float("nan")
+
     def _unique_shape(self, frame: pd.DataFrame, kind: str, cols: tuple[str, ...], what: str) -> tuple[int, ...]:
         rows = frame.loc[frame["kind"] == kind, list(cols)].drop_duplicates()
         if len(rows) != 1:

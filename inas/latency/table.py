@@ -16,15 +16,21 @@ Schema (every column required; extra columns are allowed and kept):
 | `fusion`              | int64   | number of fused inputs of a fusion block; 1 otherwise                         |
 | `params`              | int64   | parameters of the block as deployed (kernel set and BNs folded)               |
 | `device`              | string  | device name from the config                                                   |
-| `backend`             | string  | `onnxruntime`, `onnxruntime-cuda`, `torch` or `torch-cuda`                    |
+| `backend`             | string  | one of `inas.latency.backends.BACKENDS` (`onnxruntime`, `onnxruntime-int8`, ...)|
 | `batch`               | int64   | images per forward pass                                                       |
 | `threads`             | int64   | intra-op threads of the runtime                                               |
 | `latency_ms`          | float64 | MEDIAN wall time of one forward pass of `batch` images, milliseconds          |
 | `latency_ms_mean`     | float64 | mean of the timed runs                                                        |
 | `latency_ms_std`      | float64 | standard deviation of the timed runs                                          |
+| `latency_ms_iqr`      | float64 | interquartile range of the timed runs (the entry's spread)                    |
 | `runs`                | int64   | number of timed runs (after the warm-up runs)                                 |
+| `retimes`             | int64   | extra timings made because the spread exceeded `lut.max_spread`               |
+| `reference_ms`        | float64 | median of the fixed reference block, timed by the same actor at most          |
+|                       |         | `lut.reference_every` blocks before this one (drift of the machine); NaN: off |
+| `calibration`         | string  | INT8 backends: what the block was calibrated on (`images:<list>`, `random`)   |
 | `torch_version`       | string  | torch that built the block (and ran it for the torch backends)                |
 | `onnxruntime_version` | string  | onnxruntime that ran it ("" if not used)                                      |
+| `openvino_version`    | string  | OpenVINO that ran it ("" if not used)                                         |
 | `python_version`      | string  | Python of the measuring process                                               |
 | `host`                | string  | host name of the measuring node                                               |
 | `measured_at`         | string  | ISO-8601 UTC time of the measurement                                          |
@@ -32,7 +38,8 @@ Schema (every column required; extra columns are allowed and kept):
 The block key columns (`kind` .. `fusion`) identify a row; a table holds one device and one (backend, batch,
 threads) setting. A network's latency is predicted from the sums of `latency_ms` and `params` over its blocks (see
 `inas.latency.predictor`). Rows are written with `write_table` (atomic rewrite) and read with `read_table` (schema
-checked).
+checked). Tables written before `latency_ms_iqr`, `retimes`, `reference_ms`, `calibration` and `openvino_version`
+existed are read with NaN / 0 / "" in those columns.
 """
 
 from __future__ import annotations
@@ -48,14 +55,18 @@ from inas.io import atomic_write_parquet
 from inas.latency.blocks import KEY_FIELDS, BlockKey
 
 INT_COLUMNS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "stride", "kernel", "expand_ratio",
-               "fusion", "params", "batch", "threads", "runs")
-FLOAT_COLUMNS = ("latency_ms", "latency_ms_mean", "latency_ms_std")
-STRING_COLUMNS = ("block", "kind", "device", "backend", "torch_version", "onnxruntime_version", "python_version",
-                  "host", "measured_at")
+               "fusion", "params", "batch", "threads", "runs", "retimes")
+FLOAT_COLUMNS = ("latency_ms", "latency_ms_mean", "latency_ms_std", "latency_ms_iqr", "reference_ms")
+STRING_COLUMNS = ("block", "kind", "device", "backend", "calibration", "torch_version", "onnxruntime_version",
+                  "openvino_version", "python_version", "host", "measured_at")
+# Columns added after the first tables were written: filled with these values when an older table is read.
+LATER_COLUMNS: dict[str, object] = {"latency_ms_iqr": float("nan"), "reference_ms": float("nan"), "calibration": "",
+                                    "openvino_version": "", "retimes": 0}
 # Column order of a written table.
 TABLE_COLUMNS: tuple[str, ...] = (
     "block", *KEY_FIELDS, "params", "device", "backend", "batch", "threads", "latency_ms", "latency_ms_mean",
-    "latency_ms_std", "runs", "torch_version", "onnxruntime_version", "python_version", "host", "measured_at",
+    "latency_ms_std", "latency_ms_iqr", "runs", "retimes", "reference_ms", "calibration", "torch_version",
+    "onnxruntime_version", "openvino_version", "python_version", "host", "measured_at",
 )
 SETTING_COLUMNS = ("device", "backend", "batch", "threads")
 
@@ -70,8 +81,8 @@ def empty_table() -> pd.DataFrame:
 
 
 def normalise(frame: pd.DataFrame) -> pd.DataFrame:
-    """Columns in schema order (extras after), schema dtypes."""
-    frame = frame.copy()
+    """Columns in schema order (extras after), schema dtypes; later columns get their defaults if missing."""
+    frame = frame.assign(**{c: v for c, v in LATER_COLUMNS.items() if c not in frame.columns})
     for c in INT_COLUMNS:
         frame[c] = frame[c].astype("int64")
     for c in FLOAT_COLUMNS:
@@ -84,6 +95,7 @@ def normalise(frame: pd.DataFrame) -> pd.DataFrame:
 
 def check_schema(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
     """Raise BadInputError naming `source` unless `frame` has every schema column with a compatible type."""
+    frame = frame.assign(**{c: v for c, v in LATER_COLUMNS.items() if c not in frame.columns})  # older tables
     missing = [c for c in TABLE_COLUMNS if c not in frame.columns]
     if missing:
         raise BadInputError(f"not a latency table: missing columns {missing}; expected the schema of "
@@ -127,7 +139,8 @@ def write_table(path: str | Path, frame: pd.DataFrame) -> None:
 
 
 def table_from_rows(rows: Iterable[dict]) -> pd.DataFrame:
-    rows = list(rows)
+    """A normalised table of row dicts (columns added after the first tables get their defaults if missing)."""
+    rows = [{**LATER_COLUMNS, **row} for row in rows]
     return normalise(pd.DataFrame(rows, columns=list(TABLE_COLUMNS))) if rows else empty_table()
 
 

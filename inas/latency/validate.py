@@ -14,6 +14,14 @@ Outputs in the LUT folder: `validation.parquet` (one row per network and device:
 `validation.png`
 (predicted vs measured). Each network is timed in several rounds; how well round 2 reproduces round 1
 (`repeatability`) is the ceiling for any predictor on that device.
+
+Every backend is validated the same way: the whole network is exported, quantised (INT8 backends, calibrated like
+the blocks) or read by OpenVINO, and timed by the device's actors. Drift: the actors time the table's reference
+block before every network (`reference_ms` per network); `drift_pct` is the median reference now against the
+median reference stored in the table while it was built, and `reference_scaled` the block sum multiplied by each
+network's own reference over the table's (entries expressed relative to the reference). A correction saved by an
+earlier `lut validate` is first judged on this run's timings (`earlier_correction`): that is the test of whether
+a correction holds on networks timed in a later, separate run.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from tqdm import tqdm
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError
 from inas.io import atomic_path, atomic_write_parquet
-from inas.latency.build import device_specs, lut_input_hw
+from inas.latency.build import device_specs, lut_calibration, lut_input_hw
 from inas.latency.devices import device_actors, dispatch
 from inas.latency.predictor import BlockSums, Correction, LatencyPredictor, correction_path
 from inas.latency.table import table_path
@@ -79,6 +87,9 @@ class DeviceValidation:
     networks: int
     seconds: float
     repeatability: Figures | None = None  # round 2 against round 1 of the same networks
+    drift_pct: float = float("nan")  # reference block now vs while the table was built
+    reference_scaled: Figures | None = None  # block sum x (network's reference / table's reference)
+    earlier_correction: Figures | None = None  # the correction saved before this run, on this run's networks
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
@@ -194,7 +205,7 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         seconds[device] = time.perf_counter() - t0
 
     try:
-        with device_actors(specs, address, in_process) as actors:
+        with device_actors(specs, address, in_process, lut_calibration(config)) as actors:
             bars.update({s.name: tqdm(total=len(archs) * rounds, desc=f"validate {s.name}", position=i, unit="net",
                                       disable=not progress) for i, s in enumerate(specs)})
             todo = {s.name: deque(a.to_json() for _ in range(rounds) for a in archs) for s in specs}
@@ -215,8 +226,11 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         meas = per_round.mean(axis=1)
         std = np.array([np.mean([r["measured_ms_std"] for r in measured[spec.name][i]]) for i in ids])
         repeat = Figures.of(per_round[:, 1], per_round[:, 0]) if rounds > 1 else None
-        correction, oof = fit_correction(block_sums, meas, spec.name, seed=config.seed)
         corr_file = correction_path(pred.source)
+        earlier = _earlier_figures(corr_file, block_sums, meas)
+        ref_net = np.array([np.nanmedian([r["reference_ms"] for r in measured[spec.name][i]]) for i in ids])
+        drift_pct, scaled = _drift(pred.table_reference_ms, ref_net, sums, meas)
+        correction, oof = fit_correction(block_sums, meas, spec.name, seed=config.seed)
         if correction is not None:
             correction.save(corr_file)
         elif corr_file.exists():
@@ -224,18 +238,37 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         predicted = oof if oof is not None else sums
         results.append(DeviceValidation(spec.name, Figures.of(sums, meas),
                                         Figures.of(oof, meas) if oof is not None else None, correction, len(ids),
-                                        seconds.get(spec.name, 0.0), repeat))
+                                        seconds.get(spec.name, 0.0), repeat, drift_pct, scaled, earlier))
         frames.append(pd.DataFrame({
             "arch_id": ids, "arch": [by_id[i].to_json() for i in ids], "device": spec.name,
             "predicted_ms": predicted, "measured_ms": meas, "block_sum_ms": sums, "n_blocks": block_sums.n_blocks,
             "params_m": block_sums.params_m,
             "corrected_ms_cv": oof if oof is not None else np.full(len(ids), np.nan), "measured_ms_std": std,
+            "reference_ms": ref_net,
             **{f"measured_ms_round{r}": per_round[:, r] for r in range(rounds)},
         }))
     frame = pd.concat(frames, ignore_index=True)
     atomic_write_parquet(out_dir / "validation.parquet", frame)
     write_scatter(frame, results, out_dir / "validation.png")
     return results, frame
+
+
+def _earlier_figures(path: Path, sums: BlockSums, measured: np.ndarray) -> Figures | None:
+    """How the correction saved by an earlier run predicts this run's networks (None if there is none)."""
+    if not path.is_file():
+        return None
+    earlier = Correction.load(path)
+    return Figures.of(np.asarray(earlier.apply(sums.latency_ms, sums.n_blocks, sums.params_m)), measured)
+
+
+def _drift(table_reference_ms: float, reference_ms: np.ndarray, sums: np.ndarray,
+           measured: np.ndarray) -> tuple[float, Figures | None]:
+    """(drift of the reference block since the build in %, figures of the reference-scaled block sum); NaN and
+    None if the table or this run has no reference timings."""
+    if not np.isfinite(table_reference_ms) or not np.isfinite(reference_ms).all():
+        return float("nan"), None
+    drift = 100 * (float(np.median(reference_ms)) / table_reference_ms - 1)
+    return drift, Figures.of(sums * reference_ms / table_reference_ms, measured)
 
 
 def write_scatter(frame: pd.DataFrame, results: list[DeviceValidation], path: Path) -> None:
