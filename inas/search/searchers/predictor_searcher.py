@@ -22,7 +22,7 @@ from the told evaluations (seeded by round), so nothing is pickled and a resumed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -104,7 +104,9 @@ class PredictorSearcher(Searcher):
         self._tags[arch.arch_id] = (self.round, mean, std)
         return arch
 
-    def _reject(self, pending: set[str]):  # noqa: ANN202 - a small closure for LGS
+    def _reject(self, pending: set[str]) -> Callable[[Arch], str | None]:
+        """Rejection reason of a draw for LGS: asked, told, warm start or in `pending`; infeasible."""
+
         def reject(arch: Arch) -> str | None:
             if self.is_known(arch) or arch.arch_id in self._prior or arch.arch_id in pending:
                 return "duplicate"
