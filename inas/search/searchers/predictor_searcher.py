@@ -13,6 +13,8 @@ few of thousands of cheap candidates are worth evaluating on the supernet.
   LUT latency on every device of `device_latency_fns`, else the primary latency) over the evaluated front; queue the
   best `batch_size` (greedy, kriging believer). Reference point: the largest arch's latency per device (or the
   largest observed) and the lowest observed metric.
+- Parallelism: a round's archs are handed out at once, the next round waits for all of them; keep `batch_size` >=
+  `concurrent_trials` x `search.archs_per_trial` so that no trial slot idles.
 - Rows get the tags `generation` (the round, 0 = initial design), `predicted_mean` and `predicted_std` (the
   prediction the arch was chosen on; NaN in the initial design).
 
