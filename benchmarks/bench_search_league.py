@@ -24,6 +24,7 @@ Prints Markdown tables and appends one JSON line to benchmarks/results.jsonl (un
     python benchmarks/bench_search_league.py [--config experiments/sod_demo.yaml] [--seeds 0 1 2 3 4]
         [--checkpoints 16 32 64 96] [--val-images 30 --bn-batches 4] [--space demo|wide] [--work runs/league]
     python benchmarks/bench_search_league.py --quick --seeds 0 1 --checkpoints 4 8   # a smoke run, minutes
+    python benchmarks/bench_search_league.py --synthetic     # the searchers alone, on inas.search.testing's problem
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from inas.search.pareto import hypervolume  # noqa: E402
 from inas.search.schema import latency_column, primary_metric  # noqa: E402
 from inas.search.searchers import LatencyGroupSampler, build_searcher, run_searcher  # noqa: E402
 from inas.search.surrogate import AccuracyPredictor  # noqa: E402
-from inas.space import Arch, arch_from_json  # noqa: E402
+from inas.space import Arch, SearchSpace, arch_from_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LEAGUE = {  # name -> (kind, params); the evolution parameters are the config's when it has an evolution searcher
@@ -148,21 +149,44 @@ def make_evaluator(config: ExperimentConfig, val_images: int | None, bn_seed: in
 
 
 class League:
-    """The shared scorer: cached accuracy by arch id plus every device's LUT latency."""
+    """The shared scorer: cached accuracy by arch id plus every device's latency function."""
 
-    def __init__(self, config: ExperimentConfig, evaluator: Any) -> None:
+    def __init__(self, space: SearchSpace, metric: str, device_fns: dict[str, Callable[[Arch], float]],
+                 evaluator: Any) -> None:
+        self.space = space
+        self.metric = metric
+        self.device_fns = device_fns
+        self.evaluator = evaluator
+        self.cache: dict[str, dict[str, float]] = {}
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig, evaluator: Any) -> League:
+        """The config's space and metric, every device's LUT predictor."""
         from inas.latency import lut_input_hw
         from inas.search.evaluators import load_latency_predictors
 
-        self.config = config
-        self.space = config.space.build()
-        self.metric = primary_metric(config.task)
+        space = config.space.build()
         devices = config.search.devices or [d.name for d in config.lut.devices]
-        self.predictors = load_latency_predictors(config.search.lut_dir, devices, self.space, config.num_classes,
-                                                  lut_input_hw(config))
-        self.device_fns: dict[str, Callable[[Arch], float]] = {d: p.predict for d, p in self.predictors.items()}
-        self.evaluator = evaluator
-        self.cache: dict[str, dict[str, float]] = {}
+        predictors = load_latency_predictors(config.search.lut_dir, devices, space, config.num_classes,
+                                             lut_input_hw(config))
+        return cls(space, primary_metric(config.task), {d: p.predict for d, p in predictors.items()}, evaluator)
+
+    @classmethod
+    def synthetic(cls) -> League:
+        """`--synthetic`: the full iNAS space, `inas.search.testing`'s accuracy and latency ("cpu") and a second
+        device ("gpu") that ranks archs differently (cheap MACs, costly multi-level connections). No network."""
+        from inas.search.testing import synthetic_accuracy, synthetic_latency_ms
+        from inas.space import inas_space
+
+        class Scorer:
+            def evaluate(self, arch: Arch) -> dict[str, float]:
+                return {"max_fmeasure": synthetic_accuracy(arch)}
+
+        def gpu_ms(arch: Arch) -> float:
+            connections = sum(len(lv.connections) for lv in (*arch.transport, *arch.decoder))
+            return 0.2 * synthetic_latency_ms(arch) + 0.4 * connections
+
+        return cls(inas_space(), "max_fmeasure", {"cpu": synthetic_latency_ms, "gpu": gpu_ms}, Scorer())
 
     @property
     def columns(self) -> list[str]:
@@ -330,6 +354,8 @@ def main() -> None:
     parser.add_argument("--noise-archs", type=int, default=30)
     parser.add_argument("--val-images", type=int, default=None, help="first N validation images (default: all)")
     parser.add_argument("--bn-batches", type=int, default=None, help="BN-recalibration batches per arch")
+    parser.add_argument("--synthetic", action="store_true",
+                        help="the synthetic problem of inas.search.testing instead of a supernet (no assets, minutes)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -337,23 +363,31 @@ def main() -> None:
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     start = time.perf_counter()
-    work = Path(args.work).resolve()
-    doc, build = league_document(Path(args.config), work, args.space, args.quick, args.train_iterations,
-                                 args.val_images, args.bn_batches)
-    if build:
-        build_assets(doc, work, args.quick)
-    config = parse_config({k: v for k, v in doc.items() if not k.startswith("league_")}, "bench_search_league")
     checkpoints = sorted(set(args.checkpoints))
-    league = League(config, make_evaluator(config, args.val_images, bn_seed=config.seed))
-    settings = {"config": args.config, "space": args.space, "assets_built": build,
-                "supernet": doc["search"]["supernet"], "image_size": config.data.image_size,
-                "val_images": args.val_images or "all",
-                "bn_batches": config.search.bn_recalibration_batches, "devices": list(league.device_fns),
-                "seeds": args.seeds, "checkpoints": checkpoints, "space_cardinality": league.space.cardinality()}
+    if args.synthetic:
+        league = League.synthetic()
+        settings: dict[str, Any] = {"problem": "synthetic (inas.search.testing), full iNAS space",
+                                    "devices": list(league.device_fns), "seeds": args.seeds,
+                                    "checkpoints": checkpoints}
+        ceiling = {"archs": 0, "kendall_tau": 1.0, "mean_abs_diff": 0.0, "note": "deterministic scores"}
+    else:
+        work = Path(args.work).resolve()
+        doc, build = league_document(Path(args.config), work, args.space, args.quick, args.train_iterations,
+                                     args.val_images, args.bn_batches)
+        if build:
+            build_assets(doc, work, args.quick)
+        config = parse_config({k: v for k, v in doc.items() if not k.startswith("league_")}, "bench_search_league")
+        league = League.from_config(config, make_evaluator(config, args.val_images, bn_seed=config.seed))
+        settings = {"config": args.config, "space": args.space, "assets_built": build,
+                    "supernet": doc["search"]["supernet"], "image_size": config.data.image_size,
+                    "val_images": args.val_images or "all", "bn_batches": config.search.bn_recalibration_batches,
+                    "devices": list(league.device_fns), "seeds": args.seeds, "checkpoints": checkpoints,
+                    "space_cardinality": league.space.cardinality()}
     print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
-    ceiling = noise_ceiling(config, league, args.noise_archs, args.val_images)
-    print(f"\nnoise ceiling: Kendall tau {ceiling['kendall_tau']} between two BN-recalibration subsets over "
-          f"{ceiling['archs']} archs (mean |difference| {ceiling['mean_abs_diff']})", flush=True)
+    if not args.synthetic:
+        ceiling = noise_ceiling(config, league, args.noise_archs, args.val_images)
+        print(f"\nnoise ceiling: Kendall tau {ceiling['kendall_tau']} between two BN-recalibration subsets over "
+              f"{ceiling['archs']} archs (mean |difference| {ceiling['mean_abs_diff']})", flush=True)
     frames = []
     for seed in args.seeds:
         for name in args.searchers:

@@ -156,6 +156,7 @@ def test_predictor_quality_section(mixed_folder, tmp_path, capsys):
     assert row["kendall_tau"] > 0.2  # the synthetic metric is learnable from the features
     assert analyze(evaluations.iloc[:9]).predictor is None  # too few archs
     assert analyze(evaluations, predictor_variants=()).predictor is None
+    assert analyze(evaluations.assign(arch="{}")).predictor is None  # not architectures: the section is skipped
     out = tmp_path / "report"
     assert run_main(["analyze", str(mixed_folder), "-o", str(out), "--predictor", "compare"]) == 0
     assert "accuracy predictor (boosting, encoding)" in capsys.readouterr().out

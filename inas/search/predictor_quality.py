@@ -8,12 +8,14 @@ the full iNAS space (every configured space is a narrowing of it), so folders of
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
+from inas.errors import BadInputError
 from inas.search.surrogate import AccuracyPredictor
 from inas.space import arch_from_json, inas_space
 
@@ -21,6 +23,7 @@ DEFAULT_VARIANTS: tuple[tuple[str, str], ...] = (("forest", "summary"),)
 COMPARE_VARIANTS: tuple[tuple[str, str], ...] = (("forest", "summary"), ("forest", "encoding"),
                                                  ("boosting", "summary"), ("boosting", "encoding"))
 MIN_SAMPLES = 10  # fewer successful archs: no predictor section
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -35,12 +38,18 @@ class PredictorReport:
 
 def predictor_quality(evaluations: pd.DataFrame, metric: str, folds: int = 5, seed: int = 0,
                       variants: Sequence[tuple[str, str]] = DEFAULT_VARIANTS) -> PredictorReport | None:
-    """k-fold quality of each (model, features) variant on the unique successful rows; None under MIN_SAMPLES."""
+    """k-fold quality of each (model, features) variant on the unique successful rows; None under MIN_SAMPLES rows
+    or when an `arch` cell does not parse (logged)."""
     rows = evaluations[pd.to_numeric(evaluations[metric], errors="coerce").notna()].drop_duplicates("arch_id")
     if len(rows) < MIN_SAMPLES:
         return None
     space = inas_space()
-    archs = [arch_from_json(str(text), space, "evaluations") for text in rows["arch"]]
+    try:
+        archs = [arch_from_json(str(text), space, "evaluations") for text in rows["arch"]]
+    except BadInputError as exc:  # e.g. a hand-made table: the other sections need no arch, so skip this one
+        log.warning("no accuracy-predictor section: an `arch` cell is not an architecture of the iNAS space (%s)",
+                    exc)
+        return None
     measured = rows[metric].to_numpy(dtype=float)
     table, first = [], None
     for model, features in variants:

@@ -13,6 +13,8 @@ few of thousands of cheap candidates are worth evaluating on the supernet.
   LUT latency on every device of `device_latency_fns`, else the primary latency) over the evaluated front; queue the
   best `batch_size` (greedy, kriging believer). Reference point: the largest arch's latency per device (or the
   largest observed) and the lowest observed metric.
+- Parallelism: a round's archs are handed out at once, the next round waits for all of them; keep `batch_size` >=
+  `concurrent_trials` x `search.archs_per_trial` so that no trial slot idles.
 - Rows get the tags `generation` (the round, 0 = initial design), `predicted_mean` and `predicted_std` (the
   prediction the arch was chosen on; NaN in the initial design).
 
@@ -22,7 +24,7 @@ from the told evaluations (seeded by round), so nothing is pickled and a resumed
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -104,7 +106,9 @@ class PredictorSearcher(Searcher):
         self._tags[arch.arch_id] = (self.round, mean, std)
         return arch
 
-    def _reject(self, pending: set[str]):  # noqa: ANN202 - a small closure for LGS
+    def _reject(self, pending: set[str]) -> Callable[[Arch], str | None]:
+        """Rejection reason of a draw for LGS: asked, told, warm start or in `pending`; infeasible."""
+
         def reject(arch: Arch) -> str | None:
             if self.is_known(arch) or arch.arch_id in self._prior or arch.arch_id in pending:
                 return "duplicate"
