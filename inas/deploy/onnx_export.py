@@ -17,12 +17,13 @@
 - INT8 (`int8=Calibration`): the FP32 graph statically quantised to QDQ INT8 by onnxruntime (`inas.runtimes.quantize`:
   per-channel INT8 weights, UINT8 activations, MinMax calibration on the given images). OpenVINO IR
   (`export_openvino`): the fixed-size graph read by OpenVINO (NNCF-quantised with `int8`), metadata in rt_info.
-- Check: onnxruntime vs PyTorch on seeded random image-like inputs (`inas.runtimes.calibration.check_images`:
-  smooth noise, the statistics of a normalised photo; batch 1 at the export size, with `dynamic` also batch 2 at a
-  larger size); the largest absolute difference must be <= `tolerance`, else `ExportMismatchError` and no file is
-  written. (White noise is a poor probe: BN statistics calibrated on images do not normalise it, activations grow
-  ~100x, and float32 rounding differences between the runtimes grow with them to ~1e-4 even for a correct export.) INT8 models are checked
-  on the mean |difference| as a share of the output range instead (`DEFAULT_INT8_TOLERANCE`). Written atomically.
+- Check: onnxruntime vs PyTorch on seeded random image-like inputs (`inas.runtimes.calibration.check_images`: smooth
+  noise, the statistics of a normalised photo; batch 1 at the export size, with `dynamic` also batch 2 at a larger
+  size); the largest absolute difference must be <= `tolerance`, else `ExportMismatchError` and no file is written.
+  (White noise is a poor probe: BN statistics calibrated on images do not normalise it, activations grow ~100x, and
+  float32 rounding differences between the runtimes grow with them to ~1e-4 even for a correct export.) INT8 models
+  are checked on the mean |difference| as a share of the output range instead (`DEFAULT_INT8_TOLERANCE`). Written
+  atomically.
 """
 
 from __future__ import annotations
