@@ -128,38 +128,12 @@ class SupernetTrainer:
                  check_data: bool) -> None:
         """Set-up: everything that can fail on bad input (config, data, checkpoint, precision), before any work
         and without any collective operation (the ranks of a cluster run agree on the outcome first)."""
-        tc = self.tc = config.train
-        self.config, self.run_dir, self.context = config, run_dir, context
-        self.rank, self.world = context.rank, context.world_size
-        self.device = context.device
-        if tc.threads is not None and not context.distributed:
-            torch.set_num_threads(tc.threads)
-        self.space = config.space.build()
-        self.amp = MixedPrecision.create(tc.precision, self.device)
-        self.train_loader = train_loader_from_config(config.data, config.task, seed=config.seed,
-                                                     distributed=self.world > 1, num_replicas=self.world,
-                                                     rank=self.rank, check=check_data)
-        self.checkpoint_path = _find_checkpoint(run_dir, context)
-        if resume and self.checkpoint_path is None:
-            raise BadInputError(f"--resume: no {CHECKPOINT_NAME} in the run folder", path=run_dir)
-        if tc.init_checkpoint is not None and not Path(tc.init_checkpoint).is_file():
-            raise BadInputError("file not found", path=tc.init_checkpoint, key="train.init_checkpoint")
-        state = None if self.checkpoint_path is None else load_train_checkpoint(self.checkpoint_path)
-
-        seed_everything(config.seed)
-        self.supernet = Supernet(self.space, config.num_classes, config.model.output_levels)
-        self.validator = Validator(config, self.supernet, check_data, progress) if self.rank == 0 else None
-        if state is None and tc.init_checkpoint is not None:
-            log.info("initial weights: %s", load_initial_weights(tc.init_checkpoint, self.supernet, tc.init_format))
-        if tc.cluster.sync_bn and context.distributed:
-            convert_sync_batchnorm(self.supernet)
-        self.supernet.to(self.device)
-        self.optimizer = build_optimizer(self.supernet, tc.lr, tc.head_lr_multiplier, tc.betas, tc.weight_decay)
-        self.scheduler = build_scheduler(self.optimizer, tc.warmup_iterations, tc.iterations, tc.lr_power)
-        self.criterion = SupernetCriterion.from_config(config.task, tc.distillation, tc.distill_weight,
-                                                       tc.side_output_weight)
-        self.multi_scale = multi_scale_from_config(config.data, config.task, seed=config.seed)
-        self.sampler_rng = random.Random(config.seed)
+        self.config, self.tc, self.run_dir, self.context = config, config.train, run_dir, context
+        self.rank, self.world, self.device = context.rank, context.world_size, context.device
+        if self.tc.threads is not None and not context.distributed:
+            torch.set_num_threads(self.tc.threads)
+        state = self._read_inputs(resume, check_data)
+        self._build(state, progress, check_data)
         self.iteration = 0
         if state is not None:
             self.restore(state)
@@ -171,8 +145,41 @@ class SupernetTrainer:
         self.window = _Window()
         self.validation: dict[str, dict[str, float]] = {}
         self.last_checkpoint = self.iteration if state is not None else -1
-        self.bar = tqdm(total=tc.iterations, initial=self.iteration, desc="train", unit="it", dynamic_ncols=True,
-                        disable=not (progress and self.rank == 0))
+        self.bar = tqdm(total=self.tc.iterations, initial=self.iteration, desc="train", unit="it",
+                        dynamic_ncols=True, disable=not (progress and self.rank == 0))
+
+    def _read_inputs(self, resume: bool, check_data: bool) -> TrainState | None:
+        """Space, precision, training data, initial weights and the checkpoint to resume from (read and checked)."""
+        config, tc = self.config, self.tc
+        self.space = config.space.build()
+        self.amp = MixedPrecision.create(tc.precision, self.device)
+        self.train_loader = train_loader_from_config(config.data, config.task, seed=config.seed,
+                                                     distributed=self.world > 1, num_replicas=self.world,
+                                                     rank=self.rank, check=check_data)
+        self.checkpoint_path = _find_checkpoint(self.run_dir, self.context)
+        if resume and self.checkpoint_path is None:
+            raise BadInputError(f"--resume: no {CHECKPOINT_NAME} in the run folder", path=self.run_dir)
+        if tc.init_checkpoint is not None and not Path(tc.init_checkpoint).is_file():
+            raise BadInputError("file not found", path=tc.init_checkpoint, key="train.init_checkpoint")
+        return None if self.checkpoint_path is None else load_train_checkpoint(self.checkpoint_path)
+
+    def _build(self, state: TrainState | None, progress: bool, check_data: bool) -> None:
+        """The seeded supernet (initial weights unless resuming), validator, optimiser, schedule, samplers."""
+        config, tc = self.config, self.tc
+        seed_everything(config.seed)
+        self.supernet = Supernet(self.space, config.num_classes, config.model.output_levels)
+        self.validator = Validator(config, self.supernet, check_data, progress) if self.rank == 0 else None
+        if state is None and tc.init_checkpoint is not None:
+            log.info("initial weights: %s", load_initial_weights(tc.init_checkpoint, self.supernet, tc.init_format))
+        if tc.cluster.sync_bn and self.context.distributed:
+            convert_sync_batchnorm(self.supernet)
+        self.supernet.to(self.device)
+        self.optimizer = build_optimizer(self.supernet, tc.lr, tc.head_lr_multiplier, tc.betas, tc.weight_decay)
+        self.scheduler = build_scheduler(self.optimizer, tc.warmup_iterations, tc.iterations, tc.lr_power)
+        self.criterion = SupernetCriterion.from_config(config.task, tc.distillation, tc.distill_weight,
+                                                       tc.side_output_weight)
+        self.multi_scale = multi_scale_from_config(config.data, config.task, seed=config.seed)
+        self.sampler_rng = random.Random(config.seed)
 
     # ----- restore ---------------------------------------------------------------------------------------------
     def restore(self, state: TrainState) -> None:
