@@ -118,6 +118,10 @@ ALLOWED = {
     ("inas/train/runlog.py", 'self.path.open("a"'): "append-only training log, rewritten atomically on resume",
     ("inas/deploy/testing.py", "path.write_text("): "test helper writing a fixture",
     ("inas/latency/devices.py", 'open(path, "a+")'): "the node-wide measurement lock file (flock), no content",
+    ("inas/runtimes/ov_runtime.py", "path.write_bytes(onnx_bytes)"): "input file in a private TemporaryDirectory",
+    ("inas/runtimes/quantize.py", "fp32.write_bytes(onnx_bytes)"): "input file in a private TemporaryDirectory",
+    ("inas/train/cluster.py", "(folder / BAD_INPUT_FILE).write_text("):
+        "a message in a fresh mkdtemp folder that Ray Train copies as a checkpoint",
 }
 
 
