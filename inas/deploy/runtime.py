@@ -149,6 +149,7 @@ class OpenVinoPredictor(Predictor):
         self.request = compile_cpu(model, int(threads or torch.get_num_threads())).create_infer_request()
 
     def __call__(self, images: Tensor) -> Tensor:
+        assert self.fixed_hw is not None  # set in __init__
         if tuple(images.shape[-2:]) != self.fixed_hw:
             raise ValueError(f"this OpenVINO model takes {self.fixed_hw[0]} x {self.fixed_hw[1]} inputs only, got "
                              f"{tuple(images.shape[-2:])}")

@@ -137,7 +137,7 @@ def hypervolume_2d(points: np.ndarray, reference: Sequence[float]) -> float:
     return float(area)
 
 
-def hypervolume_points(points: np.ndarray, reference: Sequence[float]) -> float:
+def hypervolume_points(points: np.ndarray, reference: Sequence[float] | np.ndarray) -> float:
     """Exact hypervolume of `points` (n, m) (all objectives minimised) w.r.t. `reference` (m,). 1-D and 2-D by a
     sweep; 3-D and more by `hypervolume_nd` on the non-dominated points. Points not strictly better than the
     reference in every objective add nothing."""

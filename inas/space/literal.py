@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import ast
 import warnings
-from typing import Any
+from typing import Any, TypeGuard
 
 MAX_DEPTH = 32
 MAX_CHARS = 1 << 20
@@ -61,16 +61,21 @@ def _value(node: ast.AST, depth: int) -> Any:
 
 
 def _key(node: ast.AST | None) -> str | int:
-    if isinstance(node, ast.Constant) and type(node.value) in (str, int):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str | int) and not isinstance(node.value, bool):
         return node.value
     raise LiteralError(f"dict key at line {getattr(node, 'lineno', '?')} is not a string or integer literal")
 
 
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """An int or a float literal value (bools are not numbers here)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _number(node: ast.AST) -> int | float:
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+    if isinstance(node, ast.Constant) and _is_number(node.value):
         return node.value
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
-            and type(node.operand.value) in (int, float):
+            and _is_number(node.operand.value):
         return -node.operand.value
     raise LiteralError(f"expected a number literal at line {getattr(node, 'lineno', '?')}")
 

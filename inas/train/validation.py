@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import random
 import time
+from collections.abc import Sized
+from typing import cast
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -50,7 +52,7 @@ class Validator:
         self.bn_loader = bn_loader_from_config(config.data, config.task, tc.bn_recalibration_batches,
                                                seed=config.seed, cache=True, check=False)
         val_loader = eval_loader_from_config(config.data, config.task, check=check)
-        if tc.val_images is not None and tc.val_images < len(val_loader.dataset):
+        if tc.val_images is not None and tc.val_images < len(cast(Sized, val_loader.dataset)):
             subset = Subset(val_loader.dataset, list(range(tc.val_images)))
             val_loader = DataLoader(subset, batch_size=val_loader.batch_size, shuffle=False,
                                     num_workers=val_loader.num_workers, collate_fn=val_loader.collate_fn)

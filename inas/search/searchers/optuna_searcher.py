@@ -99,7 +99,7 @@ class OptunaSearcher(Searcher):
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         direction = "maximize" if self.mode == "max" else "minimize"
-        directions = [direction] + ["minimize"] * max(1, len(self.devices))
+        directions: list[Any] = [direction] + ["minimize"] * max(1, len(self.devices))
         sampler = make_sampler(self.sampler_name, self._study_seed, self.population_size, self.n_startup_trials,
                                self.sampler_options)
         return optuna.create_study(directions=directions, sampler=sampler)

@@ -25,7 +25,7 @@ from the told evaluations (seeded by round), so nothing is pickled and a resumed
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -55,10 +55,10 @@ class PredictorSearcher(Searcher):
                 raise BadInputError(f"must be a positive integer, got {value!r}", key=key)
         if not isinstance(lgs_candidates, int) or lgs_candidates < 0:
             raise BadInputError(f"must be an integer >= 0, got {lgs_candidates!r}", key="lgs_candidates")
-        for key, value in (("mutation_prob", mutation_prob), ("depth_mutation_prob", depth_mutation_prob),
-                           ("crossover_prob", crossover_prob)):
-            if not 0.0 <= float(value) <= 1.0:
-                raise BadInputError(f"must be a probability in [0, 1], got {value!r}", key=key)
+        for key, prob in (("mutation_prob", mutation_prob), ("depth_mutation_prob", depth_mutation_prob),
+                          ("crossover_prob", crossover_prob)):
+            if not 0.0 <= float(prob) <= 1.0:
+                raise BadInputError(f"must be a probability in [0, 1], got {prob!r}", key=key)
         self.initial_size = initial_size
         self.batch_size = batch_size
         self.candidates = candidates
@@ -158,7 +158,7 @@ class PredictorSearcher(Searcher):
             self._count("rounds_without_data")
             return []
         self.predictor.seed = self.seed + self.round
-        self.predictor.fit([r.arch for r in training], [self.score(r) for r in training])
+        self.predictor.fit([r.arch for r in training], [cast(float, self.score(r)) for r in training])  # all told
         latency = np.array([self.objective_latencies(r) for r in training])
         score = np.array([self.score(r) for r in training])
         front = non_dominated(latency, score)
