@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from cli_subprocess import REPO, cli_env
 
@@ -49,7 +50,9 @@ def shrink(command: str) -> str:
     return command
 
 
-def run_block(commands: list[str], workdir: Path, search_dir: str) -> None:
+def run_block(commands: list[str], workdir: Path, search_dir: str) -> dict[str, str]:
+    """Run the commands in order; returns each verb's stdout (the last run of a verb wins)."""
+    outputs = {}
     for command in commands:
         command = shrink(command)
         if "<arch_id>" in command:
@@ -60,6 +63,8 @@ def run_block(commands: list[str], workdir: Path, search_dir: str) -> None:
         done = subprocess.run([sys.executable, *argv[1:]], cwd=workdir, env=cli_env(), capture_output=True,
                               text=True, timeout=900)
         assert done.returncode == 0, f"{command}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+        outputs[argv[3]] = done.stdout
+    return outputs
 
 
 @pytest.fixture
@@ -94,5 +99,12 @@ def test_readme_sod_pipeline_as_written(repo_copy):
 def test_readme_segmentation_pipeline_as_written(repo_copy):
     commands = readme_block("Segmentation is the same pipeline")
     assert any("seg_demo.yaml" in c for c in commands)
-    run_block(commands, repo_copy, "runs/seg_demo_search")
+    outputs = run_block(commands, repo_copy, "runs/seg_demo_search")
     assert (repo_copy / "runs/seg_model.onnx").is_file()
+    # convert and test agree on the same model and data: the stand-alone model's mIoU in convert's consistency
+    # check (PyTorch) equals the ONNX model's mIoU that `test` writes (same input size, same validation list)
+    header = next(line for line in outputs["convert"].splitlines() if line.strip().startswith("path"))
+    row = next(line for line in outputs["convert"].splitlines() if "stand-alone model" in line)
+    converted = float(row.split()[-len(header.split()[1:]):][header.split()[1:].index("miou")])
+    tested = pd.read_csv(repo_copy / "runs/seg_model.onnx-test/metrics.csv")["miou"].item()
+    assert abs(converted - tested) < 1e-3, (converted, tested)
