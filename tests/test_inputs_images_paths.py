@@ -181,3 +181,29 @@ def test_evaluate_options_out_of_bounds(tmp_path, capsys, option, value):
                               str(tmp_path / "gt"), "-o", str(out), "--no-progress", option, value])
     one_error(code, text, option, value)
     assert not out.exists()
+
+
+def test_config_path_too_long(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {root: /tmp/" + "9" * 5000 + "}\n", encoding="utf-8")
+    code, text = run(capsys, ["data", "check", "-c", str(config)])
+    line = one_error(code, text, str(config), "data.root", "longer than a path can be")
+    assert len(line) < 400
+
+
+def test_analyze_text_that_is_not_utf8(tmp_path, capsys):
+    """Parquet does not check UTF-8 on reading: the reader validates, else the report writer fails late."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_analyze_report import make_evaluations
+
+    frame = make_evaluations("random", 5, seed=3)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    broken = pa.array([b"\xeb\x00bad"] * len(frame), type=pa.binary()).view(pa.string())
+    table = table.set_column(table.schema.get_field_index("arch"), "arch", broken)
+    result = tmp_path / "result"
+    result.mkdir()
+    pq.write_table(table, result / "evaluations.parquet")
+    code, text = run(capsys, ["analyze", str(result), "-o", str(tmp_path / "report")])
+    one_error(code, text, "evaluations.parquet", "Parquet")
+    assert not (tmp_path / "report").exists()

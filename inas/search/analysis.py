@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, clip
 from inas.search.pareto import (
     best_under_budget,
     default_reference,
@@ -74,9 +75,11 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise BadInputError("missing; expected the search output evaluations.parquet in this folder", path=path)
     try:
+        pq.read_table(path).validate(full=True)  # e.g. text that is not UTF-8 fails here, not in the report writer
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {exc})", path=path) from exc
+        raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {clip(str(exc), 200)})",
+                            path=path) from None
     columns = [str(c) for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     task = detect_task(columns)
