@@ -207,3 +207,22 @@ def test_analyze_text_that_is_not_utf8(tmp_path, capsys):
     code, text = run(capsys, ["analyze", str(result), "-o", str(tmp_path / "report")])
     one_error(code, text, "evaluations.parquet", "Parquet")
     assert not (tmp_path / "report").exists()
+
+
+def test_infinite_objectives_neither_hang_nor_pass(tmp_path, capsys):
+    """An infinite latency in evaluations.parquet hung the Pareto sort (found by the slow fuzz)."""
+    import pandas as pd
+    from test_analyze_report import make_evaluations
+
+    from inas.search.pareto import non_dominated_rank
+
+    frame = make_evaluations("random", 6, seed=3)
+    frame.loc[:, "latency_ms__cpu"] = float("inf")
+    ranks = non_dominated_rank(frame, {"latency_ms__cpu": "min", "max_fmeasure": "max"})
+    assert ranks.notna().all() and (ranks == 0).sum() >= 1
+    result = tmp_path / "result"
+    result.mkdir()
+    frame.to_parquet(result / "evaluations.parquet", index=False)
+    code, text = run(capsys, ["analyze", str(result), "-o", str(tmp_path / "report")])
+    one_error(code, text, "evaluations.parquet", "latency_ms__cpu", "infinite")
+    assert isinstance(frame, pd.DataFrame) and not (tmp_path / "report").exists()

@@ -95,6 +95,8 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
     for column in (*NUMERIC_COLUMNS, metric, *TASK_METRICS[task][1], *latency_columns(frame)):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
+        if np.isinf(frame[column].to_numpy(dtype=float, na_value=np.nan)).any():
+            raise BadInputError("column holds infinite values", path=path, key=column)
     if frame.empty:
         raise BadInputError("has no rows (no evaluated architecture)", path=path)
     return frame
