@@ -25,19 +25,22 @@ MAX_CLASSES = 255  # labels are 8-bit trainIds with 255 = ignore
 MAX_COUNT = 10**9  # iterations, budgets, batches of BN recalibration and the like
 MAX_BATCH_INPUT_MIB = 8192  # float32 input batch (batch x 3 x side x side) the data settings may ask for
 MAX_CONFIG_BYTES = 1 << 20
+MAX_PATH_BYTES, MAX_NAME_BYTES = 4096, 255  # PATH_MAX and NAME_MAX of Linux file systems
 MAX_YAML_DEPTH = 32
 MAX_YAML_NODES = 100_000  # values after expanding YAML aliases
 _MAX_PROBLEMS = 5
 
 
 def _encodable(value: Any) -> Any:
-    """A path or file name the file system can take: no lone surrogates, no NUL."""
+    """A path or file name the file system can take: no lone surrogates, no NUL, not too long."""
     try:
         raw = os.fsencode(value)
     except UnicodeError:
         raise ValueError("holds characters no file name can hold (e.g. a lone surrogate)") from None
     if b"\0" in raw:
         raise ValueError("holds a NUL character")
+    if len(raw) > MAX_PATH_BYTES or any(len(part) > MAX_NAME_BYTES for part in raw.split(b"/")):
+        raise ValueError(f"is longer than a path can be ({MAX_PATH_BYTES} bytes, {MAX_NAME_BYTES} per name)")
     return value
 
 

@@ -84,6 +84,9 @@ MODEL_DAMAGE = DAMAGE + [
     ("task", lambda o: o.update(task="seg"), "task"),
     ("input size", lambda o: o.update(input_size=[64, 10**6]), "input_size"),
     ("input size nan", lambda o: o.update(input_size=[64, float("nan")]), "input_size"),
+    ("task tensor", lambda o: o.update(task=torch.zeros(3)), "task"),
+    ("conversion tensor", lambda o: o.update(conversion=torch.zeros(3)), "conversion"),
+    ("format tensor", lambda o: o.update(format=torch.zeros(3)), "format"),
 ]
 
 

@@ -181,3 +181,48 @@ def test_evaluate_options_out_of_bounds(tmp_path, capsys, option, value):
                               str(tmp_path / "gt"), "-o", str(out), "--no-progress", option, value])
     one_error(code, text, option, value)
     assert not out.exists()
+
+
+def test_config_path_too_long(tmp_path, capsys):
+    config = tmp_path / "c.yaml"
+    config.write_text("data: {root: /tmp/" + "9" * 5000 + "}\n", encoding="utf-8")
+    code, text = run(capsys, ["data", "check", "-c", str(config)])
+    line = one_error(code, text, str(config), "data.root", "longer than a path can be")
+    assert len(line) < 400
+
+
+def test_analyze_text_that_is_not_utf8(tmp_path, capsys):
+    """Parquet does not check UTF-8 on reading: the reader validates, else the report writer fails late."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_analyze_report import make_evaluations
+
+    frame = make_evaluations("random", 5, seed=3)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    broken = pa.array([b"\xeb\x00bad"] * len(frame), type=pa.binary()).view(pa.string())
+    table = table.set_column(table.schema.get_field_index("arch"), "arch", broken)
+    result = tmp_path / "result"
+    result.mkdir()
+    pq.write_table(table, result / "evaluations.parquet")
+    code, text = run(capsys, ["analyze", str(result), "-o", str(tmp_path / "report")])
+    one_error(code, text, "evaluations.parquet", "Parquet")
+    assert not (tmp_path / "report").exists()
+
+
+def test_infinite_objectives_neither_hang_nor_pass(tmp_path, capsys):
+    """An infinite latency in evaluations.parquet hung the Pareto sort (found by the slow fuzz)."""
+    import pandas as pd
+    from test_analyze_report import make_evaluations
+
+    from inas.search.pareto import non_dominated_rank
+
+    frame = make_evaluations("random", 6, seed=3)
+    frame.loc[:, "latency_ms__cpu"] = float("inf")
+    ranks = non_dominated_rank(frame, {"latency_ms__cpu": "min", "max_fmeasure": "max"})
+    assert ranks.notna().all() and (ranks == 0).sum() >= 1
+    result = tmp_path / "result"
+    result.mkdir()
+    frame.to_parquet(result / "evaluations.parquet", index=False)
+    code, text = run(capsys, ["analyze", str(result), "-o", str(tmp_path / "report")])
+    one_error(code, text, "evaluations.parquet", "latency_ms__cpu", "infinite")
+    assert isinstance(frame, pd.DataFrame) and not (tmp_path / "report").exists()

@@ -83,7 +83,9 @@ class ModelInfo:
             raise BadInputError("expected the architecture as a JSON string", path=source, key="arch")
         arch = arch_from_json(header["arch"], space, source)
         num_classes = _positive_int(header["num_classes"], "num_classes", source, MAX_CLASSES)
-        task = header.get("task") or ("sod" if num_classes == 1 else "seg")
+        task = header.get("task")
+        if task is None:
+            task = "sod" if num_classes == 1 else "seg"
         if not isinstance(task, str) or task not in TASKS or (task == "sod") != (num_classes == 1):
             raise BadInputError(f"expected one of {list(TASKS)} (sod with 1 class, seg with more), got "
                                 f"{excerpt(task)} with {num_classes} classes", path=source, key="task")
@@ -94,7 +96,8 @@ class ModelInfo:
                     _positive_int(size[1], "input_size", source, MAX_INPUT_SIDE))
         levels = output_levels_field(header.get("output_levels", [0]), source)
         head_activation = head_activation_field(header.get("head_activation"), source)
-        conversion = header.get("conversion") or {}
+        conversion = header.get("conversion")
+        conversion = {} if conversion is None else conversion
         if not isinstance(conversion, Mapping):
             raise BadInputError("expected a mapping", path=source, key="conversion")
         return cls(space, arch, task, num_classes, head_activation, input_hw, levels, dict(conversion))
@@ -172,7 +175,8 @@ def load_model_file(path: str | Path) -> tuple[StandaloneModel, ModelInfo]:
         raise BadInputError("this is a supernet checkpoint, not a stand-alone model; run `convert --arch ARCH.json "
                             "--supernet THIS_FILE -o MODEL.pt` first", path=path)
     if fmt != STANDALONE_FORMAT:
-        raise BadInputError(f"expected format {STANDALONE_FORMAT!r}, got {fmt!r}; " + HINT, path=path, key="format")
+        raise BadInputError(f"expected format {STANDALONE_FORMAT!r}, got {excerpt(fmt)}; " + HINT, path=path,
+                            key="format")
     header = dict(obj)
     header.setdefault("input_size", [320, 320])
     info = ModelInfo.from_header(header, str(path))

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, clip
 from inas.search.pareto import (
     best_under_budget,
     default_reference,
@@ -73,9 +74,12 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise BadInputError("missing; expected the search output evaluations.parquet in this folder", path=path)
     try:
-        frame = pd.read_parquet(path)
+        table = pq.read_table(path)
+        table.validate(full=True)  # e.g. text that is not UTF-8 fails here, not in the report writer
+        frame = table.to_pandas()
     except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {exc})", path=path) from exc
+        raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {clip(str(exc), 200)})",
+                            path=path) from None
     columns = [str(c) for c in frame.columns]
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     task = detect_task(columns)
@@ -90,7 +94,9 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
     for column in (*NUMERIC_COLUMNS, *TASK_METRICS[task], *latency_columns(frame)):
         if not pd.api.types.is_numeric_dtype(frame[column]):
             raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
-    _check_rows(frame, path)
+        if np.isinf(frame[column].to_numpy(dtype=float, na_value=np.nan)).any():
+            raise BadInputError("column holds infinite values", path=path, key=column)
+    _check_arch_ids(frame, path)
     if frame.empty:
         raise BadInputError("has no rows: the search evaluated no architecture yet (run `search` on this folder "
                             "to start or continue it)", path=path)
@@ -110,19 +116,12 @@ def _source_names(folders: Sequence[Path]) -> list[str]:
     return [str(f) if names.count(n) > 1 else n for f, n in zip(folders, names, strict=True)]
 
 
-def _check_rows(frame: pd.DataFrame, path: Path) -> None:
-    """Text columns decode (a damaged file can hold invalid UTF-8 that pandas decodes only on access), and every
-    row's arch parses in the iNAS space with `arch_id` its id (ids name files); BadInputError naming `path`."""
+def _check_arch_ids(frame: pd.DataFrame, path: Path) -> None:
+    """Every row's arch parses in the iNAS space and its `arch_id` is that arch's id (ids name files);
+    BadInputError naming `path` and the row otherwise."""
     from inas.search.evaluators import check_row_id
     from inas.space import inas_space
 
-    for column in frame.columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column]):
-            try:
-                frame[column] = pd.Series(frame[column].tolist(), index=frame.index, dtype=object)
-            except (UnicodeDecodeError, ValueError) as exc:
-                raise BadInputError(f"column cannot be decoded ({type(exc).__name__}: {str(exc)[:120]})",
-                                    path=path, key=str(column)) from None
     space = inas_space()
     for index, row in enumerate(frame[["arch", "arch_id"]].to_dict(orient="records")):
         check_row_id(row, space, path, index)

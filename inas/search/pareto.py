@@ -69,9 +69,10 @@ def _first_front_sorted(points: np.ndarray) -> np.ndarray:
     if m == 2:  # O(n): track the lowest second objective seen so far and the first x that reached it
         best_y, best_x = np.inf, np.inf
         for i, (x, y) in enumerate(points):
-            if y < best_y or (y == best_y and x == best_x):
+            # the first row is never dominated, even at y = inf (else a front of infinite rows would never end)
+            if i == 0 or y < best_y or (y == best_y and x == best_x):
                 mask[i] = True
-                if y < best_y:
+                if i == 0 or y < best_y:
                     best_y, best_x = y, x
         return mask
     front = np.empty_like(points)
