@@ -205,3 +205,13 @@ def test_table_of_two_input_sizes_is_rejected(space):
     mixed = pd.concat([fake_table(space, (128, 160)), fake_table(space, (64, 64))], ignore_index=True)
     with pytest.raises(BadInputError, match="input size"):
         LatencyPredictor(mixed)
+
+
+def test_a_table_row_of_unknown_or_null_kind_is_one_line(space, tmp_path):
+    """Found by the fuzz suite (INAS_FUZZ_SEED=7): a null `kind` cell was a ValueError traceback in `lut`."""
+    frame = fake_table(space, (128, 160))
+    frame["kind"] = pd.Series([None] + frame["kind"].tolist()[1:], dtype=object)
+    frame.to_parquet(tmp_path / "d.parquet")
+    with pytest.raises(BadInputError, match=r"d.parquet: kind: latency table has rows of unknown block kind, e.g. "
+                       "(None|nan)"):
+        read_table(tmp_path / "d.parquet")

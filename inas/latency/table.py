@@ -50,9 +50,9 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, excerpt
 from inas.io import atomic_write_parquet
-from inas.latency.blocks import KEY_FIELDS, BlockKey
+from inas.latency.blocks import BLOCK_KINDS, KEY_FIELDS, BlockKey
 
 INT_COLUMNS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "stride", "kernel", "expand_ratio",
                "fusion", "params", "batch", "threads", "runs", "retimes")
@@ -109,6 +109,11 @@ def check_schema(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
                             f"{list(INT_COLUMNS)}, floats for {list(FLOAT_COLUMNS)}, strings otherwise", path=source)
     if frame["latency_ms"].isna().any() or (frame["latency_ms"] < 0).any():
         raise BadInputError("latency table has missing or negative latency_ms values", path=source)
+    unknown = ~frame["kind"].isin(BLOCK_KINDS)
+    if unknown.any():
+        first = excerpt(frame.loc[unknown, "kind"].iloc[0])
+        raise BadInputError(f"latency table has rows of unknown block kind, e.g. {first}; expected one of "
+                            f"{list(BLOCK_KINDS)}", path=source, key="kind")
     dupes = frame.duplicated(list(KEY_FIELDS))
     if dupes.any():
         raise BadInputError(f"latency table has duplicate blocks, e.g. {frame.loc[dupes, 'block'].iloc[0]!r}",
