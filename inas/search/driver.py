@@ -9,10 +9,13 @@
 - Trials run `evaluate_trial` (`inas.search.trial`) on Ray workers: the supernet weights travel once through the
   object store (`tune.with_parameters`), each worker builds its `AccuracyEvaluator` on its first trial and reuses it.
 - Resources (LUT latency per device, params, MACs) are computed in the driver (microseconds per arch).
-- Resume: after every completed trial the driver writes `evaluations.parquet`, then `search_state.json`, both
-  atomically. Re-running the same command on the same output folder restores the searchers (archs that were in
-  flight are asked again), serves every arch already evaluated from the table, and evaluates again the archs an
-  earlier run recorded as failed (their rows are replaced; no budget is spent on them).
+- Resume: the driver saves `evaluations.parquet`, then `search_state.json`, both whole and atomically, after the
+  first trials, then rate-limited (`inas.search.state.StateSaver`: when the new rows reach 10 % of the saved ones, or
+  30 s after the oldest unsaved result, and at the end), so a run's write cost stays O(new rows) per trial
+  amortised; a kill -9 loses at most that window's results, which a re-run evaluates again. Re-running the same
+  command on the same output folder restores the searchers (archs that were in flight are asked again), serves
+  every arch already evaluated from the table, and evaluates again the archs an earlier run recorded as failed
+  (their rows are replaced; no budget is spent on them).
 - Outputs in the folder: `evaluations.parquet`, `pareto.parquet` (front of the primary device's latency vs the task
   metric, `rank` 0), `front/<arch_id>.json`, `search_state.json`, `summary.txt`, `tune/` (Tune's trial logs).
 """
@@ -24,8 +27,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,11 +51,20 @@ from inas.search.evaluators import (
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, pareto_front
 from inas.search.scheduler import TrialScheduler, TrialStats
 from inas.search.searchers import Searcher, build_searcher
-from inas.search.state import STATE_FILE, SearchState, read_search_state, write_search_state
+from inas.search.state import (
+    STATE_FILE,
+    SavePolicy,
+    SaveStats,
+    SearchState,
+    StateSaver,
+    read_search_state,
+    write_search_state,
+)
 from inas.search.trial import WorkerSetup
 from inas.space import SearchSpace
 
 log = logging.getLogger(__name__)
+TrialFunction = Callable[..., None]  # a Tune function trainable: (config, payload=..., setup=WorkerSetup) -> None
 
 EVALUATIONS_FILE = "evaluations.parquet"
 PARETO_FILE = "pareto.parquet"
@@ -76,6 +88,8 @@ class SearchSetup:
     table: EvaluationTable
     resumed: bool = False
     setup_seconds: float = 0.0
+    save_policy: SavePolicy = field(default_factory=SavePolicy)
+    trial: TrialFunction | None = None  # replaces `evaluate_trial` (given no supernet payload): driver benchmarks
 
 
 def _devices(config: ExperimentConfig) -> list[str]:
@@ -201,15 +215,24 @@ class SearchResult:
     summary: str
     stats: TrialStats
     wall_seconds: float
+    saves: SaveStats = field(default_factory=SaveStats)
 
 
-def build_scheduler(setup: SearchSetup) -> TrialScheduler:
-    """The scheduler of `setup`, saving the state after every recorded result; archs an earlier run recorded as
-    failed are queued for another evaluation."""
+def state_saver(setup: SearchSetup) -> StateSaver:
+    """Saves `setup`'s table and searcher states following `setup.save_policy` (what is loaded counts as saved)."""
+    return StateSaver(lambda: save_state(setup.out_dir, setup.config, setup.searchers, setup.table),
+                      setup.save_policy, saved_rows=len(setup.table), saved_changes=setup.table.changes)
+
+
+def build_scheduler(setup: SearchSetup, saver: StateSaver | None = None) -> TrialScheduler:
+    """The scheduler of `setup`, telling `saver` (default `state_saver(setup)`) after every recorded result; archs
+    an earlier run recorded as failed are queued for another evaluation."""
     config = setup.config
-    scheduler = TrialScheduler(setup.searchers, setup.concurrency, setup.table, setup.resources, config.task,
+    saver = saver or state_saver(setup)
+    table = setup.table
+    scheduler = TrialScheduler(setup.searchers, setup.concurrency, table, setup.resources, config.task,
                                config.search.archs_per_trial, config.search.max_trial_retries,
-                               on_change=lambda: save_state(setup.out_dir, config, setup.searchers, setup.table))
+                               on_change=lambda: saver.changed(len(table), table.changes))
     queued = scheduler.retry_failed_rows()
     if queued:
         log.warning("%d architectures recorded as failed by an earlier run are evaluated again", queued)
@@ -236,15 +259,19 @@ def _tune_environment(setup: SearchSetup, verbose: int) -> None:
 
 
 def _fit(setup: SearchSetup, scheduler: TrialScheduler, verbose: int) -> None:
-    """One Tune run of `evaluate_trial` trials suggested by `scheduler` (Ray must be initialised)."""
+    """One Tune run of `evaluate_trial` (or `setup.trial`) trials suggested by `scheduler` (Ray must be
+    initialised)."""
     from ray import tune
 
     from inas.search.trial import evaluate_trial
     from inas.search.tune_adapter import ArchBatchSearcher
 
     search = setup.config.search
-    payload = supernet_payload(setup.supernet, file_key(setup.supernet_path))
-    trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup(setup.config))
+    if setup.trial is None:
+        payload = supernet_payload(setup.supernet, file_key(setup.supernet_path))
+        trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup(setup.config))
+    else:
+        trainable = tune.with_parameters(setup.trial, payload=None, setup=worker_setup(setup.config))
     trainable = tune.with_resources(trainable, {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
@@ -261,7 +288,8 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     RunFailedError (after writing the outputs) when some architectures failed every retry."""
     _tune_environment(setup, verbose)
     config = setup.config
-    scheduler = build_scheduler(setup)
+    saver = state_saver(setup)
+    scheduler = build_scheduler(setup, saver)
     connection = connect(address, dashboard) if not scheduler.finished else None  # a finished re-run needs no Ray
     try:
         setup.out_dir.mkdir(parents=True, exist_ok=True)
@@ -271,14 +299,15 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     finally:
         if connection is not None:
             connection.close()
-    save_state(setup.out_dir, config, setup.searchers, setup.table)
+    saver.flush(len(setup.table), setup.table.changes)
     evaluations = setup.table.frame()
     pareto = write_front(setup.out_dir, evaluations, config.task, setup.resources.primary_device)
     summary = format_summary(evaluations, pareto, config.task, setup.resources.primary_device,
                              config.search.latency_budgets_ms, scheduler.stats, time.perf_counter() - start)
     atomic_write_text(setup.out_dir / "summary.txt", summary + "\n")
     _raise_if_failed(setup, scheduler.stats)
-    return SearchResult(setup.out_dir, evaluations, pareto, summary, scheduler.stats, time.perf_counter() - start)
+    return SearchResult(setup.out_dir, evaluations, pareto, summary, scheduler.stats, time.perf_counter() - start,
+                        saver.stats)
 
 
 def _raise_if_failed(setup: SearchSetup, stats: TrialStats) -> None:
