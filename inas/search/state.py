@@ -26,6 +26,7 @@ to 1 / growth + 1 = 11) are saved after every trial, so small runs behave as bef
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 from collections.abc import Callable, Mapping
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from inas.errors import BadInputError
-from inas.io import atomic_write_json
+from inas.io import atomic_write_text
 
 STATE_FILE = "search_state.json"
 STATE_FORMAT = "inas-search-state"
@@ -55,7 +56,8 @@ class SearchState:
 
 
 def write_search_state(path: str | Path, state: SearchState) -> None:
-    atomic_write_json(path, state.to_json())
+    """Compact JSON (one line): json's C encoder, several times faster than an indented layout on large states."""
+    atomic_write_text(path, json.dumps(state.to_json(), separators=(",", ":")) + "\n")
 
 
 def read_search_state(path: str | Path) -> SearchState:
@@ -136,7 +138,13 @@ class StateSaver:
     def flush(self, rows: int, changes: int) -> None:
         """Save now (also with nothing unsaved: the end of a run writes its files whatever happened)."""
         start = time.perf_counter()
-        self._save()
+        collecting = gc.isenabled()
+        gc.disable()  # a save allocates ~100 short-lived containers per row: the cyclic GC made it 10x slower
+        try:
+            self._save()
+        finally:
+            if collecting:
+                gc.enable()
         seconds = time.perf_counter() - start
         self.stats.saves += 1
         self.stats.rows_written += rows
