@@ -18,7 +18,8 @@ driver is what is measured.
      efficiency = steady / ideal (target >= 90 % at C = 64 with 2-s evaluations);
    - driver CPU ms per trial (the driver process: Tune's loop, the scheduler, resources, saves) and its share of
      one core over the run;
-   - suggest latency: median and max ms of `TrialScheduler.suggest`; complete latency likewise (includes saves);
+   - suggest latency: median and max ms of the `TrialScheduler.suggest` calls that started a trial (asks, table
+     look-ups, resources); `complete` likewise over every trial (tells, rows, saves);
    - state-write ms per trial: seconds spent in full saves / trials, and the number of full saves.
 2. State writes (no Ray): --write-evals evaluations told one trial at a time (the scheduler and the real saves, no
    Tune) with the old policy (a full save after every trial: `SavePolicy(growth=0)`, up to --old-evals since it is
@@ -54,7 +55,7 @@ from benchmarks.common import format_table, record_result  # noqa: E402
 from inas.config import parse_config  # noqa: E402
 from inas.search.driver import SearchSetup, build_scheduler, connect, run_search, state_saver  # noqa: E402
 from inas.search.evaluators import EvaluationTable, ResourceEvaluator  # noqa: E402
-from inas.search.scheduler import FINISHED, TrialScheduler  # noqa: E402
+from inas.search.scheduler import FINISHED, TrialConfig, TrialScheduler  # noqa: E402
 from inas.search.searchers import build_searcher  # noqa: E402
 from inas.search.state import SavePolicy  # noqa: E402
 from inas.search.testing import synthetic_latency_ms  # noqa: E402
@@ -111,22 +112,23 @@ def sleep_trial_of(eval_s: float) -> Callable[..., None]:
 
 
 class Timed:
-    """Wraps a method of TrialScheduler to record its wall time per call (seconds)."""
+    """Wraps a method of TrialScheduler to record its wall time per call (seconds) when `keep(returned)` holds."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, keep: Callable[[Any], bool] = lambda returned: True) -> None:
         self.name = name
         self.seconds: list[float] = []
         self.original = getattr(TrialScheduler, name)
+        self.keep = keep
 
     def __enter__(self) -> Timed:
-        original, seconds = self.original, self.seconds
+        original, seconds, keep = self.original, self.seconds, self.keep
 
         def timed(scheduler: TrialScheduler, *args: Any) -> Any:
             start = time.perf_counter()
-            try:
-                return original(scheduler, *args)
-            finally:
+            returned = original(scheduler, *args)
+            if keep(returned):
                 seconds.append(time.perf_counter() - start)
+            return returned
 
         setattr(TrialScheduler, self.name, timed)
         return self
@@ -144,7 +146,8 @@ def throughput(concurrency: int, args: argparse.Namespace, root: Path) -> dict[s
     setup = make_setup(root / f"c{concurrency}", concurrency, budget, args.archs_per_trial, args.cpus_per_trial,
                        sleep_trial_of(args.eval_s))
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-    with Timed("suggest") as suggest, Timed("complete") as complete:
+    is_trial = lambda returned: isinstance(returned, TrialConfig)  # noqa: E731 - calls that started a trial
+    with Timed("suggest", is_trial) as suggest, Timed("complete") as complete:
         result = run_search(setup, dashboard=False)
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)

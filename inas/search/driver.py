@@ -16,6 +16,8 @@
   command on the same output folder restores the searchers (archs that were in flight are asked again), serves
   every arch already evaluated from the table, and evaluates again the archs an earlier run recorded as failed
   (their rows are replaced; no budget is spent on them).
+- Progress: Ray metrics (`inas.search.progress`, names in `inas.progress`): evaluations by searcher and status, best
+  metric, hypervolume, in the dashboard's Metrics view and on each node's Prometheus endpoint.
 - Outputs in the folder: `evaluations.parquet`, `pareto.parquet` (front of the primary device's latency vs the task
   metric, `rank` 0), `front/<arch_id>.json`, `search_state.json`, `summary.txt`, `tune/` (Tune's trial logs).
 """
@@ -49,6 +51,7 @@ from inas.search.evaluators import (
     supernet_payload,
 )
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, pareto_front
+from inas.search.progress import SearchProgress
 from inas.search.scheduler import TrialScheduler, TrialStats
 from inas.search.searchers import Searcher, build_searcher
 from inas.search.state import (
@@ -224,15 +227,27 @@ def state_saver(setup: SearchSetup) -> StateSaver:
                       setup.save_policy, saved_rows=len(setup.table), saved_changes=setup.table.changes)
 
 
-def build_scheduler(setup: SearchSetup, saver: StateSaver | None = None) -> TrialScheduler:
-    """The scheduler of `setup`, telling `saver` (default `state_saver(setup)`) after every recorded result; archs
-    an earlier run recorded as failed are queued for another evaluation."""
+def search_progress(setup: SearchSetup) -> SearchProgress:
+    """The run's Ray metrics (`inas.search.progress`): exported once Ray is initialised in this process."""
+    return SearchProgress(setup.table, primary_metric(setup.config.task),
+                          latency_column(setup.resources.primary_device))
+
+
+def build_scheduler(setup: SearchSetup, saver: StateSaver | None = None,
+                    progress: SearchProgress | None = None) -> TrialScheduler:
+    """The scheduler of `setup`, telling `saver` (default `state_saver(setup)`) and `progress` after every recorded
+    result; archs an earlier run recorded as failed are queued for another evaluation."""
     config = setup.config
     saver = saver or state_saver(setup)
     table = setup.table
+
+    def on_change() -> None:
+        saver.changed(len(table), table.changes)
+        if progress is not None:
+            progress.update()
+
     scheduler = TrialScheduler(setup.searchers, setup.concurrency, table, setup.resources, config.task,
-                               config.search.archs_per_trial, config.search.max_trial_retries,
-                               on_change=lambda: saver.changed(len(table), table.changes))
+                               config.search.archs_per_trial, config.search.max_trial_retries, on_change=on_change)
     queued = scheduler.retry_failed_rows()
     if queued:
         log.warning("%d architectures recorded as failed by an earlier run are evaluated again", queued)
@@ -289,13 +304,15 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     _tune_environment(setup, verbose)
     config = setup.config
     saver = state_saver(setup)
-    scheduler = build_scheduler(setup, saver)
+    progress = search_progress(setup)
+    scheduler = build_scheduler(setup, saver, progress)
     connection = connect(address, dashboard) if not scheduler.finished else None  # a finished re-run needs no Ray
     try:
         setup.out_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         if connection is not None:
             _fit(setup, scheduler, verbose)
+            progress.finish()
     finally:
         if connection is not None:
             connection.close()
