@@ -76,7 +76,7 @@ def make_setup(out_dir: Path, concurrency: int, budget: int, archs_per_trial: in
     """A search of the full iNAS space with one random searcher, synthetic latencies, no supernet (the trials are
     `trial`)."""
     doc = {"task": "sod", "seed": 0,
-           "search": {"archs_per_trial": archs_per_trial, "cpus_per_trial": cpus_per_trial, "max_trial_retries": 0,
+           "search": {"archs_per_trial": archs_per_trial, "cpus_per_trial": cpus_per_trial, "max_trial_retries": 2,
                       "searchers": [{"kind": "random", "budget": budget, "concurrent_trials": concurrency}]}}
     config = parse_config(doc, "bench_driver_scale")
     space = config.space.build()

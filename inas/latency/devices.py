@@ -7,6 +7,11 @@ and batch. Several devices on ONE node would disturb each other's timings (they 
 bandwidth): with `node_lock` every measurement holds an exclusive file lock of the node (`fcntl.flock` on a file in
 the node's temp folder), so devices on different nodes run in parallel and devices sharing a node take turns block by
 block.
+
+Every row an actor measures records the Ray node that measured it in an extra column `node_id` (the table's `host`
+column names the machine; several Ray nodes may share one), "" when measured in-process without Ray; and each actor
+counts its measured blocks in the Ray metric `inas_lut_blocks_measured` (tags `device`, `node_id`; see
+`inas.progress`).
 """
 
 from __future__ import annotations
@@ -74,6 +79,21 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _ray_node_id() -> str:
+    """The id of the Ray node this process runs on; "" without Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
+def _count_blocks(device: str, node_id: str, blocks: int) -> None:
+    from inas.progress import LUT_BLOCKS, ray_sink
+
+    sink = ray_sink((LUT_BLOCKS,)) if node_id else None
+    if sink is not None and blocks:
+        sink.inc(LUT_BLOCKS, blocks, {"device": device, "node_id": node_id})
+
+
 class DeviceActor:
     """Measures on one device. Used as a Ray actor (`ray.remote(DeviceActor)`), or in-process (`--in-process`)."""
 
@@ -81,6 +101,7 @@ class DeviceActor:
         self.spec = spec
         self.runner = Runner(spec.backend, spec.threads, spec.drop_preempted)
         self.versions = software_versions()
+        self.node_id = _ray_node_id()
 
     def check(self) -> str | None:
         """None if this node can run the device's backend, else the reason."""
@@ -94,7 +115,7 @@ class DeviceActor:
         return {"block": key.text, **key.to_row(), "params": params, "device": spec.name, "backend": spec.backend,
                 "batch": spec.batch, "threads": spec.threads, "latency_ms": timing.median_ms,
                 "latency_ms_mean": timing.mean_ms, "latency_ms_std": timing.std_ms, "runs": timing.runs,
-                **versions, "measured_at": _now()}
+                **versions, "measured_at": _now(), "node_id": self.node_id}
 
     def measure_blocks(self, keys: Sequence[dict]) -> list[dict]:
         """Time blocks given as BlockKey rows; returns one latency-table row each."""
@@ -106,6 +127,7 @@ class DeviceActor:
                 timing = self.runner.measure(module, block_inputs(key, self.spec.batch), self.spec.warmup_runs,
                                              self.spec.runs, list_input=key.kind.endswith("_fusion"))
             rows.append(self._row(key, timing, sum(p.numel() for p in module.parameters())))
+        _count_blocks(self.spec.name, self.node_id, len(rows))
         return rows
 
     def measure_networks(self, space_doc: dict, arch_jsons: Sequence[str], input_hw: tuple[int, int],

@@ -127,8 +127,12 @@ def write_table(path: str | Path, frame: pd.DataFrame) -> None:
 
 
 def table_from_rows(rows: Iterable[dict]) -> pd.DataFrame:
+    """The schema columns, then any extra column of the rows (e.g. `node_id`, written by the device actors)."""
     rows = list(rows)
-    return normalise(pd.DataFrame(rows, columns=list(TABLE_COLUMNS))) if rows else empty_table()
+    if not rows:
+        return empty_table()
+    extras = [k for k in dict.fromkeys(k for row in rows for k in row) if k not in TABLE_COLUMNS]
+    return normalise(pd.DataFrame(rows, columns=[*TABLE_COLUMNS, *extras]))
 
 
 def keys_of(frame: pd.DataFrame) -> list[BlockKey]:
