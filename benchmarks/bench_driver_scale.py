@@ -15,7 +15,11 @@ driver is what is measured.
    - ideal evals/min = C x 60 / eval_s (every slot always evaluating);
    - steady evals/min: per worker, the archs of its 2nd..last trials over the time between its first and last
      completion, summed over workers (`TrialStats.steady_evaluations_per_minute`: worker start-up excluded);
-     efficiency = steady / ideal (target >= 90 % at C = 64 with 2-s evaluations);
+     efficiency = steady / ideal (target >= 90 % at C = 64 with 2-s evaluations); worker efficiency = steady / (the
+     workers that ran x 60 / eval_s): how busy the driver keeps the workers Ray did start (on a loaded machine Ray
+     starts worker processes slowly, and Tune reuses the first ones before the rest are up);
+   - gap ms: per worker, the median time between two consecutive trials beyond the evaluation itself (Tune's and
+     the driver's share of a slot);
    - driver CPU ms per trial (the driver process: Tune's loop, the scheduler, resources, saves) and its share of
      one core over the run;
    - suggest latency: median and max ms of the `TrialScheduler.suggest` calls that started a trial (asks, table
@@ -29,13 +33,14 @@ driver is what is measured.
 Prints tables and appends one JSON line per part to benchmarks/results.jsonl (with `lscpu` model and flags, and the
 load average: this 2-core machine may be shared).
 
-    python benchmarks/bench_driver_scale.py [--concurrency 8 16 32 64 --eval-s 2 --archs-per-trial 2 --rounds 6]
+    python benchmarks/bench_driver_scale.py [--concurrency 8 16 32 64 --eval-s 2 --archs-per-trial 4 --rounds 8]
         [--write-evals 10000 --old-evals 2000] [--skip-throughput | --skip-writes]
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 import os
@@ -141,6 +146,20 @@ def _ms(values: list[float], how: Callable[[list[float]], float]) -> float:
     return round(how(values) * 1e3, 2) if values else math.nan
 
 
+def trial_gaps(stats: Any) -> list[float]:
+    """Per worker, the time between a trial's completion and the next one's minus its evaluation time (seconds):
+    the driver's and Tune's share of a slot's time (each worker's first trial, which includes its start-up, left
+    out)."""
+    by_worker: dict[int, list[tuple[float, float]]] = {}
+    ok = [(pid, at) for pid, at in zip(stats.worker_per_completed, stats.completed_at, strict=True) if pid != -1]
+    for (pid, at), eval_s in zip(ok, stats.eval_seconds, strict=True):  # eval_seconds: successful trials only
+        by_worker.setdefault(pid, []).append((at, eval_s))
+    gaps = []
+    for done in by_worker.values():
+        gaps += [(b[0] - a[0]) - b[1] for a, b in itertools.pairwise(done)]
+    return gaps
+
+
 def throughput(concurrency: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     budget = concurrency * args.archs_per_trial * args.rounds
     setup = make_setup(root / f"c{concurrency}", concurrency, budget, args.archs_per_trial, args.cpus_per_trial,
@@ -154,11 +173,14 @@ def throughput(concurrency: int, args: argparse.Namespace, root: Path) -> dict[s
     stats = result.stats
     ideal = concurrency * 60 / args.eval_s
     steady = stats.steady_evaluations_per_minute()
+    workers = len(stats.workers)
     return {"concurrency": concurrency, "archs": len(result.evaluations), "trials": stats.trials,
             "failed_trials": stats.failed_trials, "workers": len(stats.workers),
             "wall_s": round(result.wall_seconds, 1),
             "ideal_evals_per_min": round(ideal, 1), "steady_evals_per_min": round(steady, 1),
             "efficiency": round(steady / ideal, 3),
+            "worker_efficiency": round(steady / (workers * 60 / args.eval_s), 3) if workers else math.nan,
+            "gap_ms_median": _ms(trial_gaps(stats), statistics.median),
             "wall_evals_per_min": round(len(result.evaluations) / result.wall_seconds * 60, 1),
             "driver_cpu_ms_per_trial": round(cpu_s / max(1, stats.trials) * 1e3, 1),
             "driver_cpu_share": round(cpu_s / result.wall_seconds, 3),
@@ -206,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 16, 32, 64])
     parser.add_argument("--eval-s", type=float, default=2.0, help="seconds per architecture on the worker")
-    parser.add_argument("--archs-per-trial", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=6, help="trials per concurrent slot")
+    parser.add_argument("--archs-per-trial", type=int, default=4, help="default: search.archs_per_trial's")
+    parser.add_argument("--rounds", type=int, default=8, help="trials per concurrent slot")
     parser.add_argument("--cpus-per-trial", type=float, default=None, help="default: 1.9 / the largest concurrency")
     parser.add_argument("--write-evals", type=int, default=10_000)
     parser.add_argument("--old-evals", type=int, default=2000, help="evaluations with a full save per trial")
