@@ -67,12 +67,13 @@ _SINKS: dict[tuple[str, ...], RayMetricSink] = {}
 
 
 def ray_sink(names: Sequence[str]) -> RayMetricSink | None:
-    """The process's `RayMetricSink` of `names`, or None when Ray is not initialised here (or metrics fail)."""
+    """The `RayMetricSink` of `names` of this process and Ray job (a process may init Ray several times), or None
+    when Ray is not initialised here (or its metrics fail)."""
     import ray
 
     if not ray.is_initialized():
         return None
-    key = tuple(names)
+    key = (ray.get_runtime_context().get_job_id(), *names)
     if key not in _SINKS:
         try:
             _SINKS[key] = RayMetricSink(names)
