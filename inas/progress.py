@@ -7,6 +7,7 @@ node's Prometheus endpoint (`http://NODE:<metrics_export_port>/metrics`; Ray add
 | `ray_inas_search_best_metric`                  | gauge   | `searcher`, `metric` | search driver                    |
 | `ray_inas_search_hypervolume`                  | gauge   | `searcher`           | search driver, every 10 s at most|
 | `ray_inas_lut_blocks_measured_total`           | counter | `device`, `node_id`  | each `lut` device actor          |
+| `ray_inas_train_iteration`, `ray_inas_train_loss` | gauge | `rank`             | each `train --cluster` worker    |
 
 `status` is `ok` (evaluated), `failed` (failed every retry) or `cached` (served from the results table); `searcher`
 `(overall)` is every searcher together. The hypervolume is the summary's: (latency on the first device, min; the
@@ -27,15 +28,20 @@ SEARCH_EVALUATIONS = "inas_search_evaluations"
 SEARCH_BEST = "inas_search_best_metric"
 SEARCH_HYPERVOLUME = "inas_search_hypervolume"
 LUT_BLOCKS = "inas_lut_blocks_measured"
+TRAIN_ITERATION = "inas_train_iteration"
+TRAIN_LOSS = "inas_train_loss"
 
 _DESCRIPTIONS = {
     SEARCH_EVALUATIONS: "architectures recorded by the search, by searcher and status (ok, failed, cached)",
     SEARCH_BEST: "best value so far of the search's primary task metric, by searcher",
     SEARCH_HYPERVOLUME: "hypervolume of (latency on the first device, task metric) so far, by searcher",
     LUT_BLOCKS: "latency-table blocks measured, by device and Ray node",
+    TRAIN_ITERATION: "training iteration last reported, by Ray Train worker rank",
+    TRAIN_LOSS: "training loss (mean over the last log window), by Ray Train worker rank",
 }
 _TAGS = {SEARCH_EVALUATIONS: ("searcher", "status"), SEARCH_BEST: ("searcher", "metric"),
-         SEARCH_HYPERVOLUME: ("searcher",), LUT_BLOCKS: ("device", "node_id")}
+         SEARCH_HYPERVOLUME: ("searcher",), LUT_BLOCKS: ("device", "node_id"), TRAIN_ITERATION: ("rank",),
+         TRAIN_LOSS: ("rank",)}
 COUNTERS = (SEARCH_EVALUATIONS, LUT_BLOCKS)
 
 
