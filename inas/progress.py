@@ -69,7 +69,7 @@ class RayMetricSink:
         self._metrics[name].set(value, tags=dict(tags))
 
 
-_SINKS: dict[tuple[str, ...], RayMetricSink] = {}
+_SINKS: dict[tuple[str, ...], RayMetricSink | None] = {}
 
 
 def ray_sink(names: Sequence[str]) -> RayMetricSink | None:
@@ -85,5 +85,5 @@ def ray_sink(names: Sequence[str]) -> RayMetricSink | None:
             _SINKS[key] = RayMetricSink(names)
         except Exception as exc:  # noqa: BLE001 - progress metrics must never stop a run
             log.warning("Ray metrics unavailable (%s): no progress metrics", exc)
-            return None
+            _SINKS[key] = None  # said once
     return _SINKS[key]

@@ -51,6 +51,7 @@ class SearchProgress:
         self._hv_at: float | None = None
 
     def update(self) -> None:
+        """Count the rows added since the last call (nothing while there is no sink: Ray not initialised)."""
         if self._sink is None:
             self._sink = self._sink_factory()
             if self._sink is None:
