@@ -5,6 +5,7 @@ snapshot to the same result as an uninterrupted run, without any arch twice."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pandas as pd
@@ -12,7 +13,7 @@ import pytest
 from test_search_driver import simulate
 from test_search_evaluators import make_problem
 
-from inas.search.driver import EVALUATIONS_FILE, build_scheduler, prepare_search, save_state
+from inas.search.driver import EVALUATIONS_FILE, STATE_FILE, build_scheduler, prepare_search, save_state
 from inas.search.state import SavePolicy, StateSaver
 
 
@@ -118,3 +119,40 @@ def test_stopped_between_saves_resumes_to_the_uninterrupted_result(tmp_path, mon
     fresh = pd.read_parquet(tmp_path / "fresh" / EVALUATIONS_FILE)
     assert frame.groupby("searcher").size().to_dict() == fresh.groupby("searcher").size().to_dict()
     assert frame.set_index("arch_id")["searcher"].to_dict() == fresh.set_index("arch_id")["searcher"].to_dict()
+
+
+def test_rows_saved_after_the_searchers_state_are_left_out_on_resume(tmp_path):
+    """What a kill between the two writes of a save leaves: evaluations.parquet newer than search_state.json. The
+    rows beyond the state's row count are left out on resume (their archs asked and evaluated again): no arch twice,
+    and the same result as an uninterrupted run."""
+    from test_search_driver import SEARCHERS
+
+    config, _ = make_problem(tmp_path / "problem", searchers=SEARCHERS)
+    out = tmp_path / "out"
+    setup = prepare_search(config, out)
+    simulate(setup, [], stop_after=2)
+    older_state = (out / STATE_FILE).read_text()
+    saved_rows = json.loads(older_state)["rows"]
+    assert saved_rows == len(pd.read_parquet(out / EVALUATIONS_FILE)) == len(setup.table)
+    simulate(setup, [], stop_after=2)  # more results saved
+    assert len(pd.read_parquet(out / EVALUATIONS_FILE)) > saved_rows
+    (out / STATE_FILE).write_text(older_state)  # the newer state never made it to disk
+    resumed = prepare_search(config, out)
+    assert resumed.resumed and len(resumed.table) == saved_rows
+    simulate(resumed, [])
+    frame = pd.read_parquet(out / EVALUATIONS_FILE)
+    assert frame["arch_id"].is_unique
+    simulate(prepare_search(config, tmp_path / "fresh"), [])
+    fresh = pd.read_parquet(tmp_path / "fresh" / EVALUATIONS_FILE)
+    assert frame.set_index("arch_id")["searcher"].to_dict() == fresh.set_index("arch_id")["searcher"].to_dict()
+
+
+def test_a_bad_row_count_in_the_state_is_refused(tmp_path):
+    from inas.errors import BadInputError
+    from inas.search.state import read_search_state
+
+    path = tmp_path / STATE_FILE
+    path.write_text(json.dumps({"format": "inas-search-state", "version": 1, "task": "sod", "searchers": {},
+                                "rows": -1}))
+    with pytest.raises(BadInputError, match="row count"):
+        read_search_state(path)

@@ -158,22 +158,28 @@ def check_data(config: ExperimentConfig) -> None:
 def _restore(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Searcher], table: EvaluationTable,
              resume: bool) -> bool:
     """Load an earlier run's results (checked: every row's arch id names its arch) and searcher states from
-    `out_dir`; False when there is no state (results alone are reused as a cache)."""
+    `out_dir`; False when there is no state (results alone are reused as a cache). Rows saved after the searchers'
+    state (a run killed between the two writes of a save) are left out: their archs are asked and evaluated again."""
     state_path = out_dir / STATE_FILE
     evaluations_path = out_dir / EVALUATIONS_FILE
     space = next(iter(searchers.values())).space
+    state = read_search_state(state_path) if state_path.is_file() else None
+    if state is not None and state.task != config.task:
+        raise BadInputError(f"the folder holds a {state.task!r} search, the config is {config.task!r}; use "
+                            "another output folder", path=state_path, key="task")
     if evaluations_path.is_file():
-        for row in EvaluationTable.load(evaluations_path, table.task, table.latency_columns, space).rows:
+        rows = EvaluationTable.load(evaluations_path, table.task, table.latency_columns, space).rows
+        if state is not None and state.rows is not None and len(rows) > state.rows:
+            log.warning("%d results were saved after the searchers' state (the run was killed while saving): they "
+                        "are evaluated again", len(rows) - state.rows)
+            rows = rows[: state.rows]
+        for row in rows:
             table.add(row)
-    if not state_path.is_file():
+    if state is None:
         if resume:
             raise BadInputError("nothing to resume: no search_state.json in the output folder", path=out_dir,
                                 key="--resume")
         return False
-    state = read_search_state(state_path)
-    if state.task != config.task:
-        raise BadInputError(f"the folder holds a {state.task!r} search, the config is {config.task!r}; use "
-                            "another output folder", path=state_path, key="task")
     for name, searcher in searchers.items():
         if name in state.searchers:
             try:
@@ -187,10 +193,11 @@ def _restore(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Se
 
 def save_state(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Searcher],
                table: EvaluationTable) -> None:
-    """evaluations.parquet first, then the searcher states (so every told arch is in the table on resume)."""
+    """evaluations.parquet first, then the searcher states with the table's row count (so every told arch is in the
+    table on resume, and rows written by a save that was cut short are recognised)."""
     table.save(out_dir / EVALUATIONS_FILE)
     write_search_state(out_dir / STATE_FILE,
-                       SearchState(config.task, {name: s.state_dict() for name, s in searchers.items()}))
+                       SearchState(config.task, {name: s.state_dict() for name, s in searchers.items()}, len(table)))
 
 
 # ----- Ray ---------------------------------------------------------------------------------------------------------

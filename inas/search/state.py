@@ -47,14 +47,19 @@ MAX_STATE_BYTES = 512 * 1024 * 1024
 
 @dataclass(frozen=True)
 class SearchState:
-    """The task of the search and each searcher's `state_dict()` by searcher name."""
+    """The task of the search, each searcher's `state_dict()` by searcher name, and `rows`: the number of rows of
+    `evaluations.parquet` saved with these states (None in files written before it was recorded)."""
 
     task: str
     searchers: Mapping[str, Mapping[str, Any]]
+    rows: int | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": STATE_FORMAT, "version": STATE_VERSION, "task": self.task,
-                "searchers": {name: dict(state) for name, state in self.searchers.items()}}
+        doc = {"format": STATE_FORMAT, "version": STATE_VERSION, "task": self.task,
+               "searchers": {name: dict(state) for name, state in self.searchers.items()}}
+        if self.rows is not None:
+            doc["rows"] = self.rows
+        return doc
 
 
 def write_search_state(path: str | Path, state: SearchState) -> None:
@@ -84,7 +89,10 @@ def read_search_state(path: str | Path) -> SearchState:
     searchers = doc.get("searchers")
     if not isinstance(searchers, dict) or not all(isinstance(v, dict) for v in searchers.values()):
         raise BadInputError("expected an object of searcher states by name", path=path, key="searchers")
-    return SearchState(task, searchers)
+    rows = doc.get("rows")
+    if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 0):
+        raise BadInputError(f"expected a row count (an integer >= 0), got {_excerpt(rows)}", path=path, key="rows")
+    return SearchState(task, searchers, rows)
 
 
 @dataclass(frozen=True)
