@@ -18,7 +18,9 @@ So saves are rate-limited with a bounded loss window instead:
 - and always at the end of a run.
 A run killed with SIGKILL loses at most the results of the last save window (the larger of `growth` x the saved rows
 and `interval_s` of results): a re-run restores the last snapshot and evaluates those archs again (the searchers are
-restored exactly, so they ask the same archs again). What is on disk is never half-written nor inconsistent. An
+restored exactly, so they ask the same archs again). Each file is written atomically; a kill between the two
+writes leaves `evaluations.parquet` ahead of the state, so the state records its table's row count (`rows`) and the
+re-run leaves the later rows out (`inas.search.driver`), evaluating their archs again. An
 append-only journal of new rows would lose nothing, but the searchers' states are not append-only (their random
 generators and populations change with every result), so a journal would resume them inexactly; the first rows (up
 to 1 / growth + 1 = 11) are saved after every trial, so small runs behave as before. A save writes compact JSON
