@@ -16,8 +16,11 @@ driver is what is measured.
    - steady evals/min: per worker, the archs of its 2nd..last trials over the time between its first and last
      completion, summed over workers (`TrialStats.steady_evaluations_per_minute`: worker start-up excluded);
      efficiency = steady / ideal (target >= 90 % at C = 64 with 2-s evaluations); worker efficiency = steady / (the
-     workers that ran x 60 / eval_s): how busy the driver keeps the workers Ray did start (on a loaded machine Ray
-     starts worker processes slowly, and Tune reuses the first ones before the rest are up);
+     workers that ran x 60 / eval_s): how busy the driver keeps the workers Ray did start. `workers` (the worker
+     processes that ran trials) falls short of C where worker processes start slowly (2-3 CPU-s each on 2 shared
+     cores): Tune (reuse_actors=True) schedules an actor for every pending trial, and when a finished trial's cached
+     actor frees up first it hands it the next trial and removes the actor it had scheduled for it
+     (`TuneController._maybe_reuse_cached_actor`), so most starts are wasted and slots stay empty;
    - gap ms: per worker, the median time between two consecutive trials beyond the evaluation itself (Tune's and
      the driver's share of a slot);
    - driver CPU ms per trial (the driver process: Tune's loop, the scheduler, resources, saves) and its share of
