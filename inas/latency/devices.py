@@ -13,6 +13,10 @@ block and again after every `reference_every` blocks, and between validation net
 reference time (`reference_ms`), so a table shows how much the machine drifted while it was built, and validation
 how far it has drifted since. A block whose timed runs spread widely (IQR / median above `max_spread`: another
 process got in the way) is timed again, up to `retimes` times, keeping the steadiest timing (`retimes` column).
+Every row an actor measures records the Ray node that measured it in the column `node_id` (the table's `host`
+column names the machine; several Ray nodes may share one), "" when measured in-process without Ray; and each actor
+counts its measured blocks in the Ray metric `inas_lut_blocks_measured` (tags `device`, `node_id`; see
+`inas.progress`).
 """
 
 from __future__ import annotations
@@ -99,6 +103,21 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _ray_node_id() -> str:
+    """The id of the Ray node this process runs on; "" without Ray."""
+    import ray
+
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+
+
+def _count_blocks(device: str, node_id: str, blocks: int) -> None:
+    from inas.progress import LUT_BLOCKS, ray_sink
+
+    sink = ray_sink((LUT_BLOCKS,)) if node_id else None
+    if sink is not None and blocks:
+        sink.inc(LUT_BLOCKS, blocks, {"device": device, "node_id": node_id})
+
+
 class DeviceActor:
     """Measures on one device. Used as a Ray actor (`ray.remote(DeviceActor)`), or in-process (`--in-process`)."""
 
@@ -109,6 +128,7 @@ class DeviceActor:
         self.reference_ms = float("nan")
         self._since_reference = 0
         self._reference_run: Callable[[], object] | None = None
+        self.node_id = _ray_node_id()
 
     def _reference(self, force: bool = False) -> float:
         """The reference block's median, re-timed when due (or `force`d); NaN if reference timing is off."""
@@ -141,7 +161,7 @@ class DeviceActor:
                 "batch": spec.batch, "threads": spec.threads, "latency_ms": timing.median_ms,
                 "latency_ms_mean": timing.mean_ms, "latency_ms_std": timing.std_ms,
                 "latency_ms_iqr": timing.iqr_ms, "runs": timing.runs, "retimes": retimes, "reference_ms": reference_ms,
-                "calibration": calibration, **versions, "measured_at": _now()}
+                "calibration": calibration, **versions, "measured_at": _now(), "node_id": self.node_id}
 
     def measure_blocks(self, keys: Sequence[dict]) -> list[dict]:
         """Time blocks given as BlockKey rows; returns one latency-table row each."""
@@ -156,6 +176,7 @@ class DeviceActor:
                 timing, retimes = self._steady_timing(run)
             rows.append(self._row(key, timing, sum(p.numel() for p in module.parameters()), reference_ms,
                                   self.runner.calibration_source(inputs), retimes))
+        _count_blocks(self.spec.name, self.node_id, len(rows))
         return rows
 
     def _steady_timing(self, run: Callable[[], object]) -> tuple[Timing, int]:

@@ -34,6 +34,7 @@ Schema (every column required; extra columns are allowed and kept):
 | `python_version`      | string  | Python of the measuring process                                               |
 | `host`                | string  | host name of the measuring node                                               |
 | `measured_at`         | string  | ISO-8601 UTC time of the measurement                                          |
+| `node_id`             | string  | the Ray node that measured the row ("" in-process or in an older table)       |
 
 The block key columns (`kind` .. `fusion`) identify a row; a table holds one device and one (backend, batch,
 threads) setting. A network's latency is predicted from the sums of `latency_ms` and `params` over its blocks (see
@@ -58,15 +59,15 @@ INT_COLUMNS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", 
                "fusion", "params", "batch", "threads", "runs", "retimes")
 FLOAT_COLUMNS = ("latency_ms", "latency_ms_mean", "latency_ms_std", "latency_ms_iqr", "reference_ms")
 STRING_COLUMNS = ("block", "kind", "device", "backend", "calibration", "torch_version", "onnxruntime_version",
-                  "openvino_version", "python_version", "host", "measured_at")
+                  "openvino_version", "python_version", "host", "measured_at", "node_id")
 # Columns added after the first tables were written: filled with these values when an older table is read.
 LATER_COLUMNS: dict[str, object] = {"latency_ms_iqr": float("nan"), "reference_ms": float("nan"), "calibration": "",
-                                    "openvino_version": "", "retimes": 0}
+                                    "openvino_version": "", "retimes": 0, "node_id": ""}
 # Column order of a written table.
 TABLE_COLUMNS: tuple[str, ...] = (
     "block", *KEY_FIELDS, "params", "device", "backend", "batch", "threads", "latency_ms", "latency_ms_mean",
     "latency_ms_std", "latency_ms_iqr", "runs", "retimes", "reference_ms", "calibration", "torch_version",
-    "onnxruntime_version", "openvino_version", "python_version", "host", "measured_at",
+    "onnxruntime_version", "openvino_version", "python_version", "host", "measured_at", "node_id",
 )
 SETTING_COLUMNS = ("device", "backend", "batch", "threads")
 

@@ -9,10 +9,15 @@
 - Trials run `evaluate_trial` (`inas.search.trial`) on Ray workers: the supernet weights travel once through the
   object store (`tune.with_parameters`), each worker builds its `AccuracyEvaluator` on its first trial and reuses it.
 - Resources (LUT latency per device, params, MACs) are computed in the driver (microseconds per arch).
-- Resume: after every completed trial the driver writes `evaluations.parquet`, then `search_state.json`, both
-  atomically. Re-running the same command on the same output folder restores the searchers (archs that were in
-  flight are asked again), serves every arch already evaluated from the table, and evaluates again the archs an
-  earlier run recorded as failed (their rows are replaced; no budget is spent on them).
+- Resume: the driver saves `evaluations.parquet`, then `search_state.json`, both whole and atomically, after the
+  first trials, then rate-limited (`inas.search.state.StateSaver`: when the new rows reach 10 % of the saved ones, or
+  30 s after the oldest unsaved result, and at the end), so a run's write cost stays O(new rows) per trial
+  amortised; a kill -9 loses at most that window's results, which a re-run evaluates again. Re-running the same
+  command on the same output folder restores the searchers (archs that were in flight are asked again), serves
+  every arch already evaluated from the table, and evaluates again the archs an earlier run recorded as failed
+  (their rows are replaced; no budget is spent on them).
+- Progress: Ray metrics (`inas.search.progress`, names in `inas.progress`): evaluations by searcher and status, best
+  metric, hypervolume, in the dashboard's Metrics view and on each node's Prometheus endpoint.
 - Outputs in the folder: `evaluations.parquet`, `pareto.parquet` (front of the primary device's latency vs the task
   metric, `rank` 0), `front/<arch_id>.json`, `search_state.json`, `summary.txt`, `tune/` (Tune's trial logs).
 """
@@ -24,8 +29,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +49,25 @@ from inas.search.evaluators import (
     supernet_payload,
 )
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, pareto_front
+from inas.search.progress import SearchProgress
 from inas.search.scheduler import TrialScheduler, TrialStats
 from inas.search.schema import EVALUATIONS_FILE, PARETO_FILE, latency_column, primary_metric
 from inas.search.searchers import Searcher, build_searcher
-from inas.search.state import STATE_FILE, SearchState, read_search_state, write_search_state
+from inas.search.state import (
+    STATE_FILE,
+    SavePolicy,
+    SaveStats,
+    SearchState,
+    StateSaver,
+    read_search_state,
+    write_search_state,
+)
 from inas.search.trial import WorkerSetup
 from inas.search.warm_start import read_warm_start, warm_start_searchers
 from inas.space import SearchSpace
 
 log = logging.getLogger(__name__)
+TrialFunction = Callable[..., None]  # a Tune function trainable: (config, payload=..., setup=WorkerSetup) -> None
 
 FRONT_DIR = "front"
 ARCH_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
@@ -74,6 +89,8 @@ class SearchSetup:
     table: EvaluationTable
     resumed: bool = False
     setup_seconds: float = 0.0
+    save_policy: SavePolicy = field(default_factory=SavePolicy)
+    trial: TrialFunction | None = None  # replaces `evaluate_trial` (given no supernet payload): driver benchmarks
 
 
 def _devices(config: ExperimentConfig) -> list[str]:
@@ -142,22 +159,28 @@ def check_data(config: ExperimentConfig) -> None:
 def _restore(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Searcher], table: EvaluationTable,
              resume: bool) -> bool:
     """Load an earlier run's results (checked: every row's arch id names its arch) and searcher states from
-    `out_dir`; False when there is no state (results alone are reused as a cache)."""
+    `out_dir`; False when there is no state (results alone are reused as a cache). Rows saved after the searchers'
+    state (a run killed between the two writes of a save) are left out: their archs are asked and evaluated again."""
     state_path = out_dir / STATE_FILE
     evaluations_path = out_dir / EVALUATIONS_FILE
     space = next(iter(searchers.values())).space
+    state = read_search_state(state_path) if state_path.is_file() else None
+    if state is not None and state.task != config.task:
+        raise BadInputError(f"the folder holds a {state.task!r} search, the config is {config.task!r}; use "
+                            "another output folder", path=state_path, key="task")
     if evaluations_path.is_file():
-        for row in EvaluationTable.load(evaluations_path, table.task, table.latency_columns, space).rows:
+        rows = EvaluationTable.load(evaluations_path, table.task, table.latency_columns, space).rows
+        if state is not None and state.rows is not None and len(rows) > state.rows:
+            log.warning("%d results were saved after the searchers' state (the run was killed while saving): they "
+                        "are evaluated again", len(rows) - state.rows)
+            rows = rows[: state.rows]
+        for row in rows:
             table.add(row)
-    if not state_path.is_file():
+    if state is None:
         if resume:
             raise BadInputError("nothing to resume: no search_state.json in the output folder", path=out_dir,
                                 key="--resume")
         return False
-    state = read_search_state(state_path)
-    if state.task != config.task:
-        raise BadInputError(f"the folder holds a {state.task!r} search, the config is {config.task!r}; use "
-                            "another output folder", path=state_path, key="task")
     for name, searcher in searchers.items():
         if name in state.searchers:
             try:
@@ -171,10 +194,11 @@ def _restore(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Se
 
 def save_state(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Searcher],
                table: EvaluationTable) -> None:
-    """evaluations.parquet first, then the searcher states (so every told arch is in the table on resume)."""
+    """evaluations.parquet first, then the searcher states with the table's row count (so every told arch is in the
+    table on resume, and rows written by a save that was cut short are recognised)."""
     table.save(out_dir / EVALUATIONS_FILE)
     write_search_state(out_dir / STATE_FILE,
-                       SearchState(config.task, {name: s.state_dict() for name, s in searchers.items()}))
+                       SearchState(config.task, {name: s.state_dict() for name, s in searchers.items()}, len(table)))
 
 
 # ----- Ray ---------------------------------------------------------------------------------------------------------
@@ -202,15 +226,36 @@ class SearchResult:
     summary: str
     stats: TrialStats
     wall_seconds: float
+    saves: SaveStats = field(default_factory=SaveStats)
 
 
-def build_scheduler(setup: SearchSetup) -> TrialScheduler:
-    """The scheduler of `setup`, saving the state after every recorded result; archs an earlier run recorded as
-    failed are queued for another evaluation."""
+def state_saver(setup: SearchSetup) -> StateSaver:
+    """Saves `setup`'s table and searcher states following `setup.save_policy` (what is loaded counts as saved)."""
+    return StateSaver(lambda: save_state(setup.out_dir, setup.config, setup.searchers, setup.table),
+                      setup.save_policy, saved_rows=len(setup.table), saved_changes=setup.table.changes)
+
+
+def search_progress(setup: SearchSetup) -> SearchProgress:
+    """The run's Ray metrics (`inas.search.progress`): exported once Ray is initialised in this process."""
+    return SearchProgress(setup.table, primary_metric(setup.config.task),
+                          latency_column(setup.resources.primary_device))
+
+
+def build_scheduler(setup: SearchSetup, saver: StateSaver | None = None,
+                    progress: SearchProgress | None = None) -> TrialScheduler:
+    """The scheduler of `setup`, telling `saver` (default `state_saver(setup)`) and `progress` after every recorded
+    result; archs an earlier run recorded as failed are queued for another evaluation."""
     config = setup.config
-    scheduler = TrialScheduler(setup.searchers, setup.concurrency, setup.table, setup.resources, config.task,
-                               config.search.archs_per_trial, config.search.max_trial_retries,
-                               on_change=lambda: save_state(setup.out_dir, config, setup.searchers, setup.table))
+    saver = saver or state_saver(setup)
+    table = setup.table
+
+    def on_change() -> None:
+        saver.changed(len(table), table.changes)
+        if progress is not None:
+            progress.update()
+
+    scheduler = TrialScheduler(setup.searchers, setup.concurrency, table, setup.resources, config.task,
+                               config.search.archs_per_trial, config.search.max_trial_retries, on_change=on_change)
     queued = scheduler.retry_failed_rows()
     if queued:
         log.warning("%d architectures recorded as failed by an earlier run are evaluated again", queued)
@@ -237,15 +282,19 @@ def _tune_environment(setup: SearchSetup, verbose: int) -> None:
 
 
 def _fit(setup: SearchSetup, scheduler: TrialScheduler, verbose: int) -> None:
-    """One Tune run of `evaluate_trial` trials suggested by `scheduler` (Ray must be initialised)."""
+    """One Tune run of `evaluate_trial` (or `setup.trial`) trials suggested by `scheduler` (Ray must be
+    initialised)."""
     from ray import tune
 
     from inas.search.trial import evaluate_trial
     from inas.search.tune_adapter import ArchBatchSearcher
 
     search = setup.config.search
-    payload = supernet_payload(setup.supernet, file_key(setup.supernet_path))
-    trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup(setup.config))
+    if setup.trial is None:
+        payload = supernet_payload(setup.supernet, file_key(setup.supernet_path))
+        trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup(setup.config))
+    else:
+        trainable = tune.with_parameters(setup.trial, payload=None, setup=worker_setup(setup.config))
     trainable = tune.with_resources(trainable, {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
     tuner = tune.Tuner(
         trainable,
@@ -262,24 +311,28 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     RunFailedError (after writing the outputs) when some architectures failed every retry."""
     _tune_environment(setup, verbose)
     config = setup.config
-    scheduler = build_scheduler(setup)
+    saver = state_saver(setup)
+    progress = search_progress(setup)
+    scheduler = build_scheduler(setup, saver, progress)
     connection = connect(address, dashboard) if not scheduler.finished else None  # a finished re-run needs no Ray
     try:
         setup.out_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         if connection is not None:
             _fit(setup, scheduler, verbose)
+            progress.finish()
     finally:
         if connection is not None:
             connection.close()
-    save_state(setup.out_dir, config, setup.searchers, setup.table)
+    saver.flush(len(setup.table), setup.table.changes)
     evaluations = setup.table.frame()
     pareto = write_front(setup.out_dir, evaluations, config.task, setup.resources.primary_device)
     summary = format_summary(evaluations, pareto, config.task, setup.resources.primary_device,
                              config.search.latency_budgets_ms, scheduler.stats, time.perf_counter() - start)
     atomic_write_text(setup.out_dir / "summary.txt", summary + "\n")
     _raise_if_failed(setup, scheduler.stats)
-    return SearchResult(setup.out_dir, evaluations, pareto, summary, scheduler.stats, time.perf_counter() - start)
+    return SearchResult(setup.out_dir, evaluations, pareto, summary, scheduler.stats, time.perf_counter() - start,
+                        saver.stats)
 
 
 def _raise_if_failed(setup: SearchSetup, stats: TrialStats) -> None:

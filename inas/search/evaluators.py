@@ -246,6 +246,7 @@ class EvaluationTable:
         self.latency_columns = list(latency_columns)
         self.rows: list[dict[str, Any]] = []
         self._by_id: dict[str, dict[str, Any]] = {}
+        self.changes = 0  # rows added or replaced so far (when to save: `inas.search.state.StateSaver`)
         for row in rows:
             self.add(row)
 
@@ -255,6 +256,7 @@ class EvaluationTable:
     def add(self, row: Mapping[str, Any]) -> None:
         row = dict(row)
         self.rows.append(row)
+        self.changes += 1
         if _has_metric(row, self.metric_columns[0]) and row["arch_id"] not in self._by_id:
             self._by_id[row["arch_id"]] = row
 
@@ -266,6 +268,7 @@ class EvaluationTable:
         """Put `new` in place of the row `old` (the same object as in `rows`), keeping the order."""
         index = next(i for i, r in enumerate(self.rows) if r is old)
         self.rows[index] = dict(new)
+        self.changes += 1
         if _has_metric(new, self.metric_columns[0]) and new["arch_id"] not in self._by_id:
             self._by_id[new["arch_id"]] = self.rows[index]
 

@@ -43,6 +43,16 @@ BAD_INPUT_METRIC = "inas_bad_input"  # reported by the workers when their set-up
 BAD_INPUT_FILE = "bad_input.txt"
 
 
+def publish_train_progress(rank: int, metrics: dict[str, float]) -> None:
+    """The Ray metrics `inas_train_iteration` and `inas_train_loss` of this worker (see `inas.progress`)."""
+    from inas.progress import TRAIN_ITERATION, TRAIN_LOSS, ray_sink
+
+    sink = ray_sink((TRAIN_ITERATION, TRAIN_LOSS))
+    for name, key in ((TRAIN_ITERATION, "iteration"), (TRAIN_LOSS, "loss")):
+        if sink is not None and key in metrics:
+            sink.set(name, metrics[key], {"rank": str(rank)})
+
+
 class RayWorkerContext:
     """The loop's view of one Ray Train worker: rank, device, DDP wrapping, reporting to Ray."""
 
@@ -79,6 +89,7 @@ class RayWorkerContext:
         import ray.train
 
         clean = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)}
+        publish_train_progress(self.rank, clean)
         if checkpoint is None:
             ray.train.report(clean)
             return
