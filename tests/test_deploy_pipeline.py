@@ -18,11 +18,11 @@ from inas.deploy.convert import check_consistency
 from inas.deploy.finetune import finetune
 from inas.deploy.model_file import load_model_file, save_model_file
 from inas.deploy.testing import random_standalone, random_supernet, tiny_space, write_config
+from inas.evaluation import recalibrate_bn
 from inas.metrics import SOD_METRIC_NAMES
 from inas.nn import extract_subnet, save_supernet
 from inas.run import main as run_main
 from inas.space import sample_uniform
-from inas.train import recalibrate_bn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -32,9 +32,10 @@ from inas.deploy.convert import (
 from inas.deploy.finetune import FinetuneChoice, finetune
 from inas.deploy.model_file import save_model_file
 from inas.errors import BadInputError
+from inas.evaluation import recalibrate_bn
 from inas.metrics import PROTOCOLS
 from inas.nn import extract_subnet, profile
-from inas.train import recalibrate_bn
+from inas.nn.device import resolve_device
 
 DEFAULT_BN_BATCHES = 200  # the original's finetune_bn_iters for convert (SPEC §3)
 
@@ -89,18 +90,6 @@ def print_consistency(report: ConsistencyReport, tolerance: float) -> None:
           f"folded supernet vs stand-alone {report.max_abs_diff_supernet_eval:.3g}")
     verdict = "agree" if report.agrees(tolerance) else "DISAGREE"
     print(f"  the three paths {verdict} (tolerance {tolerance:g})")
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BadInputError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N", key="--device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError("CUDA was asked for but torch.cuda.is_available() is False", key="--device")
-    return device
 
 
 def main(args: argparse.Namespace) -> int:

@@ -28,9 +28,9 @@ from inas.deploy.maps import saliency_probabilities, saliency_uint8, segmentatio
 from inas.deploy.palette import colorize
 from inas.deploy.runtime import Predictor
 from inas.errors import BadInputError
+from inas.evaluation import evaluate_predictions, fit_to_stride
 from inas.io import atomic_path, remove_stale_temp_files_in
 from inas.metrics import SOD_METRIC_NAMES
-from inas.train import evaluate_predictions, fit_to_stride
 
 
 def dataset_name(list_name: str) -> str:
