@@ -17,9 +17,10 @@ from typing import Any
 
 import yaml
 
-from inas.config import parse_config
+from inas.config import SearcherConfig, parse_config
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
+from inas.search.searchers import scaled_searcher
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
 
@@ -65,11 +66,11 @@ def resolve_demo_config(base: dict[str, Any], out: Path, quick: bool) -> tuple[d
         scale = QUICK_OVERRIDES["search"]["budget_scale"]
         search["bn_recalibration_batches"] = QUICK_OVERRIDES["search"]["bn_recalibration_batches"]
         for searcher in search.get("searchers", []):
-            searcher["budget"] = max(4, int(searcher.get("budget", 100) * scale))
-            params = searcher.get("params", {})
-            for key in ("population_size", "selection_num", "initial_size"):
-                if key in params:
-                    params[key] = max(2, int(params[key] * scale))
+            budget = searcher.get("budget", SearcherConfig.model_fields["budget"].default)
+            searcher["budget"], params = scaled_searcher(searcher.get("kind", ""), budget,
+                                                         searcher.get("params", {}), scale)
+            if "params" in searcher:
+                searcher["params"] = params
     doc.setdefault("data", {})["root"] = str(out / "data")
     doc.setdefault("train", {})["out_dir"] = str(out / "train")
     doc.setdefault("lut", {})["out_dir"] = str(out / "lut")

@@ -103,6 +103,9 @@ class Searcher(ABC):
     `_on_tell`, `_exhausted`, `_extra_state`, `_load_extra_state` and `tags`."""
 
     name: ClassVar[str] = "searcher"
+    # keyword parameters that count architectures (population, selection, initial design): `scaled_searcher` shrinks
+    # them with the budget for smoke runs
+    size_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
                  metric: str = "max_fmeasure", mode: str = "max", latency_key: str = "latency_ms",

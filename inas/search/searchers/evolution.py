@@ -34,6 +34,7 @@ class EvolutionSearcher(Searcher):
     """Evolution with latency-group initialisation (see module docstring)."""
 
     name = "evolution"
+    size_params = ("population_size", "selection_num")
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
                  population_size: int = 1000, selection_num: int = 100, offspring_num: int | None = None,
