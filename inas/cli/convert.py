@@ -11,11 +11,10 @@ import sys
 
 import torch
 
-from inas.cli.common import add_config_argument
+from inas.cli.common import add_config_argument, add_out_argument, check_at_least
 from inas.config import ExperimentConfig, load_config
 from inas.deploy.conversion import DEFAULT_BN_BATCHES, ConvertOptions, ConvertResult, convert_arch
 from inas.deploy.convert import DEFAULT_CHECK_TOLERANCE, ConsistencyReport
-from inas.errors import BadInputError
 from inas.metrics import PROTOCOLS
 from inas.nn.device import resolve_device
 
@@ -26,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="supernet checkpoint: ours (from `train`) or an original iNAS one (then the config's "
                              "space, task and model.output_levels describe it)")
     add_config_argument(parser, required=False)
-    parser.add_argument("-o", "--output", required=True, help="stand-alone model file to write (.pt)")
+    add_out_argument(parser, "stand-alone model file to write (.pt)", required=True)
     parser.add_argument("--bn-batches", type=int, default=DEFAULT_BN_BATCHES,
                         help=f"training batches for BN recalibration (default {DEFAULT_BN_BATCHES}, batch size "
                              "data.batch_size)")
@@ -73,25 +72,22 @@ def print_consistency(report: ConsistencyReport, tolerance: float) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.bn_batches < 1:
-        raise BadInputError(f"must be >= 1, got {args.bn_batches}", key="--bn-batches")
-    if args.finetune < 0:
-        raise BadInputError(f"must be >= 0, got {args.finetune}", key="--finetune")
+    check_at_least("--bn-batches", args.bn_batches)
+    check_at_least("--finetune", args.finetune, 0)
+    check_at_least("--threads", args.threads)
     if args.threads is not None:
-        if args.threads < 1:
-            raise BadInputError(f"must be >= 1, got {args.threads}", key="--threads")
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config else ExperimentConfig()
     options = ConvertOptions(bn_batches=args.bn_batches, finetune_iterations=args.finetune,
                              keep_finetuned=args.keep_finetuned, lr=args.lr, protocol=args.protocol,
                              check=not args.no_check, check_tolerance=args.check_tolerance,
                              progress=not args.no_progress)
-    result = convert_arch(args.arch, args.supernet, args.output, config, options, config_path=args.config,
+    result = convert_arch(args.arch, args.supernet, args.out, config, options, config_path=args.config,
                           device=resolve_device(args.device))
     print_result(result, args, config)
     if not result.written:
         print(f"error: consistency check failed: the paths differ by more than {args.check_tolerance:g}; "
-              f"{args.output} was not written", file=sys.stderr)
+              f"{args.out} was not written", file=sys.stderr)
         return 1
     return 0
 
@@ -116,4 +112,4 @@ def print_result(result: ConvertResult, args: argparse.Namespace, config: Experi
         size = result.size
         print(f"params {size.params / 1e6:.3f} M, MACs {size.macs / 1e9:.3f} G at {input_hw[0]} x {input_hw[1]} "
               f"({size.macs_224 / 1e9:.3f} G at 224 x 224, params {size.params_224 / 1e6:.3f} M)")
-        print(f"wrote {args.output}")
+        print(f"wrote {args.out}")

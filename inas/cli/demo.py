@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from inas.cli.common import add_out_argument
 from inas.config import SearcherConfig, parse_config
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
@@ -37,7 +38,7 @@ CONVERT_BN_BATCHES = {False: 50, True: 10}  # BN recalibration of the knee model
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke version of every step (about 3 minutes)")
-    parser.add_argument("-o", "--out", default=None, help="output folder (default: runs/demo or runs/demo_quick)")
+    add_out_argument(parser, "output folder (default: runs/demo or runs/demo_quick)")
     parser.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="demo experiment YAML")
     parser.add_argument("--fresh", action="store_true", help="ignore finished steps and run everything again")
 
