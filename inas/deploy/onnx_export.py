@@ -167,13 +167,6 @@ def check_shapes(input_hw: tuple[int, int], dynamic: bool) -> list[tuple[int, in
     return shapes
 
 
-def compare_with_torch(model: StandaloneModel, session: Any, shapes: list[tuple[int, int, int, int]],
-                       tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> ExportCheck:
-    """Run `model` (PyTorch) and the onnxruntime `session` on the same seeded `check_images` of each shape."""
-    input_name = session.get_inputs()[0].name
-    return compare_runs(model, lambda x: session.run(None, {input_name: x})[0], shapes, tolerance, seed)
-
-
 def compare_runs(model: StandaloneModel, run: Callable[[np.ndarray], np.ndarray],
                  shapes: list[tuple[int, int, int, int]], tolerance: float, seed: int = 0,
                  int8: bool = False) -> ExportCheck:
@@ -260,7 +253,7 @@ def export_openvino(model: StandaloneModel, info: ModelInfo, path: str | Path, *
     require_openvino(int8=int8 is not None, key="--format")
     path = Path(path)
     if path.suffix != ".xml":
-        raise BadInputError("an OpenVINO IR is written as NAME.xml (+ NAME.bin)", path=path, key="--output")
+        raise BadInputError("an OpenVINO IR is written as NAME.xml (+ NAME.bin)", path=path, key="--out")
     info = _with_input_hw(info, input_hw)
     ov_model = ov_model_from_onnx(to_onnx_bytes(model, info.input_hw, opset=opset))
     quant = None

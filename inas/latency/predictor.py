@@ -150,11 +150,8 @@ class LatencyPredictor:
         return tuple(int(v) for v in rows.iloc[0])
 
     # ----- single architecture (reference path) ---------------------------------------------------------------------
-    def block_latency(self, key) -> float:
-        """Table latency of one BlockKey; BadInputError naming the block and the table if it is missing."""
-        return self._block(key)[0]
-
     def _block(self, key) -> tuple[float, int]:
+        """(latency ms, params) of one BlockKey; BadInputError naming the block and the table if it is missing."""
         try:
             return self._values[key.as_tuple()]
         except KeyError:
@@ -168,10 +165,6 @@ class LatencyPredictor:
 
     def blocks_of(self, arch: Arch) -> list:
         return arch_blocks_geo(arch, self.geometry, self.num_classes)
-
-    def block_sum(self, arch: Arch) -> float:
-        """Uncorrected sum of the arch's block latencies, ms."""
-        return float(sum(self.block_latency(k) for k in self.blocks_of(arch)))
 
     def _sums_of(self, arch: Arch) -> tuple[float, int, float]:
         values = [self._block(k) for k in self.blocks_of(arch)]

@@ -156,9 +156,6 @@ class Searcher(ABC):
             self._latency_cache[arch] = value
         return value
 
-    def failed_constraints(self, arch: Arch) -> list[str]:
-        return [constraint_name(c) for c in self.constraints if not c(arch)]
-
     def is_feasible(self, arch: Arch) -> bool:
         return all(c(arch) for c in self.constraints)
 
