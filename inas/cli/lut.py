@@ -80,7 +80,7 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
             rows.append(("block sum x reference drift", r.reference_scaled))
         if r.earlier_correction is not None:
             rows.append(("earlier run's correction", r.earlier_correction))
-        if r.corrected_cv is not None:
+        if r.corrected_cv is not None and r.correction is not None:
             rows.append((f"{r.correction.model} (held-out)", r.corrected_cv))
         if r.repeatability is not None:
             rows.append(("round 2 vs round 1", r.repeatability))

@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from inas.config import DataConfig
 from inas.data import SegEvalDataset, SODEvalDataset, build_eval_loader
@@ -52,7 +51,7 @@ def eval_input_hw(predictor: Predictor, data: DataConfig, task: str,
 
 
 def eval_dataset_for(data: DataConfig, task: str, list_name: str, input_hw: tuple[int, int] | None,
-                     num_classes: int, progress: bool = True) -> Dataset:
+                     num_classes: int, progress: bool = True) -> SODEvalDataset | SegEvalDataset:
     if task == "sod":
         assert input_hw is not None
         if input_hw[0] != input_hw[1]:

@@ -187,6 +187,13 @@ class Searcher(ABC):
             return None
         return record.metric if self.mode == "max" else -record.metric
 
+    def known_score(self, record: Record) -> float:
+        """`score` of a record that holds a metric (a successful evaluation); ValueError otherwise."""
+        value = self.score(record)
+        if value is None:
+            raise ValueError(f"arch {record.arch.arch_id} has no metric to score")
+        return value
+
     def _count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n
 
