@@ -35,9 +35,9 @@ from benchmarks.common import format_table, record_result  # noqa: E402
 from inas.config import ExperimentConfig, load_config  # noqa: E402
 from inas.data import bn_loader_from_config, eval_loader_from_config  # noqa: E402
 from inas.data.synth_sod import synthesize_sod  # noqa: E402
+from inas.evaluation import evaluate_arch  # noqa: E402
 from inas.nn import Supernet  # noqa: E402
 from inas.space import sample_max, sample_min, sample_uniform  # noqa: E402
-from inas.train.evaluation import evaluate_arch  # noqa: E402
 from inas.train.precision import MixedPrecision  # noqa: E402
 from inas.train.recipe import SupernetCriterion, build_optimizer, train_step  # noqa: E402
 

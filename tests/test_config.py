@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+from pydantic import BaseModel
 
 from inas.config import load_config, parse_config
+from inas.config_reference import BEGIN, END
 from inas.errors import BadInputError
 
 
@@ -46,8 +51,39 @@ def test_missing_config_file(tmp_path):
         load_config(tmp_path / "nope.yaml")
 
 
+def _documented_defaults() -> list[tuple[str, str, str]]:
+    """(section, key, default cell) of every row of the README's config reference, for the sections reached by
+    attribute from the top level (not the per-item sections `x[]` / `x.<name>`)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    rows, section = [], None
+    for line in readme[readme.index(BEGIN): readme.index(END)].splitlines():
+        heading = re.match(r"\*\*`([^`]+)`\*\*", line)
+        if heading:
+            section = heading.group(1)
+        cells = re.match(r"\| `([^`]+)` \| .*? \| (.+?) \| .* \|$", line)
+        if cells and section is not None and "[]" not in section and "<name>" not in section:
+            rows.append((section, cells.group(1), cells.group(2)))
+    return rows
+
+
+def _as_documented(value) -> str:
+    """A parsed value written the way the reference writes defaults."""
+    if isinstance(value, BaseModel):
+        return "see below"
+    if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+        return "[" + ", ".join(str(v.model_dump(exclude_defaults=True)) for v in value) + "]"
+    return "`null`" if value is None else "`" + str(value).replace("|", "\\|") + "`"
+
+
 def test_empty_document_is_all_defaults():
-    assert parse_config(None).task == "sod"
+    config = parse_config(None)
+    rows = _documented_defaults()
+    assert len(rows) > 60 and {section for section, _, _ in rows} >= {"(top level)", "data", "train", "search", "lut"}
+    for section, key, documented in rows:
+        owner = config
+        for part in [] if section == "(top level)" else section.split("."):
+            owner = getattr(owner, part)
+        assert _as_documented(getattr(owner, key)) == documented, f"{section}.{key}"
 
 
 def _alias_bomb(levels: int = 9) -> str:

@@ -11,6 +11,7 @@ import yaml
 from inas.cli.demo import DEFAULT_CONFIG, resolve_demo_config
 from inas.config import load_config, parse_config
 from inas.run import main as run_main
+from inas.search.searchers import scaled_searcher
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -38,6 +39,25 @@ def test_quick_shrinks_every_size(tmp_path):
     for fast, slow in zip(quick["search"]["searchers"], full["search"]["searchers"], strict=True):
         assert 0 < fast["budget"] < slow["budget"]
     assert _base() == yaml.safe_load(DEFAULT_CONFIG.read_text(encoding="utf-8"))  # the input is not mutated
+
+
+def test_quick_shrinks_the_sizes_each_searcher_declares(tmp_path):
+    quick, _ = resolve_demo_config(_base(), tmp_path, quick=True)
+    by_kind = {s["kind"]: s for s in quick["search"]["searchers"]}
+    assert by_kind["evolution"]["budget"] == 8  # 32 x 0.25
+    evolution = by_kind["evolution"]["params"]
+    assert evolution["population_size"] == 4 and evolution["selection_num"] == 2
+    assert evolution["lgs_groups"] == 4  # not a size: unchanged
+    assert by_kind["predictor"]["params"]["initial_size"] == 4
+    assert by_kind["nevergrad"]["params"]["num_budgets"] == 4
+
+
+def test_scaled_searcher_floors_and_unknown_kinds():
+    assert scaled_searcher("evolution", 10, {"population_size": 3, "mutation_prob": 0.5}, 0.1) == (
+        4, {"population_size": 2, "mutation_prob": 0.5})
+    assert scaled_searcher("optuna", 100, {"population_size": 40, "n_startup_trials": 40}, 0.5) == (
+        50, {"population_size": 20, "n_startup_trials": 40})
+    assert scaled_searcher("no-such-kind", 100, {"population_size": 40}, 0.5) == (50, {"population_size": 40})
 
 
 def test_demo_and_sod_demo_share_one_space():

@@ -14,15 +14,16 @@ import torch
 
 from inas.config import load_config
 from inas.data import eval_loader_from_config, synthesize_seg, synthesize_sod, train_loader_from_config
+from inas.deploy import ConvertOptions, convert_arch
 from inas.deploy.convert import check_consistency
 from inas.deploy.finetune import finetune
 from inas.deploy.model_file import load_model_file, save_model_file
 from inas.deploy.testing import random_standalone, random_supernet, tiny_space, write_config
+from inas.evaluation import recalibrate_bn
 from inas.metrics import SOD_METRIC_NAMES
 from inas.nn import extract_subnet, save_supernet
 from inas.run import main as run_main
 from inas.space import sample_uniform
-from inas.train import recalibrate_bn
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -93,6 +94,28 @@ def test_convert_export_test_give_the_same_metrics(sod, converted, tmp_path, cap
     # the stand-alone metrics of the consistency check are the test metrics of the converted file
     for name in ("maxF", "mae", "sm"):
         assert pt.loc[0, name] == pytest.approx(consistency["standalone"][name], abs=1e-6)
+
+
+def test_convert_arch_is_the_verb_as_a_library_call(sod, converted, tmp_path):
+    """The same file as `convert` writes (same weights, same record but the date); a failed check writes nothing."""
+    config = load_config(sod["config"])
+    result = convert_arch(sod["arch"], sod["supernet"], tmp_path / "lib.pt", config, ConvertOptions(bn_batches=2),
+                          config_path=sod["config"])
+    assert result.written and result.arch == sod["arch_value"] and result.consistency.agrees()
+    ours, ours_info = load_model_file(tmp_path / "lib.pt")
+    verb, verb_info = load_model_file(converted[0])
+    assert ours_info.arch == verb_info.arch
+    for key, value in verb.state_dict().items():
+        assert torch.equal(ours.state_dict()[key], value), key
+    skip = {"date", "consistency"}
+    assert {k: v for k, v in ours_info.conversion.items() if k not in skip} == {
+        k: v for k, v in verb_info.conversion.items() if k not in skip}
+    assert ours_info.conversion["params"] == result.size.params
+
+    failed = convert_arch(sod["arch"], sod["supernet"], tmp_path / "no.pt", config,
+                          ConvertOptions(bn_batches=2, check_tolerance=-1.0))
+    assert not failed.written and failed.size is None and failed.consistency is not None
+    assert not (tmp_path / "no.pt").exists()
 
 
 def test_consistency_check_detects_a_broken_model(sod):

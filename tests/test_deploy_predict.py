@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 
+import cv2
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from inas.data import image_to_input
@@ -26,6 +28,13 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 def _model(num_classes: int, seed: int):
     space = tiny_space()
     return random_standalone(space, sample_uniform(space, random.Random(seed)), num_classes=num_classes, seed=seed)
+
+
+def _raw_output(model, image: Image.Image, size_hw: tuple[int, int]) -> np.ndarray:
+    """The model's level-0 output (K, h, w) for one image, straight from the network in eval mode."""
+    with torch.no_grad():
+        out = model.eval()(image_to_input(image, size_hw)[None])
+    return out[0].float().numpy()
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +87,12 @@ def test_sod_maps_have_the_original_size_and_bad_files_are_reported(sod_file, im
     expected = saliency_uint8(maps, (50, 70), "sigmoid").numpy()
     assert np.array_equal(np.asarray(Image.open(out / "a.png")), expected)
     assert expected.min() < expected.max()
+    # and computed apart from the predictor and inas.deploy.maps: the network itself, then OpenCV's bilinear resize
+    probs = _raw_output(_model(1, 3), image, (64, 64))[0]
+    if _model(1, 3).head_activation != "sigmoid":
+        probs = 1.0 / (1.0 + np.exp(-probs))
+    independent = np.rint(np.clip(cv2.resize(probs, (70, 50), interpolation=cv2.INTER_LINEAR), 0, 1) * 255)
+    assert np.abs(np.asarray(Image.open(out / "a.png")).astype(int) - independent.astype(int)).max() <= 1
 
 
 def test_segmentation_masks_are_palette_pngs_of_class_ids(seg_file, image_dir, tmp_path):
@@ -91,6 +106,9 @@ def test_segmentation_masks_are_palette_pngs_of_class_ids(seg_file, image_dir, t
     image = Image.open(image_dir / "a.jpg").convert("RGB")
     expected = segmentation_labels(predictor(image_to_input(image, (64, 128))[None]), (50, 70)).numpy()
     assert np.array_equal(ids, expected) and ids.max() < 19
+    logits = _raw_output(_model(19, 4), image, (64, 128))
+    independent = np.stack([cv2.resize(c, (70, 50), interpolation=cv2.INTER_LINEAR) for c in logits]).argmax(axis=0)
+    assert (ids == independent).mean() > 0.99  # float ties aside, the same class per pixel
     assert tuple(mask.getpalette()[3 * 13 : 3 * 14]) == CITYSCAPES_PALETTE[13]  # car is dark blue
 
 

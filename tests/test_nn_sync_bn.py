@@ -14,10 +14,10 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from test_train_support import tiny_space
 
+from inas.evaluation import bn_state
 from inas.nn import Supernet
 from inas.nn.dynamic import DynamicBatchNorm2d, convert_sync_batchnorm
 from inas.space import sample_max, sample_min
-from inas.train.evaluation import bn_state
 from inas.train.recipe import SupernetCriterion, train_step
 
 

@@ -15,6 +15,7 @@ import torch
 from inas.config import ExperimentConfig, parse_config
 from inas.data import synthesize_sod
 from inas.errors import BadInputError
+from inas.evaluation import bn_state
 from inas.latency import enumerate_blocks, write_table
 from inas.latency.table import table_from_rows
 from inas.nn import Supernet, arch_cost, save_supernet
@@ -32,7 +33,6 @@ from inas.search.evaluators import (
 )
 from inas.search.trial import WorkerSetup
 from inas.space import sample_max, sample_min, sample_uniform
-from inas.train.evaluation import bn_state
 
 IMAGE_SIZE = 64
 DEVICES = ("dev_a", "dev_b")
@@ -125,7 +125,7 @@ def test_accuracy_starts_from_pristine_bn_for_every_arch(problem):
 
 def test_bn_recalibration_changes_the_score(problem):
     """Recalibration is really applied: scoring with the checkpoint's (perturbed) BN statistics differs."""
-    from inas.train.evaluation import evaluate_predictions, supernet_predictor
+    from inas.evaluation import evaluate_predictions, supernet_predictor
 
     _, _, space, supernet, data = problem
     arch = sample_min(space)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from inas.cli.common import add_out_argument
 from inas.search.analysis import (
     OVERALL,
     Analysis,
@@ -23,8 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("results", nargs="+", metavar="RESULT_DIR",
                         help="search output folder(s) holding evaluations.parquet; rows are concatenated, tagged "
                              "with the folder name and de-duplicated by arch_id per searcher")
-    parser.add_argument("-o", "--output", required=True, metavar="REPORT_DIR",
-                        help="folder for report.md, the PNG plots and the Parquet/CSV tables")
+    add_out_argument(parser, "folder for report.md, the PNG plots and the Parquet/CSV tables", required=True,
+                     metavar="REPORT_DIR")
     parser.add_argument("--device", default=None,
                         help="device whose latency_ms__<device> column is the latency objective "
                              "(default: the first latency column)")
@@ -97,7 +98,7 @@ def main(args: argparse.Namespace) -> int:
                        duplicates_dropped=dropped, devices=devices,
                        predictor_variants=PREDICTOR_VARIANTS[args.predictor])
     sources = list(dict.fromkeys(evaluations["source"]))
-    write_report(analysis, args.output, sources)
+    write_report(analysis, args.out, sources)
     print(summary_text(analysis))
-    print(f"wrote {args.output}/{REPORT_FILE}")
+    print(f"wrote {args.out}/{REPORT_FILE}")
     return 0

@@ -8,35 +8,15 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-import time
-from datetime import datetime, timezone
 
 import torch
 
-from inas.cli.common import add_config_argument
+from inas.cli.common import add_config_argument, add_out_argument, check_at_least
 from inas.config import ExperimentConfig, load_config
-from inas.data import (
-    bn_loader_from_config,
-    eval_loader_from_config,
-    multi_scale_from_config,
-    train_loader_from_config,
-)
-from inas.deploy.convert import (
-    DEFAULT_CHECK_TOLERANCE,
-    ConsistencyReport,
-    check_consistency,
-    evaluate_standalone,
-    load_arch_for,
-    load_supernet_any,
-)
-from inas.deploy.finetune import FinetuneChoice, finetune
-from inas.deploy.model_file import save_model_file
-from inas.errors import BadInputError
+from inas.deploy.conversion import DEFAULT_BN_BATCHES, ConvertOptions, ConvertResult, convert_arch
+from inas.deploy.convert import DEFAULT_CHECK_TOLERANCE, ConsistencyReport
 from inas.metrics import PROTOCOLS
-from inas.nn import extract_subnet, profile
-from inas.train import recalibrate_bn
-
-DEFAULT_BN_BATCHES = 200  # the original's finetune_bn_iters for convert (SPEC §3)
+from inas.nn.device import resolve_device
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="supernet checkpoint: ours (from `train`) or an original iNAS one (then the config's "
                              "space, task and model.output_levels describe it)")
     add_config_argument(parser, required=False)
-    parser.add_argument("-o", "--output", required=True, help="stand-alone model file to write (.pt)")
+    add_out_argument(parser, "stand-alone model file to write (.pt)", required=True)
     parser.add_argument("--bn-batches", type=int, default=DEFAULT_BN_BATCHES,
                         help=f"training batches for BN recalibration (default {DEFAULT_BN_BATCHES}, batch size "
                              "data.batch_size)")
@@ -91,90 +71,45 @@ def print_consistency(report: ConsistencyReport, tolerance: float) -> None:
     print(f"  the three paths {verdict} (tolerance {tolerance:g})")
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BadInputError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N", key="--device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError("CUDA was asked for but torch.cuda.is_available() is False", key="--device")
-    return device
-
-
 def main(args: argparse.Namespace) -> int:
-    if args.bn_batches < 1:
-        raise BadInputError(f"must be >= 1, got {args.bn_batches}", key="--bn-batches")
-    if args.finetune < 0:
-        raise BadInputError(f"must be >= 0, got {args.finetune}", key="--finetune")
+    check_at_least("--bn-batches", args.bn_batches)
+    check_at_least("--finetune", args.finetune, 0)
+    check_at_least("--threads", args.threads)
     if args.threads is not None:
-        if args.threads < 1:
-            raise BadInputError(f"must be >= 1, got {args.threads}", key="--threads")
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config else ExperimentConfig()
-    task, data, progress = config.task, config.data, not args.no_progress
-    device = resolve_device(args.device)
-    supernet = load_supernet_any(args.supernet, config).to(device)
-    arch = load_arch_for(args.arch, supernet, args.supernet)
-    input_hw = config.deploy_input_hw
-    print(f"arch {arch.arch_id} from {args.arch}; supernet {args.supernet}; task {task}, input "
-          f"{input_hw[0]} x {input_hw[1]}, device {device}")
-
-    start = time.perf_counter()
-    bn_loader = bn_loader_from_config(data, task, args.bn_batches, seed=config.seed)
-    recalibrate_bn(supernet, bn_loader, args.bn_batches, forward=lambda images: supernet(images, arch))
-    print(f"BN recalibrated on {args.bn_batches} batches of {data.train_list} ({time.perf_counter() - start:.1f} s)")
-    model = extract_subnet(supernet, arch)
-    record: dict = {"supernet": str(args.supernet), "arch_file": str(args.arch), "config": args.config,
-                    "bn_batches": args.bn_batches, "bn_batch_size": data.batch_size, "train_list": data.train_list,
-                    "protocol": args.protocol, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-
-    val_loader = None
-    if not args.no_check or args.finetune:
-        val_loader = eval_loader_from_config(data, task, batch_size=data.batch_size if task == "sod" else 1)
-    if not args.no_check:
-        start = time.perf_counter()
-        report = check_consistency(supernet, model, arch, val_loader, task, args.protocol, progress=progress)
-        print_consistency(report, args.check_tolerance)
-        print(f"  ({data.val_list}, {time.perf_counter() - start:.1f} s)")
-        record["val_list"] = data.val_list
-        record["consistency"] = report.to_dict()
-        if not report.agrees(args.check_tolerance):
-            print(f"error: consistency check failed: the paths differ by more than {args.check_tolerance:g}; "
-                  f"{args.output} was not written", file=sys.stderr)
-            return 1
-
-    if args.finetune:
-        assert val_loader is not None
-        before = record.get("consistency", {}).get("standalone")
-        if before is None:
-            before = evaluate_standalone(model, val_loader, task, args.protocol, progress=progress)
-        raw = extract_subnet(supernet, arch, fold=False)
-        train_loader = train_loader_from_config(data, task, seed=config.seed)
-        result = finetune(raw, train_loader, args.finetune, task, config.train, lr=args.lr,
-                          multi_scale=multi_scale_from_config(data, task, seed=config.seed), progress=progress)
-        recalibrate_bn(raw, bn_loader, args.bn_batches)
-        tuned = raw.reparameterize().eval()
-        after = evaluate_standalone(tuned, val_loader, task, args.protocol, progress=progress)
-        choice = FinetuneChoice.decide(task, before, after, force=args.keep_finetuned)
-        record["finetune"] = {"iterations": result.iterations, "lr": args.lr or config.train.lr,
-                              "warmup_iterations": result.warmup_iterations, "first_loss": result.first_loss,
-                              "last_loss": result.last_loss, "seconds": round(result.seconds, 1),
-                              **choice.to_dict()}
-        print(f"fine-tuned {result.iterations} iterations in {result.seconds:.1f} s (loss {result.first_loss:.4f} "
-              f"-> {result.last_loss:.4f}), BN recalibrated again; on {data.val_list}, before -> after:")
-        for name, value in after.items():
-            print(f"  {name}: {_fmt(before[name])} -> {_fmt(value)}")
-        print(choice.summary())
-        model = tuned if choice.keep_finetuned else model
-
-    model = model.cpu()
-    params, macs = profile(model, input_hw)
-    params_224, macs_224 = profile(model, (224, 224))
-    record.update({"params": params, "macs": macs, "macs_224": macs_224})
-    save_model_file(model, args.output, task=task, input_hw=input_hw, conversion=record)
-    print(f"params {params / 1e6:.3f} M, MACs {macs / 1e9:.3f} G at {input_hw[0]} x {input_hw[1]} "
-          f"({macs_224 / 1e9:.3f} G at 224 x 224, params {params_224 / 1e6:.3f} M)")
-    print(f"wrote {args.output}")
+    options = ConvertOptions(bn_batches=args.bn_batches, finetune_iterations=args.finetune,
+                             keep_finetuned=args.keep_finetuned, lr=args.lr, protocol=args.protocol,
+                             check=not args.no_check, check_tolerance=args.check_tolerance,
+                             progress=not args.no_progress)
+    result = convert_arch(args.arch, args.supernet, args.out, config, options, config_path=args.config,
+                          device=resolve_device(args.device))
+    print_result(result, args, config)
+    if not result.written:
+        print(f"error: consistency check failed: the paths differ by more than {args.check_tolerance:g}; "
+              f"{args.out} was not written", file=sys.stderr)
+        return 1
     return 0
+
+
+def print_result(result: ConvertResult, args: argparse.Namespace, config: ExperimentConfig) -> None:
+    """The conversion's steps, as lines for the terminal."""
+    data, input_hw = config.data, result.input_hw
+    print(f"arch {result.arch.arch_id} from {args.arch}; supernet {args.supernet}; task {config.task}, input "
+          f"{input_hw[0]} x {input_hw[1]}, device {result.device}")
+    print(f"BN recalibrated on {args.bn_batches} batches of {data.train_list} ({result.bn_seconds:.1f} s)")
+    if result.consistency is not None:
+        print_consistency(result.consistency, args.check_tolerance)
+        print(f"  ({data.val_list}, {result.check_seconds:.1f} s)")
+    if result.finetune is not None:
+        run, choice = result.finetune.result, result.finetune.choice
+        print(f"fine-tuned {run.iterations} iterations in {run.seconds:.1f} s (loss {run.first_loss:.4f} "
+              f"-> {run.last_loss:.4f}), BN recalibrated again; on {data.val_list}, before -> after:")
+        for name, value in choice.after.items():
+            print(f"  {name}: {_fmt(choice.before[name])} -> {_fmt(value)}")
+        print(choice.summary())
+    if result.size is not None:
+        size = result.size
+        print(f"params {size.params / 1e6:.3f} M, MACs {size.macs / 1e9:.3f} G at {input_hw[0]} x {input_hw[1]} "
+              f"({size.macs_224 / 1e9:.3f} G at 224 x 224, params {size.params_224 / 1e6:.3f} M)")
+        print(f"wrote {args.out}")

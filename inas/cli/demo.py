@@ -17,9 +17,11 @@ from typing import Any
 
 import yaml
 
-from inas.config import parse_config
+from inas.cli.common import add_out_argument
+from inas.config import SearcherConfig, parse_config
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
+from inas.search.searchers import scaled_searcher
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
 
@@ -36,7 +38,7 @@ CONVERT_BN_BATCHES = {False: 50, True: 10}  # BN recalibration of the knee model
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke version of every step (about 3 minutes)")
-    parser.add_argument("-o", "--out", default=None, help="output folder (default: runs/demo or runs/demo_quick)")
+    add_out_argument(parser, "output folder (default: runs/demo or runs/demo_quick)")
     parser.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="demo experiment YAML")
     parser.add_argument("--fresh", action="store_true", help="ignore finished steps and run everything again")
 
@@ -65,11 +67,11 @@ def resolve_demo_config(base: dict[str, Any], out: Path, quick: bool) -> tuple[d
         scale = QUICK_OVERRIDES["search"]["budget_scale"]
         search["bn_recalibration_batches"] = QUICK_OVERRIDES["search"]["bn_recalibration_batches"]
         for searcher in search.get("searchers", []):
-            searcher["budget"] = max(4, int(searcher.get("budget", 100) * scale))
-            params = searcher.get("params", {})
-            for key in ("population_size", "selection_num", "initial_size"):
-                if key in params:
-                    params[key] = max(2, int(params[key] * scale))
+            budget = searcher.get("budget", SearcherConfig.model_fields["budget"].default)
+            searcher["budget"], params = scaled_searcher(searcher.get("kind", ""), budget,
+                                                         searcher.get("params", {}), scale)
+            if "params" in searcher:
+                searcher["params"] = params
     doc.setdefault("data", {})["root"] = str(out / "data")
     doc.setdefault("train", {})["out_dir"] = str(out / "train")
     doc.setdefault("lut", {})["out_dir"] = str(out / "lut")

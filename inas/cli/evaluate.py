@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from inas.cli.common import add_out_argument
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
 from inas.metrics import PROTOCOLS, SOD_METRIC_NAMES
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--allow-missing", action="store_true", help="score only matched images when some masks have no prediction"
     )
-    parser.add_argument("-o", "--output", default="metrics.csv", help="CSV file to write (default: metrics.csv)")
+    add_out_argument(parser, "CSV file to write (default: metrics.csv)", default="metrics.csv")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--threads",
@@ -73,7 +74,7 @@ def _csv_text(metrics: dict[str, float]) -> str:
 def main(args: argparse.Namespace) -> int:
     if not 1 <= args.threads <= MAX_THREADS:
         raise BadInputError(f"must be in 1..{MAX_THREADS}, got {args.threads}", key="--threads")
-    check_output_path(args.output, "file", key="--output")
+    check_output_path(args.out, "file", key="--out")
     torch.set_num_threads(args.threads)
     class_names = None
     if args.class_names:
@@ -102,6 +103,6 @@ def main(args: argparse.Namespace) -> int:
         metrics = {name: metrics[name] for name in SOD_METRIC_NAMES}
     print(f"{result.num_images} images ({args.task}, {args.protocol} protocol)")
     print(_table(metrics))
-    atomic_write_text(args.output, _csv_text(metrics))
-    print(f"wrote {args.output}")
+    atomic_write_text(args.out, _csv_text(metrics))
+    print(f"wrote {args.out}")
     return 0

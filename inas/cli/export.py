@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from inas.cli.common import add_out_argument, check_at_least
 from inas.deploy.model_file import detect_model_kind, load_model_file
 from inas.deploy.onnx_export import (
     DEFAULT_INT8_TOLERANCE,
@@ -32,8 +33,8 @@ CALIBRATION_IMAGES = 16
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="stand-alone model file written by `convert` (.pt)")
-    parser.add_argument("-o", "--output", required=True,
-                        help="file to write: NAME.onnx (atomically), or NAME.xml (+ NAME.bin) with --format openvino")
+    add_out_argument(parser, "file to write: NAME.onnx (atomically), or NAME.xml (+ NAME.bin) with --format openvino",
+                     required=True)
     parser.add_argument("--format", choices=["onnx", "openvino"], default="onnx",
                         help='onnx (default; onnxruntime) or openvino (OpenVINO IR; needs the [openvino] extra: '
                              'pip install -e ".[openvino]")')
@@ -69,8 +70,7 @@ def calibration_of(args: argparse.Namespace, input_hw: tuple[int, int]) -> Calib
         if args.calibration_list:
             raise BadInputError("only used with --int8", key="--calibration-list")
         return None
-    if args.calibration_images < 1:
-        raise BadInputError(f"must be at least 1, got {args.calibration_images}", key="--calibration-images")
+    check_at_least("--calibration-images", args.calibration_images)
     if args.calibration_list is None:
         return random_calibration((3, *input_hw), args.calibration_images)
     lst = Path(args.calibration_list)
@@ -87,11 +87,9 @@ def describe(calibration: Calibration | None) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    if args.threads is not None and args.threads < 1:
-        raise BadInputError(f"must be >= 1, got {args.threads}", key="--threads")
-    if args.repeats < 1 or args.warmup < 0:
-        raise BadInputError(f"need --repeats >= 1 and --warmup >= 0, got {args.repeats}, {args.warmup}",
-                            key="--repeats")
+    check_at_least("--threads", args.threads)
+    check_at_least("--repeats", args.repeats)
+    check_at_least("--warmup", args.warmup, 0)
     if detect_model_kind(args.model) == "onnx":
         raise BadInputError("this is already an ONNX file; export takes the .pt model written by `convert`",
                             path=args.model)
@@ -104,14 +102,14 @@ def main(args: argparse.Namespace) -> int:
     calibration = calibration_of(args, input_hw)
     if args.threads:
         torch.set_num_threads(args.threads)
-    fp32_model = os.path.relpath(Path(args.model).resolve(), Path(args.output).resolve().parent)
+    fp32_model = os.path.relpath(Path(args.model).resolve(), Path(args.out).resolve().parent)
     common = {"input_hw": input_hw, "opset": args.opset, "tolerance": args.tolerance, "threads": args.threads,
               "int8": calibration, "fp32_model": fp32_model}
     try:
         if args.format == "openvino":
-            result = export_openvino(model, info, args.output, **common)
+            result = export_openvino(model, info, args.out, **common)
         else:
-            result = export_onnx(model, info, args.output, dynamic=args.dynamic, **common)
+            result = export_onnx(model, info, args.out, dynamic=args.dynamic, **common)
     except ExportMismatchError as exc:
         print(f"error: export check failed: {exc}", file=sys.stderr)
         return 1
@@ -124,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"check passed: {result.check.statistic} {result.check.max_abs_diff:.3g} <= tolerance "
           f"{result.check.tolerance:g}")
     if not args.no_timing and args.format == "onnx":
-        timing = compare_latency(model, args.output, input_hw, threads=args.threads, warmup=args.warmup,
+        timing = compare_latency(model, args.out, input_hw, threads=args.threads, warmup=args.warmup,
                                  repeats=args.repeats, optimization=args.optimization)
         print(f"latency, batch 1, {input_hw[0]} x {input_hw[1]}, {timing.threads} threads, median of "
               f"{args.repeats} runs after {args.warmup} warm-up:")

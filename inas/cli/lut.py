@@ -6,8 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from inas.cli.common import add_config_argument, config_from_args
-from inas.errors import BadInputError
+from inas.cli.common import add_config_argument, add_out_argument, check_at_least, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -15,8 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="build (default): measure the missing blocks of every device's table; "
                         "validate: measure random whole networks and compare with the predictions")
     add_config_argument(parser)
-    parser.add_argument("-o", "--out", default=None,
-                        help="LUT folder holding `<device>.parquet` (default: lut.out_dir of the config)")
+    add_out_argument(parser, "LUT folder holding `<device>.parquet` (default: lut.out_dir of the config)")
     parser.add_argument("--address", default=None,
                         help="Ray cluster to join (auto, HOST:6379, ray://HOST:10001) or `local`; default: "
                         "RAY_ADDRESS, else the "
@@ -39,8 +37,7 @@ def main(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if args.runs is not None:
-        if args.runs < 1:
-            raise BadInputError(f"must be >= 1, got {args.runs}", key="--runs")
+        check_at_least("--runs", args.runs)
         config.lut.runs = args.runs
         config.lut.warmup_runs = min(config.lut.warmup_runs, args.runs)
     out_dir = Path(args.out) if args.out else config.lut.out_dir
@@ -72,10 +69,8 @@ def main(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
     from inas.latency import validate_tables
 
-    if args.samples < 1:
-        raise BadInputError(f"must be at least 1, got {args.samples}", key="--samples")
-    if args.rounds < 1:
-        raise BadInputError(f"must be at least 1, got {args.rounds}", key="--rounds")
+    check_at_least("--samples", args.samples)
+    check_at_least("--rounds", args.rounds)
     results, _ = validate_tables(config, args.samples, out_dir, address=args.address, seed=args.seed,
                                  progress=not args.no_progress, rounds=args.rounds, in_process=args.in_process)
     print(f"{'device':16s} {'predictor':28s} {'spearman':>8s} {'MAPE %':>7s} {'±10 %':>6s} {'±5 %':>6s}")
@@ -85,7 +80,7 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
             rows.append(("block sum x reference drift", r.reference_scaled))
         if r.earlier_correction is not None:
             rows.append(("earlier run's correction", r.earlier_correction))
-        if r.corrected_cv is not None:
+        if r.corrected_cv is not None and r.correction is not None:
             rows.append((f"{r.correction.model} (held-out)", r.corrected_cv))
         if r.repeatability is not None:
             rows.append(("round 2 vs round 1", r.repeatability))

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 
-from inas.cli.common import add_config_argument, config_from_args
-from inas.errors import BadInputError
+from inas.cli.common import add_config_argument, add_out_argument, check_at_least, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("-o", "--out", default=None, help="output folder (default: search.out_dir of the config)")
+    add_out_argument(parser, "output folder (default: search.out_dir of the config)")
     parser.add_argument("--supernet", default=None, help="supernet checkpoint (default: search.supernet)")
     parser.add_argument("--lut-dir", default=None,
                         help="folder of the latency tables `<device>.parquet` (default: search.lut_dir, lut.out_dir)")
@@ -41,8 +40,7 @@ def main(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if args.budget is not None:
-        if args.budget < 1:
-            raise BadInputError(f"must be a positive integer, got {args.budget}", key="--budget")
+        check_at_least("--budget", args.budget)
         for spec in config.search.searchers:
             spec.budget = args.budget
     setup = prepare_search(config, args.out, args.supernet, args.lut_dir, resume=args.resume,

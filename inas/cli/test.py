@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from inas.cli.common import add_config_argument
+from inas.cli.common import add_config_argument, add_out_argument, check_at_least
 from inas.config import load_config
 from inas.deploy.evaluate import eval_input_hw, evaluate_model
 from inas.deploy.onnx_export import check_input_hw
@@ -27,8 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="model file: .pt from `convert`, .onnx (FP32 or INT8) or .xml (OpenVINO IR) "
                         "from `export`")
     add_config_argument(parser, required=True)
-    parser.add_argument("-o", "--output", default=None,
-                        help="output folder for metrics.csv / metrics.parquet / maps (default: <MODEL>-test beside "
+    add_out_argument(parser, "output folder for metrics.csv / metrics.parquet / maps (default: <MODEL>-test beside "
                              "the model)")
     parser.add_argument("--save-maps", action="store_true",
                         help="also write the predicted maps to OUT_DIR/maps/<dataset>/<image>.png")
@@ -59,12 +58,10 @@ def format_metrics_table(frame: pd.DataFrame) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_at_least("--threads", args.threads)
+    check_at_least("--batch-size", args.batch_size)
     if args.threads is not None:
-        if args.threads < 1:
-            raise BadInputError(f"must be >= 1, got {args.threads}", key="--threads")
         torch.set_num_threads(args.threads)
-    if args.batch_size is not None and args.batch_size < 1:
-        raise BadInputError(f"must be >= 1, got {args.batch_size}", key="--batch-size")
     config = load_config(args.config)
     predictor = load_predictor(args.model, threads=args.threads)
     info = predictor.info
@@ -81,7 +78,7 @@ def main(args: argparse.Namespace) -> int:
                                 f"{predictor.fixed_hw[1]}; drop --size or re-export with --dynamic", key="--size")
     input_hw = eval_input_hw(predictor, config.data, info.task, args.size)
     model_path = Path(args.model)
-    out_dir = Path(args.output) if args.output else model_path.parent / f"{model_path.name}-test"
+    out_dir = Path(args.out) if args.out else model_path.parent / f"{model_path.name}-test"
     start = time.perf_counter()
     frame = evaluate_model(predictor, config.data, list_names=args.lists, input_hw=input_hw,
                            protocol=args.protocol, batch_size=args.batch_size,

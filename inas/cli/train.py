@@ -11,13 +11,12 @@ import argparse
 import math
 from pathlib import Path
 
-from inas.cli.common import add_config_argument, config_from_args
-from inas.errors import BadInputError
+from inas.cli.common import add_config_argument, add_out_argument, check_at_least, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_argument(parser)
-    parser.add_argument("-o", "--out", default=None, help="run folder (default: train.out_dir of the config)")
+    add_out_argument(parser, "run folder (default: train.out_dir of the config)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from RUN_DIR/checkpoint.pt (an error if there is none; a run folder with a "
                              "checkpoint is resumed even without this flag)")
@@ -44,12 +43,10 @@ def _print_summary(result) -> None:
 def main(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     if args.iterations is not None:
-        if args.iterations < 1:
-            raise BadInputError(f"must be >= 1, got {args.iterations}", key="--iterations")
+        check_at_least("--iterations", args.iterations)
         config.train.iterations = args.iterations
     if args.workers is not None:
-        if args.workers < 1:
-            raise BadInputError(f"must be >= 1, got {args.workers}", key="--workers")
+        check_at_least("--workers", args.workers)
         config.train.cluster.workers = args.workers
     run_dir = Path(args.out) if args.out else Path(config.train.out_dir)
     if args.cluster or args.address:

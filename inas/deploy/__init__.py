@@ -6,9 +6,13 @@
     frame = evaluate_model(predictor, config.data)            # one row per test list
     report = predict_folder(predictor, "images/", "maps/")    # PNG per image, bad files reported
 
-`inas.deploy.convert` (supernet -> stand-alone + consistency check) and `inas.deploy.finetune` are imported on
-demand by the `convert` verb.
+    result = convert_arch("arch.json", "supernet.pt", "m.pt", config, ConvertOptions())   # the `convert` recipe
+
+`convert_arch`, `ConvertOptions` and `ConvertResult` (`inas.deploy.conversion`, which uses `inas.deploy.convert`
+and `inas.deploy.finetune`) are imported on first use, so loading a model does not load the training recipe.
 """
+
+from typing import Any
 
 from inas.deploy.evaluate import evaluate_model
 from inas.deploy.maps import saliency_uint8, segmentation_labels
@@ -28,8 +32,20 @@ from inas.deploy.runtime import (
     time_calls,
 )
 
+_LAZY = {"convert_arch", "ConvertOptions", "ConvertResult"}  # from inas.deploy.conversion
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from inas.deploy import conversion
+
+        return getattr(conversion, name)
+    raise AttributeError(f"module 'inas.deploy' has no attribute {name!r}")
+
+
 __all__ = [
-    "CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "ExportMismatchError", "LatencyComparison", "ModelInfo",
+    "CITYSCAPES_CLASSES", "CITYSCAPES_PALETTE", "ConvertOptions", "ConvertResult", "convert_arch",
+    "ExportMismatchError", "LatencyComparison", "ModelInfo",
     "OnnxPredictor", "PredictReport", "Predictor", "Timing", "TorchPredictor", "colorize", "compare_latency",
     "detect_model_kind", "evaluate_model", "export_onnx", "load_model_file", "load_predictor", "model_info_of",
     "ort_session", "predict_folder", "read_onnx_info", "saliency_uint8", "save_model_file", "segmentation_labels",

@@ -27,10 +27,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError
+from inas.evaluation import batch_images, evaluate_predictions, fit_to_stride, supernet_predictor
 from inas.nn import StandaloneModel, Supernet, load_original_checkpoint, load_supernet
 from inas.nn.checkpoint import SUPERNET_FORMAT, read_checkpoint
 from inas.space import Arch, ArchError, load_arch
-from inas.train import batch_images, evaluate_predictions, fit_to_stride, supernet_predictor
 
 CONSISTENCY_METRICS: dict[str, tuple[str, ...]] = {"sod": ("maxF", "mae", "sm"), "seg": ("miou",)}
 DEFAULT_CHECK_TOLERANCE = 1e-3

@@ -20,7 +20,6 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset
 
 from inas.config import DataConfig
 from inas.data import SegEvalDataset, SODEvalDataset, build_eval_loader
@@ -28,9 +27,9 @@ from inas.deploy.maps import saliency_probabilities, saliency_uint8, segmentatio
 from inas.deploy.palette import colorize
 from inas.deploy.runtime import Predictor
 from inas.errors import BadInputError
+from inas.evaluation import evaluate_predictions, fit_to_stride
 from inas.io import atomic_path, remove_stale_temp_files_in
 from inas.metrics import SOD_METRIC_NAMES
-from inas.train import evaluate_predictions, fit_to_stride
 
 
 def dataset_name(list_name: str) -> str:
@@ -52,7 +51,7 @@ def eval_input_hw(predictor: Predictor, data: DataConfig, task: str,
 
 
 def eval_dataset_for(data: DataConfig, task: str, list_name: str, input_hw: tuple[int, int] | None,
-                     num_classes: int, progress: bool = True) -> Dataset:
+                     num_classes: int, progress: bool = True) -> SODEvalDataset | SegEvalDataset:
     if task == "sod":
         assert input_hw is not None
         if input_hw[0] != input_hw[1]:

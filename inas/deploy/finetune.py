@@ -98,9 +98,9 @@ def _cycle(loader: Iterable[dict]) -> Iterator[dict]:
     """Batches forever, epoch after epoch (calling `sampler.set_epoch` when the loader has one)."""
     epoch = 0
     while True:
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        set_epoch = getattr(getattr(loader, "sampler", None), "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
         yielded = False
         for batch in loader:
             yielded = True

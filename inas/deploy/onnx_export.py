@@ -137,7 +137,8 @@ def to_onnx_bytes(model: StandaloneModel, input_hw: tuple[int, int], *, opset: i
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (example,), buffer, dynamo=False, input_names=[INPUT_NAME],
+        # torch's stub names only paths for `f`, but the exporter writes to any binary file object
+        torch.onnx.export(model, (example,), buffer, dynamo=False, input_names=[INPUT_NAME],  # type: ignore[arg-type]
                           output_names=[OUTPUT_NAME], opset_version=opset, do_constant_folding=True,
                           dynamic_axes=dynamic_axes)
     return buffer.getvalue()
@@ -167,13 +168,6 @@ def check_shapes(input_hw: tuple[int, int], dynamic: bool) -> list[tuple[int, in
     return shapes
 
 
-def compare_with_torch(model: StandaloneModel, session: Any, shapes: list[tuple[int, int, int, int]],
-                       tolerance: float = DEFAULT_TOLERANCE, seed: int = 0) -> ExportCheck:
-    """Run `model` (PyTorch) and the onnxruntime `session` on the same seeded `check_images` of each shape."""
-    input_name = session.get_inputs()[0].name
-    return compare_runs(model, lambda x: session.run(None, {input_name: x})[0], shapes, tolerance, seed)
-
-
 def compare_runs(model: StandaloneModel, run: Callable[[np.ndarray], np.ndarray],
                  shapes: list[tuple[int, int, int, int]], tolerance: float, seed: int = 0,
                  int8: bool = False) -> ExportCheck:
@@ -181,7 +175,7 @@ def compare_runs(model: StandaloneModel, run: Callable[[np.ndarray], np.ndarray]
     |difference|, or for `int8` the mean |difference| as a share of the PyTorch output's range."""
     model = deployable(model)
     gen = torch.Generator().manual_seed(seed)
-    diffs = []
+    diffs: list[tuple[tuple[int, int, int, int], float]] = []
     for shape in shapes:
         images = check_images(shape, gen)
         with torch.inference_mode():
@@ -192,7 +186,8 @@ def compare_runs(model: StandaloneModel, run: Callable[[np.ndarray], np.ndarray]
                                       f"for input {shape}")
         error = np.abs(got - expected)
         span = float(expected.max() - expected.min()) or 1.0
-        diffs.append((tuple(shape), float(error.mean() / span) if int8 else float(error.max())))
+        key = (shape[0], shape[1], shape[2], shape[3])  # a tuple even when a list was passed
+        diffs.append((key, float(error.mean() / span) if int8 else float(error.max())))
     return ExportCheck(max(d for _, d in diffs), tuple(diffs), tolerance,
                        "mean |diff| / output range" if int8 else "max |diff|")
 
@@ -260,7 +255,7 @@ def export_openvino(model: StandaloneModel, info: ModelInfo, path: str | Path, *
     require_openvino(int8=int8 is not None, key="--format")
     path = Path(path)
     if path.suffix != ".xml":
-        raise BadInputError("an OpenVINO IR is written as NAME.xml (+ NAME.bin)", path=path, key="--output")
+        raise BadInputError("an OpenVINO IR is written as NAME.xml (+ NAME.bin)", path=path, key="--out")
     info = _with_input_hw(info, input_hw)
     ov_model = ov_model_from_onnx(to_onnx_bytes(model, info.input_hw, opset=opset))
     quant = None

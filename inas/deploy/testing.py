@@ -11,11 +11,11 @@ import torch
 import yaml
 from torch import Tensor
 
+from inas.evaluation import recalibrate_bn
 from inas.nn import StandaloneModel, Supernet, extract_subnet
 from inas.nn.testing import calibrate_bn_, perturb_
 from inas.runtimes.calibration import check_images
 from inas.space import Arch, SearchSpace, inas_space, sample_uniform
-from inas.train import recalibrate_bn
 
 # Minimum widths everywhere, a few choices where they matter: two widths and two depths in stage_1, multi-kernel
 # SMSUs (3, 5) in stage_3, the transport and level-0 decoder; optional connections at transport level 2 and

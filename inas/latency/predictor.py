@@ -122,7 +122,8 @@ class LatencyPredictor:
         first = frame.iloc[0]
         self.device, self.backend = str(first["device"]), str(first["backend"])
         self.batch, self.threads = int(first["batch"]), int(first["threads"])
-        self.input_hw = self._unique_shape(frame, "stem", ("in_h", "in_w"), "input size")
+        in_h, in_w = self._unique_shape(frame, "stem", ("in_h", "in_w"), "input size")
+        self.input_hw = (in_h, in_w)
         self.num_classes = self._unique_shape(frame, "head", ("out_channels",), "number of classes")[0]
         self.space = space or inas_space()
         self.geometry = SpaceGeometry.of(self.space, self.input_hw)
@@ -150,11 +151,8 @@ class LatencyPredictor:
         return tuple(int(v) for v in rows.iloc[0])
 
     # ----- single architecture (reference path) ---------------------------------------------------------------------
-    def block_latency(self, key) -> float:
-        """Table latency of one BlockKey; BadInputError naming the block and the table if it is missing."""
-        return self._block(key)[0]
-
     def _block(self, key) -> tuple[float, int]:
+        """(latency ms, params) of one BlockKey; BadInputError naming the block and the table if it is missing."""
         try:
             return self._values[key.as_tuple()]
         except KeyError:
@@ -168,10 +166,6 @@ class LatencyPredictor:
 
     def blocks_of(self, arch: Arch) -> list:
         return arch_blocks_geo(arch, self.geometry, self.num_classes)
-
-    def block_sum(self, arch: Arch) -> float:
-        """Uncorrected sum of the arch's block latencies, ms."""
-        return float(sum(self.block_latency(k) for k in self.blocks_of(arch)))
 
     def _sums_of(self, arch: Arch) -> tuple[float, int, float]:
         values = [self._block(k) for k in self.blocks_of(arch)]
@@ -256,8 +250,8 @@ class _DenseTables:
         channels = space.level_channel_choices
         n_c = max(len(c) for c in channels)
         self.level_index = np.full((NUM_LEVELS, max_w), n_c, dtype=np.int64)
-        for L, c in enumerate(channels):
-            self.level_index[L, list(c)] = np.arange(len(c))
+        for L, level_channels in enumerate(channels):
+            self.level_index[L, list(level_channels)] = np.arange(len(level_channels))
         parts = (("transport", space.transport), ("decoder", space.decoder))
         n_lk = max(len(lv.kernels) for _, levels in parts for lv in levels)
         level_kernel_slots = max(max(lv.kernels) for _, levels in parts for lv in levels) + 2

@@ -60,7 +60,7 @@ def load_eval_data(data_config: Any, task: str, bn_batches: int, val_batch_size:
     """Read the BN subset (`bn_batches` batches of `data.batch_size`, fixed seeded subset of the training list, no
     augmentation) and the validation list (`data.val_list`) once, as tensors."""
     from inas.data import bn_loader_from_config, eval_loader_from_config
-    from inas.train.evaluation import batch_images
+    from inas.evaluation import batch_images
 
     bn_loader = bn_loader_from_config(data_config, task, bn_batches, seed=seed)
     bn_images = [batch_images(b).contiguous() for b in bn_loader]
@@ -76,7 +76,7 @@ class AccuracyEvaluator:
 
     def __init__(self, supernet: torch.nn.Module, data: EvalData, task: str, bn_batches: int,
                  protocol: str = "standard") -> None:
-        from inas.train.evaluation import bn_state
+        from inas.evaluation import bn_state
 
         if task not in TASK_METRICS:
             raise ValueError(f"task must be one of {sorted(TASK_METRICS)}, got {task!r}")
@@ -94,7 +94,7 @@ class AccuracyEvaluator:
 
     def evaluate(self, arch: Arch) -> dict[str, float]:
         """{metric: value for TASK_METRICS[task], "eval_seconds": wall time}; BN state restored afterwards."""
-        from inas.train.evaluation import evaluate_arch, load_bn_state
+        from inas.evaluation import evaluate_arch, load_bn_state
 
         start = time.perf_counter()
         try:

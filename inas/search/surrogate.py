@@ -134,10 +134,6 @@ class AccuracyPredictor:
         self._fit_matrix(self.features.matrix(archs), y)
         return self
 
-    @property
-    def fitted(self) -> bool:
-        return bool(self._members)
-
     def predict(self, archs: Sequence[Arch]) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) of the metric, each (len(archs),)."""
         if not self._members:

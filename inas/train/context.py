@@ -10,17 +10,6 @@ import torch
 from torch import nn
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu; 'cuda' without a GPU is an error."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        from inas.errors import BadInputError
-
-        raise BadInputError("device 'cuda' requested but no CUDA device is available", key="train.device")
-    return torch.device(name)
-
-
 class LocalContext:
     """One process, rank 0 of 1: no wrapping, no reporting, no barrier."""
 

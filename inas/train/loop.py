@@ -35,8 +35,9 @@ from inas.data import multi_scale_from_config, train_loader_from_config
 from inas.errors import BadInputError
 from inas.io import atomic_write_json, atomic_write_text
 from inas.nn import Supernet, save_supernet, space_spec
+from inas.nn.device import resolve_device
 from inas.nn.dynamic import convert_sync_batchnorm
-from inas.train.context import LocalContext, resolve_device
+from inas.train.context import LocalContext
 from inas.train.data_order import epoch_batches
 from inas.train.precision import MixedPrecision
 from inas.train.recipe import SupernetCriterion, build_optimizer, build_scheduler, sandwich_archs, train_step
@@ -370,6 +371,6 @@ def train_supernet(
     BadInputError before any training step.
     """
     run_dir = Path(config.train.out_dir if run_dir is None else run_dir)
-    context = context or LocalContext(resolve_device(config.train.device))
+    context = context or LocalContext(resolve_device(config.train.device, key="train.device"))
     trainer = SupernetTrainer(config, run_dir, context, resume=resume, progress=progress, check_data=check_data)
     return trainer.run()

@@ -14,10 +14,10 @@ from torch.utils.data import DataLoader, Subset
 
 from inas.config import ExperimentConfig
 from inas.data import bn_loader_from_config, eval_loader_from_config
+from inas.evaluation import evaluate_arch
 from inas.metrics import SEARCH_METRICS
 from inas.nn import Supernet
 from inas.space import Arch, sample_max, sample_min, sample_uniform
-from inas.train.evaluation import evaluate_arch
 from inas.train.runlog import RunLog
 
 log = logging.getLogger(__name__)

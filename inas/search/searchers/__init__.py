@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from inas.errors import BadInputError
@@ -62,6 +62,19 @@ def build_searcher(name: str, space: SearchSpace, latency_fn: LatencyFn, budget:
     return SEARCHERS[name](space, latency_fn, budget, seed, constraints=constraints, **params)
 
 
+def scaled_searcher(kind: str, budget: int, params: Mapping[str, Any], scale: float) -> tuple[int, dict[str, Any]]:
+    """(budget, params) of a smaller run of searcher `kind` (smoke runs such as `demo --quick`): the budget
+    (evaluations) times `scale`, at least 4, and each of the searcher's `size_params` given in `params` times
+    `scale`, at least 2; other parameters unchanged. An unknown kind scales the budget only (the config check
+    reports the kind)."""
+    cls = SEARCHERS.get(kind)
+    scaled = dict(params)
+    for key in cls.size_params if cls is not None else ():
+        if key in scaled:
+            scaled[key] = max(2, int(scaled[key] * scale))
+    return max(4, int(budget * scale)), scaled
+
+
 def run_searcher(searcher: Searcher, evaluate: Callable[[Any], dict[str, Any]]) -> Searcher:
     """Drive `searcher` sequentially in-process: ask, evaluate, tell until finished (tests, small local runs)."""
     while not searcher.is_finished():
@@ -77,5 +90,6 @@ def run_searcher(searcher: Searcher, evaluate: Callable[[Any], dict[str, Any]]) 
 __all__ = [
     "Constraint", "EvolutionSearcher", "InfeasibleConstraintError", "LatencyFn", "LatencyGroupSampler",
     "NevergradSearcher", "OptunaSearcher", "PredictorSearcher", "RandomSearcher", "Record", "SEARCHERS", "Searcher",
-    "UpperBound", "build_searcher", "pareto_front_2d", "run_searcher", "searcher_params", "select_pareto_frontier",
+    "UpperBound", "build_searcher", "pareto_front_2d", "run_searcher", "scaled_searcher", "searcher_params",
+    "select_pareto_frontier",
 ]

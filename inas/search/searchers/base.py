@@ -103,6 +103,9 @@ class Searcher(ABC):
     `_on_tell`, `_exhausted`, `_extra_state`, `_load_extra_state` and `tags`."""
 
     name: ClassVar[str] = "searcher"
+    # keyword parameters that count architectures (population, selection, initial design): `scaled_searcher` shrinks
+    # them with the budget for smoke runs
+    size_params: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
                  metric: str = "max_fmeasure", mode: str = "max", latency_key: str = "latency_ms",
@@ -153,9 +156,6 @@ class Searcher(ABC):
             self._latency_cache[arch] = value
         return value
 
-    def failed_constraints(self, arch: Arch) -> list[str]:
-        return [constraint_name(c) for c in self.constraints if not c(arch)]
-
     def is_feasible(self, arch: Arch) -> bool:
         return all(c(arch) for c in self.constraints)
 
@@ -186,6 +186,13 @@ class Searcher(ABC):
         if record.metric is None:
             return None
         return record.metric if self.mode == "max" else -record.metric
+
+    def known_score(self, record: Record) -> float:
+        """`score` of a record that holds a metric (a successful evaluation); ValueError otherwise."""
+        value = self.score(record)
+        if value is None:
+            raise ValueError(f"arch {record.arch.arch_id} has no metric to score")
+        return value
 
     def _count(self, key: str, n: int = 1) -> None:
         self.stats[key] = self.stats.get(key, 0) + n

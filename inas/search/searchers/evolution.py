@@ -34,6 +34,7 @@ class EvolutionSearcher(Searcher):
     """Evolution with latency-group initialisation (see module docstring)."""
 
     name = "evolution"
+    size_params = ("population_size", "selection_num")
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
                  population_size: int = 1000, selection_num: int = 100, offspring_num: int | None = None,
@@ -46,10 +47,10 @@ class EvolutionSearcher(Searcher):
                            ("max_child_tries", max_child_tries)):
             if not isinstance(value, int) or value < 1:
                 raise BadInputError(f"must be a positive integer, got {value!r}", key=key)
-        for key, value in (("crossover_prob", crossover_prob), ("mutation_prob", mutation_prob),
-                           ("depth_mutation_prob", depth_mutation_prob)):
-            if not 0.0 <= float(value) <= 1.0:
-                raise BadInputError(f"must be a probability in [0, 1], got {value!r}", key=key)
+        for key, prob in (("crossover_prob", crossover_prob), ("mutation_prob", mutation_prob),
+                          ("depth_mutation_prob", depth_mutation_prob)):
+            if not 0.0 <= float(prob) <= 1.0:
+                raise BadInputError(f"must be a probability in [0, 1], got {prob!r}", key=key)
         if generations is not None and generations < 1:
             raise BadInputError(f"must be >= 1 (generation 0 is the LGS population), got {generations!r}",
                                 key="generations")
@@ -130,7 +131,7 @@ class EvolutionSearcher(Searcher):
             self._queue = self._lgs_slots(self.offspring_num)
             return
         parents_idx = select_pareto_frontier(
-            [r.latency_ms for r in candidates], [self.score(r) for r in candidates], self.selection_num,
+            [r.latency_ms for r in candidates], [self.known_score(r) for r in candidates], self.selection_num,
             self.sampler.groups, self.sampler.min_latency_ms, self.sampler.max_latency_ms)
         parents = [candidates[i].arch for i in parents_idx]
         children: dict[str, Arch] = {}

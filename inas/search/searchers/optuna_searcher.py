@@ -57,6 +57,7 @@ class OptunaSearcher(Searcher):
     """Optuna NSGA-II or TPE over the metric and every device's latency (see module docstring)."""
 
     name = "optuna"
+    size_params = ("population_size",)
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
                  sampler: str = "nsga2", population_size: int = 16, n_startup_trials: int = 16,

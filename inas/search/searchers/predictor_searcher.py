@@ -41,6 +41,7 @@ class PredictorSearcher(Searcher):
     """Accuracy-predictor + EHVI search (see the module docstring)."""
 
     name = "predictor"
+    size_params = ("initial_size",)
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
                  initial_size: int = 16, batch_size: int = 4, candidates: int = 2000, model: str = "forest",

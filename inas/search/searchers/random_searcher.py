@@ -8,6 +8,7 @@ searcher finishes early (`stats["exhausted"]`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from inas.search.searchers.base import LatencyFn, Searcher
@@ -50,5 +51,5 @@ class RandomSearcher(Searcher):
     def _extra_state(self) -> dict[str, Any]:
         return {"done": self._done}
 
-    def _load_extra_state(self, state: dict[str, Any]) -> None:
+    def _load_extra_state(self, state: Mapping[str, Any]) -> None:
         self._done = bool(state["done"])

@@ -79,6 +79,13 @@ def load_bn_state(model: nn.Module, state: dict[str, Tensor]) -> None:
         target.copy_(state[key])
 
 
+def _running_stats(bn: _BatchNorm) -> tuple[Tensor, Tensor]:
+    """(running_mean, running_var) of a BN that tracks them (C,) each."""
+    if bn.running_mean is None or bn.running_var is None:
+        raise ValueError("this batch norm keeps no running statistics")
+    return bn.running_mean, bn.running_var
+
+
 # ----- precise BN --------------------------------------------------------------------------------------------------
 @torch.no_grad()
 def recalibrate_bn(
@@ -105,8 +112,8 @@ def recalibrate_bn(
     tracked = [bn for bn in bns if bn.running_mean is not None and bn.running_var is not None]
     momenta = [bn.momentum for bn in bns]
     counts = [None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone() for bn in bns]
-    means = [torch.zeros_like(bn.running_mean) for bn in tracked]
-    variances = [torch.zeros_like(bn.running_var) for bn in tracked]
+    means = [torch.zeros_like(_running_stats(bn)[0]) for bn in tracked]
+    variances = [torch.zeros_like(_running_stats(bn)[1]) for bn in tracked]
     model.train()
     for bn in bns:
         bn.momentum = 1.0
@@ -117,18 +124,20 @@ def recalibrate_bn(
             forward(images)
             seen += 1
             for bn, mean, var in zip(tracked, means, variances, strict=True):
-                mean += (bn.running_mean - mean) / seen
-                var += (bn.running_var - var) / seen
+                running_mean, running_var = _running_stats(bn)
+                mean += (running_mean - mean) / seen
+                var += (running_var - var) / seen
     finally:
         for bn, momentum, count in zip(bns, momenta, counts, strict=True):
             bn.momentum = momentum
-            if count is not None:
+            if count is not None and bn.num_batches_tracked is not None:
                 bn.num_batches_tracked.copy_(count)
     if seen == 0:
         raise ValueError("BN recalibration loader yielded no batch")
     for bn, mean, var in zip(tracked, means, variances, strict=True):
-        bn.running_mean.copy_(mean)
-        bn.running_var.copy_(var)
+        running_mean, running_var = _running_stats(bn)
+        running_mean.copy_(mean)
+        running_var.copy_(var)
     model.eval()
 
 

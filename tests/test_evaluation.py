@@ -1,4 +1,4 @@
-"""Precise-BN recalibration, BN snapshots and metric evaluation of sub-networks (inas.train.evaluation)."""
+"""Precise-BN recalibration, BN snapshots and metric evaluation of sub-networks (inas.evaluation)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,7 @@ from torch import nn
 from inas.config import DataConfig
 from inas.data import bn_loader_from_config, eval_loader_from_config
 from inas.data.synth_sod import synthesize_sod
-from inas.nn import Supernet
-from inas.nn.testing import perturb_, small_space
-from inas.space import sample_min
-from inas.train.evaluation import (
+from inas.evaluation import (
     bn_state,
     evaluate_arch,
     evaluate_predictions,
@@ -20,6 +17,9 @@ from inas.train.evaluation import (
     load_bn_state,
     recalibrate_bn,
 )
+from inas.nn import Supernet
+from inas.nn.testing import perturb_, small_space
+from inas.space import sample_min
 
 
 def _batches(seed: int, n: int, shape=(4, 3, 8, 8)) -> list[dict]:
