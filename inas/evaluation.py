@@ -1,7 +1,7 @@
 """Evaluating sub-networks of a supernet: precise-BN recalibration, BN snapshots, metrics over a loader.
 
     pristine = bn_state(supernet)
-    recalibrate_bn(supernet, bn_loader, 100, forward=lambda x: supernet(x, arch))   # SPEC §5.4
+    recalibrate_bn(supernet, bn_loader, 100, forward=lambda x: supernet(x, arch))   # docs/design.md §8
     scores = evaluate_predictions(lambda x: supernet(x, arch), val_loader, "sod", metrics="search")
     load_bn_state(supernet, pristine)
 
@@ -94,7 +94,7 @@ def recalibrate_bn(
     num_batches: int,
     forward: Callable[[Tensor], Any] | None = None,
 ) -> None:
-    """Precise BN (SPEC §5.4): replace every BN's running mean / variance by the average over `num_batches`
+    """Precise BN (docs/design.md §8): replace every BN's running mean / variance by the average over `num_batches`
     batches of `loader` of the per-batch statistics.
 
     All BN modules run in train mode with momentum 1.0 (each forward leaves exactly that batch's mean and unbiased

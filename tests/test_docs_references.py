@@ -98,9 +98,6 @@ def test_no_spec_citations_outside_inas():
     assert not found, "\n".join(found)
 
 
-@pytest.mark.xfail(strict=True, reason="inas/ and the README still cite SPEC.md (not in the repository) while others "
-                   "edit them: after merging, the lead runs `python docs/respec.py inas README.md` and removes this "
-                   "xfail")
 def test_no_spec_citations_in_inas_and_readme():
     found = [c for p in files("inas", "README.md") for c in spec_citations(p)]
     assert not found, "run `python docs/respec.py inas README.md`:\n" + "\n".join(found)

@@ -1,4 +1,4 @@
-"""Supernet -> stand-alone model for one architecture, with the original's consistency check (SPEC §3).
+"""Supernet -> stand-alone model for one architecture, with the original's consistency check (docs/design.md §6.3).
 
     supernet = load_supernet_any(ckpt, config)                    # our file, or an original iNAS checkpoint
     arch = load_arch_for(arch_path, supernet, ckpt)                # must lie in the supernet's space

@@ -1,7 +1,7 @@
 """Optional fine-tuning of a stand-alone model after weight extraction (`convert --finetune N`).
 
-The supernet's training recipe (`inas.train.recipe`, SPEC §4, settings from the config's `train` section) applied to
-ONE network, with the labels as the only target (there is no teacher, so no distillation):
+The supernet's training recipe (`inas.train.recipe`, docs/design.md §7, settings from the config's `train` section)
+applied to ONE network, with the labels as the only target (there is no teacher, so no distillation):
 - one step = `inas.train.recipe.train_step` with the stand-alone model as the only "sub-network": the
   deep-supervised label loss (SOD: BCE on the sigmoid maps, level 0 + `side_output_weight` x every side head;
   segmentation: cross-entropy, ignore 255), backward, then an optimiser step;

@@ -1,4 +1,5 @@
-"""Latency blocks: every distinct block shape a sub-network of a (possibly narrowed) space can contain (SPEC §5.5, §6).
+"""Latency blocks: every distinct block shape a sub-network of a (possibly narrowed) space can contain
+(docs/design.md §10).
 
 A block is keyed by its shape only (`BlockKey`), never by where it sits, so a stage_5 first layer and a stage_4 later
 layer with the same shape are one block. Kinds, for an input of H x W pixels and level L at H/2^(L+1) x W/2^(L+1):

@@ -1,4 +1,4 @@
-"""The original iNAS metrics (iNAS/metrics/*.py), reproduced with their quirks (SPEC section 7).
+"""The original iNAS metrics (iNAS/metrics/*.py), reproduced with their quirks (docs/design.md §11.1).
 
 Inputs are the raw maps the original received: `pred` (N, H, W) float64 holding uint8 values 0..255 and `gt`
 (N, H, W) float64 holding the raw mask values (0..255, not binarised). Quirks kept on purpose:

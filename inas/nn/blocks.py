@@ -1,6 +1,6 @@
 """Stand-alone (static) blocks: fixed sizes, no slicing. The stand-alone model is built from them, and the latency
-table code instantiates and times them one by one (SPEC §6). State_dict keys equal the original iNAS stand-alone
-modules' keys (and so the supernet's).
+table code instantiates and times them one by one (docs/design.md §10). State_dict keys equal the original iNAS
+stand-alone modules' keys (and so the supernet's).
 
 Constructors (all sizes are channel counts; kernel_sizes is a kernel SET, e.g. (3, 5); for timing a deployed
 block pass a single kernel (k,) or call `reparameterize()` - a folded unit costs the same as a single k_max conv):

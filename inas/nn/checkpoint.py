@@ -2,9 +2,9 @@
 
 - `load_original_checkpoint(path_or_state_dict, supernet)`: an original iNAS supernet state dict (possibly wrapped
   under 'params' / 'params_ema' / 'state_dict', possibly with 'module.' prefixes). Key names are the same as ours
-  (SPEC §3), so this is a check and a copy: every checkpoint key must be a key of the original full-space supernet
-  with that key's shape, and every key of `supernet` must be present; otherwise one BadInputError lists the unknown
-  keys, the missing keys and the shape mismatches. A supernet over a NARROWED space takes the first channels /
+  (docs/design.md §6.4), so this is a check and a copy: every checkpoint key must be a key of the original full-space
+  supernet with that key's shape, and every key of `supernet` must be present; otherwise one BadInputError lists the
+  unknown keys, the missing keys and the shape mismatches. A supernet over a NARROWED space takes the first channels /
   first layers / centre kernels of the checkpoint tensors (the weight-sharing rule), and checkpoint entries of
   modules the narrowed space does not have are ignored (listed in the returned report).
 - `SupernetHeader` (+ `supernet_header_record` / `read_supernet_header`): the construction arguments ("space":

@@ -1,9 +1,9 @@
-"""Dynamic (weight-sharing) modules of the supernet (SPEC §2.1).
+"""Dynamic (weight-sharing) modules of the supernet (docs/design.md §6.1).
 
 Every module allocates its weights at the largest size of the space and runs a sub-network by slicing views:
 first channels (`weight[:out, :in]`), first layers (the stage runs its first d layers), centre kernel crops.
 The active sizes are passed as forward arguments (no per-call module state), so one supernet can run different
-architectures back to back. Module attribute names reproduce the original iNAS state_dict keys (SPEC §3).
+architectures back to back. Module attribute names reproduce the original iNAS state_dict keys (docs/design.md §6.4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Functional pieces shared by the supernet (dynamic) and stand-alone (static) networks.
 
-The SMSU (searchable multi-scale unit, SPEC §2.1-2.2) math lives here once, so the supernet's eval path, the
+The SMSU (searchable multi-scale unit, docs/design.md §6.1-6.2) math lives here once, so the supernet's eval path, the
 stand-alone model's on-the-fly eval path and `reparameterize()` fold kernels in exactly the same way:
 
 - kernel k of a unit uses the centre k x k crop of the unit's depthwise weight, multiplied by the unit's learnable

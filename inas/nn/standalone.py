@@ -1,4 +1,4 @@
-"""The stand-alone model of one architecture (SPEC §3), and weight extraction from the supernet.
+"""The stand-alone model of one architecture (docs/design.md §6.3), and weight extraction from the supernet.
 
     model = StandaloneModel.from_arch(space, arch, num_classes=1, output_levels=(0, 1, 2, 3, 4))
     model = extract_subnet(supernet, arch)          # sliced supernet weights, SMSUs folded, eval mode
@@ -161,8 +161,8 @@ class StandaloneModel(nn.Module):
 
 
 def slice_like(source: Tensor, shape: Sequence[int]) -> Tensor:
-    """Cut a supernet tensor to a sub-network shape (SPEC §3): 0-D as is; dims 0 and 1 keep the first entries
-    (1-D prefix, 2-D [:a, :b]); the spatial dims of 4-D conv weights keep the centre crop."""
+    """Cut a supernet tensor to a sub-network shape (docs/design.md §6.3): 0-D as is; dims 0 and 1 keep the first
+    entries (1-D prefix, 2-D [:a, :b]); the spatial dims of 4-D conv weights keep the centre crop."""
     shape = tuple(shape)
     if tuple(source.shape) == shape:
         return source

@@ -1,11 +1,11 @@
-"""The weight-sharing supernet (SPEC §1-2): backbone -> transport -> top-down decoder -> heads.
+"""The weight-sharing supernet (docs/design.md §5-6): backbone -> transport -> top-down decoder -> heads.
 
     supernet = Supernet(space, num_classes=1, output_levels=(0, 1, 2, 3, 4), head_activation="auto")
     out = supernet(images, arch)   # images (N, 3, H, W), H and W multiples of 32; arch defaults to the max arch
 
 Train mode returns {level: map (N, num_classes, H, W)} for every output level (deep supervision); eval mode returns
 the level-0 map tensor (N, num_classes, H, W). Max widths, depths, kernels and connections come from `space`, so a
-narrowed space builds a smaller supernet. Parameter names equal the original iNAS supernet's (SPEC §3).
+narrowed space builds a smaller supernet. Parameter names equal the original iNAS supernet's (docs/design.md §6.4).
 Activations run in channels_last memory format (faster depthwise convs on CPU); outputs hold the same values.
 """
 

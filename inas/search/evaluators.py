@@ -2,8 +2,8 @@
 
 - `AccuracyEvaluator`: one supernet held in memory (weights loaded ONCE per process) and the BN-recalibration and
   validation batches decoded once and kept as tensors. `evaluate(arch)` recalibrates BN for that arch on the fixed,
-  seeded training subset (precise BN, SPEC §5.4), scores the validation set (SOD: max F-measure + MAE; seg: mIoU)
-  and restores the pristine BN state, so every evaluation starts from the same weights (no leakage between archs).
+  seeded training subset (precise BN, docs/design.md §8), scores the validation set (SOD: max F-measure + MAE; seg:
+  mIoU) and restores the pristine BN state, so every evaluation starts from the same weights (no leakage between archs).
 - `ResourceEvaluator`: latency per device from the latency tables (`latency_ms__<device>`), params and MACs of the
   deployed model at the search resolution (`params_m`, `macs_g`). Cheap; runs in the driver.
 - `EvaluationTable`: the rows of `evaluations.parquet` (DESIGN.md contract) with a lookup by canonical arch id, so an

@@ -1,8 +1,8 @@
 """A synthetic search problem with no networks, for tests and searcher comparisons: a deterministic latency built like
-a LUT sum (multiply-accumulates of every block at 224x224, as SPEC §5.5 keys blocks) and a deterministic accuracy that
-weights the choices DIFFERENTLY (multi-scale kernel sets and multi-level connections help accuracy but cost little
-latency, early high-resolution width costs much latency and helps little), saturating, so that the latency/accuracy
-trade-off is real and a searcher can beat uniform sampling. Nothing here is a measurement.
+a LUT sum (multiply-accumulates of every block at 224x224, as docs/design.md §10.2 keys blocks) and a deterministic
+accuracy that weights the choices DIFFERENTLY (multi-scale kernel sets and multi-level connections help accuracy but
+cost little latency, early high-resolution width costs much latency and helps little), saturating, so that the
+latency/accuracy trade-off is real and a searcher can beat uniform sampling. Nothing here is a measurement.
 """
 
 from __future__ import annotations

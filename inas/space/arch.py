@@ -252,7 +252,7 @@ def arch_from_dict(doc: Any, space: SearchSpace, source: str | None = None) -> A
 
 
 def arch_from_original(cfg: Any, space: SearchSpace, source: str | None = None) -> Arch:
-    """Parse the original iNAS cfg dict (SPEC §1.5). Ratio and stride must match the space."""
+    """Parse the original iNAS cfg dict (docs/design.md §5.5). Ratio and stride must match the space."""
     cfg = _mapping(cfg, "<root>", source, ("backbone_cfg", "transport_cfg", "decoder_cfg"))
     backbone_cfg = _mapping(cfg["backbone_cfg"], "backbone_cfg", source, STAGE_NAMES)
     stages = []

@@ -1,4 +1,4 @@
-"""Evolution operators of the original (SPEC §5.3): crossover of whole stages/levels and per-layer mutation,
+"""Evolution operators of the original (docs/design.md §9.3): crossover of whole stages/levels and per-layer mutation,
 plus an optional depth mutation the original lacks (off by default)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Sampling architectures: the `min`, `max` and uniform distributions of the original (SPEC §4), seeded."""
+"""Sampling architectures: the `min`, `max` and uniform distributions of the original (docs/design.md §5.6), seeded."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def random_level(level: LevelSpace, rng: random.Random) -> LevelArch:
 
 
 def sample_uniform(space: SearchSpace, rng: random.Random) -> Arch:
-    """Draw an Arch from the original's uniform sampler (SPEC §4 'Uniform sampling')."""
+    """Draw an Arch from the original's uniform sampler (docs/design.md §5.6 'Uniform sampling')."""
     return Arch(
         backbone=tuple(random_stage(s, rng) for s in space.stages),
         transport=tuple(random_level(lv, rng) for lv in space.transport),

@@ -1,8 +1,9 @@
 """The search space as data: one `SearchSpace` object drives sampling, the supernet's max widths, LUT enumeration,
 optimiser encodings and validation.
 
-`inas_space()` is the exact space of the original iNAS (SPEC §1). `SearchSpace.narrow(...)` restricts it (fewer
-widths, depths, kernels, connections) for demos, tests and small devices; every component follows the narrowed space.
+`inas_space()` is the exact space of the original iNAS (docs/design.md §5). `SearchSpace.narrow(...)` restricts it
+(fewer widths, depths, kernels, connections) for demos, tests and small devices; every component follows the narrowed
+space.
 """
 
 from __future__ import annotations
@@ -230,7 +231,7 @@ def _narrow_levels(
 
 
 def inas_space() -> SearchSpace:
-    """The exact search space of the original iNAS (SPEC §1)."""
+    """The exact search space of the original iNAS (docs/design.md §5)."""
     all_kernels = (3, 5, 7, 9)
     stages = (
         StageSpace("stem", "conv", (32, 36, 40), (1,), (3,), 1, 2),

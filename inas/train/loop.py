@@ -1,4 +1,4 @@
-"""The supernet training loop (SPEC §4), one trainer for the local run and every Ray Train worker.
+"""The supernet training loop (docs/design.md §7), one trainer for the local run and every Ray Train worker.
 
     result = train_supernet(config, run_dir)                  # local, in-process, no Ray import
     # under --cluster: inas.train.cluster runs train_supernet(config, run_dir, context=<Ray worker context>)

@@ -1,4 +1,4 @@
-"""Deep-supervised losses of supernet training (SPEC §4).
+"""Deep-supervised losses of supernet training (docs/design.md §7).
 
 Predictions are the supernet's train-mode output: `{level: (N, K, H, W)}` for every output level, already upsampled
 to the input size; level 0 is the final map, the other levels are side outputs weighted by `side_weight` (0.4).

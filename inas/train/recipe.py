@@ -1,5 +1,5 @@
-"""The training recipe of the original (SPEC §4): sandwich sampling, losses per sub-network, one optimiser step per
-batch, Adam with a 10x head learning rate, linear warm-up then polynomial decay.
+"""The training recipe of the original (docs/design.md §7): sandwich sampling, losses per sub-network, one optimiser
+step per batch, Adam with a 10x head learning rate, linear warm-up then polynomial decay.
 
     archs = sandwich_archs(space, rng, random_subnets=2)    # [("max", A), ("min", A), ("random1", A), ...]
     losses = train_step(model, images, labels, archs, criterion)

@@ -1,4 +1,4 @@
-"""The original iNAS evolutionary search (SPEC §5.2-5.3) as a `Searcher`.
+"""The original iNAS evolutionary search (docs/design.md §9.2-9.3) as a `Searcher`.
 
 - Generation 0: `population_size` archs from the latency-group sampler (LGS), `population_size // lgs_groups` per
   group (the remainder to the first groups), interleaved over groups (so a budget cut still covers every group).

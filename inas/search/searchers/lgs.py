@@ -1,5 +1,5 @@
-"""Latency-group sampler (LGS, SPEC §5.2): draws architectures whose latency falls in a chosen latency group, so an
-initial population can be spread evenly over the latency range.
+"""Latency-group sampler (LGS, docs/design.md §9.2): draws architectures whose latency falls in a chosen latency group,
+so an initial population can be spread evenly over the latency range.
 
 Faithful to the original: an arch is built part by part (stem, stage_1 .. stage_7, then the five transport levels
 together, then the five decoder levels together). For each part, its latency range [lo, hi] is the latency of the
@@ -17,7 +17,8 @@ Part latency comes from one of two sources:
   channels, the transport/decoder see the level channels).
 
 Differences from the original (documented fixes):
-- transport and decoder draws relax like the backbone (the original never relaxes them and can spin, SPEC §9.5);
+- transport and decoder draws relax like the backbone (the original never relaxes them and can spin,
+  docs/design.md §13.2);
 - every part is bounded: after `max_part_tries` draws, the draw closest to the target window is taken and counted
   in `stats["part_fallbacks"]`; the grid never goes below one group (the original divides by zero after 1000);
 - with `max_latency_ms` the grid spans [min arch latency, max_latency_ms] instead of [min, max arch latency]: the

@@ -1,10 +1,10 @@
-"""Parent selection of the evolutionary search (SPEC §5.3 `select_pareto_frontier`): peel successive 2-D Pareto
-fronts (latency minimised, score maximised) and take front points in increasing latency while their latency group
+"""Parent selection of the evolutionary search (docs/design.md §9.3 `select_pareto_frontier`): peel successive 2-D
+Pareto fronts (latency minimised, score maximised) and take front points in increasing latency while their latency group
 still has quota.
 
 Fixes over the original (documented):
 - equal-latency points are ordered by DEScending score, so a dominated point at the same latency is not kept on the
-  front (the original sorts ties ascending and keeps them, SPEC §9.5);
+  front (the original sorts ties ascending and keeps them, docs/design.md §13.2);
 - robust to groups with few candidates: the original loops on an empty pool and crashes when some group has fewer
   than its quota; here, when the pool is exhausted before `num` parents are found, a second pass peels the fronts of
   the not yet selected candidates without quotas. The quota is max(1, num // groups).
