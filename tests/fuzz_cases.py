@@ -70,6 +70,24 @@ def build_world(root: Path) -> dict[str, Path]:
 
 
 # ----- mutations ----------------------------------------------------------------------------------------------------
+def nested_paths(doc: object) -> list[tuple]:
+    """The key/index path of every value nested in `doc` (dicts and lists), the root itself excluded."""
+    paths: list[tuple] = []
+
+    def walk(node: object, path: tuple) -> None:
+        if path:
+            paths.append(path)
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, (*path, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*path, i))
+
+    walk(doc, ())
+    return paths
+
+
 def _strategies():
     from hypothesis import strategies as st
 
@@ -158,19 +176,7 @@ def mutated_doc(doc):
     import copy
 
     st = _strategies()
-    paths: list[tuple] = []
-
-    def walk(node, path):
-        paths.append(path)
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, (*path, k))
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                walk(v, (*path, i))
-
-    walk(doc, ())
-    inner = [p for p in paths if p]
+    inner = nested_paths(doc)
 
     @st.composite
     def strategy(draw):
@@ -255,19 +261,7 @@ def mutated_checkpoint(obj):
     import torch
 
     st = _strategies()
-    paths: list[tuple] = []
-
-    def walk(node, path):
-        if path:
-            paths.append(path)
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(v, (*path, k))
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                walk(v, (*path, i))
-
-    walk(obj, ())
+    paths = nested_paths(obj)
     tensors = st.sampled_from([torch.zeros(3), torch.zeros(2, 2, dtype=torch.int64), torch.tensor(float("nan")),
                                torch.zeros(0), torch.ones(1, 1, 1, 1, dtype=torch.bool)])
 
