@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from inas.cli.common import add_config_argument
+from inas.cli.common import add_config_argument, check_at_least
 from inas.errors import BadInputError
 
 SYNTH_DEFAULTS = {
@@ -60,8 +60,7 @@ def _synth(args: argparse.Namespace) -> int:
     n_train = defaults["n_train"] if args.n_train is None else args.n_train
     n_test = defaults["n_test"] if args.n_test is None else args.n_test
     size = defaults["size"] if args.size is None else args.size
-    if args.workers is not None and args.workers < 1:
-        raise BadInputError(f"must be >= 1, got {args.workers}", key="--workers")
+    check_at_least("--workers", args.workers)
     synthesize = synthesize_sod if args.task == "sod" else synthesize_seg
     result = synthesize(args.out, n_train, n_test, size, args.seed, workers=args.workers, force=args.force)
     counts = " + ".join(f"{n} {name.removesuffix('.lst')}" for name, n in result.counts.items())

@@ -216,12 +216,6 @@ def composite(image: np.ndarray, box: Box, alpha: np.ndarray, texture: np.ndarra
 # ----------------------------------------------------------------------------------------------------- output
 
 
-def encode_and_write(image: np.ndarray | Image.Image, path: Path, **save_kwargs) -> None:
-    """Save an image (uint8 array or PIL) to `path`; the caller writes into a private temporary folder."""
-    pil = image if isinstance(image, Image.Image) else Image.fromarray(image)
-    pil.save(path, **save_kwargs)
-
-
 def to_uint8(image: np.ndarray) -> np.ndarray:
     """float [0, 1] -> uint8 with rounding."""
     scaled = image * np.float32(255.0) + np.float32(0.5)
