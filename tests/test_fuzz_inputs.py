@@ -236,19 +236,26 @@ def write_image(path: Path, how: tuple) -> None:
         Image.new(mode, (width, height)).save(path, format="PNG" if path.suffix == ".png" else "TIFF")
 
 
+def data_with_bad_image(source: Path, case: Path, value: tuple) -> tuple[Path, Path]:
+    """A copy of the data set `source` in `case/data` with the image `value[0]` replaced as `value[1]` says;
+    returns (the copy, the replaced file)."""
+    relative, how = value
+    data = case / "data"
+    shutil.copytree(source, data)
+    target = data / relative
+    if how[0] == "other" and target.suffix != ".png":
+        how = ("bytes", how[1][0].to_bytes(2, "big") * 10)  # garbage in the JPEG's place
+    write_image(target, how)
+    return data, target
+
+
 @pytest.mark.parametrize("slow", SPEED)
 def test_fuzz_images_in_a_list(world, world_untouched, slow):
     lines = (world["data"] / "train.lst").read_text(encoding="utf-8").split()
     targets = st.sampled_from(lines)
 
     def check(case: Path, value) -> None:
-        relative, how = value
-        data = case / "data"
-        shutil.copytree(world["data"], data)
-        target = data / relative
-        if how[0] == "other" and target.suffix != ".png":
-            how = ("bytes", how[1][0].to_bytes(2, "big") * 10)  # garbage in the JPEG's place
-        write_image(target, how)
+        data, target = data_with_bad_image(world["data"], case, value)
         run_case("image_list", case, ["data", "check", "--root", str(data), "--list", "train.lst"], target,
                  also_named=(f"{data / 'train.lst'}: ",))
 
@@ -278,13 +285,7 @@ def test_fuzz_images_in_test(world, world_untouched, slow):
     doc = yaml.safe_load(world["config"].read_text(encoding="utf-8"))
 
     def check(case: Path, value) -> None:
-        relative, how = value
-        data = case / "data"
-        shutil.copytree(world["data"], data)
-        target = data / relative
-        if how[0] == "other" and target.suffix != ".png":
-            how = ("bytes", how[1][0].to_bytes(2, "big") * 10)
-        write_image(target, how)
+        data, target = data_with_bad_image(world["data"], case, value)
         config = case / "config.yaml"
         config.write_text(yaml.safe_dump({**doc, "data": {**doc["data"], "root": str(data)}}), encoding="utf-8")
         run_case("image_test", case, ["test", str(world["model"]), "-c", str(config), "-o", "metrics",
