@@ -116,8 +116,8 @@ def _restrict_token_file() -> None:
     machine who reads it can run code on the cluster)."""
     path = Path.home() / ".ray" / "auth_token"
     try:
-        mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO) and path.stat().st_uid == os.getuid():
+        info = path.stat()
+        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO) and info.st_uid == os.getuid():
             path.chmod(stat.S_IRUSR | stat.S_IWUSR)
     except OSError:
         pass
