@@ -142,7 +142,7 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
     supernet = load_search_supernet(supernet_path, space, config.num_classes)
     check_data(config)
     table = EvaluationTable(config.task, resources.latency_columns)
-    resumed = _restore(out_dir, config, searchers, table, resume)
+    resumed = _restore(out_dir, config, space, searchers, table, resume)
     return SearchSetup(config, space, out_dir, supernet_path, supernet, resources, searchers, concurrency, table,
                        resumed, time.perf_counter() - start)
 
@@ -156,14 +156,13 @@ def check_data(config: ExperimentConfig) -> None:
     eval_dataset(config.data, config.task, progress=False)
 
 
-def _restore(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Searcher], table: EvaluationTable,
-             resume: bool) -> bool:
+def _restore(out_dir: Path, config: ExperimentConfig, space: SearchSpace, searchers: Mapping[str, Searcher],
+             table: EvaluationTable, resume: bool) -> bool:
     """Load an earlier run's results (checked: every row's arch id names its arch) and searcher states from
     `out_dir`; False when there is no state (results alone are reused as a cache). Rows saved after the searchers'
     state (a run killed between the two writes of a save) are left out: their archs are asked and evaluated again."""
     state_path = out_dir / STATE_FILE
     evaluations_path = out_dir / EVALUATIONS_FILE
-    space = next(iter(searchers.values())).space
     state = read_search_state(state_path) if state_path.is_file() else None
     if state is not None and state.task != config.task:
         raise BadInputError(f"the folder holds a {state.task!r} search, the config is {config.task!r}; use "
