@@ -356,12 +356,14 @@ def main() -> None:
     parser.add_argument("--bn-batches", type=int, default=None, help="BN-recalibration batches per arch")
     parser.add_argument("--synthetic", action="store_true",
                         help="the synthetic problem of inas.search.testing instead of a supernet (no assets, minutes)")
+    parser.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)),
+                        help="torch intra-op threads of the evaluator (default: min(4, CPUs))")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     import torch
 
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(args.threads)
     start = time.perf_counter()
     checkpoints = sorted(set(args.checkpoints))
     if args.synthetic:
@@ -382,7 +384,7 @@ def main() -> None:
                     "supernet": doc["search"]["supernet"], "image_size": config.data.image_size,
                     "val_images": args.val_images or "all", "bn_batches": config.search.bn_recalibration_batches,
                     "devices": list(league.device_fns), "seeds": args.seeds, "checkpoints": checkpoints,
-                    "space_cardinality": league.space.cardinality()}
+                    "space_cardinality": league.space.cardinality(), "threads": args.threads}
     print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
     if not args.synthetic:
         ceiling = noise_ceiling(config, league, args.noise_archs, args.val_images)
