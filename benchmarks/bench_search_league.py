@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import record_result  # noqa: E402
 from inas.config import ExperimentConfig, parse_config  # noqa: E402
+from inas.io import atomic_write_parquet  # noqa: E402
 from inas.search.pareto import hypervolume  # noqa: E402
 from inas.search.schema import latency_column, primary_metric  # noqa: E402
 from inas.search.searchers import LatencyGroupSampler, build_searcher, run_searcher  # noqa: E402
@@ -214,6 +215,42 @@ class League:
 
         run_searcher(searcher, evaluate)
         return pd.DataFrame(rows).assign(searcher=name, seed=seed, evaluation=lambda f: np.arange(1, len(f) + 1))
+
+    def run_saved(self, name: str, budget: int, seed: int, runs_dir: Path | None) -> pd.DataFrame:
+        """`run`, kept in `runs_dir` so that a re-run of the benchmark (after a kill, or with more seeds) reuses it;
+        the scores of a reused run fill the cache (the same archs are not evaluated again)."""
+        path = runs_dir / f"seed{seed}-{name}-{budget}.parquet" if runs_dir is not None else None
+        frame = saved_run(path, self, budget) if path is not None and path.is_file() else None
+        if frame is None:
+            frame = self.run(name, budget, seed)
+            if path is not None:
+                atomic_write_parquet(path, frame)
+            return frame
+        scores = [c for c in frame.columns if c not in RUN_COLUMNS and c not in self.columns and c != "latency_ms"]
+        for row in frame.itertuples(index=False):
+            self.cache.setdefault(row.arch_id, {c: float(getattr(row, c)) for c in scores})
+        return frame
+
+
+RUN_COLUMNS = ("arch_id", "arch", "searcher", "seed", "evaluation")
+
+
+def saved_run(path: Path, league: League, budget: int) -> pd.DataFrame | None:
+    """A run saved by an earlier invocation, if it is complete and well-formed (else None: it is run again)."""
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is simply measured again
+        print(f"ignoring {path} ({exc})", flush=True)
+        return None
+    needed = {*RUN_COLUMNS, league.metric, *league.columns}
+    if not needed <= set(frame.columns) or len(frame) > budget or frame[league.metric].isna().any():
+        print(f"ignoring {path} (columns or rows not those of a {budget}-evaluation league run)", flush=True)
+        return None
+    for arch_json, arch_id in zip(frame["arch"], frame["arch_id"], strict=True):
+        if arch_from_json(arch_json, league.space).arch_id != arch_id:
+            print(f"ignoring {path} (arch_id {arch_id} does not match its arch)", flush=True)
+            return None
+    return frame
 
 
 def noise_ceiling(config: ExperimentConfig, league: League, count: int, val_images: int | None) -> dict[str, Any]:
@@ -390,11 +427,12 @@ def main() -> None:
         ceiling = noise_ceiling(config, league, args.noise_archs, args.val_images)
         print(f"\nnoise ceiling: Kendall tau {ceiling['kendall_tau']} between two BN-recalibration subsets over "
               f"{ceiling['archs']} archs (mean |difference| {ceiling['mean_abs_diff']})", flush=True)
+    runs_dir = None if args.synthetic else Path(args.work).resolve() / "league_runs" / args.space
     frames = []
     for seed in args.seeds:
         for name in args.searchers:
             t0 = time.perf_counter()
-            frames.append(league.run(name, checkpoints[-1], seed))
+            frames.append(league.run_saved(name, checkpoints[-1], seed, runs_dir))
             print(f"seed {seed} {name}: {len(frames[-1])} evaluations in {time.perf_counter() - t0:.1f} s "
                   f"({len(league.cache)} distinct archs scored so far)", flush=True)
     frame = pd.concat(frames, ignore_index=True)
