@@ -140,6 +140,22 @@ def test_restart_continues_from_the_later_of_the_runner_and_run_folder_checkpoin
     assert [int(r["iteration"]) for r in _rows(run_dir / "metrics.csv")] == [1, 2, 3, 4, 5]
 
 
+class _DisagreeingContext(LocalContext):
+    """Another rank reports a different start iteration (it read another checkpoint)."""
+
+    def gather(self, value):
+        node, start = value
+        return [value, (node, start + 2)]
+
+
+def test_ranks_continuing_from_different_checkpoints_stop_before_any_step(sod_root, tmp_path):
+    config = tiny_config(sod_root, tmp_path)
+    with pytest.raises(RuntimeError, match=r"different checkpoints \(iterations \[0, 2\]\).*every node sees"):
+        train_supernet(config, tmp_path, progress=False, context=_DisagreeingContext(torch.device("cpu")))
+    assert not (tmp_path / "metrics.csv").read_text().strip().count("\n")  # the header only: no step ran
+    assert read_sessions(tmp_path) == []
+
+
 def test_resume_with_a_data_worker_is_bit_exact(sod_root, finished_run, tmp_path):
     """num_workers 1: interrupted at iteration 3 (checkpoint at 2) and resumed, the weights equal those of the
     uninterrupted run with 1 worker, and those of the uninterrupted run with no worker (`finished_run`): the data
