@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 
 import pytest
 import torch
@@ -15,6 +16,7 @@ from inas.run import main as cli_main
 from inas.space import inas_space
 from inas.train.context import LocalContext
 from inas.train.loop import train_supernet
+from inas.train.runlog import read_sessions
 from inas.train.state import CHECKPOINT_NAME, load_train_checkpoint
 
 
@@ -41,7 +43,7 @@ def test_run_folder_contents(finished_run):
     run_dir, result = finished_run
     assert result.iterations == 4 and result.start_iteration == 0
     for name in ("checkpoint.pt", "supernet.pt", "metrics.csv", "validation.csv", "summary.json", "config.yaml",
-                 "validation_archs.json"):
+                 "validation_archs.json", "sessions.csv"):
         assert (run_dir / name).is_file(), name
     assert list((run_dir / "tb").iterdir())
     rows = _rows(run_dir / "metrics.csv")
@@ -87,6 +89,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(sod_root, finished_
     result = train_supernet(config, tmp_path, resume=True, progress=False)
     assert (result.start_iteration, result.iterations) == (2, 4)
     assert [int(r["iteration"]) for r in _rows(tmp_path / "metrics.csv")] == [1, 2, 3, 4]
+    sessions = read_sessions(tmp_path)  # the history of starts: never truncated
+    assert [(s.number, s.start_iteration, s.resumed_from, s.world_size, s.nodes) for s in sessions] == [
+        (1, 0, "", 1, ()), (2, 2, "run_folder", 1, ())]
+    assert sessions[0].started_at <= sessions[1].started_at
     resumed = load_supernet(tmp_path / "supernet.pt").state_dict()
     reference = load_supernet(reference_dir / "supernet.pt").state_dict()
     for key, value in reference.items():
@@ -94,6 +100,60 @@ def test_resume_after_interruption_matches_uninterrupted_run(sod_root, finished_
     reference_rows = _rows(reference_dir / "metrics.csv")
     resumed_rows = _rows(tmp_path / "metrics.csv")
     assert [r["loss"] for r in resumed_rows] == [r["loss"] for r in reference_rows]
+
+
+class _HandingContext(LocalContext):
+    """Hands over `handed` as the runner's checkpoint (Ray's last registered report); with `keep_at`, copies the
+    checkpoint reported at that iteration to `handed` and stops the run at iteration `stop_at`."""
+
+    def __init__(self, handed, keep_at=None, stop_at=None) -> None:
+        super().__init__(torch.device("cpu"))
+        self.handed, self.keep_at, self.stop_at = handed, keep_at, stop_at
+
+    def latest_checkpoint(self):
+        return self.handed if self.handed.exists() else None
+
+    def report(self, metrics, checkpoint=None):
+        if checkpoint is not None and metrics.get("iteration") == self.keep_at:
+            shutil.copy2(checkpoint, self.handed)
+        if metrics.get("iteration") == self.stop_at:
+            raise _Interrupt
+
+
+def test_restart_continues_from_the_later_of_the_runner_and_run_folder_checkpoints(sod_root, tmp_path):
+    """Ray registers a checkpoint once every rank has reported it: a node lost after rank 0 wrote checkpoint.pt
+    leaves Ray's checkpoint behind. The restart continues from the run folder's (iteration 3, not Ray's 1), and
+    from Ray's when the run folder's is not newer."""
+    config = tiny_config(sod_root, tmp_path / "run", checkpoint_every=1, validate_at_end=False)
+    run_dir, handed = tmp_path / "run", tmp_path / "handed.pt"
+    with pytest.raises(_Interrupt):
+        train_supernet(config, run_dir, progress=False, context=_HandingContext(handed, keep_at=1, stop_at=3))
+    assert load_train_checkpoint(handed).iteration == 1
+    assert load_train_checkpoint(run_dir / CHECKPOINT_NAME).iteration == 3
+    result = train_supernet(config, run_dir, progress=False, context=_HandingContext(handed))
+    assert (result.start_iteration, result.iterations) == (3, 4)
+    shutil.copy2(run_dir / CHECKPOINT_NAME, handed)  # now equal: Ray's copy is used
+    longer = tiny_config(sod_root, run_dir, checkpoint_every=1, validate_at_end=False, iterations=5)
+    assert train_supernet(longer, run_dir, progress=False, context=_HandingContext(handed)).start_iteration == 4
+    assert [(s.start_iteration, s.resumed_from) for s in read_sessions(run_dir)] == [
+        (0, ""), (3, "run_folder"), (4, "ray")]
+    assert [int(r["iteration"]) for r in _rows(run_dir / "metrics.csv")] == [1, 2, 3, 4, 5]
+
+
+class _DisagreeingContext(LocalContext):
+    """Another rank reports a different start iteration (it read another checkpoint)."""
+
+    def gather(self, value):
+        node, start = value
+        return [value, (node, start + 2)]
+
+
+def test_ranks_continuing_from_different_checkpoints_stop_before_any_step(sod_root, tmp_path):
+    config = tiny_config(sod_root, tmp_path)
+    with pytest.raises(RuntimeError, match=r"different checkpoints \(iterations \[0, 2\]\).*every node sees"):
+        train_supernet(config, tmp_path, progress=False, context=_DisagreeingContext(torch.device("cpu")))
+    assert not (tmp_path / "metrics.csv").read_text().strip().count("\n")  # the header only: no step ran
+    assert read_sessions(tmp_path) == []
 
 
 def test_resume_with_a_data_worker_is_bit_exact(sod_root, finished_run, tmp_path):

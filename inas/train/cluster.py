@@ -104,6 +104,18 @@ class RayWorkerContext:
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()
 
+    def node_id(self) -> str:
+        import ray
+
+        return str(ray.get_runtime_context().get_node_id())
+
+    def gather(self, value: Any) -> list[Any]:
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return [value]
+        values: list[Any] = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(values, value)
+        return values
+
 
 def _agree_on_setup(error: str | None) -> str | None:
     """Every rank learns whether any rank's set-up failed (the first message), so that all of them stop together

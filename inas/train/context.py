@@ -32,3 +32,11 @@ class LocalContext:
 
     def barrier(self) -> None:
         """Wait for every rank (no-op locally)."""
+
+    def node_id(self) -> str:
+        """The Ray node this rank runs on ("" outside Ray)."""
+        return ""
+
+    def gather(self, value: Any) -> list[Any]:
+        """`value` of every rank, in rank order (a collective under DDP; `[value]` locally)."""
+        return [value]

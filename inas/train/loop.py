@@ -42,7 +42,7 @@ from inas.train.data_order import epoch_batches
 from inas.train.precision import MixedPrecision
 from inas.train.recipe import SupernetCriterion, build_optimizer, build_scheduler, sandwich_archs, train_step
 from inas.train.rng import python_rng_state, rng_state, seed_everything, set_python_rng_state, set_rng_state
-from inas.train.runlog import RunLog
+from inas.train.runlog import FRESH, RAY_CHECKPOINT, RUN_FOLDER, RunLog, record_session
 from inas.train.state import (
     CHECKPOINT_NAME,
     SUPERNET_NAME,
@@ -105,12 +105,26 @@ class _Window:
         return row
 
 
-def _find_checkpoint(run_dir: Path, context: Any) -> Path | None:
+def _find_checkpoint(run_dir: Path, context: Any) -> tuple[Path | None, TrainState | None, str]:
+    """The checkpoint to continue from, read, and where it came from (`inas.train.runlog`: FRESH, RUN_FOLDER,
+    RAY_CHECKPOINT): the later of the one the runner hands over (Ray Train's last registered report) and the run
+    folder's `checkpoint.pt`. Rank 0 writes the run folder's before it reports it, and Ray registers a report only
+    once every rank's has arrived: a node lost in between leaves Ray one checkpoint behind the run folder."""
     handed = context.latest_checkpoint()
-    if handed is not None:
-        return handed
-    path = run_dir / CHECKPOINT_NAME
-    return path if path.exists() else None
+    local = run_dir / CHECKPOINT_NAME
+    handed_state = None if handed is None else load_train_checkpoint(handed)
+    if not local.exists():
+        return handed, handed_state, FRESH if handed is None else RAY_CHECKPOINT
+    try:
+        local_state = load_train_checkpoint(local)
+    except BadInputError:
+        if handed is None:
+            raise
+        log.warning("%s is unreadable: continuing from Ray's checkpoint", local)
+        return handed, handed_state, RAY_CHECKPOINT
+    if handed_state is not None and handed_state.iteration >= local_state.iteration:
+        return handed, handed_state, RAY_CHECKPOINT
+    return local, local_state, RUN_FOLDER
 
 
 def _restoring(what: str, path: Path, action: Any, *args: Any) -> None:
@@ -157,12 +171,12 @@ class SupernetTrainer:
         self.train_loader = train_loader_from_config(config.data, config.task, seed=config.seed,
                                                      distributed=self.world > 1, num_replicas=self.world,
                                                      rank=self.rank, check=check_data)
-        self.checkpoint_path = _find_checkpoint(self.run_dir, self.context)
+        self.checkpoint_path, state, self.resumed_from = _find_checkpoint(self.run_dir, self.context)
         if resume and self.checkpoint_path is None:
             raise BadInputError(f"--resume: no {CHECKPOINT_NAME} in the run folder", path=self.run_dir)
         if tc.init_checkpoint is not None and not Path(tc.init_checkpoint).is_file():
             raise BadInputError("file not found", path=tc.init_checkpoint, key="train.init_checkpoint")
-        return None if self.checkpoint_path is None else load_train_checkpoint(self.checkpoint_path)
+        return state
 
     def _build(self, state: TrainState | None, progress: bool, check_data: bool) -> None:
         """The seeded supernet (initial weights unless resuming), validator, optimiser, schedule, samplers."""
@@ -298,12 +312,29 @@ class SupernetTrainer:
         if self.runlog is not None:
             self.runlog.close()
 
+    def _record_session(self) -> None:
+        """Every rank must continue from the same iteration (else their steps and sampled sub-networks would
+        differ); rank 0 appends this start to `sessions.csv` with each rank's Ray node."""
+        ranks = self.context.gather((self.context.node_id(), self.start_iteration))
+        starts = sorted({start for _, start in ranks})
+        if len(starts) > 1:
+            raise RuntimeError(f"the ranks continue from different checkpoints (iterations {starts}): the run folder "
+                               f"{self.run_dir} must be on a file system every node sees")
+        if self.rank != 0:
+            return
+        session = record_session(self.run_dir, self.start_iteration, self.resumed_from, self.world,
+                                 [node for node, _ in ranks if node])
+        if session.number > 1:
+            log.info("session %d: resumed from iteration %d (%s)", session.number, self.start_iteration,
+                     self.resumed_from or "no checkpoint: from the start")
+
     def run(self) -> TrainResult:
         tc = self.tc
         self.wall_start = time.perf_counter()
         total_images, train_seconds = 0, 0.0
         try:
             self.model = self.context.wrap_model(self.supernet)
+            self._record_session()
             if self.validator is not None and self.iteration == 0 and tc.validate_at_start:
                 self.validation = self.validator.run(0, self.runlog)
             self.supernet.train()

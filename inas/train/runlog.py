@@ -1,9 +1,10 @@
 """What a training run logs in its folder: `metrics.csv` (one row per logged step), `validation.csv` (one row per
-validated sub-network), TensorBoard event files under `tb/`.
+validated sub-network), TensorBoard event files under `tb/`, and `sessions.csv`: one row per start of the loop
+(a fresh start, a resumed run, a worker group restarted by Ray Train) with the iteration it continued from.
 
-Both CSV files are append-safe across resume: when a run restarts from the checkpoint of iteration k, rows of
-iterations > k (logged after that checkpoint by the interrupted run) are dropped first (an atomic rewrite), so
-every iteration appears once. The TensorBoard writer purges events after k the same way.
+`metrics.csv` and `validation.csv` are append-safe across resume: when a run restarts from the checkpoint of
+iteration k, rows of iterations > k (logged after that checkpoint by the interrupted run) are dropped first (an
+atomic rewrite), so every iteration appears once. The TensorBoard writer purges events after k the same way.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +106,49 @@ class RunLog:
         self.validation.close()
         if self.writer is not None:
             self.writer.close()
+
+
+SESSIONS_CSV = "sessions.csv"
+SESSION_COLUMNS = ("session", "start_iteration", "resumed_from", "world_size", "nodes", "started_at")
+FRESH, RUN_FOLDER, RAY_CHECKPOINT = "", "run_folder", "ray"  # Session.resumed_from
+
+
+@dataclass(frozen=True)
+class Session:
+    """One start of the training loop in a run folder: a row of `sessions.csv`."""
+
+    number: int  # 1, 2, ... in the order of the starts
+    start_iteration: int  # the iteration of the checkpoint it continued from; 0 for a fresh start
+    resumed_from: str  # FRESH, RUN_FOLDER (the run folder's checkpoint.pt) or RAY_CHECKPOINT (Ray Train's copy)
+    world_size: int
+    nodes: tuple[str, ...]  # the Ray node id of each rank, in rank order (empty for a local run)
+    started_at: float  # Unix time
+
+
+def read_sessions(run_dir: Path) -> list[Session]:
+    """Every session recorded in `run_dir/sessions.csv` (none when the file does not exist)."""
+    path = Path(run_dir) / SESSIONS_CSV
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [Session(number=int(row["session"]), start_iteration=int(row["start_iteration"]),
+                        resumed_from=row["resumed_from"], world_size=int(row["world_size"]),
+                        nodes=tuple(n for n in row["nodes"].split(";") if n), started_at=float(row["started_at"]))
+                for row in csv.DictReader(handle)]
+
+
+def record_session(run_dir: Path, start_iteration: int, resumed_from: str, world_size: int,
+                   nodes: Sequence[str]) -> Session:
+    """Append one session to `run_dir/sessions.csv` (the history of every start and restart: never truncated;
+    the file is rewritten whole and renamed, so a kill never leaves half a row)."""
+    sessions = read_sessions(run_dir)
+    session = Session(number=len(sessions) + 1, start_iteration=start_iteration, resumed_from=resumed_from,
+                      world_size=world_size, nodes=tuple(nodes), started_at=time.time())
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(SESSION_COLUMNS)
+    for s in [*sessions, session]:
+        writer.writerow([s.number, s.start_iteration, s.resumed_from, s.world_size, ";".join(s.nodes),
+                         f"{s.started_at:.3f}"])
+    atomic_write_text(Path(run_dir) / SESSIONS_CSV, buffer.getvalue())
+    return session
