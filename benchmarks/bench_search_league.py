@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import logging
 import math
 import os
@@ -50,7 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import record_result  # noqa: E402
 from inas.config import ExperimentConfig, parse_config  # noqa: E402
-from inas.io import atomic_write_parquet  # noqa: E402
+from inas.io import atomic_write_json, atomic_write_parquet  # noqa: E402
 from inas.search.pareto import hypervolume  # noqa: E402
 from inas.search.schema import latency_column, primary_metric  # noqa: E402
 from inas.search.searchers import LatencyGroupSampler, build_searcher, run_searcher  # noqa: E402
@@ -253,6 +254,17 @@ def saved_run(path: Path, league: League, budget: int) -> pd.DataFrame | None:
     return frame
 
 
+def saved_noise_ceiling(runs_dir: Path, count: int) -> dict[str, Any] | None:
+    """The noise ceiling an earlier invocation measured with the same number of archs, if well-formed."""
+    path = runs_dir / f"noise-{count}.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    ok = isinstance(doc, dict) and doc.get("archs") == count and isinstance(doc.get("kendall_tau"), float)
+    return doc if ok else None
+
+
 def noise_ceiling(config: ExperimentConfig, league: League, count: int, val_images: int | None) -> dict[str, Any]:
     """Kendall tau between two passes over `count` archs with BN subsets of two seeds."""
     from scipy.stats import kendalltau
@@ -423,11 +435,13 @@ def main() -> None:
                     "devices": list(league.device_fns), "seeds": args.seeds, "checkpoints": checkpoints,
                     "space_cardinality": league.space.cardinality(), "threads": args.threads}
     print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
+    runs_dir = None if args.synthetic else Path(args.work).resolve() / "league_runs" / args.space
     if not args.synthetic:
-        ceiling = noise_ceiling(config, league, args.noise_archs, args.val_images)
+        ceiling = saved_noise_ceiling(runs_dir, args.noise_archs) or noise_ceiling(config, league, args.noise_archs,
+                                                                                  args.val_images)
+        atomic_write_json(runs_dir / f"noise-{args.noise_archs}.json", ceiling)
         print(f"\nnoise ceiling: Kendall tau {ceiling['kendall_tau']} between two BN-recalibration subsets over "
               f"{ceiling['archs']} archs (mean |difference| {ceiling['mean_abs_diff']})", flush=True)
-    runs_dir = None if args.synthetic else Path(args.work).resolve() / "league_runs" / args.space
     frames = []
     for seed in args.seeds:
         for name in args.searchers:
