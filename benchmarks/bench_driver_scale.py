@@ -53,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,11 @@ from benchmarks.common import format_table, record_result  # noqa: E402
 from inas.config import parse_config  # noqa: E402
 from inas.search.driver import SearchSetup, build_scheduler, connect, run_search, state_saver  # noqa: E402
 from inas.search.evaluators import EvaluationTable, ResourceEvaluator  # noqa: E402
-from inas.search.scheduler import FINISHED, TrialConfig, TrialScheduler  # noqa: E402
+from inas.search.scheduler import TrialConfig, TrialScheduler  # noqa: E402
 from inas.search.searchers import build_searcher  # noqa: E402
 from inas.search.state import SavePolicy  # noqa: E402
 from inas.search.testing import synthetic_latency_ms  # noqa: E402
-from inas.search.trial import ArchOutcome, TrialReport  # noqa: E402
+from inas.search.trial import ArchOutcome, EvaluatorFactory, TrialReport  # noqa: E402
 
 INPUT_HW = (320, 320)
 
@@ -80,9 +80,9 @@ class SyntheticLatency:
 
 
 def make_setup(out_dir: Path, concurrency: int, budget: int, archs_per_trial: int, cpus_per_trial: float,
-               trial: Callable[..., None] | None, policy: SavePolicy = SavePolicy()) -> SearchSetup:
-    """A search of the full iNAS space with one random searcher, synthetic latencies, no supernet (the trials are
-    `trial`)."""
+               evaluator: EvaluatorFactory | None, policy: SavePolicy = SavePolicy()) -> SearchSetup:
+    """A search of the full iNAS space with one random searcher, synthetic latencies, no supernet (the workers
+    evaluate with `evaluator`)."""
     doc = {"task": "sod", "seed": 0,
            "search": {"archs_per_trial": archs_per_trial, "cpus_per_trial": cpus_per_trial, "max_trial_retries": 2,
                       "searchers": [{"kind": "random", "budget": budget, "concurrent_trials": concurrency}]}}
@@ -92,31 +92,35 @@ def make_setup(out_dir: Path, concurrency: int, budget: int, archs_per_trial: in
     searcher = build_searcher("random", space, resources.latency_ms, budget, 0, metric="max_fmeasure", mode="max")
     table = EvaluationTable("sod", resources.latency_columns)
     return SearchSetup(config, space, out_dir, out_dir / "no-supernet.pt", None, resources, {"random": searcher},
-                       {"random": concurrency}, table, save_policy=policy, trial=trial)
+                       {"random": concurrency}, table, save_policy=policy, evaluator=evaluator)
 
 
-def sleep_trial_of(eval_s: float) -> Callable[..., None]:
-    """A Tune function trainable that sleeps `eval_s` per arch and reports the synthetic accuracy (a closure:
+def sleep_evaluator_of(eval_s: float) -> EvaluatorFactory:
+    """An `EvaluatorFactory` whose evaluator sleeps `eval_s` per arch and reports the synthetic accuracy (a closure:
     pickled by value with `eval_s`)."""
 
-    def sleep_trial(config: dict, payload: Any = None, setup: Any = None) -> None:
-        from ray import tune
-
+    def sleep_evaluator(payload: Any, setup: Any) -> Callable[[Sequence[str]], TrialReport]:
         from inas.search.testing import synthetic_accuracy
         from inas.space import arch_from_json, inas_space
 
         space = inas_space()
-        start = time.perf_counter()
-        outcomes = {}
-        for i, doc in enumerate(config["archs"]):
-            arch = arch_from_json(doc, space, "trial config")
-            accuracy = synthetic_accuracy(arch)
-            time.sleep(max(0.0, start + (i + 1) * eval_s - time.perf_counter()))
-            outcomes[arch.arch_id] = ArchOutcome({"max_fmeasure": accuracy, "mae": 1 - accuracy}, eval_s)
-        total = time.perf_counter() - start
-        tune.report(TrialReport(outcomes, total, os.getpid(), len(outcomes)).to_result())
+        evaluations = 0
 
-    return sleep_trial
+        def evaluate(arch_jsons: Sequence[str]) -> TrialReport:
+            nonlocal evaluations
+            start = time.perf_counter()
+            outcomes = {}
+            for i, doc in enumerate(arch_jsons):
+                arch = arch_from_json(doc, space, "trial config")
+                accuracy = synthetic_accuracy(arch)
+                time.sleep(max(0.0, start + (i + 1) * eval_s - time.perf_counter()))
+                outcomes[arch.arch_id] = ArchOutcome({"max_fmeasure": accuracy, "mae": 1 - accuracy}, eval_s)
+            evaluations += len(outcomes)
+            return TrialReport(outcomes, time.perf_counter() - start, os.getpid(), evaluations)
+
+        return evaluate
+
+    return sleep_evaluator
 
 
 class Timed:
@@ -166,7 +170,7 @@ def trial_gaps(stats: Any) -> list[float]:
 def throughput(concurrency: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     budget = concurrency * args.archs_per_trial * args.rounds
     setup = make_setup(root / f"c{concurrency}", concurrency, budget, args.archs_per_trial, args.cpus_per_trial,
-                       sleep_trial_of(args.eval_s))
+                       sleep_evaluator_of(args.eval_s))
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     is_trial = lambda returned: isinstance(returned, TrialConfig)  # noqa: E731 - calls that started a trial
     with Timed("suggest", is_trial) as suggest, Timed("complete") as complete:
@@ -201,7 +205,7 @@ def state_writes(evals: int, policy: SavePolicy, archs_per_trial: int, root: Pat
     scheduler = build_scheduler(setup, saver)
     trials = 0
     start = time.perf_counter()
-    while (config := scheduler.suggest(f"t{trials}")) not in (None, FINISHED):
+    while isinstance(config := scheduler.suggest(f"t{trials}"), TrialConfig):
         outcomes = {a.arch_id: ArchOutcome({"max_fmeasure": 0.5, "mae": 0.5}, 0.0) for a in config.archs}
         scheduler.complete(f"t{trials}", TrialReport(outcomes, 0.0, os.getpid(), 1))
         trials += 1
