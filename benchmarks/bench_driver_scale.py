@@ -1,33 +1,36 @@
 """The search driver at scale, by simulation: can ONE driver keep 8, 16, 32 and 64 concurrent trials busy, and what
 does saving the search state cost as the results table grows?
 
-The driver is the real one (`run_search`: Ray Tune, the `TrialScheduler`, the searchers, the resource evaluator on
-the full iNAS space, the state saves); only the trials' evaluation is replaced, through `SearchSetup.trial`, by a
-controlled-cost function that sleeps `--eval-s` seconds per architecture on the worker and reports a synthetic
-accuracy (`inas.search.testing`). Why this hook and not an environment variable read by `evaluate_trial`: the real
-trial's code path stays free of test branches, and the benchmark's function travels to the workers the way the real
-one does (`tune.with_parameters`, pickled by value since this file runs as `__main__`). Trials reserve a fraction of
-a CPU (`--cpus-per-trial`, default 1.9 / 64) so that 64 run at once on a 2-core machine: the workers sleep, the
-driver is what is measured.
+The driver is the real one (`run_search`: Ray Tune running one long-lived worker slot per concurrent batch, the
+`SlotDispatcher` and `TrialScheduler`, the searchers, the resource evaluator on the full iNAS space, the state saves);
+only the workers' evaluator is replaced, through `SearchSetup.evaluator`, by a controlled-cost one that sleeps
+`--eval-s` seconds per architecture and reports a synthetic accuracy (`inas.search.testing`). Why this hook and not
+an environment variable read by the worker: the real worker's code path stays free of test branches, and the
+benchmark's factory travels to the workers the way the real one does (`tune.with_parameters`, pickled by value since
+this file runs as `__main__`). Slots reserve a fraction of a CPU (`--cpus-per-trial`, default 1.9 / 64) so that 64
+run at once on a 2-core machine: the workers sleep, the driver is what is measured. Each slot's worker is a separate
+process of about 240 MB (Tune's function trainable imports ray.tune, pandas and pyarrow): 64 slots need about 15 GB.
 
 1. Throughput (Ray): one random searcher with `concurrent_trials` C in --concurrency (default 8 16 32 64),
-   --archs-per-trial archs per trial, --rounds trials per slot. Figures per C:
+   --archs-per-trial archs per batch, --rounds batches per slot. Figures per C (`trials` counts batches):
    - ideal evals/min = C x 60 / eval_s (every slot always evaluating);
-   - steady evals/min: per worker, the archs of its 2nd..last trials over the time between its first and last
+   - steady evals/min: per worker, the archs of its 2nd..last batches over the time between its first and last
      completion, summed over workers (`TrialStats.steady_evaluations_per_minute`: worker start-up excluded);
      efficiency = steady / ideal (target >= 90 % at C = 64 with 2-s evaluations); worker efficiency = steady / (the
      workers that ran x 60 / eval_s): how busy the driver keeps the workers Ray did start. `workers` (the worker
-     processes that ran trials) falls short of C where worker processes start slowly (2-3 CPU-s each on 2 shared
-     cores): Tune (reuse_actors=True) schedules an actor for every pending trial, and when a finished trial's cached
-     actor frees up first it hands it the next trial and removes the actor it had scheduled for it
-     (`TuneController._maybe_reuse_cached_actor`), so most starts are wasted and slots stay empty;
-   - gap ms: per worker, the median time between two consecutive trials beyond the evaluation itself (Tune's and
-     the driver's share of a slot);
-   - driver CPU ms per trial (the driver process: Tune's loop, the scheduler, resources, saves) and its share of
-     one core over the run;
-   - suggest latency: median and max ms of the `TrialScheduler.suggest` calls that started a trial (asks, table
-     look-ups, resources); `complete` likewise over every trial (tells, rows, saves);
-   - state-write ms per trial: seconds spent in full saves / trials, and the number of full saves.
+     processes that evaluated batches) is C when every slot's worker started before the budget ran out. Before the
+     slots (one Tune trial per batch, reuse_actors=True) it fell far short of C: Tune scheduled an actor for every
+     pending trial and, when a finished trial's cached actor freed up first, gave it the next trial and removed the
+     actor it had scheduled (`TuneController._maybe_reuse_cached_actor`), so most starts (2-3 CPU-s each here) were
+     wasted: 587 actors destroyed for 512 trials at C = 64, 12-21 workers ever ran, efficiency 0.17-0.29. With
+     slots Tune starts C actors once;
+   - gap ms: per worker, the median time between two consecutive batches beyond the evaluation itself (Tune's and
+     the driver's share of a slot: a result through Tune, the scheduler, a post to the mailbox actor, the take);
+   - driver CPU ms per batch (the driver process: Tune's loop, the dispatcher and scheduler, resources, saves) and
+     its share of one core over the run;
+   - suggest latency: median and max ms of the `TrialScheduler.suggest` calls that started a batch (asks, table
+     look-ups, resources); `complete` likewise over every batch (tells, rows, saves);
+   - state-write ms per batch: seconds spent in full saves / batches, and the number of full saves.
 2. State writes (no Ray): --write-evals evaluations told one trial at a time (the scheduler and the real saves, no
    Tune) with the old policy (a full save after every trial: `SavePolicy(growth=0)`, up to --old-evals since it is
    quadratic) and the current one (`SavePolicy()`): full saves, rows written, save ms per trial, and the cost of ONE
