@@ -40,7 +40,7 @@ Prints tables and appends one JSON line per part to benchmarks/results.jsonl (wi
 load average: this 2-core machine may be shared).
 
     python benchmarks/bench_driver_scale.py [--concurrency 8 16 32 64 --eval-s 2 --archs-per-trial 4 --rounds 8]
-        [--write-evals 10000 --old-evals 2000] [--skip-throughput | --skip-writes]
+        [--write-evals 10000 --old-evals 2000] [--skip-throughput | --skip-writes] [--note TEXT]
 """
 
 from __future__ import annotations
@@ -198,7 +198,8 @@ def throughput(concurrency: int, args: argparse.Namespace, root: Path) -> dict[s
             "complete_ms_median": _ms(complete.seconds, statistics.median),
             "complete_ms_max": _ms(complete.seconds, max),
             "full_saves": result.saves.saves,
-            "state_write_ms_per_trial": round(result.saves.save_seconds / max(1, stats.trials) * 1e3, 2)}
+            "state_write_ms_per_trial": round(result.saves.save_seconds / max(1, stats.trials) * 1e3, 2),
+            "load_average_1m_after": round(os.getloadavg()[0], 1)}
 
 
 def state_writes(evals: int, policy: SavePolicy, archs_per_trial: int, root: Path) -> dict[str, Any]:
@@ -246,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-writes", action="store_true")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
+    parser.add_argument("--note", default="", help="a note stored with the records (e.g. what else loaded the machine)")
     args = parser.parse_args(argv)
     args.cpus_per_trial = args.cpus_per_trial or round(1.9 / max(args.concurrency), 4)
     logging.basicConfig(level=logging.WARNING)
-    machine = {**cpu_description(), "load_average_1m": os.getloadavg()[0]}
+    machine = {**cpu_description(), "load_average_1m": os.getloadavg()[0], **({"note": args.note} if args.note else {})}
     with tempfile.TemporaryDirectory(prefix="bench_driver_scale_") as tmp:
         root = Path(tmp)
         if not args.skip_writes:
