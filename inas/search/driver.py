@@ -273,7 +273,7 @@ def worker_setup(config: ExperimentConfig) -> WorkerSetup:
 
 def _tune_environment(setup: SearchSetup, verbose: int) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
-    os.environ.setdefault("TUNE_MAX_LEN_IDENTIFIER", "40")  # archs are in the config: keep trial folder names short
+    os.environ.setdefault("TUNE_MAX_LEN_IDENTIFIER", "40")  # trial folder names hold the config: keep them short
     # Tune keeps 1 trial pending with a search algorithm: allow every worker slot to be pending, so all slots' actors
     # start together at the beginning
     _set_env_default("TUNE_MAX_PENDING_TRIALS_PG", str(slot_count(setup)))

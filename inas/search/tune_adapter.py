@@ -17,7 +17,7 @@ from typing import Any
 from ray.tune.search import Searcher as TuneSearcher
 
 from inas.search.scheduler import FINISHED
-from inas.search.slots import SlotDispatcher
+from inas.search.slots import Post, SlotDispatcher
 from inas.search.trial import BatchOrder, TrialReport
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,6 @@ def start_mailbox(slots: int) -> Any:
     return actor
 
 
-def post_to(mailbox: Any) -> Any:
+def post_to(mailbox: Any) -> Post:
     """The dispatcher's `post(slot, order)` on the mailbox actor `mailbox` (does not wait)."""
     return lambda slot, order: mailbox.post.remote(slot, order)
