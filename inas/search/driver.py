@@ -403,8 +403,9 @@ def format_summary(evaluations: pd.DataFrame, front: pd.DataFrame, task: str, de
              f"front size: {len(front)} ({lat} vs {metric})"]
     if stats is not None and wall_seconds:
         rate = stats.evaluated / wall_seconds * 60
-        lines.append(f"this run: {stats.trials} trials, {stats.evaluated} archs evaluated in {wall_seconds:.1f} s "
-                     f"({rate:.1f} evaluations/min)")
+        workers = f" by {len(stats.workers)} workers" if stats.workers else ""
+        lines.append(f"this run: {stats.trials} batches{workers}, {stats.evaluated} archs evaluated in "
+                     f"{wall_seconds:.1f} s ({rate:.1f} evaluations/min)")
     if unique[metric].notna().any():
         objs = objectives(task, device)
         reference = default_reference(unique, objs)
