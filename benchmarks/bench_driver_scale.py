@@ -1,33 +1,36 @@
 """The search driver at scale, by simulation: can ONE driver keep 8, 16, 32 and 64 concurrent trials busy, and what
 does saving the search state cost as the results table grows?
 
-The driver is the real one (`run_search`: Ray Tune, the `TrialScheduler`, the searchers, the resource evaluator on
-the full iNAS space, the state saves); only the trials' evaluation is replaced, through `SearchSetup.trial`, by a
-controlled-cost function that sleeps `--eval-s` seconds per architecture on the worker and reports a synthetic
-accuracy (`inas.search.testing`). Why this hook and not an environment variable read by `evaluate_trial`: the real
-trial's code path stays free of test branches, and the benchmark's function travels to the workers the way the real
-one does (`tune.with_parameters`, pickled by value since this file runs as `__main__`). Trials reserve a fraction of
-a CPU (`--cpus-per-trial`, default 1.9 / 64) so that 64 run at once on a 2-core machine: the workers sleep, the
-driver is what is measured.
+The driver is the real one (`run_search`: Ray Tune running one long-lived worker slot per concurrent batch, the
+`SlotDispatcher` and `TrialScheduler`, the searchers, the resource evaluator on the full iNAS space, the state saves);
+only the workers' evaluator is replaced, through `SearchSetup.evaluator`, by a controlled-cost one that sleeps
+`--eval-s` seconds per architecture and reports a synthetic accuracy (`inas.search.testing`). Why this hook and not
+an environment variable read by the worker: the real worker's code path stays free of test branches, and the
+benchmark's factory travels to the workers the way the real one does (`tune.with_parameters`, pickled by value since
+this file runs as `__main__`). Slots reserve a fraction of a CPU (`--cpus-per-trial`, default 1.9 / 64) so that 64
+run at once on a 2-core machine: the workers sleep, the driver is what is measured. Each slot's worker is a separate
+process of about 240 MB (Tune's function trainable imports ray.tune, pandas and pyarrow): 64 slots need about 15 GB.
 
 1. Throughput (Ray): one random searcher with `concurrent_trials` C in --concurrency (default 8 16 32 64),
-   --archs-per-trial archs per trial, --rounds trials per slot. Figures per C:
+   --archs-per-trial archs per batch, --rounds batches per slot. Figures per C (`trials` counts batches):
    - ideal evals/min = C x 60 / eval_s (every slot always evaluating);
-   - steady evals/min: per worker, the archs of its 2nd..last trials over the time between its first and last
+   - steady evals/min: per worker, the archs of its 2nd..last batches over the time between its first and last
      completion, summed over workers (`TrialStats.steady_evaluations_per_minute`: worker start-up excluded);
      efficiency = steady / ideal (target >= 90 % at C = 64 with 2-s evaluations); worker efficiency = steady / (the
      workers that ran x 60 / eval_s): how busy the driver keeps the workers Ray did start. `workers` (the worker
-     processes that ran trials) falls short of C where worker processes start slowly (2-3 CPU-s each on 2 shared
-     cores): Tune (reuse_actors=True) schedules an actor for every pending trial, and when a finished trial's cached
-     actor frees up first it hands it the next trial and removes the actor it had scheduled for it
-     (`TuneController._maybe_reuse_cached_actor`), so most starts are wasted and slots stay empty;
-   - gap ms: per worker, the median time between two consecutive trials beyond the evaluation itself (Tune's and
-     the driver's share of a slot);
-   - driver CPU ms per trial (the driver process: Tune's loop, the scheduler, resources, saves) and its share of
-     one core over the run;
-   - suggest latency: median and max ms of the `TrialScheduler.suggest` calls that started a trial (asks, table
-     look-ups, resources); `complete` likewise over every trial (tells, rows, saves);
-   - state-write ms per trial: seconds spent in full saves / trials, and the number of full saves.
+     processes that evaluated batches) is C when every slot's worker started before the budget ran out. Before the
+     slots (one Tune trial per batch, reuse_actors=True) it fell far short of C: Tune scheduled an actor for every
+     pending trial and, when a finished trial's cached actor freed up first, gave it the next trial and removed the
+     actor it had scheduled (`TuneController._maybe_reuse_cached_actor`), so most starts (2-3 CPU-s each here) were
+     wasted: 587 actors destroyed for 512 trials at C = 64, 12-21 workers ever ran, efficiency 0.17-0.29. With
+     slots Tune starts C actors once;
+   - gap ms: per worker, the median time between two consecutive batches beyond the evaluation itself (Tune's and
+     the driver's share of a slot: a result through Tune, the scheduler, a post to the mailbox actor, the take);
+   - driver CPU ms per batch (the driver process: Tune's loop, the dispatcher and scheduler, resources, saves) and
+     its share of one core over the run;
+   - suggest latency: median and max ms of the `TrialScheduler.suggest` calls that started a batch (asks, table
+     look-ups, resources); `complete` likewise over every batch (tells, rows, saves);
+   - state-write ms per batch: seconds spent in full saves / batches, and the number of full saves.
 2. State writes (no Ray): --write-evals evaluations told one trial at a time (the scheduler and the real saves, no
    Tune) with the old policy (a full save after every trial: `SavePolicy(growth=0)`, up to --old-evals since it is
    quadratic) and the current one (`SavePolicy()`): full saves, rows written, save ms per trial, and the cost of ONE
@@ -37,7 +40,7 @@ Prints tables and appends one JSON line per part to benchmarks/results.jsonl (wi
 load average: this 2-core machine may be shared).
 
     python benchmarks/bench_driver_scale.py [--concurrency 8 16 32 64 --eval-s 2 --archs-per-trial 4 --rounds 8]
-        [--write-evals 10000 --old-evals 2000] [--skip-throughput | --skip-writes]
+        [--write-evals 10000 --old-evals 2000] [--skip-throughput | --skip-writes] [--note TEXT]
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +66,11 @@ from benchmarks.common import format_table, record_result  # noqa: E402
 from inas.config import parse_config  # noqa: E402
 from inas.search.driver import SearchSetup, build_scheduler, connect, run_search, state_saver  # noqa: E402
 from inas.search.evaluators import EvaluationTable, ResourceEvaluator  # noqa: E402
-from inas.search.scheduler import FINISHED, TrialConfig, TrialScheduler  # noqa: E402
+from inas.search.scheduler import TrialConfig, TrialScheduler  # noqa: E402
 from inas.search.searchers import build_searcher  # noqa: E402
 from inas.search.state import SavePolicy  # noqa: E402
 from inas.search.testing import synthetic_latency_ms  # noqa: E402
-from inas.search.trial import ArchOutcome, TrialReport  # noqa: E402
+from inas.search.trial import ArchOutcome, EvaluatorFactory, TrialReport  # noqa: E402
 
 INPUT_HW = (320, 320)
 
@@ -80,9 +83,9 @@ class SyntheticLatency:
 
 
 def make_setup(out_dir: Path, concurrency: int, budget: int, archs_per_trial: int, cpus_per_trial: float,
-               trial: Callable[..., None] | None, policy: SavePolicy = SavePolicy()) -> SearchSetup:
-    """A search of the full iNAS space with one random searcher, synthetic latencies, no supernet (the trials are
-    `trial`)."""
+               evaluator: EvaluatorFactory | None, policy: SavePolicy = SavePolicy()) -> SearchSetup:
+    """A search of the full iNAS space with one random searcher, synthetic latencies, no supernet (the workers
+    evaluate with `evaluator`)."""
     doc = {"task": "sod", "seed": 0,
            "search": {"archs_per_trial": archs_per_trial, "cpus_per_trial": cpus_per_trial, "max_trial_retries": 2,
                       "searchers": [{"kind": "random", "budget": budget, "concurrent_trials": concurrency}]}}
@@ -92,31 +95,35 @@ def make_setup(out_dir: Path, concurrency: int, budget: int, archs_per_trial: in
     searcher = build_searcher("random", space, resources.latency_ms, budget, 0, metric="max_fmeasure", mode="max")
     table = EvaluationTable("sod", resources.latency_columns)
     return SearchSetup(config, space, out_dir, out_dir / "no-supernet.pt", None, resources, {"random": searcher},
-                       {"random": concurrency}, table, save_policy=policy, trial=trial)
+                       {"random": concurrency}, table, save_policy=policy, evaluator=evaluator)
 
 
-def sleep_trial_of(eval_s: float) -> Callable[..., None]:
-    """A Tune function trainable that sleeps `eval_s` per arch and reports the synthetic accuracy (a closure:
+def sleep_evaluator_of(eval_s: float) -> EvaluatorFactory:
+    """An `EvaluatorFactory` whose evaluator sleeps `eval_s` per arch and reports the synthetic accuracy (a closure:
     pickled by value with `eval_s`)."""
 
-    def sleep_trial(config: dict, payload: Any = None, setup: Any = None) -> None:
-        from ray import tune
-
+    def sleep_evaluator(payload: Any, setup: Any) -> Callable[[Sequence[str]], TrialReport]:
         from inas.search.testing import synthetic_accuracy
         from inas.space import arch_from_json, inas_space
 
         space = inas_space()
-        start = time.perf_counter()
-        outcomes = {}
-        for i, doc in enumerate(config["archs"]):
-            arch = arch_from_json(doc, space, "trial config")
-            accuracy = synthetic_accuracy(arch)
-            time.sleep(max(0.0, start + (i + 1) * eval_s - time.perf_counter()))
-            outcomes[arch.arch_id] = ArchOutcome({"max_fmeasure": accuracy, "mae": 1 - accuracy}, eval_s)
-        total = time.perf_counter() - start
-        tune.report(TrialReport(outcomes, total, os.getpid(), len(outcomes)).to_result())
+        evaluations = 0
 
-    return sleep_trial
+        def evaluate(arch_jsons: Sequence[str]) -> TrialReport:
+            nonlocal evaluations
+            start = time.perf_counter()
+            outcomes = {}
+            for i, doc in enumerate(arch_jsons):
+                arch = arch_from_json(doc, space, "trial config")
+                accuracy = synthetic_accuracy(arch)
+                time.sleep(max(0.0, start + (i + 1) * eval_s - time.perf_counter()))
+                outcomes[arch.arch_id] = ArchOutcome({"max_fmeasure": accuracy, "mae": 1 - accuracy}, eval_s)
+            evaluations += len(outcomes)
+            return TrialReport(outcomes, time.perf_counter() - start, os.getpid(), evaluations)
+
+        return evaluate
+
+    return sleep_evaluator
 
 
 class Timed:
@@ -166,7 +173,7 @@ def trial_gaps(stats: Any) -> list[float]:
 def throughput(concurrency: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     budget = concurrency * args.archs_per_trial * args.rounds
     setup = make_setup(root / f"c{concurrency}", concurrency, budget, args.archs_per_trial, args.cpus_per_trial,
-                       sleep_trial_of(args.eval_s))
+                       sleep_evaluator_of(args.eval_s))
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
     is_trial = lambda returned: isinstance(returned, TrialConfig)  # noqa: E731 - calls that started a trial
     with Timed("suggest", is_trial) as suggest, Timed("complete") as complete:
@@ -191,7 +198,8 @@ def throughput(concurrency: int, args: argparse.Namespace, root: Path) -> dict[s
             "complete_ms_median": _ms(complete.seconds, statistics.median),
             "complete_ms_max": _ms(complete.seconds, max),
             "full_saves": result.saves.saves,
-            "state_write_ms_per_trial": round(result.saves.save_seconds / max(1, stats.trials) * 1e3, 2)}
+            "state_write_ms_per_trial": round(result.saves.save_seconds / max(1, stats.trials) * 1e3, 2),
+            "load_average_1m_after": round(os.getloadavg()[0], 1)}
 
 
 def state_writes(evals: int, policy: SavePolicy, archs_per_trial: int, root: Path) -> dict[str, Any]:
@@ -201,7 +209,7 @@ def state_writes(evals: int, policy: SavePolicy, archs_per_trial: int, root: Pat
     scheduler = build_scheduler(setup, saver)
     trials = 0
     start = time.perf_counter()
-    while (config := scheduler.suggest(f"t{trials}")) not in (None, FINISHED):
+    while isinstance(config := scheduler.suggest(f"t{trials}"), TrialConfig):
         outcomes = {a.arch_id: ArchOutcome({"max_fmeasure": 0.5, "mae": 0.5}, 0.0) for a in config.archs}
         scheduler.complete(f"t{trials}", TrialReport(outcomes, 0.0, os.getpid(), 1))
         trials += 1
@@ -239,10 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-writes", action="store_true")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
+    parser.add_argument("--note", default="", help="a note stored with the records (e.g. what else loaded the machine)")
     args = parser.parse_args(argv)
     args.cpus_per_trial = args.cpus_per_trial or round(1.9 / max(args.concurrency), 4)
     logging.basicConfig(level=logging.WARNING)
-    machine = {**cpu_description(), "load_average_1m": os.getloadavg()[0]}
+    machine = {**cpu_description(), "load_average_1m": os.getloadavg()[0], **({"note": args.note} if args.note else {})}
     with tempfile.TemporaryDirectory(prefix="bench_driver_scale_") as tmp:
         root = Path(tmp)
         if not args.skip_writes:

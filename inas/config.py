@@ -252,7 +252,8 @@ class SearcherConfig(Section):
     )
     budget: int = Field(100, gt=0, le=MAX_COUNT, description="architectures this searcher evaluates in all")
     concurrent_trials: int = Field(
-        1, gt=0, le=MAX_WORKERS, description="Tune trials of this searcher running at the same time"
+        1, gt=0, le=MAX_WORKERS, description="batches of this searcher evaluated at the same time; the run has one "
+        "worker slot (a Tune trial that lives for the whole run) per concurrent batch of all searchers"
     )
     params: dict[str, Any] = Field(
         default_factory=dict, description="the searcher's keyword parameters (e.g. population_size, optimizer)"
@@ -270,14 +271,15 @@ class SearchConfig(Section):
         default_factory=lambda: [SearcherConfig(kind="evolution")], description="searchers run side by side"
     )
     archs_per_trial: int = Field(
-        4, gt=0, le=MAX_COUNT, description="architectures evaluated per Tune trial (amortises overhead)"
+        4, gt=0, le=MAX_COUNT, description="architectures per batch, the unit a worker slot evaluates and reports "
+        "(amortises overhead)"
     )
     bn_recalibration_batches: int = Field(
         100, gt=0, le=MAX_COUNT, description="training batches (fixed seeded subset) for precise-BN per architecture"
     )
     val_batch_size: int = Field(1, gt=0, le=MAX_BATCH, description="validation batch size of the accuracy evaluator")
-    cpus_per_trial: float = Field(1.0, gt=0, description="Ray CPUs reserved by one evaluation trial")
-    gpus_per_trial: float = Field(0.0, ge=0, description="Ray GPUs reserved by one evaluation trial")
+    cpus_per_trial: float = Field(1.0, gt=0, description="Ray CPUs reserved by one worker slot (Tune trial)")
+    gpus_per_trial: float = Field(0.0, ge=0, description="Ray GPUs reserved by one worker slot (Tune trial)")
     supernet: Path | None = Field(None, description="trained supernet checkpoint (`--supernet` overrides)")
     lut_dir: Path | None = Field(None, description="folder of the latency tables; default lut.out_dir")
     devices: list[str] | None = Field(
@@ -288,7 +290,7 @@ class SearchConfig(Section):
     )
     out_dir: Path = Field(Path("runs/search"), description="output folder (`-o` overrides)")
     max_trial_retries: int = Field(
-        2, ge=0, le=10, description="times an architecture whose evaluation failed (its trial's worker died, or it "
+        2, ge=0, le=10, description="times an architecture whose evaluation failed (its slot's worker died, or it "
         "raised) is evaluated again before it is recorded as failed; a rerun retries the failed ones again"
     )
 

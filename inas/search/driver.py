@@ -3,11 +3,15 @@
 - `prepare_search` loads and checks everything before Ray starts (supernet, latency tables, data lists, searchers,
   an earlier run's state in the output folder); every path is absolute from here on, so Tune's workers, which run in
   other working directories, read the same files.
-- `run_search` starts or joins Ray (`inas.ray_session`), and runs one `tune.Tuner` whose search algorithm is the thin
-  `ArchBatchSearcher` (`inas.search.tune_adapter`) in front of the Ray-free `TrialScheduler` (`inas.search.scheduler`:
-  round robin over searchers, batching, de-duplication, bounded retries of failed evaluations).
-- Trials run `evaluate_trial` (`inas.search.trial`) on Ray workers: the supernet weights travel once through the
-  object store (`tune.with_parameters`), each worker builds its `AccuracyEvaluator` on its first trial and reuses it.
+- `run_search` starts or joins Ray (`inas.ray_session`), and runs one `tune.Tuner` of long-lived worker slots (one
+  Tune trial per slot, `concurrent_trials` summed over searchers): the thin `SlotSearcher` (`inas.search.tune_adapter`)
+  forwards Tune's calls to a `SlotDispatcher` (`inas.search.slots`), which feeds each slot the batches of the Ray-free
+  `TrialScheduler` (`inas.search.scheduler`: round robin over searchers, batching, de-duplication, bounded retries of
+  failed evaluations) through a mailbox actor on the driver's node; each batch's result comes back as one
+  `tune.report` of the slot's trial, so Tune starts each slot's worker once and shows every batch's result.
+- Slots run `evaluate_trial` (`inas.search.trial`) on Ray workers: the supernet weights travel once through the
+  object store (`tune.with_parameters`), each worker builds its `AccuracyEvaluator` once and reuses it. A slot whose
+  worker dies (or its node) fails the batch it held (the scheduler retries its archs) and Tune opens a new slot.
 - Resources (LUT latency per device, params, MACs) are computed in the driver (microseconds per arch).
 - Resume: the driver saves `evaluations.parquet`, then `search_state.json`, both whole and atomically, after the
   first trials, then rate-limited (`inas.search.state.StateSaver`: when the new rows reach 10 % of the saved ones, or
@@ -29,7 +33,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,12 +66,11 @@ from inas.search.state import (
     read_search_state,
     write_search_state,
 )
-from inas.search.trial import WorkerSetup
+from inas.search.trial import EvaluatorFactory, WorkerSetup
 from inas.search.warm_start import read_warm_start, warm_start_searchers
 from inas.space import SearchSpace
 
 log = logging.getLogger(__name__)
-TrialFunction = Callable[..., None]  # a Tune function trainable: (config, payload=..., setup=WorkerSetup) -> None
 
 FRONT_DIR = "front"
 ARCH_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
@@ -90,7 +93,7 @@ class SearchSetup:
     resumed: bool = False
     setup_seconds: float = 0.0
     save_policy: SavePolicy = field(default_factory=SavePolicy)
-    trial: TrialFunction | None = None  # replaces `evaluate_trial` (given no supernet payload): driver benchmarks
+    evaluator: EvaluatorFactory | None = None  # replaces the workers' accuracy evaluator (no supernet): benchmarks
 
 
 def _devices(config: ExperimentConfig) -> list[str]:
@@ -270,10 +273,10 @@ def worker_setup(config: ExperimentConfig) -> WorkerSetup:
 
 def _tune_environment(setup: SearchSetup, verbose: int) -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
-    os.environ.setdefault("TUNE_MAX_LEN_IDENTIFIER", "40")  # archs are in the config: keep trial folder names short
-    # Tune keeps 1 trial pending with a search algorithm: allow one per concurrent slot, so every slot gets its own
-    # worker actor (with a single pending trial the first actor is reused and the second is never started)
-    _set_env_default("TUNE_MAX_PENDING_TRIALS_PG", str(sum(setup.concurrency.values())))
+    os.environ.setdefault("TUNE_MAX_LEN_IDENTIFIER", "40")  # trial folder names hold the config: keep them short
+    # Tune keeps 1 trial pending with a search algorithm: allow every worker slot to be pending, so all slots' actors
+    # start together at the beginning
+    _set_env_default("TUNE_MAX_PENDING_TRIALS_PG", str(slot_count(setup)))
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter honours verbose=0 (no tables)
         # per-trial result files are disabled above, so Tune's end-of-run analysis finds none: not a problem
@@ -281,27 +284,39 @@ def _tune_environment(setup: SearchSetup, verbose: int) -> None:
 
 
 def _fit(setup: SearchSetup, scheduler: TrialScheduler, verbose: int) -> None:
-    """One Tune run of `evaluate_trial` (or `setup.trial`) trials suggested by `scheduler` (Ray must be
-    initialised)."""
+    """One Tune run of `slot_count(setup)` worker slots (`evaluate_trial`, `inas.search.slots`) kept busy with the
+    batches of `scheduler` (Ray must be initialised)."""
+    import ray
     from ray import tune
 
+    from inas.search.slots import SlotDispatcher
     from inas.search.trial import evaluate_trial
-    from inas.search.tune_adapter import ArchBatchSearcher
+    from inas.search.tune_adapter import SlotSearcher, post_to, start_mailbox
 
     search = setup.config.search
-    if setup.trial is None:
-        payload = supernet_payload(setup.supernet, file_key(setup.supernet_path))
-        trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup(setup.config))
-    else:
-        trainable = tune.with_parameters(setup.trial, payload=None, setup=worker_setup(setup.config))
-    trainable = tune.with_resources(trainable, {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=ArchBatchSearcher(scheduler), num_samples=-1, reuse_actors=True),
-        run_config=tune.RunConfig(name="tune", storage_path=str(setup.out_dir), verbose=verbose,
-                                  failure_config=tune.FailureConfig(max_failures=0)),
-    )
-    tuner.fit()
+    slots = slot_count(setup)
+    payload = None if setup.evaluator is not None else supernet_payload(setup.supernet, file_key(setup.supernet_path))
+    mailbox = start_mailbox(slots)
+    try:
+        trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup(setup.config),
+                                         mailbox=mailbox, factory=setup.evaluator)
+        trainable = tune.with_resources(trainable, {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
+        searcher = SlotSearcher(SlotDispatcher(scheduler, slots, post_to(mailbox)))
+        tuner = tune.Tuner(
+            trainable,
+            # a slot trial lives for the whole run: actors are never reused (no cache, no discarded starts)
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=-1, reuse_actors=False),
+            run_config=tune.RunConfig(name="tune", storage_path=str(setup.out_dir), verbose=verbose,
+                                      failure_config=tune.FailureConfig(max_failures=0)),
+        )
+        tuner.fit()
+    finally:
+        ray.kill(mailbox)
+
+
+def slot_count(setup: SearchSetup) -> int:
+    """Worker slots (long-lived Tune trials) of a run: the searchers' `concurrent_trials` summed."""
+    return sum(setup.concurrency.values())
 
 
 def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool = True,
@@ -388,8 +403,9 @@ def format_summary(evaluations: pd.DataFrame, front: pd.DataFrame, task: str, de
              f"front size: {len(front)} ({lat} vs {metric})"]
     if stats is not None and wall_seconds:
         rate = stats.evaluated / wall_seconds * 60
-        lines.append(f"this run: {stats.trials} trials, {stats.evaluated} archs evaluated in {wall_seconds:.1f} s "
-                     f"({rate:.1f} evaluations/min)")
+        workers = f" by {len(stats.workers)} workers" if stats.workers else ""
+        lines.append(f"this run: {stats.trials} batches{workers}, {stats.evaluated} archs evaluated in "
+                     f"{wall_seconds:.1f} s ({rate:.1f} evaluations/min)")
     if unique[metric].notna().any():
         objs = objectives(task, device)
         reference = default_reference(unique, objs)

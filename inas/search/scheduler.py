@@ -1,7 +1,8 @@
 """The Ray-free core of the search driver: which architectures go into which trial, and what happens to results.
 
-`TrialScheduler` multiplexes the configured searchers over Tune trials (the thin Tune adapter in
-`inas.search.tune_adapter` only forwards to it, so everything here is unit-tested without Ray):
+`TrialScheduler` multiplexes the configured searchers over trials, each one batch of archs (the worker slots of
+`inas.search.slots` evaluate them, one after the other; the thin Tune adapter in `inas.search.tune_adapter` only
+forwards to those, so everything here is unit-tested without Ray):
 - `suggest(trial_id)` takes the next searcher (round robin) below its `concurrent_trials` and returns a
   `TrialConfig` with up to `archs_per_trial` archs of that searcher: first archs waiting for a retry, then new ones it
   asks. An arch already in the results table is told at once from it (`cached` row); one being evaluated (or waiting
@@ -65,6 +66,9 @@ class _Retry:
 
 @dataclass
 class TrialStats:
+    """What a run's batches did (`trials` counts batches: the scheduler's "trial" is one batch, evaluated by a worker
+    slot, `inas.search.slots`)."""
+
     trials: int = 0
     failed_trials: int = 0
     evaluated: int = 0

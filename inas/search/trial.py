@@ -2,10 +2,14 @@
 
 - `WorkerSetup`: what every trial worker needs besides the supernet (data config, task, BN batches, ...), built once
   by the driver and passed through `tune.with_parameters`.
-- `TrialReport`: what a trial sends back (`tune.report` takes a flat dict: `to_result` / `from_result` convert and
-  check it): one `ArchOutcome` per architecture, or a trial-level `error` when the worker could not even build its
-  evaluator.
-- `evaluate_trial`: the Tune function trainable.
+- `BatchOrder`: what the driver posts to a worker slot (`inas.search.slots`): one batch of Arch JSON documents to
+  evaluate, or stop.
+- `TrialReport`: what a worker sends back per batch (`tune.report` takes a flat dict: `to_result` / `from_result`
+  convert and check it): one `ArchOutcome` per architecture, or a batch-level `error` when the worker could not even
+  build its evaluator; a report with no `batch_id` is the worker's "ready" signal.
+- `evaluate_trial`: the Tune function trainable of one worker slot: builds its evaluator once, then evaluates the
+  batches the driver posts until told to stop (`accuracy_evaluator` builds the real evaluator; a driver benchmark
+  passes another `EvaluatorFactory`).
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Protocol
 
 from inas.config import DataConfig
 from inas.space import Arch, SearchSpace, arch_from_json
@@ -55,15 +59,34 @@ class ArchOutcome:
 
 
 @dataclass(frozen=True)
+class BatchOrder:
+    """What the driver posts to a worker slot: evaluate `archs` (Arch JSON documents) of `searcher` as batch
+    `batch_id`, or stop (`STOP`: no batch id)."""
+
+    batch_id: str
+    searcher: str = ""
+    archs: tuple[str, ...] = ()
+
+    @property
+    def stop(self) -> bool:
+        return not self.batch_id
+
+
+STOP = BatchOrder("")
+
+
+@dataclass(frozen=True)
 class TrialReport:
-    """A trial's result: one outcome per arch id, the total evaluation time, the worker process id, and `error`
-    when the trial failed before evaluating anything (then `outcomes` is empty)."""
+    """A batch's result: one outcome per arch id, the total evaluation time, the worker process id, and `error`
+    when the batch failed before evaluating anything (then `outcomes` is empty). `batch_id` names the batch
+    (`BatchOrder.batch_id`); empty, it is the worker's ready signal (sent once, when its evaluator is built)."""
 
     outcomes: dict[str, ArchOutcome]
     eval_seconds_total: float = 0.0
     worker_pid: int = -1
     worker_evaluations: int = 0
     error: str | None = None
+    batch_id: str = ""
 
     def to_result(self) -> dict[str, Any]:
         """The flat dict given to `tune.report` (the outcomes as one JSON string)."""
@@ -71,7 +94,8 @@ class TrialReport:
                     for k, v in self.outcomes.items()}
         return {"evaluations": json.dumps(outcomes), "eval_seconds_total": self.eval_seconds_total,
                 "archs": len(self.outcomes), "worker_pid": self.worker_pid,
-                "worker_evaluations": self.worker_evaluations, "trial_error": self.error or ""}
+                "worker_evaluations": self.worker_evaluations, "trial_error": self.error or "",
+                "batch_id": self.batch_id}
 
     @classmethod
     def from_result(cls, result: Mapping[str, Any]) -> TrialReport:
@@ -91,7 +115,8 @@ class TrialReport:
                                                  None if error in (None, "") else str(error))
         trial_error = result.get("trial_error") or None
         return cls(outcomes, float(result.get("eval_seconds_total", 0.0)), int(result.get("worker_pid", -1)),
-                   int(result.get("worker_evaluations", 0)), None if trial_error is None else str(trial_error))
+                   int(result.get("worker_evaluations", 0)), None if trial_error is None else str(trial_error),
+                   str(result.get("batch_id", "")))
 
 
 def one_line(exc: BaseException) -> str:
@@ -119,22 +144,85 @@ def evaluate_batch(evaluate: Callable[[Arch], Mapping[str, float]], space: Searc
     return outcomes, total
 
 
-def evaluate_trial(config: dict, payload: dict | None = None, setup: WorkerSetup | None = None) -> None:
-    """Tune function trainable: score every arch of `config["archs"]` with this worker's `AccuracyEvaluator` and
-    `tune.report` a `TrialReport`. An evaluator that cannot be built is reported as the trial's error (so the driver
-    can retry and quote it) instead of raising."""
+BatchEvaluator = Callable[[Sequence[str]], TrialReport]  # Arch JSON documents -> their report (no batch id)
+
+
+class EvaluatorFactory(Protocol):
+    """Builds a worker's `BatchEvaluator` once, on the worker, from the supernet payload and the `WorkerSetup`."""
+
+    def __call__(self, payload: dict | None, setup: WorkerSetup) -> BatchEvaluator: ...
+
+
+class OrderSource(Protocol):
+    """Where a worker slot takes its orders from (the driver's mailbox, `inas.search.tune_adapter.Mailbox`)."""
+
+    def take(self, slot: str) -> BatchOrder: ...
+
+
+def accuracy_evaluator(payload: dict | None, setup: WorkerSetup) -> BatchEvaluator:
+    """The real `EvaluatorFactory`: this worker's `AccuracyEvaluator` (built once per worker process) scoring a
+    batch with `evaluate_batch`."""
     import torch
-    from ray import tune
 
     from inas.search.evaluators import worker_evaluator
 
-    assert payload is not None and setup is not None
+    assert payload is not None
     torch.set_num_threads(max(1, setup.threads))  # oversubscribed threads are 10-50x slower
+    evaluator = worker_evaluator(payload, setup)
+
+    def evaluate(arch_jsons: Sequence[str]) -> TrialReport:
+        outcomes, total = evaluate_batch(evaluator.evaluate, evaluator.space, arch_jsons)
+        return TrialReport(outcomes, total, os.getpid(), evaluator.evaluations)
+
+    return evaluate
+
+
+def failing_evaluator(error: str) -> BatchEvaluator:
+    """Reports `error` for every batch (a worker whose evaluator could not be built: the driver retries its archs
+    elsewhere and quotes the error)."""
+    return lambda arch_jsons: TrialReport({}, worker_pid=os.getpid(), error=error)
+
+
+def build_evaluator(factory: EvaluatorFactory, payload: dict | None, setup: WorkerSetup) -> BatchEvaluator:
+    """`factory(payload, setup)`, or a `failing_evaluator` quoting why it raised."""
     try:
-        evaluator = worker_evaluator(payload, setup)
+        return factory(payload, setup)
     except Exception as exc:  # noqa: BLE001 - reported to the driver, which retries and quotes it
-        log.exception("the trial's evaluator could not be built")
-        tune.report(TrialReport({}, worker_pid=os.getpid(), error=one_line(exc)).to_result())
-        return
-    outcomes, total = evaluate_batch(evaluator.evaluate, evaluator.space, config["archs"])
-    tune.report(TrialReport(outcomes, total, os.getpid(), evaluator.evaluations).to_result())
+        log.exception("the worker's evaluator could not be built")
+        return failing_evaluator(one_line(exc))
+
+
+def serve_slot(slot: str, evaluate: BatchEvaluator, orders: OrderSource, report: Callable[[TrialReport], None]) -> int:
+    """A worker slot's loop: `report` ready, then for each order `orders.take(slot)` evaluate its batch and `report`
+    the result, until the STOP order; returns the number of batches evaluated."""
+    report(TrialReport({}, worker_pid=os.getpid()))
+    batches = 0
+    while not (order := orders.take(slot)).stop:
+        report(replace(evaluate(order.archs), batch_id=order.batch_id))
+        batches += 1
+    return batches
+
+
+class _MailboxOrders:
+    """`OrderSource` over the driver's mailbox actor handle."""
+
+    def __init__(self, mailbox: Any) -> None:
+        self.mailbox = mailbox
+
+    def take(self, slot: str) -> BatchOrder:
+        import ray
+
+        return ray.get(self.mailbox.take.remote(slot))
+
+
+def evaluate_trial(config: dict, payload: dict | None = None, setup: WorkerSetup | None = None,
+                   mailbox: Any = None, factory: EvaluatorFactory | None = None) -> None:
+    """Tune function trainable of the worker slot `config["slot"]`: build the evaluator (`factory`, default
+    `accuracy_evaluator`) once, then `serve_slot` the batches the driver posts to `mailbox`, one `tune.report` of a
+    `TrialReport` per batch. An evaluator that cannot be built is reported as each batch's error (so the driver can
+    retry elsewhere and quote it) instead of raising."""
+    from ray import tune
+
+    assert setup is not None and mailbox is not None
+    evaluate = build_evaluator(factory or accuracy_evaluator, payload, setup)
+    serve_slot(str(config["slot"]), evaluate, _MailboxOrders(mailbox), lambda r: tune.report(r.to_result()))
