@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from cli_subprocess import REPO, cli_env
+from cli_subprocess import REPO, cli_env, wait_for
 from multinode_cluster import local_cluster, time_limit
 from test_train_support import tiny_config_doc, write_config
 
@@ -46,17 +46,6 @@ def _iterations(run_dir: Path) -> list[int]:
         return [int(row["iteration"]) for row in csv.DictReader(handle)]
 
 
-def _wait_for(predicate, proc: subprocess.Popen, log_path: Path, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended early ({proc.returncode}): {log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for the run: {log_path.read_text()[-3000:]}")
-
-
 def test_train_cluster_continues_from_the_last_checkpoint_after_a_node_dies(tmp_path, monkeypatch):
     # Ray's memory monitor kills workers when the whole machine passes 95 % memory, whoever uses it: on a shared
     # test machine another job's peak would kill this run's controller. Off for the nodes started here.
@@ -76,8 +65,8 @@ def test_train_cluster_continues_from_the_last_checkpoint_after_a_node_dies(tmp_
                    "--no-progress", "--cluster", "--address", cluster.address, "--workers", "2"]
         proc = subprocess.Popen(command, env=cli_env(), cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
         try:
-            _wait_for(lambda: bool(read_sessions(run_dir)) and _checkpoint_iteration(run_dir) >= KILL_AFTER,
-                      proc, log_path, 400)
+            wait_for(lambda: bool(read_sessions(run_dir)) and _checkpoint_iteration(run_dir) >= KILL_AFTER,
+                     proc, 400, log_path)
             first = read_sessions(run_dir)[0]
             assert sorted(first.nodes) == sorted(n.node_id for n in nodes)  # one rank on each worker node
             victim = next(n for n in nodes if n.node_id == first.nodes[0])  # the node of rank 0

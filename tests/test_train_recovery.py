@@ -8,12 +8,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from cli_subprocess import REPO, cli_env
+from cli_subprocess import REPO, cli_env, wait_for
 from test_train_support import tiny_config, tiny_config_doc, write_config
 
 from inas.data.synth_sod import synthesize_sod
@@ -64,18 +63,6 @@ def _descendants(pid: int) -> list[tuple[int, str]]:
     return found
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"the run ended early with code {proc.returncode}")
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("timed out waiting for the run")
-
-
 @pytest.mark.parametrize("num_workers", [0, 1])
 def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_path, num_workers):
     """Bit-exact for any data.num_workers: the data order and augmentation are a function of the iteration."""
@@ -87,7 +74,7 @@ def test_sigkill_then_same_command_continues_from_last_checkpoint(sod_root, tmp_
                    capture_output=True, timeout=600)
     proc = subprocess.Popen(_train_command(config_path, run_dir), env=cli_env(), cwd=REPO,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for(lambda: len(_iterations(run_dir)) >= 6, proc, 300)
+    wait_for(lambda: len(_iterations(run_dir)) >= 6, proc, 300)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
@@ -129,7 +116,7 @@ def test_cluster_run_survives_a_killed_worker(sod_root, tmp_path):
     proc = subprocess.Popen(_train_command(config_path, run_dir, "--cluster"), env=cli_env(), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        _wait_for(lambda: (run_dir / CHECKPOINT_NAME).exists() and len(_iterations(run_dir)) >= 6, proc, 300)
+        wait_for(lambda: (run_dir / CHECKPOINT_NAME).exists() and len(_iterations(run_dir)) >= 6, proc, 300)
         workers = [pid for pid, cmdline in _descendants(proc.pid) if "RayTrainWorker" in cmdline]
         assert len(workers) == 2, _descendants(proc.pid)
         killed_at = max(_iterations(run_dir))
