@@ -62,7 +62,7 @@ REPO = Path(__file__).resolve().parents[1]
 LEAGUE = {  # name -> (kind, params); the evolution parameters are the config's when it has an evolution searcher
     "evolution": ("evolution", {"population_size": 16, "selection_num": 8, "lgs_groups": 4}),
     "nevergrad": ("nevergrad", {"optimizer": "NGOpt", "num_budgets": 4}),
-    "optuna_nsga2": ("optuna", {"sampler": "nsga2", "population_size": 16}),
+    "optuna_nsga2": ("optuna", {"sampler": "nsga2", "population_size": 8}),
     "optuna_tpe": ("optuna", {"sampler": "tpe", "n_startup_trials": 16}),
     "predictor": ("predictor", {"initial_size": 16, "batch_size": 4}),
     "random": ("random", {}),
@@ -265,10 +265,43 @@ def saved_noise_ceiling(runs_dir: Path, count: int) -> dict[str, Any] | None:
     return doc if ok else None
 
 
-def noise_ceiling(config: ExperimentConfig, league: League, count: int, val_images: int | None) -> dict[str, Any]:
-    """Kendall tau between two passes over `count` archs with BN subsets of two seeds."""
+class SecondPass:
+    """Scores of a second evaluation with the BN-recalibration subset of another seed (config seed + 1), cached by
+    arch id in `path` (reused on a re-run when well-formed)."""
+
+    def __init__(self, config: ExperimentConfig, val_images: int | None, metric: str, path: Path | None) -> None:
+        self.config, self.val_images, self.metric, self.path = config, val_images, metric, path
+        self.evaluator: Any = None
+        self.scores: dict[str, float] = {}
+        if path is not None and path.is_file():
+            try:
+                doc = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                doc = None
+            if isinstance(doc, dict) and all(isinstance(v, float) for v in doc.values()):
+                self.scores = dict(doc)
+
+    def score(self, arch: Arch) -> float:
+        if arch.arch_id not in self.scores:
+            if self.evaluator is None:
+                self.evaluator = make_evaluator(self.config, self.val_images, bn_seed=self.config.seed + 1)
+            self.scores[arch.arch_id] = float(self.evaluator.evaluate(arch)[self.metric])
+            if self.path is not None:
+                atomic_write_json(self.path, self.scores)
+        return self.scores[arch.arch_id]
+
+
+def repeat_tau(league: League, second: SecondPass, archs: list[Arch]) -> tuple[float, float]:
+    """Kendall tau and mean |difference| between the league's scores and a second pass over the same archs."""
     from scipy.stats import kendalltau
 
+    first = [league.result(a)[league.metric] for a in archs]
+    again = [second.score(a) for a in archs]
+    return float(kendalltau(first, again).statistic), float(np.mean(np.abs(np.subtract(first, again))))
+
+
+def noise_ceiling(league: League, second: SecondPass, count: int) -> dict[str, Any]:
+    """Kendall tau between two passes over `count` archs spread over latency groups (BN subsets of two seeds)."""
     primary = next(iter(league.device_fns.values()))
     sampler = LatencyGroupSampler(league.space, primary, groups=min(count, 10))
     rng = random.Random(12345)
@@ -278,12 +311,8 @@ def noise_ceiling(config: ExperimentConfig, league: League, count: int, val_imag
             break
         arch = sampler.sample(i % sampler.groups, rng)
         archs.setdefault(arch.arch_id, arch)
-    first = [league.result(a)[league.metric] for a in archs.values()]
-    other = make_evaluator(config, val_images, bn_seed=config.seed + 1)
-    second = [other.evaluate(a)[league.metric] for a in archs.values()]
-    tau = float(kendalltau(first, second).statistic)
-    return {"archs": len(archs), "kendall_tau": round(tau, 4),
-            "mean_abs_diff": round(float(np.mean(np.abs(np.subtract(first, second)))), 5)}
+    tau, diff = repeat_tau(league, second, list(archs.values()))
+    return {"archs": len(archs), "kendall_tau": round(tau, 4), "mean_abs_diff": round(diff, 5)}
 
 
 # ----- figures -----------------------------------------------------------------------------------------------------
@@ -340,18 +369,26 @@ def front_coverage(frame: pd.DataFrame, column: str, metric: str, lo: float, hi:
     return {k: round(statistics.mean(v), 3) for k, v in out.items()}
 
 
-def predictor_quality(frame: pd.DataFrame, league: League, n: int) -> dict[str, Any]:
+def predictor_quality(frame: pd.DataFrame, league: League, n: int, second: SecondPass | None) -> dict[str, Any]:
     """5-fold out-of-fold tau and MAE of the default accuracy predictor on the predictor searcher's first n
-    evaluations, mean over seeds."""
-    taus, maes = [], []
+    evaluations, mean over seeds; with `second`, also the noise ceiling of those same archs (the tau between two
+    evaluation passes over them: archs near a front differ less than archs spread over the latency range, so a
+    ceiling measured on the latter is not the one the predictor can reach on the former)."""
+    taus, maes, ceilings = [], [], []
     for _, runs in frame[frame.searcher == "predictor"].groupby("seed"):
         runs = runs.iloc[:n]
         archs = [arch_from_json(a, league.space) for a in runs["arch"]]
         quality = AccuracyPredictor(league.space).cross_validate(archs, runs[league.metric].to_numpy(dtype=float))
         taus.append(quality.kendall_tau)
         maes.append(quality.mae)
-    return {"evaluations": n, "kendall_tau": round(statistics.mean(taus), 4), "mae": round(statistics.mean(maes), 5),
-            "kendall_tau_per_seed": [round(t, 4) for t in taus]}
+        if second is not None:
+            ceilings.append(repeat_tau(league, second, archs)[0])
+    out: dict[str, Any] = {"evaluations": n, "kendall_tau": round(statistics.mean(taus), 4),
+                           "mae": round(statistics.mean(maes), 5), "kendall_tau_per_seed": [round(t, 4) for t in taus]}
+    if ceilings:
+        out["same_archs_noise_ceiling"] = round(statistics.mean(ceilings), 4)
+        out["same_archs_noise_ceiling_per_seed"] = [round(t, 4) for t in ceilings]
+    return out
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -436,9 +473,10 @@ def main() -> None:
                     "space_cardinality": league.space.cardinality(), "threads": args.threads}
     print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
     runs_dir = None if args.synthetic else Path(args.work).resolve() / "league_runs" / args.space
+    second: SecondPass | None = None
     if not args.synthetic:
-        ceiling = saved_noise_ceiling(runs_dir, args.noise_archs) or noise_ceiling(config, league, args.noise_archs,
-                                                                                  args.val_images)
+        second = SecondPass(config, args.val_images, league.metric, runs_dir / "second-pass.json")
+        ceiling = saved_noise_ceiling(runs_dir, args.noise_archs) or noise_ceiling(league, second, args.noise_archs)
         atomic_write_json(runs_dir / f"noise-{args.noise_archs}.json", ceiling)
         print(f"\nnoise ceiling: Kendall tau {ceiling['kendall_tau']} between two BN-recalibration subsets over "
               f"{ceiling['archs']} archs (mean |difference| {ceiling['mean_abs_diff']})", flush=True)
@@ -462,12 +500,15 @@ def main() -> None:
                                                            for r in v["rows"]]} for k, v in tables.items()}}
     if "predictor" in args.searchers:
         n = min(64, checkpoints[-1])
-        quality = predictor_quality(frame, league, n)
+        quality = predictor_quality(frame, league, n, second)
         quality["ratio_to_noise_ceiling"] = round(quality["kendall_tau"] / ceiling["kendall_tau"], 3) \
             if ceiling["kendall_tau"] > 0 else math.nan
+        same = float(quality.get("same_archs_noise_ceiling", math.nan))
+        quality["ratio_to_same_archs_noise_ceiling"] = round(quality["kendall_tau"] / same, 3) if same > 0 else math.nan
         record["predictor_quality"] = quality
         print(f"\npredictor after {n} evaluations (5-fold out of fold): Kendall tau {quality['kendall_tau']} "
-              f"({quality['ratio_to_noise_ceiling']} x the noise ceiling), MAE {quality['mae']}")
+              f"({quality['ratio_to_noise_ceiling']} x the noise ceiling; the same archs evaluated twice: tau "
+              f"{same}, ratio {quality['ratio_to_same_archs_noise_ceiling']}), MAE {quality['mae']}")
     record["distinct_archs_scored"] = len(league.cache)
     record["seconds"] = round(time.perf_counter() - start, 1)
     print(f"\n{len(league.cache)} distinct archs scored; {record['seconds']} s")

@@ -89,6 +89,28 @@ def test_lgs_sample_accepted_falls_back_to_nearest_group(space):
     assert none is None and reasons == {"infeasible": 2}
 
 
+def test_lgs_sample_accepted_offers_both_ends_of_the_range_once(space):
+    sampler = LatencyGroupSampler(space, synthetic_latency_ms, groups=4)
+    rng = random.Random(0)
+    asked: set[str] = set()
+
+    def reject(arch):
+        return "duplicate" if arch.arch_id in asked else None
+
+    firsts = []
+    for group in (0, 3, 0, 3, 1):
+        arch, used, _ = sampler.sample_accepted(group, rng, reject)
+        asked.add(arch.arch_id)
+        firsts.append(arch)
+    assert firsts[0] == sample_min(space) and firsts[1] == sample_max(space)
+    assert len(asked) == 5 and sampler.stats["ends_offered"] == 2  # then ordinary draws of the groups
+    assert sampler.group_of(synthetic_latency_ms(firsts[2])) == 0
+    # under a latency cap the largest arch is beyond the grid: the top group only draws
+    cap = synthetic_latency_ms(sample_min(space)) + 1.0
+    capped = LatencyGroupSampler(space, synthetic_latency_ms, groups=4, max_latency_ms=cap)
+    assert capped.end_of(3) is None and capped.end_of(0) == sample_min(space) and capped.end_of(1) is None
+
+
 def test_pareto_front_2d_ties():
     latency = np.array([1.0, 1.0, 2.0, 3.0, 3.0, 4.0])
     score = np.array([0.5, 0.6, 0.6, 0.7, 0.9, 0.8])

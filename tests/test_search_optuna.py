@@ -146,3 +146,21 @@ def test_first_generation_is_spread_over_the_latency_groups():
     run_searcher(plain, synthetic_result)
     assert "lgs_initial" not in plain.stats
     assert max(synthetic_latency_ms(r.arch) for r in plain.records[:8]) < max(synthetic_latency_ms(a) for a in first)
+
+
+def generations(searcher) -> list[int | None]:
+    return [t.system_attrs.get("NSGAIISampler:generation") for t in searcher.study.get_trials(deepcopy=False)]
+
+
+def test_nsga2_breeds_from_the_lgs_population_and_warm_start():
+    # Optuna sets a trial's generation only when it samples it: enqueued (LGS) and added (warm start) trials must be
+    # placed by us, else they are never parents and the next population_size asks are uniform draws
+    searcher = make(budget=18, population_size=6)
+    assert searcher.lgs_initial == 6
+    run_searcher(searcher, synthetic_result)
+    assert generations(searcher)[:18] == [0] * 6 + [1] * 6 + [2] * 6
+    earlier = run_searcher(make(budget=6, seed=5), synthetic_result).records
+    warm = make(budget=6, population_size=6, lgs_initial=0)
+    warm.warm_start(earlier)
+    run_searcher(warm, synthetic_result)
+    assert generations(warm) == [0] * 6 + [1] * 6

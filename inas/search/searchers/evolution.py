@@ -179,4 +179,4 @@ class EvolutionSearcher(Searcher):
         self._queue = [{"arch": arch_from_dict(item["arch"], self.space, "searcher state")} if "arch" in item
                        else {"group": int(item["group"])} for item in state["queue"]]
         self._tags = {k: (int(v[0]), int(v[1])) for k, v in state["tags"].items()}
-        self.sampler.stats = {k: int(v) for k, v in state["lgs_stats"].items()}
+        self.sampler.stats.update({k: int(v) for k, v in state["lgs_stats"].items()})
