@@ -369,22 +369,33 @@ def front_coverage(frame: pd.DataFrame, column: str, metric: str, lo: float, hi:
     return {k: round(statistics.mean(v), 3) for k, v in out.items()}
 
 
+PREDICTOR_MODELS = ("auto", "forest", "ridge", "gp")  # "auto" (the predictor searcher's default) first
+
+
 def predictor_quality(frame: pd.DataFrame, league: League, n: int, second: SecondPass | None) -> dict[str, Any]:
-    """5-fold out-of-fold tau and MAE of the default accuracy predictor on the predictor searcher's first n
-    evaluations, mean over seeds; with `second`, also the noise ceiling of those same archs (the tau between two
-    evaluation passes over them: archs near a front differ less than archs spread over the latency range, so a
-    ceiling measured on the latter is not the one the predictor can reach on the former)."""
-    taus, maes, ceilings = [], [], []
+    """5-fold out-of-fold tau and MAE of the accuracy predictor (each of PREDICTOR_MODELS, summary features) on the
+    predictor searcher's first n evaluations, mean over seeds; with `second`, also the noise ceiling of those same
+    archs (the tau between two evaluation passes over them: archs near a front differ less than archs spread over
+    the latency range, so a ceiling measured on the latter is not the one a predictor can reach on the former)."""
+    taus: dict[str, list[float]] = {m: [] for m in PREDICTOR_MODELS}
+    maes: dict[str, list[float]] = {m: [] for m in PREDICTOR_MODELS}
+    ceilings = []
     for _, runs in frame[frame.searcher == "predictor"].groupby("seed"):
         runs = runs.iloc[:n]
         archs = [arch_from_json(a, league.space) for a in runs["arch"]]
-        quality = AccuracyPredictor(league.space).cross_validate(archs, runs[league.metric].to_numpy(dtype=float))
-        taus.append(quality.kendall_tau)
-        maes.append(quality.mae)
+        for model in PREDICTOR_MODELS:
+            quality = AccuracyPredictor(league.space, model=model).cross_validate(
+                archs, runs[league.metric].to_numpy(dtype=float))
+            taus[model].append(quality.kendall_tau)
+            maes[model].append(quality.mae)
         if second is not None:
             ceilings.append(repeat_tau(league, second, archs)[0])
-    out: dict[str, Any] = {"evaluations": n, "kendall_tau": round(statistics.mean(taus), 4),
-                           "mae": round(statistics.mean(maes), 5), "kendall_tau_per_seed": [round(t, 4) for t in taus]}
+    head = PREDICTOR_MODELS[0]
+    out: dict[str, Any] = {"evaluations": n, "model": head, "kendall_tau": round(statistics.mean(taus[head]), 4),
+                           "mae": round(statistics.mean(maes[head]), 5),
+                           "kendall_tau_per_seed": [round(t, 4) for t in taus[head]],
+                           "kendall_tau_by_model": {m: round(statistics.mean(v), 4) for m, v in taus.items()},
+                           "mae_by_model": {m: round(statistics.mean(v), 5) for m, v in maes.items()}}
     if ceilings:
         out["same_archs_noise_ceiling"] = round(statistics.mean(ceilings), 4)
         out["same_archs_noise_ceiling_per_seed"] = [round(t, 4) for t in ceilings]
@@ -508,7 +519,8 @@ def main() -> None:
         record["predictor_quality"] = quality
         print(f"\npredictor after {n} evaluations (5-fold out of fold): Kendall tau {quality['kendall_tau']} "
               f"({quality['ratio_to_noise_ceiling']} x the noise ceiling; the same archs evaluated twice: tau "
-              f"{same}, ratio {quality['ratio_to_same_archs_noise_ceiling']}), MAE {quality['mae']}")
+              f"{same}, ratio {quality['ratio_to_same_archs_noise_ceiling']}), MAE {quality['mae']}; tau by model: "
+              f"{quality['kendall_tau_by_model']}")
     record["distinct_archs_scored"] = len(league.cache)
     record["seconds"] = round(time.perf_counter() - start, 1)
     print(f"\n{len(league.cache)} distinct archs scored; {record['seconds']} s")

@@ -159,8 +159,10 @@ def test_predictor_quality_section(mixed_folder, tmp_path, capsys):
     assert analyze(evaluations.assign(arch="{}")).predictor is None  # not architectures: the section is skipped
     out = tmp_path / "report"
     assert run_main(["analyze", str(mixed_folder), "-o", str(out), "--predictor", "compare"]) == 0
-    assert "accuracy predictor (boosting, encoding)" in capsys.readouterr().out
-    assert len(pd.read_parquet(out / "predictor_quality.parquet")) == 4
+    assert "accuracy predictor (gp, summary)" in capsys.readouterr().out
+    from inas.search.predictor_quality import COMPARE_VARIANTS
+
+    assert len(pd.read_parquet(out / "predictor_quality.parquet")) == len(COMPARE_VARIANTS)
     assert "(predictor_predicted_vs_measured.png)" in (out / "report.md").read_text()
     assert (out / "predictor_predicted_vs_measured.png").stat().st_size > 1000
     assert run_main(["analyze", str(mixed_folder), "-o", str(tmp_path / "none"), "--predictor", "none"]) == 0

@@ -42,7 +42,7 @@ def test_features_have_a_fixed_length_and_see_the_choices(data):
         ArchFeatures(SPACE, "pixels")
 
 
-@pytest.mark.parametrize("model", ["forest", "boosting"])
+@pytest.mark.parametrize("model", ["forest", "boosting", "ridge", "gp", "auto"])
 def test_predictor_fit_predict_and_cross_validation(data, model):
     archs, y = data
     predictor = AccuracyPredictor(SPACE, model=model, n_estimators=40, n_bags=4, seed=1).fit(archs[:60], y[:60])
@@ -58,8 +58,21 @@ def test_predictor_fit_predict_and_cross_validation(data, model):
     assert quality.kendall_tau > 0.3 and 0 < quality.mae < np.abs(y - y.mean()).mean()
     assert 0 <= quality.within_1std <= 1
     np.testing.assert_array_equal(predictor.predict(archs[60:])[0], mean)  # the fitted model is kept
+    assert predictor.chosen_model in ("forest", "ridge", "gp") if model == "auto" else predictor.chosen_model == model
     with pytest.raises(BadInputError, match="model"):
         AccuracyPredictor(SPACE, model="mlp")
+
+
+def test_auto_predictor_picks_the_best_out_of_fold_model(data):
+    from inas.search.surrogate import AUTO_MODELS, _out_of_fold
+
+    archs, y = data
+    predictor = AccuracyPredictor(SPACE, model="auto", n_estimators=40, n_bags=4, seed=1).fit(archs, y)
+    x = predictor.features.matrix(archs)
+    taus = {m: _out_of_fold(m, x, y, 5, 40, 4, 1)[2] for m in AUTO_MODELS}
+    assert taus[predictor.chosen_model] == max(taus.values())
+    few = AccuracyPredictor(SPACE, model="auto", seed=1).fit(archs[:6], y[:6])
+    assert few.chosen_model == "forest"  # too few samples to choose on
 
 
 def brute_force_ehvi(front_lat, front_score, lat, mu, sigma, ref_lat, ref_score, nodes=601):

@@ -19,9 +19,10 @@ from inas.errors import BadInputError
 from inas.search.surrogate import AccuracyPredictor
 from inas.space import arch_from_json, inas_space
 
-DEFAULT_VARIANTS: tuple[tuple[str, str], ...] = (("forest", "summary"),)
-COMPARE_VARIANTS: tuple[tuple[str, str], ...] = (("forest", "summary"), ("forest", "encoding"),
-                                                 ("boosting", "summary"), ("boosting", "encoding"))
+DEFAULT_VARIANTS: tuple[tuple[str, str], ...] = (("auto", "summary"),)  # the predictor searcher's default
+COMPARE_VARIANTS: tuple[tuple[str, str], ...] = (("auto", "summary"), ("forest", "summary"), ("ridge", "summary"),
+                                                 ("gp", "summary"), ("forest", "encoding"), ("ridge", "both"),
+                                                 ("boosting", "summary"))
 MIN_SAMPLES = 10  # fewer successful archs: no predictor section
 log = logging.getLogger(__name__)
 
