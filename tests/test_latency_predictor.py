@@ -23,6 +23,7 @@ from inas.latency import (
     read_table,
     write_table,
 )
+from inas.latency.predictor import block_io_mb
 from inas.latency.table import table_from_rows
 from inas.space import Arch, StageArch, inas_space, sample_max, sample_min, sample_uniform
 
@@ -86,6 +87,8 @@ def test_predict_many_equals_predict(predictor, space):
     params = dict(zip(predictor.table["block"], predictor.table["params"], strict=True))
     np.testing.assert_allclose(sums.params_m, [sum(params[k.text] for k in arch_blocks(a, space, (128, 160))) / 1e6
                                                for a in archs[:50]], rtol=1e-12)
+    io = [sum(block_io_mb(k) for k in arch_blocks(a, space, (128, 160))) for a in archs[:50]]
+    np.testing.assert_allclose(sums.io, io, rtol=1e-12)  # boundary activations, vectorised = per block
     assert predictor.predict_many([]).shape == (0,)
 
 
@@ -199,6 +202,18 @@ def test_fit_correction_finds_the_memory_term_and_adopts_only_what_helps():
     assert fit_correction(exact, exact.latency_ms.copy()) == (None, None)
     few = BlockSums(sums.latency_ms[:9], sums.n_blocks[:9], sums.params_m[:9])
     assert fit_correction(few, measured[:9]) == (None, None)  # too few networks
+
+
+def test_fit_correction_finds_the_boundary_activation_term():
+    rng = np.random.default_rng(1)
+    sums = BlockSums(rng.uniform(40, 80, 50), rng.integers(90, 130, 50), rng.uniform(4, 19, 50),
+                     rng.uniform(20, 60, 50))
+    # stand-alone blocks copy their activations in and out: the network costs 0.4 ms less per boundary MB
+    measured = (2.0 + 0.9 * sums.latency_ms - 0.4 * sums.io) * (1 + rng.normal(0, 0.005, 50))
+    corr, _ = fit_correction(sums, measured, "ov")
+    assert corr is not None and "io" in corr.model and corr.per_io_mb_ms == pytest.approx(-0.4, abs=0.05)
+    assert corr.apply(sums.latency_ms, sums.n_blocks, sums.params_m, sums.io) == pytest.approx(measured, rel=0.03)
+    assert BlockSums(sums.latency_ms, sums.n_blocks, sums.params_m).io.tolist() == [0.0] * 50  # not known: 0
 
 
 def test_table_of_two_input_sizes_is_rejected(space):

@@ -92,7 +92,8 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
         if r.correction is not None:
             c = r.correction
             print(f"{'':16s} correction saved: measured ≈ {c.intercept_ms:.3f} ms + {c.scale:.3f} × block sum "
-                  f"+ {c.per_block_ms * 1000:.1f} µs × blocks + {c.per_mparam_ms:.3f} ms × Mparams")
+                  f"+ {c.per_block_ms * 1000:.1f} µs × blocks + {c.per_mparam_ms:.3f} ms × Mparams "
+                  f"+ {c.per_io_mb_ms:.3f} ms × boundary MB")
         else:
             print(f"{'':16s} no correction (none beats the block sum on held-out networks)")
     print(f"wrote {out_dir / 'validation.parquet'} and {out_dir / 'validation.png'}")

@@ -49,22 +49,36 @@ def correction_path(table_path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class BlockSums:
-    """Per arch: sum of block latencies (ms), number of blocks, sum of block parameters (millions)."""
+    """Per arch: sum of block latencies (ms), number of blocks, sum of block parameters (millions) and sum of the
+    blocks' input + output activations (MB as float32, one image; None: not known, taken as 0)."""
 
     latency_ms: np.ndarray
     n_blocks: np.ndarray
     params_m: np.ndarray
+    io_mb: np.ndarray | None = None
+
+    @property
+    def io(self) -> np.ndarray:
+        return np.zeros_like(self.latency_ms) if self.io_mb is None else self.io_mb
+
+
+def block_io_mb(key: BlockKey) -> float:
+    """Input + output activation size of one block in MB (float32, one image): what a stand-alone block reads from
+    and writes to memory at its boundary, which a fused whole network keeps in cache or never materialises."""
+    return 4e-6 * (key.in_channels * key.in_h * key.in_w + key.out_channels * key.out_h * key.out_w)
 
 
 @dataclass(frozen=True)
 class Correction:
-    """measured_ms ~= intercept_ms + scale * block_sum_ms + per_block_ms * n_blocks + per_mparam_ms * params_m,
-    fitted on measured whole networks (terms a model leaves out are 0).
+    """measured_ms ~= intercept_ms + scale * block_sum_ms + per_block_ms * n_blocks + per_mparam_ms * params_m
+    + per_io_mb_ms * io_mb, fitted on measured whole networks (terms a model leaves out are 0).
 
     `intercept_ms`: per-network overhead; `per_block_ms`: per-block call overhead a table entry holds but a network
     does not pay (negative) or pays extra; `per_mparam_ms`: time per million weights streamed from memory because
-    they are no longer in cache inside a network; `scale`: what remains proportional. `cv_mape_*`: mean absolute
-    percentage errors of the raw sum and of the corrected prediction on held-out networks.
+    they are no longer in cache inside a network; `per_io_mb_ms`: time per MB of block-boundary activations that a
+    stand-alone block copies in and out (OpenVINO's inference requests) but a network does not; `scale`: what
+    remains proportional. `cv_mape_*`: mean absolute percentage errors of the raw sum and of the corrected
+    prediction on held-out networks.
     """
 
     intercept_ms: float
@@ -76,10 +90,11 @@ class Correction:
     cv_mape_corrected: float
     device: str = ""
     per_mparam_ms: float = 0.0
+    per_io_mb_ms: float = 0.0
 
-    def apply(self, block_sum_ms, n_blocks, params_m):
+    def apply(self, block_sum_ms, n_blocks, params_m, io_mb=0.0):
         return (self.intercept_ms + self.scale * block_sum_ms + self.per_block_ms * n_blocks
-                + self.per_mparam_ms * params_m)
+                + self.per_mparam_ms * params_m + self.per_io_mb_ms * io_mb)
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, {"format": "inas-latency-correction", "version": 1, **asdict(self)})
@@ -167,15 +182,18 @@ class LatencyPredictor:
     def blocks_of(self, arch: Arch) -> list:
         return arch_blocks_geo(arch, self.geometry, self.num_classes)
 
-    def _sums_of(self, arch: Arch) -> tuple[float, int, float]:
-        values = [self._block(k) for k in self.blocks_of(arch)]
-        return float(sum(v[0] for v in values)), len(values), sum(v[1] for v in values) / 1e6
+    def _sums_of(self, arch: Arch) -> tuple[float, int, float, float]:
+        """(latency sum ms, blocks, params in millions, boundary activations in MB) of one arch."""
+        keys = self.blocks_of(arch)
+        values = [self._block(k) for k in keys]
+        return (float(sum(v[0] for v in values)), len(values), sum(v[1] for v in values) / 1e6,
+                float(sum(block_io_mb(k) for k in keys)))
 
     def predict(self, arch: Arch) -> float:
         """Predicted latency of one arch (ms): block sum, corrected if a correction is loaded."""
-        total, n_blocks, params_m = self._sums_of(arch)
+        total, n_blocks, params_m, io_mb = self._sums_of(arch)
         if self.correction is not None:
-            total = float(self.correction.apply(total, n_blocks, params_m))
+            total = float(self.correction.apply(total, n_blocks, params_m, io_mb))
         return total
 
     # ----- many architectures ------------------------------------------------------------------------------------
@@ -183,20 +201,20 @@ class LatencyPredictor:
         """Predicted latencies (ms) of `archs`, shape (len(archs),); equal to `predict` on each."""
         sums = self.block_sums_many(archs)
         if corrected and self.correction is not None:
-            return self.correction.apply(sums.latency_ms, sums.n_blocks, sums.params_m)
+            return self.correction.apply(sums.latency_ms, sums.n_blocks, sums.params_m, sums.io)
         return sums.latency_ms
 
     def block_sums_many(self, archs: Sequence[Arch]) -> BlockSums:
-        """Uncorrected block sums (latency, count, parameters) of each arch, vectorised."""
+        """Uncorrected block sums (latency, count, parameters, boundary activations) of each arch, vectorised."""
         archs = list(archs)
         if not archs:
-            return BlockSums(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0))
+            return BlockSums(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
         if self._arrays is None:
             self._arrays = _DenseTables(self)
-        latency, params, counts = self._arrays.sums(archs)
+        latency, params, io, counts = self._arrays.sums(archs)
         for i in np.flatnonzero(np.isnan(latency)):  # a choice outside the predictor's space, or a missing block
-            latency[i], counts[i], params[i] = self._sums_of(archs[i])
-        return BlockSums(latency, counts, params)
+            latency[i], counts[i], params[i], io[i] = self._sums_of(archs[i])
+        return BlockSums(latency, counts, params, io)
 
 
 class _DenseTables:
@@ -211,10 +229,11 @@ class _DenseTables:
     def __init__(self, predictor: LatencyPredictor) -> None:
         space, geo, values = predictor.space, predictor.geometry, predictor._values
         nan = float("nan")
-        missing = (nan, nan)
+        missing = (nan, nan, nan)
 
-        def get(key) -> tuple[float, float]:
-            return values.get(key.as_tuple(), missing)
+        def get(key) -> tuple[float, float, float]:
+            found = values.get(key.as_tuple())
+            return missing if found is None else (found[0], found[1], block_io_mb(key))
 
         stages = space.stages
         n_stages = len(stages)
@@ -234,9 +253,9 @@ class _DenseTables:
             prev = (3,) if s == 0 else widths[s - 1]
             self.first_in_index[s, list(prev)] = np.arange(len(prev))
             self.kernel_index[s, list(kernels[s])] = np.arange(len(kernels[s]))
-        # the last axis holds (latency_ms, params / 1e6)
-        self.first = np.full((n_stages, n_w + 1, n_w + 1, n_k + 1, 2), nan)
-        self.later = np.full((n_stages, n_w + 1, n_w + 1, n_k + 1, 2), nan)
+        # the last axis holds (latency_ms, params / 1e6, boundary activations MB)
+        self.first = np.full((n_stages, n_w + 1, n_w + 1, n_k + 1, 3), nan)
+        self.later = np.full((n_stages, n_w + 1, n_w + 1, n_k + 1, 3), nan)
         for o, w in enumerate(widths[0]):
             self.first[0, 0, o, 0] = get(geo.stem(w))
         for s in range(1, n_stages):
@@ -256,8 +275,8 @@ class _DenseTables:
         n_lk = max(len(lv.kernels) for _, levels in parts for lv in levels)
         level_kernel_slots = max(max(lv.kernels) for _, levels in parts for lv in levels) + 2
         self.level_kernel_index = np.full((2, NUM_LEVELS, level_kernel_slots), n_lk, dtype=np.int64)
-        self.fusion = np.full((2, NUM_LEVELS, n_c + 1, n_lk + 1, NUM_LEVELS + 1, 2), nan)
-        self.branch = np.full((2, NUM_LEVELS, NUM_LEVELS, n_c + 1, n_c + 1, 2), nan)
+        self.fusion = np.full((2, NUM_LEVELS, n_c + 1, n_lk + 1, NUM_LEVELS + 1, 3), nan)
+        self.branch = np.full((2, NUM_LEVELS, NUM_LEVELS, n_c + 1, n_c + 1, 3), nan)
         for p, (part, levels) in enumerate(parts):
             for lv in levels:
                 L = lv.level
@@ -275,15 +294,17 @@ class _DenseTables:
         self.n_masks = 1 << NUM_LEVELS  # connection masks 0..31
         self.max_w = max_w
 
-    def sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(latency sums, params sums, block counts); NaN latency for an arch this path cannot score (outside the
-        space, or a block missing from the table). Chunks of archs stay in the CPU cache across the passes."""
+    def sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(latency sums, params sums, boundary-activation sums, block counts); NaN latency for an arch this path
+        cannot score (outside the space, or a block missing from the table). Chunks of archs stay in the CPU cache
+        across the passes."""
         parts = [self._sums(archs[i : i + CHUNK]) for i in range(0, len(archs), CHUNK)]
         totals = np.concatenate([p[0] for p in parts])
-        return totals[:, 0].copy(), totals[:, 1].copy(), np.concatenate([p[1] for p in parts])
+        return totals[:, 0].copy(), totals[:, 1].copy(), totals[:, 2].copy(), np.concatenate([p[1] for p in parts])
 
     def _sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray]:
-        """Decode the archs' integer codes (see `Arch`) and sum their blocks: ((n, 2) latency and params, (n,))."""
+        """Decode the archs' integer codes (see `Arch`) and sum their blocks: ((n, 3) latency, params and boundary
+        activations, (n,) block counts)."""
         n = len(archs)
         n_stages = self.first.shape[0]
         codes = list(map(_code, archs))
@@ -291,7 +312,7 @@ class _DenseTables:
         try:
             flat = np.fromiter(chain.from_iterable(codes), np.int64, int(lengths.sum()))
         except OverflowError:  # a width beyond int64: outside any space
-            return np.full((n, 2), np.nan), np.zeros(n, dtype=np.int64)
+            return np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64)
         starts = np.cumsum(lengths) - lengths
         head = 3 + n_stages + 4 * NUM_LEVELS  # layout, depths, (connection mask, kernel mask) per level
         prefix = flat[np.minimum(starts[:, None] + np.arange(head), flat.size - 1)]  # (n, head)
@@ -302,7 +323,7 @@ class _DenseTables:
                 & (lengths == head + 2 * layer_counts) & (depth > 0).all(axis=1)
                 & ((level_masks[..., 0] >= 0) & (level_masks[..., 0] < self.n_masks)).all(axis=(1, 2)))
         if not good.all():  # score the rest; these get NaN and the caller's reference path (or its error)
-            total, counts = np.full((n, 2), np.nan), np.zeros(n, dtype=np.int64)
+            total, counts = np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64)
             keep = np.flatnonzero(good)
             if keep.size:
                 total[keep], counts[keep] = self._sums([archs[i] for i in keep])
@@ -326,7 +347,7 @@ class _DenseTables:
         first_s = stage_of[stage_starts]
         lat[stage_starts] = _take(self.first, first_s, _take(self.first_in_index, first_s, in_w[stage_starts]),
                                   out_i[stage_starts], k_i[stage_starts])
-        total = np.add.reduceat(lat, first_layer, axis=0)  # (n, 2)
+        total = np.add.reduceat(lat, first_layer, axis=0)  # (n, 3)
         stage_out = widths[stage_starts + depth.ravel() - 1].reshape(n, n_stages)
         ch_i = _take(self.level_index, np.arange(NUM_LEVELS), stage_out[:, self.level_stage])  # (n, 5)
         counts = layer_counts + 1  # + head
@@ -338,9 +359,9 @@ class _DenseTables:
                     _max_member(level_masks[..., 1], self.level_kernel_index.shape[2]))
         total = total + _take(self.fusion, parts, levels, ch_i[:, None, :], k_i, n_in).sum(axis=(1, 2))
         arch_of, part, level, source = np.nonzero((masks[..., None] >> levels) & 1)
-        branch = _take(self.branch, part, level, source, ch_i[arch_of, source], ch_i[arch_of, level])  # (branches, 2)
-        total[:, 0] += np.bincount(arch_of, branch[:, 0], n)
-        total[:, 1] += np.bincount(arch_of, branch[:, 1], n)
+        branch = _take(self.branch, part, level, source, ch_i[arch_of, source], ch_i[arch_of, level])  # (branches, 3)
+        for column in range(total.shape[1]):
+            total[:, column] += np.bincount(arch_of, branch[:, column], n)
         counts = counts + (n_in + 1).sum(axis=(1, 2))
         total = total + np.take(self.head, ch_i[:, 0], axis=0)
         return total, counts
