@@ -1,0 +1,101 @@
+"""Refit the latency-table corrections on saved `lut validate` outputs with the current code, and judge each on a
+later, separate validation: no timing, so it runs anywhere in seconds and can compare correction models on the same
+measurements.
+
+    python benchmarks/refit_lut_correction.py --tables benchmarks/data/lut_targets_2026-12-02 \\
+        --validation benchmarks/data/lut_targets_2026-12-02/validation-1.parquet \\
+        [--later benchmarks/data/lut_targets_2026-12-02/validation-2.parquet] [-c experiments/lut_targets.yaml]
+
+Per device: the block sum and the correction chosen and fitted by `fit_correction` (held-out figures by nested
+cross-validation) on --validation; with --later, the block sum and that correction applied unchanged to the later
+run's networks (the test of whether a correction holds on a later run) and the later run's own round-to-round
+repeatability when it has two rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import record_result  # noqa: E402
+from inas.config import load_config  # noqa: E402
+from inas.latency import BlockSums, Figures, LatencyPredictor, fit_correction  # noqa: E402
+from inas.latency.table import table_path  # noqa: E402
+from inas.space import SearchSpace, arch_from_json  # noqa: E402
+
+
+def device_rows(path: Path, device: str) -> pd.DataFrame:
+    frame = pd.read_parquet(path)
+    return frame[frame.device == device]
+
+
+def block_sums(tables: Path, device: str, space: SearchSpace, rows: pd.DataFrame) -> BlockSums:
+    predictor = LatencyPredictor(table_path(tables, device), space, correction=None)
+    return predictor.block_sums_many([arch_from_json(a, space) for a in rows["arch"]])
+
+
+def line(device: str, what: str, figures: Figures, rows: list[dict[str, Any]]) -> str:
+    rows.append({"device": device, "predictor": what, "spearman": round(figures.spearman, 4),
+                 "mape_pct": round(figures.mape_pct, 3), "within_10_pct": figures.within_10_pct,
+                 "within_5_pct": figures.within_5_pct})
+    return (f"| {device} | {what} | {figures.spearman:.3f} | {figures.mape_pct:.2f} | {figures.within_10_pct:.0f} | "
+            f"{figures.within_5_pct:.0f} |")
+
+
+def provenance(tables: Path, devices: list[str]) -> dict[str, Any]:
+    """Where and when the tables were timed (their `host` and `measured_at` columns)."""
+    out = {}
+    for device in devices:
+        table = pd.read_parquet(table_path(tables, device), columns=["host", "measured_at", "backend"])
+        out[device] = {"backend": str(table["backend"].iloc[0]), "host": sorted(set(table["host"].astype(str))),
+                       "measured_at": [str(table["measured_at"].min()), str(table["measured_at"].max())]}
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tables", required=True, help="folder of <device>.parquet latency tables")
+    parser.add_argument("--validation", required=True, help="validation.parquet the corrections are fitted on")
+    parser.add_argument("--later", default=None, help="validation.parquet of a later run to judge them on")
+    parser.add_argument("-c", "--config", default="experiments/lut_targets.yaml", help="config of the tables")
+    parser.add_argument("--record", action="store_true", help="append the figures to benchmarks/results.jsonl")
+    args = parser.parse_args()
+    config = load_config(args.config)
+    space = config.space.build()
+    tables = Path(args.tables)
+    print("| device | predictor | Spearman | MAPE % | within ±10 % | within ±5 % |\n|---|---|---:|---:|---:|---:|")
+    table_rows: list[dict[str, Any]] = []
+    devices = list(dict.fromkeys(pd.read_parquet(args.validation)["device"]))
+    for device in devices:
+        rows = device_rows(Path(args.validation), device)
+        sums, measured = block_sums(tables, device, space, rows), rows["measured_ms"].to_numpy()
+        correction, held_out = fit_correction(sums, measured, device, seed=config.seed)
+        print(line(device, "block sum", Figures.of(sums.latency_ms, measured), table_rows))
+        if correction is None or held_out is None:
+            print(f"| {device} | no correction beats the block sum | | | | |")
+            continue
+        print(line(device, f"{correction.model} (held-out)", Figures.of(held_out, measured), table_rows))
+        if args.later is None:
+            continue
+        later = device_rows(Path(args.later), device)
+        later_sums, later_measured = block_sums(tables, device, space, later), later["measured_ms"].to_numpy()
+        applied = correction.apply(later_sums.latency_ms, later_sums.n_blocks, later_sums.params_m, later_sums.io)
+        print(line(device, "later run: block sum", Figures.of(later_sums.latency_ms, later_measured), table_rows))
+        print(line(device, "later run: this correction", Figures.of(applied, later_measured), table_rows))
+        if {"measured_ms_round0", "measured_ms_round1"} <= set(later.columns):
+            print(line(device, "later run: round 2 vs round 1", Figures.of(
+                later["measured_ms_round1"].to_numpy(), later["measured_ms_round0"].to_numpy()), table_rows))
+    if args.record:
+        record_result("lut_correction_refit", {"tables": str(tables), "validation": args.validation,
+                                               "later": args.later, "timed": provenance(tables, devices),
+                                               "rows": table_rows})
+
+
+if __name__ == "__main__":
+    main()
