@@ -73,6 +73,8 @@ def test_auto_predictor_picks_the_best_out_of_fold_model(data):
     assert taus[predictor.chosen_model] == max(taus.values())
     few = AccuracyPredictor(SPACE, model="auto", seed=1).fit(archs[:6], y[:6])
     assert few.chosen_model == "forest"  # too few samples to choose on
+    one_tree, std = AccuracyPredictor(SPACE, model="forest", n_estimators=1).fit(archs, y).predict(archs[:3])
+    assert one_tree.shape == (3,) and (std == 0).all()  # a one-member ensemble is not mistaken for a process
 
 
 def brute_force_ehvi(front_lat, front_score, lat, mu, sigma, ref_lat, ref_score, nodes=601):

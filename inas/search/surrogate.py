@@ -9,7 +9,7 @@ Features (`ArchFeatures`, `kind`):
 - "encoding": the option index of every `ArchEncoding` dimension (per layer; layers beyond a stage's depth are 0),
   73 columns for the full space.
 - "both": the two side by side.
-`benchmarks/bench_search_league.py --predictor-only` measures them (tau, MAE) on real evaluations.
+`analyze --predictor compare` measures them (tau, MAE) on a run's own evaluations.
 
 Models (`model`), scikit-learn, each with an uncertainty (std):
 - "forest" (default): a random forest (`RandomForestRegressor`, `n_estimators` (50) trees, min 2 samples per leaf,
@@ -192,7 +192,7 @@ def _fit_members(model: str, x: np.ndarray, y: np.ndarray, n_estimators: int, n_
 
 def _predict_members(members: list, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std), each (n,): over the ensemble's members, or a Gaussian process's posterior."""
-    if len(members) == 1 and hasattr(members[0][-1], "kernel_"):
+    if len(members) == 1 and hasattr(members[0], "steps") and hasattr(members[0].steps[-1][1], "kernel_"):
         mean, std = members[0].predict(x, return_std=True)
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
     each = np.stack([m.predict(x) for m in members])  # (members, n)
