@@ -15,7 +15,14 @@ from PIL import Image
 
 from inas.errors import BadInputError
 from inas.run import main as run_main
-from inas.search.analysis import OVERALL, analyze, default_budgets_ms, load_results, read_evaluations
+from inas.search.analysis import (
+    OVERALL,
+    analyze,
+    default_budgets_ms,
+    front_size_text,
+    load_results,
+    read_evaluations,
+)
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, knee_point
 from inas.search.testing import synthetic_accuracy, synthetic_latency_ms
 from inas.space import inas_space, sample_uniform
@@ -254,3 +261,9 @@ def test_folders_with_different_devices_are_joined(tmp_path):
     assert set(gpu.front_overall.searcher) == {"random"}  # rows without a gpu latency take no part
     assert gpu.hypervolume_table.set_index("searcher").loc["evolution", "hypervolume"] == 0.0
     assert set(analyze(evaluations).front_overall.searcher) <= {"random", "evolution"}
+
+
+def test_front_size_counts_an_arch_found_by_several_searchers_once():
+    front = pd.DataFrame({"arch_id": ["a", "b", "b"], "searcher": ["random", "random", "evolution"]})
+    assert front_size_text(front) == "2 distinct architectures in 3 rows (one row per searcher that found each)"
+    assert front_size_text(front.iloc[:2]) == "2 architectures"

@@ -9,6 +9,7 @@ from inas.search.analysis import (
     OVERALL,
     Analysis,
     analyze,
+    front_size_text,
     load_results,
     parse_budgets,
     parse_devices,
@@ -48,7 +49,7 @@ def summary_text(analysis: Analysis) -> str:
     metric, latency = analysis.metric, analysis.latency_column
     lines = [f"{len(analysis.evaluations)} evaluations, searchers: {', '.join(analysis.searchers)}; "
              f"objectives: max {metric}, min {latency}",
-             f"overall front: {len(analysis.front_overall)} architectures",
+             f"overall front: {front_size_text(analysis.front_overall)}",
              f"hypervolume (reference {analysis.reference[latency]:.4f} ms, {metric} {analysis.reference[metric]:g}):"]
     for row in analysis.hypervolume_table.itertuples(index=False):
         label = "all searchers" if row.searcher == OVERALL else row.searcher
@@ -77,7 +78,7 @@ def joint_summary_lines(analysis: Analysis) -> list[str]:
     """The N-D part of the summary: joint front size, hypervolume per searcher, device rank agreement."""
     joint = analysis.joint
     assert joint is not None
-    lines = [f"joint front over {analysis.metric} and {', '.join(joint.devices)}: {len(joint.front)} architectures",
+    lines = [f"joint front over {analysis.metric} and {', '.join(joint.devices)}: {front_size_text(joint.front)}",
              "joint hypervolume (reference: the largest latency per device, metric 0):"]
     for row in joint.hypervolume_table.itertuples(index=False):
         label = "all searchers" if row.searcher == OVERALL else row.searcher

@@ -371,6 +371,15 @@ def joint_analysis(evaluations: pd.DataFrame, metric: str, devices: Sequence[str
                          device_rank_agreement(evaluations, metric, columns))
 
 
+def front_size_text(front: pd.DataFrame) -> str:
+    """How many architectures a front holds, in words: a front keeps one row per (searcher, arch), so an arch that
+    several searchers found counts once."""
+    distinct = int(front["arch_id"].nunique()) if "arch_id" in front.columns else len(front)
+    if distinct == len(front):
+        return f"{distinct} architectures"
+    return f"{distinct} distinct architectures in {len(front)} rows (one row per searcher that found each)"
+
+
 def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Sequence[float] | None = None,
             validation: pd.DataFrame | None = None, duplicates_dropped: int = 0,
             devices: Sequence[str] | None = None,

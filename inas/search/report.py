@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from inas.io import atomic_write_parquet, atomic_write_text
-from inas.search.analysis import OVERALL, Analysis, latency_columns
+from inas.search.analysis import OVERALL, Analysis, front_size_text, latency_columns
 from inas.search.plots import (
     plot_accuracy_vs_latency,
     plot_hypervolume_curve,
@@ -114,7 +114,7 @@ def joint_section(analysis: Analysis) -> list[str]:
         "",
         markdown_table(joint.rank_agreement, digits=3),
         "",
-        f"Joint front ({len(joint.front)} architectures):",
+        f"Joint front ({front_size_text(joint.front)}):",
         "",
         markdown_table(joint.front[front_columns]),
         "",
@@ -140,7 +140,7 @@ def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) ->
         f" ({analysis.duplicates_dropped} duplicates dropped); searchers: {', '.join(analysis.searchers)}",
         f"- objectives: maximise `{metric}`, minimise `{latency}` (device `{device}`)",
         f"- devices in the results: {', '.join(device_of(c) for c in latency_columns(analysis.evaluations))}",
-        f"- overall Pareto front: {len(analysis.front_overall)} architectures",
+        f"- overall Pareto front: {front_size_text(analysis.front_overall)}",
         "",
         f"![{metric} vs latency]({ACCURACY_PLOT})",
         "",
