@@ -77,6 +77,16 @@ def test_auto_predictor_picks_the_best_out_of_fold_model(data):
     assert one_tree.shape == (3,) and (std == 0).all()  # a one-member ensemble is not mistaken for a process
 
 
+def test_gaussian_process_fits_on_its_last_rows_only(data, monkeypatch):
+    import inas.search.surrogate as surrogate
+
+    archs, y = data
+    monkeypatch.setattr(surrogate, "GP_MAX_SAMPLES", 30)
+    capped = AccuracyPredictor(SPACE, model="gp", seed=1).fit(archs, y)
+    assert capped._members[0].steps[-1][1].X_train_.shape[0] == 30
+    last = AccuracyPredictor(SPACE, model="gp", seed=1).fit(archs[-30:], y[-30:])
+    np.testing.assert_allclose(capped.predict(archs[:5])[0], last.predict(archs[:5])[0])
+
 def brute_force_ehvi(front_lat, front_score, lat, mu, sigma, ref_lat, ref_score, nodes=601):
     """E[HV(front + p) - HV(front)] by the trapezoid rule on a dense grid over mu +- 8 sigma, weighted by the
     normal density (the gain is piecewise linear in the score; sigma 0: the exact difference)."""

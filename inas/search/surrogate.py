@@ -20,7 +20,8 @@ Models (`model`), scikit-learn, each with an uncertainty (std):
   among 12 values in [0.01, 1000]), each on a bootstrap sample; mean and std over the bags. The linear model of
   DyNAS-T / LINAS, which needs few samples.
 - "gp": a Gaussian process on standardised features (constant x RBF + linear + white-noise kernel, its
-  hyper-parameters fitted by marginal likelihood, `normalize_y`); its posterior mean and std.
+  hyper-parameters fitted by marginal likelihood, `normalize_y`); its posterior mean and std. Fitted on the last
+  `GP_MAX_SAMPLES` rows at most (the fit is cubic in the rows: a search of ~1,000 evaluations refits every round).
 - "auto": at every fit with >= `AUTO_MIN_SAMPLES` archs, the one of `AUTO_MODELS` with the best 5-fold out-of-fold
   Kendall tau on the data at hand (its last `AUTO_CHOICE_SAMPLES` rows; `chosen_model`; "forest" below that), so
   the run's own evaluations decide. The predictor searcher's default; `cross_validate` chooses inside each fold.
@@ -49,6 +50,7 @@ MODELS = ("forest", "boosting", "ridge", "gp", "auto")
 AUTO_MODELS = ("forest", "ridge", "gp")
 AUTO_MIN_SAMPLES = 10
 AUTO_CHOICE_SAMPLES = 200  # the choice is made on the last 200 samples (a Gaussian process's fit is cubic in n)
+GP_MAX_SAMPLES = 500  # a Gaussian process is fitted on the last 500 samples at most (seconds per fit beyond)
 
 
 class ArchFeatures:
@@ -172,6 +174,7 @@ def _fit_members(model: str, x: np.ndarray, y: np.ndarray, n_estimators: int, n_
                                        random_state=seed, n_jobs=1)
         return list(forest.fit(x, y).estimators_)
     if model == "gp":
+        x, y = x[-GP_MAX_SAMPLES:], y[-GP_MAX_SAMPLES:]
         kernel = ConstantKernel() * RBF(float(np.sqrt(x.shape[1]))) + DotProduct() + WhiteKernel()
         gp = make_pipeline(StandardScaler(), GaussianProcessRegressor(kernel, normalize_y=True, random_state=seed))
         with warnings.catch_warnings():
