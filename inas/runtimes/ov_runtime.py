@@ -61,12 +61,13 @@ def nncf_int8(model: Any, feeds: Sequence[dict[str, np.ndarray]]) -> Any:
     return nncf.quantize(model, nncf.Dataset(items), subset_size=len(items))
 
 
-def compile_cpu(model: Any, threads: int) -> Any:
-    """A CompiledModel on the CPU plugin (see the module docstring for the settings)."""
+def compile_cpu(model: Any, threads: int, performance_counters: bool = False) -> Any:
+    """A CompiledModel on the CPU plugin (see the module docstring for the settings); `performance_counters`:
+    per-layer times in each request's `profiling_info` (for profiling, not timing)."""
     import openvino as ov
 
     config = {"INFERENCE_NUM_THREADS": int(threads), "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-              "INFERENCE_PRECISION_HINT": "f32"}
+              "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": bool(performance_counters)}
     return ov.Core().compile_model(model, "CPU", config)
 
 
