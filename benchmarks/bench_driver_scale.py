@@ -52,7 +52,6 @@ import math
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -225,16 +224,6 @@ def state_writes(evals: int, policy: SavePolicy, archs_per_trial: int, root: Pat
             "loop_s": round(loop_s, 1), "one_full_save_ms_at_end": round(one_save_s * 1e3, 1)}
 
 
-def cpu_description() -> dict[str, str]:
-    """`lscpu`'s model name and flags (empty when lscpu is missing)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {}
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return {"cpu_model": fields.get("Model name", "").strip(), "cpu_flags": fields.get("Flags", "").strip()}
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8, 16, 32, 64])
@@ -251,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.cpus_per_trial = args.cpus_per_trial or round(1.9 / max(args.concurrency), 4)
     logging.basicConfig(level=logging.WARNING)
-    machine = {**cpu_description(), "load_average_1m": os.getloadavg()[0], **({"note": args.note} if args.note else {})}
+    machine = {"load_average_1m": os.getloadavg()[0], **({"note": args.note} if args.note else {})}
     with tempfile.TemporaryDirectory(prefix="bench_driver_scale_") as tmp:
         root = Path(tmp)
         if not args.skip_writes:

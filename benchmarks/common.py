@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +35,22 @@ def machine_description() -> str:
     return ", ".join(parts)
 
 
+def cpu_description() -> dict[str, str]:
+    """`lscpu`'s model name and flags (empty when lscpu is missing): processors differ between machines (AVX-512
+    VNNI, AMX), and INT8 timings depend on them."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {"cpu_model": fields.get("Model name", "").strip(), "cpu_flags": fields.get("Flags", "").strip()}
+
+
 def record_result(bench: str, figures: dict[str, Any], path: Path = RESULTS_PATH) -> dict[str, Any]:
-    """Append {"bench", "date", "machine", **figures} as one JSON line to `path`; returns the record."""
+    """Append {"bench", "date", "machine", "cpu_model", "cpu_flags", **figures} as one JSON line to `path`;
+    returns the record."""
     record = {"bench": bench, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "machine": machine_description(), **figures}
+              "machine": machine_description(), **cpu_description(), **figures}
     existing = path.read_text(encoding="utf-8") if path.exists() else ""
     if existing and not existing.endswith("\n"):
         existing += "\n"
