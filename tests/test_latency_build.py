@@ -140,10 +140,11 @@ def test_missing_resource_is_checked_before_any_actor_starts(monkeypatch, tmp_pa
 
 
 @pytest.mark.slow
-def test_two_devices_measured_in_one_run_on_ray(ray_local, tmp_path):
+def test_two_devices_measured_in_one_run_on_ray(ray_local, tmp_path, capsys):
     config = tiny_config()
     keys = config_blocks(config)
     reports = build_tables(config, tmp_path, progress=False)
+    assert "run at niceness 15" in capsys.readouterr().err  # the fixture's Ray keeps Ray's worker default: said
     assert {r.device: (r.blocks, r.measured) for r in reports} == {"tiny_a": (len(keys), len(keys)),
                                                                     "tiny_b": (len(keys), len(keys))}
     for name, threads in (("tiny_a", 1), ("tiny_b", 2)):
@@ -172,3 +173,21 @@ def test_cli_reports_a_missing_gpu_resource_as_bad_input(ray_local, tmp_path, ca
     assert main(["lut", "-c", str(config), "-o", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "'GPU'" in err and "lut.devices[0].resource" in err
+
+
+def test_a_ray_started_for_timing_runs_its_workers_unniced(tmp_path):
+    """Ray nices its workers to 15 by default; a measuring actor at 15 yields to every other process of the node."""
+    import ray
+
+    from inas.latency.devices import warn_if_niced
+    from inas.ray_session import init_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    connection = init_ray("local", verb="lut", num_cpus=1, worker_niceness=0)
+    try:
+        assert ray.get(ray.remote(lambda: os.nice(0)).remote()) == 0
+    finally:
+        connection.close()
+    assert warn_if_niced("cpu", [0, 0]) is None
+    assert "RAY_worker_niceness=0" in warn_if_niced("cpu", [0, 15])

@@ -25,6 +25,8 @@ import contextlib
 import datetime as dt
 import fcntl
 import math
+import os
+import sys
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -149,6 +151,10 @@ class DeviceActor:
         """None if this node can run the device's backend, else the reason."""
         return self.runner.check()
 
+    def niceness(self) -> int:
+        """The nice value this actor measures at (0 unless the cluster's workers were started niced)."""
+        return os.nice(0)
+
     def _row(self, key: BlockKey, timing: Timing, params: int, reference_ms: float, calibration: str,
              retimes: int = 0) -> dict:
         spec = self.spec
@@ -221,7 +227,8 @@ def connect_ray(address: str | None, specs: Sequence[DeviceSpec], num_cpus: int 
     for spec in specs:
         if not spec.uses_gpu_resource:
             resources[spec.resource] = resources.get(spec.resource, 0) + spec.actors
-    return init_ray(address, verb="lut", local_resources=resources, num_cpus=num_cpus)
+    # niceness 0: Ray's default (15) lets any other process of the machine preempt a measuring actor
+    return init_ray(address, verb="lut", local_resources=resources, num_cpus=num_cpus, worker_niceness=0)
 
 
 def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> None:
@@ -261,7 +268,20 @@ def start_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices",
                 for a in handles:
                     ray.kill(a)
             raise BadInputError(f"device {spec.name!r}: {problems[0]}", key=f"{source}[{i}].backend")
+        warn_if_niced(spec.name, ray.get([a.niceness.remote() for a in actors[spec.name]]))
     return actors
+
+
+def warn_if_niced(device: str, niceness: Sequence[int]) -> str | None:
+    """Say on stderr (and return) why timings of actors running niced are suspect, and how to start a cluster whose
+    workers are not; None if every actor runs at niceness <= 0."""
+    if max(niceness, default=0) <= 0:
+        return None
+    text = (f"lut: warning: the actors of device {device!r} run at niceness {max(niceness)} (Ray's worker default on "
+            "this cluster): any other process on their node preempts them and inflates the timings; start the "
+            "cluster's nodes with `RAY_worker_niceness=0 ray start ...`")
+    print(text, file=sys.stderr, flush=True)
+    return text
 
 
 def start_local_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices",
