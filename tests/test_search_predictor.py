@@ -58,7 +58,7 @@ def test_predictor_fit_predict_and_cross_validation(data, model):
     assert quality.kendall_tau > 0.3 and 0 < quality.mae < np.abs(y - y.mean()).mean()
     assert 0 <= quality.within_1std <= 1
     np.testing.assert_array_equal(predictor.predict(archs[60:])[0], mean)  # the fitted model is kept
-    assert predictor.chosen_model in ("forest", "ridge", "gp") if model == "auto" else predictor.chosen_model == model
+    assert predictor.chosen_model in ("forest", "ridge") if model == "auto" else predictor.chosen_model == model
     with pytest.raises(BadInputError, match="model"):
         AccuracyPredictor(SPACE, model="mlp")
 

@@ -31,7 +31,10 @@ archs, 100 trees / 8 bags): forest+summary tau 0.45/0.59/0.56 with a calibrated 
 features tau 0.01-0.03 lower. On 64 archs (3 seeds), uniform / the predictor searcher's own: forest 0.57 / 0.77,
 ridge 0.72 / 0.84, gp 0.69 / 0.76 (summary features); the synthetic metric is nearly additive in these features,
 which favours the linear model, so the supernet's own figures (`analyze --predictor compare`, the league's
-predictor table) choose between them.
+predictor table) choose between them. On the demo supernet (league, 2026-12-02: the predictor searcher's first 64
+evaluations of 4 seeds, out of fold) forest 0.58, ridge 0.50, gp 0.19-0.59, auto over all three 0.53 and over
+forest and ridge 0.57: the Gaussian process fails on some runs and its choice by a 5-fold score on ~50 rows is
+noisy, so `auto` chooses between the forest and the ridge only ("gp" stays available by name).
 Everything is seeded; nothing is pickled (a searcher refits from its told evaluations on resume).
 """
 
@@ -47,7 +50,7 @@ from inas.space import Arch, ArchEncoding, SearchSpace
 
 FEATURE_KINDS = ("summary", "encoding", "both")
 MODELS = ("forest", "boosting", "ridge", "gp", "auto")
-AUTO_MODELS = ("forest", "ridge", "gp")
+AUTO_MODELS = ("forest", "ridge")  # not "gp": see the module docstring
 AUTO_MIN_SAMPLES = 10
 AUTO_CHOICE_SAMPLES = 200  # the choice is made on the last 200 samples (a Gaussian process's fit is cubic in n)
 GP_MAX_SAMPLES = 500  # a Gaussian process is fitted on the last 500 samples at most (seconds per fit beyond)
