@@ -22,13 +22,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import onnx  # noqa: E402
 import onnxruntime as ort  # noqa: E402
-from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static  # noqa: E402
-from onnxruntime.quantization.shape_inference import quant_pre_process  # noqa: E402
 
 from inas.deploy.onnx_export import to_onnx_bytes  # noqa: E402
 from inas.latency.backends import build_network  # noqa: E402
+from inas.runtimes.quantize import preprocessed_graph, quantize_onnx_int8  # noqa: E402
 from inas.space import inas_space, sample_uniform  # noqa: E402
 
 
@@ -49,33 +47,21 @@ def main() -> None:
     arch = sample_uniform(space, random.Random(int(sys.argv[1]) if len(sys.argv) > 1 else 0))
     fp32 = to_onnx_bytes(build_network(space, arch, 1).eval(), (320, 320))
     tmp = Path(tempfile.mkdtemp(prefix="inas-int8-variants-"))
-    (tmp / "fp32.onnx").write_bytes(fp32)
-    quant_pre_process(str(tmp / "fp32.onnx"), str(tmp / "pre.onnx"))
-    graph = onnx.load(str(tmp / "pre.onnx")).graph
+    graph = preprocessed_graph(fp32)
     name = graph.input[0].name
     depthwise = [n.name for n in graph.node
                  if n.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in n.attribute)]
     feeds = [{name: np.random.default_rng(i).uniform(-2, 2, (1, 3, 320, 320)).astype(np.float32)} for i in range(8)]
 
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.feeds = iter(feeds)
-
-        def get_next(self) -> dict | None:
-            return next(self.feeds, None)
-
-    def quantised(tag: str, fmt: QuantFormat = QuantFormat.QDQ, **options) -> bytes:
-        out = tmp / f"{tag}.onnx"
-        quantize_static(str(tmp / "pre.onnx"), str(out), Reader(), quant_format=fmt, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **options)
-        return out.read_bytes()
+    def quantised(**options) -> bytes:
+        return quantize_onnx_int8(fp32, feeds, **options)
 
     print(f"arch {arch.arch_id}: {len(graph.node)} nodes, {len(depthwise)} depthwise convolutions")
-    models = {"fp32": fp32, "qdq_all": quantised("all"),
-              "qdq_conv_only": quantised("conv", op_types_to_quantize=["Conv"]),
-              "qdq_no_depthwise": quantised("nodw", nodes_to_exclude=depthwise),
-              "qdq_pointwise_only": quantised("pw", op_types_to_quantize=["Conv"], nodes_to_exclude=depthwise),
-              "qoperator": quantised("qop", QuantFormat.QOperator)}
+    models = {"fp32": fp32, "qdq_all": quantised(),
+              "qdq_conv_only": quantised(op_types_to_quantize=["Conv"]),
+              "qdq_no_depthwise": quantised(nodes_to_exclude=depthwise),
+              "qdq_pointwise_only": quantised(op_types_to_quantize=["Conv"], nodes_to_exclude=depthwise),
+              "qoperator": quantised(operator_format=True)}
     sessions = {k: session(m) for k, m in models.items()}
     x = feeds[0]
     times: dict[str, list[float]] = {k: [] for k in sessions}

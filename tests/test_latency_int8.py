@@ -148,3 +148,26 @@ def test_a_block_with_a_wide_spread_is_retimed_and_the_steadiest_timing_kept(blo
     monkeypatch.setattr(actor.runner, "time_callable", lambda *a: next(steady))
     (row,) = actor.measure_blocks([blocks["head"].to_row()])
     assert row["retimes"] == 0 and row["latency_ms"] == 1.0
+
+
+def test_quantisation_options_reach_onnxruntime(blocks):
+    """`quantize_onnx_int8`'s experiment options: excluded nodes stay FP32, QOperator writes QLinearConv."""
+    import onnx
+
+    from inas.latency.backends import export_onnx
+    from inas.runtimes.quantize import preprocessed_graph, quantize_onnx_int8
+
+    key = blocks["mbconv"]
+    inputs = block_inputs(key, batch=1)
+    fp32 = export_onnx(build_block(key), inputs, list_input=False)
+    feeds = Runner("onnxruntime-int8", 1).calibration_feeds(inputs)
+    convs = [n.name for n in preprocessed_graph(fp32).node if n.op_type == "Conv"]
+
+    def op_types(model: bytes) -> list[str]:
+        return [n.op_type for n in onnx.load_from_string(model).graph.node]
+
+    assert "QuantizeLinear" in op_types(quantize_onnx_int8(fp32, feeds))
+    only_convs = {"op_types_to_quantize": ["Conv"]}
+    assert "QuantizeLinear" in op_types(quantize_onnx_int8(fp32, feeds, **only_convs))
+    assert "QuantizeLinear" not in op_types(quantize_onnx_int8(fp32, feeds, **only_convs, nodes_to_exclude=convs))
+    assert "QLinearConv" in op_types(quantize_onnx_int8(fp32, feeds, operator_format=True))

@@ -13,6 +13,7 @@ import logging
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,8 +30,12 @@ class _Feeds:
         return next(self._it, None)
 
 
-def quantize_onnx_int8(onnx_bytes: bytes, feeds: Sequence[dict[str, np.ndarray]]) -> bytes:
-    """The QDQ INT8 version of an FP32 ONNX model, calibrated on `feeds` (batch-1 input feeds)."""
+def quantize_onnx_int8(onnx_bytes: bytes, feeds: Sequence[dict[str, np.ndarray]], *, operator_format: bool = False,
+                       **options: Any) -> bytes:
+    """The QDQ INT8 version of an FP32 ONNX model, calibrated on `feeds` (batch-1 input feeds). For experiments
+    (`benchmarks/bench_int8_variants.py`): `operator_format` writes the QOperator format instead of QDQ, and
+    `options` go to `quantize_static` (e.g. `op_types_to_quantize`, `nodes_to_exclude`: node names of the
+    pre-processed graph, `preprocessed_graph(onnx_bytes)`)."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -50,8 +55,22 @@ def quantize_onnx_int8(onnx_bytes: bytes, feeds: Sequence[dict[str, np.ndarray]]
             fp32, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
             fp32.write_bytes(onnx_bytes)
             quant_pre_process(str(fp32), str(pre))
-            quantize_static(str(pre), str(out), Reader(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
-                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+            quantize_static(str(pre), str(out), Reader(feeds),
+                            quant_format=QuantFormat.QOperator if operator_format else QuantFormat.QDQ,
+                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **options)
             return out.read_bytes()
     finally:
         quant_log.setLevel(level)
+
+
+def preprocessed_graph(onnx_bytes: bytes) -> Any:
+    """The onnx GraphProto that `quantize_onnx_int8` quantises (after `quant_pre_process`): its node names are the
+    ones `nodes_to_exclude` refers to."""
+    import onnx
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with tempfile.TemporaryDirectory(prefix="inas-int8-") as tmp:
+        fp32, pre = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx")
+        fp32.write_bytes(onnx_bytes)
+        quant_pre_process(str(fp32), str(pre))
+        return onnx.load(str(pre)).graph
