@@ -12,7 +12,7 @@ These enqueued trials (and warm-start trials) are placed in NSGA-II's generation
 Optuna does that only for trials it samples itself, so before, they were never parents and the next
 `population_size` asks were uniform draws. On the synthetic problem (`benchmarks/bench_search_league.py
 --synthetic` setting, 5 seeds, 96 evaluations, N-D hypervolume) that fix took NSGA-II from 0.508 to 0.582
-(population 16) and 0.630 (population 8; evolution + LGS 0.588); the league uses population 8.
+(population 16) and 0.630 (population 8; evolution + LGS 0.588); the league and the default use population 8.
 
 Parametrisation: one categorical parameter per dimension of `ArchEncoding` (the option index, so tuple-valued options
 need no conversion), given to `study.ask(fixed_distributions)`.
@@ -63,7 +63,7 @@ class OptunaSearcher(Searcher):
     size_params = ("population_size",)
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
-                 sampler: str = "nsga2", population_size: int = 16, n_startup_trials: int = 16,
+                 sampler: str = "nsga2", population_size: int = 8, n_startup_trials: int = 16,
                  sampler_options: Mapping[str, Any] | None = None, max_tries_per_ask: int = 50,
                  lgs_initial: int | None = None, lgs_groups: int = 4, part_latency_fn: PartLatencyFn | None = None,
                  **kwargs: Any) -> None:
