@@ -38,7 +38,6 @@ def quantize_onnx_int8(onnx_bytes: bytes, feeds: Sequence[dict[str, np.ndarray]]
     pre-processed graph, `preprocessed_graph(onnx_bytes)`)."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     if not feeds:
         raise ValueError("quantisation needs at least one calibration feed")
@@ -52,9 +51,7 @@ def quantize_onnx_int8(onnx_bytes: bytes, feeds: Sequence[dict[str, np.ndarray]]
     quant_log.setLevel(logging.ERROR)
     try:
         with tempfile.TemporaryDirectory(prefix="inas-int8-") as tmp:
-            fp32, pre, out = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx"), Path(tmp, "int8.onnx")
-            fp32.write_bytes(onnx_bytes)
-            quant_pre_process(str(fp32), str(pre))
+            pre, out = _preprocessed(onnx_bytes, tmp), Path(tmp, "int8.onnx")
             quantize_static(str(pre), str(out), Reader(feeds),
                             quant_format=QuantFormat.QOperator if operator_format else QuantFormat.QDQ,
                             per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **options)
@@ -63,14 +60,20 @@ def quantize_onnx_int8(onnx_bytes: bytes, feeds: Sequence[dict[str, np.ndarray]]
         quant_log.setLevel(level)
 
 
+def _preprocessed(onnx_bytes: bytes, tmp: str) -> Path:
+    """`quant_pre_process` (shape inference, constant folding) of the model, written to `tmp`/pre.onnx."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32, pre = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx")
+    fp32.write_bytes(onnx_bytes)
+    quant_pre_process(str(fp32), str(pre))
+    return pre
+
+
 def preprocessed_graph(onnx_bytes: bytes) -> Any:
     """The onnx GraphProto that `quantize_onnx_int8` quantises (after `quant_pre_process`): its node names are the
     ones `nodes_to_exclude` refers to."""
     import onnx
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with tempfile.TemporaryDirectory(prefix="inas-int8-") as tmp:
-        fp32, pre = Path(tmp, "fp32.onnx"), Path(tmp, "pre.onnx")
-        fp32.write_bytes(onnx_bytes)
-        quant_pre_process(str(fp32), str(pre))
-        return onnx.load(str(pre)).graph
+        return onnx.load(str(_preprocessed(onnx_bytes, tmp))).graph
