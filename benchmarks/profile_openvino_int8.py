@@ -13,7 +13,6 @@ from __future__ import annotations
 import collections
 import random
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from inas.deploy.onnx_export import to_onnx_bytes  # noqa: E402
+from inas.deploy.runtime import time_interleaved  # noqa: E402
 from inas.latency.backends import build_network  # noqa: E402
 from inas.runtimes.calibration import random_calibration  # noqa: E402
 from inas.runtimes.ov_runtime import compile_cpu, nncf_int8, ov_model_from_onnx, require_openvino  # noqa: E402
@@ -50,16 +50,10 @@ def main() -> None:
               "int8": nncf_int8(ov_model_from_onnx(onnx_bytes), [{"image": s[None]} for s in samples])}
     image = samples[:1]
     requests = {k: compile_cpu(m, 1).create_infer_request() for k, m in models.items()}
-    times: dict[str, list[float]] = {k: [] for k in requests}
-    for round_ in range(30):
-        for k, request in requests.items():
-            start = time.perf_counter()
-            request.infer([image])
-            if round_ >= 5:
-                times[k].append(1000 * (time.perf_counter() - start))
+    timings = time_interleaved({k: lambda r=r: r.infer([image]) for k, r in requests.items()}, warmup=5, repeats=25)
     print(f"arch {arch.arch_id}, {SIZE} x {SIZE}, 1 thread")
-    for k, values in times.items():
-        print(f"{k}: median {np.median(values):.2f} ms (min {min(values):.2f})")
+    for k, timing in timings.items():
+        print(f"{k}: median {timing.median_ms:.2f} ms (min {timing.min_ms:.2f})")
     for k, model in models.items():
         compiled = compile_cpu(model, 1, performance_counters=True)
         totals = layer_profile(compiled, image)
