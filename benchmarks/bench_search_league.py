@@ -1,7 +1,8 @@
 """The searcher league: every searcher at EQUAL budget on one supernet and its latency tables, several seeds;
 hypervolume (2-D on the primary device and N-D over every device) mean +- standard error at each checkpoint, the
 evaluations each needs to reach random's and evolution's final hypervolume, how much of the latency range its front
-covers, and the accuracy predictor's out-of-fold quality against the noise ceiling.
+covers, and the accuracy predictor's quality against the noise ceiling: out of fold on its own evaluations, and on
+the noise ceiling's own archs (fitted on its first 64 evaluations, it ranks the archs the ceiling was measured on).
 
 0. Assets: the config's supernet checkpoint and latency tables are used when present; otherwise they are built into
    --work with the pipeline's own verbs (`data synth`, `train`, `lut`) on the config (--train-iterations, --quick for
@@ -300,8 +301,8 @@ def repeat_tau(league: League, second: SecondPass, archs: list[Arch]) -> tuple[f
     return float(kendalltau(first, again).statistic), float(np.mean(np.abs(np.subtract(first, again))))
 
 
-def noise_ceiling(league: League, second: SecondPass, count: int) -> dict[str, Any]:
-    """Kendall tau between two passes over `count` archs spread over latency groups (BN subsets of two seeds)."""
+def noise_archs(league: League, count: int) -> list[Arch]:
+    """`count` archs spread over the latency groups of the primary device (a fixed seed: the same every run)."""
     primary = next(iter(league.device_fns.values()))
     sampler = LatencyGroupSampler(league.space, primary, groups=min(count, 10))
     rng = random.Random(12345)
@@ -311,8 +312,33 @@ def noise_ceiling(league: League, second: SecondPass, count: int) -> dict[str, A
             break
         arch = sampler.sample(i % sampler.groups, rng)
         archs.setdefault(arch.arch_id, arch)
-    tau, diff = repeat_tau(league, second, list(archs.values()))
+    return list(archs.values())
+
+
+def noise_ceiling(league: League, second: SecondPass, count: int) -> dict[str, Any]:
+    """Kendall tau between two passes over `count` archs spread over latency groups (BN subsets of two seeds)."""
+    archs = noise_archs(league, count)
+    tau, diff = repeat_tau(league, second, archs)
     return {"archs": len(archs), "kendall_tau": round(tau, 4), "mean_abs_diff": round(diff, 5)}
+
+
+def held_out_tau(frame: pd.DataFrame, league: League, n: int, held_out: list[Arch]) -> list[float]:
+    """Per predictor run: the predictor (`auto`) fitted on its first n evaluations ranks the `held_out` archs (the
+    noise ceiling's archs, none of them in its training set); Kendall tau against their measured scores. The
+    like-for-like comparison with the noise ceiling, which is measured on those same archs."""
+    from scipy.stats import kendalltau
+
+    measured = [league.result(a)[league.metric] for a in held_out]
+    held_ids = {a.arch_id for a in held_out}
+    taus = []
+    for _, runs in frame[frame.searcher == "predictor"].groupby("seed"):
+        runs = runs.iloc[:n]
+        runs = runs[~runs["arch_id"].isin(held_ids)]
+        archs = [arch_from_json(a, league.space) for a in runs["arch"]]
+        predictor = AccuracyPredictor(league.space, model="auto").fit(archs, runs[league.metric].to_numpy(float))
+        mean, _ = predictor.predict(held_out)
+        taus.append(float(kendalltau(mean, measured).statistic))
+    return taus
 
 
 # ----- figures -----------------------------------------------------------------------------------------------------
@@ -516,6 +542,15 @@ def main() -> None:
             if ceiling["kendall_tau"] > 0 else math.nan
         same = float(quality.get("same_archs_noise_ceiling", math.nan))
         quality["ratio_to_same_archs_noise_ceiling"] = round(quality["kendall_tau"] / same, 3) if same > 0 else math.nan
+        if second is not None:
+            held = held_out_tau(frame, league, n, noise_archs(league, args.noise_archs))
+            quality["noise_archs_kendall_tau"] = round(statistics.mean(held), 4)
+            quality["noise_archs_kendall_tau_per_seed"] = [round(t, 4) for t in held]
+            quality["noise_archs_ratio_to_noise_ceiling"] = round(statistics.mean(held) / ceiling["kendall_tau"], 3)
+            print(f"\npredictor fitted on {n} evaluations ranks the {len(noise_archs(league, args.noise_archs))} "
+                  f"noise-ceiling archs with Kendall tau {quality['noise_archs_kendall_tau']} (per seed "
+                  f"{quality['noise_archs_kendall_tau_per_seed']}): "
+                  f"{quality['noise_archs_ratio_to_noise_ceiling']} x the ceiling measured on them", flush=True)
         record["predictor_quality"] = quality
         print(f"\npredictor after {n} evaluations (5-fold out of fold): Kendall tau {quality['kendall_tau']} "
               f"({quality['ratio_to_noise_ceiling']} x the noise ceiling; the same archs evaluated twice: tau "

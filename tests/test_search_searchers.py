@@ -298,3 +298,27 @@ def test_exhausted_space_finishes_early(name, params):
     assert searcher.is_finished()
     assert 20 <= searcher.num_told <= 27
     assert len({r.arch.arch_id for r in searcher.records}) == searcher.num_told
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_searcher_evaluates_both_ends_of_the_latency_range_early(name):
+    """The smallest and the largest arch are among the first 8 asks of every searcher, so every front reaches both
+    ends of the latency range (random: `ends_first`; nevergrad: the lowest/highest budget's start points; the others
+    through the latency-group sampler)."""
+    first = drive(make(name, budget=40, seed=3), 8)
+    assert sample_min(SPACE).arch_id in first
+    assert sample_max(SPACE).arch_id in first
+
+
+def test_random_without_ends_first_is_the_plain_uniform_sampler():
+    plain = drive(make("random", seed=3, ends_first=False), 8)
+    assert sample_min(SPACE).arch_id not in plain and sample_max(SPACE).arch_id not in plain
+    with pytest.raises(BadInputError, match="ends_first"):
+        make("random", ends_first="yes")
+
+
+def test_nevergrad_end_start_points_respect_max_latency():
+    cap_ms = MIN_MS + 0.5 * (MAX_MS - MIN_MS)
+    first = drive(make("nevergrad", seed=3, max_latency_ms=cap_ms), 8)
+    assert sample_min(SPACE).arch_id in first
+    assert sample_max(SPACE).arch_id not in first

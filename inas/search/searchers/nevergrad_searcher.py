@@ -18,7 +18,9 @@ nevergrad optimisers block in `ask` beyond that), so up to K·num_workers evalua
 Parametrisation: one integer per dimension of `ArchEncoding` (`ng.p.Array` with integer casting, bounds
 [-0.5, n-0.5], decoded with `decode_repair`): a single array parameter keeps ask/tell fast (a `ng.p.Tuple` of 73
 `TransitionChoice`s costs ~0.3 s per ask) and lets NGOpt see a discrete problem (it picks a discrete (1+1) GA).
-Each instance starts from an arch drawn by the latency-group sampler in its budget's group (`warm_start`).
+Each instance starts from an arch drawn by the latency-group sampler in its budget's group (`warm_start`); the
+lowest budget's instance starts from the space's smallest arch and the highest budget's from its largest, so the
+front reaches both ends of the latency range (NGOpt's first ask is its start point).
 
 Duplicates: a proposal that decodes to an already evaluated arch is told its loss at once (no evaluation); one that
 decodes to an arch being evaluated waits for that result. After `max_tries_per_ask` proposals without a new arch the
@@ -44,7 +46,7 @@ import numpy as np
 from inas.errors import BadInputError
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
-from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
+from inas.space import Arch, ArchEncoding, SearchSpace, sample_max, sample_min
 
 
 def optimizer_class(name: str) -> Any:
@@ -150,10 +152,23 @@ class NevergradSearcher(Searcher):
         self._done = False
 
     def _warm_start(self, k: int, budget_ms: float) -> list[int]:
-        arch = self.sampler.sample(self._groups[k], self._rng)
+        """Start point of instance k: the space's smallest arch for the lowest budget, its largest for the highest
+        (when within the budget and the constraints), else an LGS draw in the budget's group (the smallest arch when
+        the draw is over the budget)."""
+        end = self._end_start(k)
+        arch = end if end is not None else self.sampler.sample(self._groups[k], self._rng)
         if self.latency_ms(arch) > budget_ms:
             arch = sample_min(self.space)
         return self.encoding.encode(arch)
+
+    def _end_start(self, k: int) -> Arch | None:
+        """The end of the latency range that instance k starts from: without it the (1+1) climbers start inside
+        the range and NGOpt's front stopped short of both ends (80 % of the range in the demo league)."""
+        last = len(self.budgets_ms) - 1
+        end = sample_min(self.space) if k == 0 else sample_max(self.space) if k == last else None
+        if end is None or self.latency_ms(end) > self.budgets_ms[k] or not self.is_feasible(end):
+            return None
+        return end
 
     # ----- asking ----------------------------------------------------------------------------------------------
     def _next(self) -> Arch | None:
