@@ -46,7 +46,7 @@ import numpy as np
 from inas.errors import BadInputError
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
-from inas.space import Arch, ArchEncoding, SearchSpace, sample_max, sample_min
+from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
 
 
 def optimizer_class(name: str) -> Any:
@@ -165,7 +165,8 @@ class NevergradSearcher(Searcher):
         """The end of the latency range that instance k starts from: without it the (1+1) climbers start inside
         the range and NGOpt's front stopped short of both ends (80 % of the range in the demo league)."""
         last = len(self.budgets_ms) - 1
-        end = sample_min(self.space) if k == 0 else sample_max(self.space) if k == last else None
+        group = 0 if k == 0 else self.sampler.groups - 1 if k == last else None
+        end = None if group is None else self.sampler.end_of(group)
         if end is None or self.latency_ms(end) > self.budgets_ms[k] or not self.is_feasible(end):
             return None
         return end
