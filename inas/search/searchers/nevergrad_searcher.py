@@ -18,9 +18,9 @@ nevergrad optimisers block in `ask` beyond that), so up to K·num_workers evalua
 Parametrisation: one integer per dimension of `ArchEncoding` (`ng.p.Array` with integer casting, bounds
 [-0.5, n-0.5], decoded with `decode_repair`): a single array parameter keeps ask/tell fast (a `ng.p.Tuple` of 73
 `TransitionChoice`s costs ~0.3 s per ask) and lets NGOpt see a discrete problem (it picks a discrete (1+1) GA).
-Each instance starts from an arch drawn by the latency-group sampler in its budget's group (`warm_start`); the
-lowest budget's instance starts from the space's smallest arch and the highest budget's from its largest, so the
-front reaches both ends of the latency range (NGOpt's first ask is its start point).
+Each instance starts from an arch drawn by the latency-group sampler in its budget's group (`warm_start`). The
+first two asks are the space's smallest and largest archs, told to the lowest and the highest budget's instance as
+candidates they did not ask, so the front reaches both ends of the latency range.
 
 Duplicates: a proposal that decodes to an already evaluated arch is told its loss at once (no evaluation); one that
 decodes to an arch being evaluated waits for that result. After `max_tries_per_ask` proposals without a new arch the
@@ -152,27 +152,34 @@ class NevergradSearcher(Searcher):
         self._done = False
 
     def _warm_start(self, k: int, budget_ms: float) -> list[int]:
-        """Start point of instance k: the space's smallest arch for the lowest budget, its largest for the highest
-        (when within the budget and the constraints), else an LGS draw in the budget's group (the smallest arch when
-        the draw is over the budget)."""
-        end = self._end_start(k)
-        arch = end if end is not None else self.sampler.sample(self._groups[k], self._rng)
+        arch = self.sampler.sample(self._groups[k], self._rng)
         if self.latency_ms(arch) > budget_ms:
             arch = sample_min(self.space)
         return self.encoding.encode(arch)
 
-    def _end_start(self, k: int) -> Arch | None:
-        """The end of the latency range that instance k starts from: without it the (1+1) climbers start inside
-        the range and NGOpt's front stopped short of both ends (80 % of the range in the demo league)."""
-        last = len(self.budgets_ms) - 1
-        group = 0 if k == 0 else self.sampler.groups - 1 if k == last else None
-        end = None if group is None else self.sampler.end_of(group)
-        if end is None or self.latency_ms(end) > self.budgets_ms[k] or not self.is_feasible(end):
-            return None
-        return end
+    def _next_end(self) -> Arch | None:
+        """The space's smallest arch for the lowest budget's optimiser, then its largest for the highest budget's
+        (each once, when within that budget and the constraints), told to that optimiser as a candidate it did not
+        ask. Without them the climbers, which start inside the range, left NGOpt's front short of both ends (80 %
+        of the range in the demo league); starting the climbers at the ends instead cost hypervolume."""
+        last = len(self._instances) - 1
+        for k, group in ((0, 0), (last, self.sampler.groups - 1)):
+            end = self.sampler.end_of(group)
+            if end is None or self.is_known(end) or self.latency_ms(end) > self.budgets_ms[k] \
+                    or not self.is_feasible(end):
+                continue
+            self._waiting.setdefault(end.arch_id, []).append([k, None])
+            self._instances[k].outstanding += 1
+            self._origin.setdefault(end.arch_id, k)
+            self._count("ends_asked")
+            return end
+        return None
 
     # ----- asking ----------------------------------------------------------------------------------------------
     def _next(self) -> Arch | None:
+        end = self._next_end()
+        if end is not None:
+            return end
         for _ in range(len(self._instances)):
             inst = self._instances[self._cursor]
             self._cursor = (self._cursor + 1) % len(self._instances)
