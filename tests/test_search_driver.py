@@ -34,7 +34,8 @@ from inas.search.searchers import build_searcher
 from inas.search.testing import synthetic_accuracy
 from inas.search.trial import TrialReport, evaluate_batch
 
-SEARCHERS = [{"kind": "random", "budget": 5, "concurrent_trials": 2},
+# random without its end archs: the two searchers then share no arch, and the counts below are per arch
+SEARCHERS = [{"kind": "random", "budget": 5, "concurrent_trials": 2, "params": {"ends_first": False}},
              {"kind": "evolution", "budget": 6, "params": {"population_size": 4, "selection_num": 2, "lgs_groups": 2}}]
 
 

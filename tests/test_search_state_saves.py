@@ -92,7 +92,7 @@ def test_stopped_between_saves_resumes_to_the_uninterrupted_result(tmp_path, mon
     results are evaluated again, nothing on disk twice, and the end result equals a run without interruption."""
     import test_search_driver
 
-    searchers = [{"kind": "random", "budget": 30, "concurrent_trials": 2},
+    searchers = [{"kind": "random", "budget": 30, "concurrent_trials": 2, "params": {"ends_first": False}},
                  {"kind": "evolution", "budget": 30,
                   "params": {"population_size": 4, "selection_num": 2, "lgs_groups": 2}}]
     config, _ = make_problem(tmp_path / "problem", searchers=searchers)
