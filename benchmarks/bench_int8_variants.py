@@ -1,6 +1,7 @@
 """Which onnxruntime static-quantisation settings make a network of the iNAS space faster than FP32? One uniform
 network of the full space at 320 x 320 (random weights, folded), FP32 against QDQ INT8 with everything quantised,
-only `Conv`, everything but the depthwise convolutions, only the pointwise convolutions, and the QOperator format;
+only `Conv`, everything but the depthwise convolutions, only the pointwise convolutions, the QOperator format, one
+weight scale per tensor instead of per channel, and INT8 instead of UINT8 activations;
 1 thread, sequential, 8 runs per model in 5 interleaved rounds (median), then an onnxruntime profile of FP32 and QDQ
 by operator type (ms per run). Prints only (the README quotes its output).
 
@@ -61,7 +62,9 @@ def main() -> None:
               "qdq_conv_only": quantised(op_types_to_quantize=["Conv"]),
               "qdq_no_depthwise": quantised(nodes_to_exclude=depthwise),
               "qdq_pointwise_only": quantised(op_types_to_quantize=["Conv"], nodes_to_exclude=depthwise),
-              "qoperator": quantised(operator_format=True)}
+              "qoperator": quantised(operator_format=True),
+              "qdq_per_tensor": quantised(per_channel=False),
+              "qdq_signed_activations": quantised(signed_activations=True)}
     sessions = {k: session(m) for k, m in models.items()}
     x = feeds[0]
     times: dict[str, list[float]] = {k: [] for k in sessions}
@@ -76,7 +79,7 @@ def main() -> None:
                 times[k].append(1000 * (time.perf_counter() - start))
     base = float(np.median(times["fp32"]))
     for k, values in times.items():
-        print(f"{k:20s} {np.median(values):7.2f} ms  speed vs fp32 {base / np.median(values):.2f}x")
+        print(f"{k:24s} {np.median(values):7.2f} ms  speed vs fp32 {base / np.median(values):.2f}x")
     for k in ("fp32", "qdq_all"):
         s = session(models[k], str(tmp / k))
         for _ in range(10):

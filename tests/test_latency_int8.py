@@ -151,7 +151,8 @@ def test_a_block_with_a_wide_spread_is_retimed_and_the_steadiest_timing_kept(blo
 
 
 def test_quantisation_options_reach_onnxruntime(blocks):
-    """`quantize_onnx_int8`'s experiment options: excluded nodes stay FP32, QOperator writes QLinearConv."""
+    """`quantize_onnx_int8`'s experiment options: excluded nodes stay FP32, QOperator writes QLinearConv, per-tensor
+    weights have one scale each, signed activations INT8 zero points."""
     import onnx
 
     from inas.latency.backends import export_onnx
@@ -171,3 +172,18 @@ def test_quantisation_options_reach_onnxruntime(blocks):
     assert "QuantizeLinear" in op_types(quantize_onnx_int8(fp32, feeds, **only_convs))
     assert "QuantizeLinear" not in op_types(quantize_onnx_int8(fp32, feeds, **only_convs, nodes_to_exclude=convs))
     assert "QLinearConv" in op_types(quantize_onnx_int8(fp32, feeds, operator_format=True))
+
+    def scale_sizes_and_zero_point_types(model: bytes) -> tuple[set[int], set[int]]:
+        graph = onnx.load_from_string(model).graph
+        init = {t.name: t for t in graph.initializer}
+        weights = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in init
+                   and init[n.input[0]].data_type == onnx.TensorProto.INT8 and len(init[n.input[0]].dims) == 4]
+        sizes = {int(np.prod(init[n.input[1]].dims)) for n in weights}
+        activations = [n for n in graph.node if n.op_type == "QuantizeLinear"]
+        return sizes, {init[n.input[2]].data_type for n in activations}
+
+    sizes, zero_points = scale_sizes_and_zero_point_types(quantize_onnx_int8(fp32, feeds))
+    assert max(sizes) > 1 and zero_points == {onnx.TensorProto.UINT8}  # per channel, UINT8 activations
+    sizes, zero_points = scale_sizes_and_zero_point_types(
+        quantize_onnx_int8(fp32, feeds, per_channel=False, signed_activations=True))
+    assert sizes == {1} and zero_points == {onnx.TensorProto.INT8}

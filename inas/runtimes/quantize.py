@@ -31,11 +31,12 @@ class _Feeds:
 
 
 def quantize_onnx_int8(onnx_bytes: bytes, feeds: Sequence[dict[str, np.ndarray]], *, operator_format: bool = False,
-                       **options: Any) -> bytes:
-    """The QDQ INT8 version of an FP32 ONNX model, calibrated on `feeds` (batch-1 input feeds). For experiments
-    (`benchmarks/bench_int8_variants.py`): `operator_format` writes the QOperator format instead of QDQ, and
-    `options` go to `quantize_static` (e.g. `op_types_to_quantize`, `nodes_to_exclude`: node names of the
-    pre-processed graph, `preprocessed_graph(onnx_bytes)`)."""
+                       signed_activations: bool = False, per_channel: bool = True, **options: Any) -> bytes:
+    """The QDQ INT8 version of an FP32 ONNX model (per-channel INT8 weights, UINT8 activations), calibrated on
+    `feeds` (batch-1 input feeds). For experiments (`benchmarks/bench_int8_variants.py`): `operator_format` writes
+    the QOperator format instead of QDQ, `signed_activations` INT8 activations, `per_channel=False` one weight scale
+    per tensor, and `options` go to `quantize_static` (e.g. `op_types_to_quantize`, `nodes_to_exclude`: node names
+    of the pre-processed graph, `preprocessed_graph(onnx_bytes)`)."""
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
@@ -54,7 +55,9 @@ def quantize_onnx_int8(onnx_bytes: bytes, feeds: Sequence[dict[str, np.ndarray]]
             pre, out = _preprocessed(onnx_bytes, tmp), Path(tmp, "int8.onnx")
             quantize_static(str(pre), str(out), Reader(feeds),
                             quant_format=QuantFormat.QOperator if operator_format else QuantFormat.QDQ,
-                            per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, **options)
+                            per_channel=per_channel,
+                            activation_type=QuantType.QInt8 if signed_activations else QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, **options)
             return out.read_bytes()
     finally:
         quant_log.setLevel(level)
