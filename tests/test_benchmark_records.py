@@ -18,3 +18,28 @@ def test_a_record_carries_the_cpu_model_and_flags_and_appends(tmp_path):
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     assert [r["bench"] for r in lines] == ["old", "unit"]
     assert lines[1]["value_ms"] == 1.5 and lines[1]["cpu_model"] and lines[1]["cpu_flags"]
+
+
+def test_predictor_curve_pools_each_scored_arch_once(tmp_path):
+    """bench_predictor_curve's pool: the first row of each arch over the league's runs, failed rows dropped; a
+    folder without runs exits with one line."""
+    import random
+
+    import pandas as pd
+
+    from benchmarks.bench_predictor_curve import scored_archs
+    from inas.space import inas_space, sample_uniform
+
+    space, rng = inas_space(), random.Random(0)
+    a, b = (sample_uniform(space, rng) for _ in range(2))
+
+    def rows(pairs: list) -> pd.DataFrame:
+        return pd.DataFrame({"arch_id": [x.arch_id for x, _ in pairs], "arch": [x.to_json() for x, _ in pairs],
+                             "max_fmeasure": [v for _, v in pairs]})
+
+    rows([(a, 0.8), (b, float("nan"))]).to_parquet(tmp_path / "seed0-evolution-96.parquet")
+    rows([(a, 0.7), (b, 0.6)]).to_parquet(tmp_path / "seed1-random-96.parquet")
+    pool = scored_archs(tmp_path)
+    assert list(pool["arch_id"]) == [a.arch_id, b.arch_id] and list(pool["metric"]) == [0.8, 0.6]
+    with pytest.raises(SystemExit, match="no seed"):
+        scored_archs(tmp_path / "missing")

@@ -1,0 +1,86 @@
+"""How much does the accuracy predictor gain from more evaluations? Its learning curve on a searcher league's scored
+architectures: every distinct arch of the league's runs (`bench_search_league.py` writes them under
+`--work`/league_runs/SPACE/), a fixed held-out set of them, and each model fitted on n of the others (n = 32 ... the
+pool), Kendall tau of its predictions on the held-out set; mean and min-max over `--repeats` random splits. Says
+whether a predictor's tau after 64 evaluations is limited by the samples (tau climbs with n) or by what the
+features can say (tau flat). Prints a table and appends one line to benchmarks/results.jsonl.
+
+    python benchmarks/bench_predictor_curve.py --runs runs/league_demo/league_runs/demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import format_table, record_result  # noqa: E402
+from inas.search.surrogate import AccuracyPredictor  # noqa: E402
+from inas.space import arch_from_json, inas_space  # noqa: E402
+
+METRICS = ("max_fmeasure", "miou")
+
+
+def scored_archs(runs: Path) -> pd.DataFrame:
+    """The distinct archs (first row of each arch_id) of every `seed*.parquet` under `runs`, with a finite metric."""
+    files = sorted(runs.glob("seed*.parquet"))
+    if not files:
+        sys.exit(f"error: {runs}: no seed*.parquet league runs (run benchmarks/bench_search_league.py first)")
+    frame = pd.concat([pd.read_parquet(f, columns=None) for f in files], ignore_index=True)
+    metric = next((m for m in METRICS if m in frame.columns), None)
+    if metric is None or "arch" not in frame.columns:
+        sys.exit(f"error: {files[0]}: expected columns 'arch' and one of {list(METRICS)}")
+    frame = frame[pd.to_numeric(frame[metric], errors="coerce").notna()].drop_duplicates("arch_id")
+    return frame.rename(columns={metric: "metric"})[["arch_id", "arch", "metric"]].reset_index(drop=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("runs/league/league_runs/demo"),
+                        help="a league's runs folder (seed*-SEARCHER-N.parquet)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024, 2048])
+    parser.add_argument("--test", type=int, default=500, help="held-out archs per split")
+    parser.add_argument("--repeats", type=int, default=3, help="random splits")
+    parser.add_argument("--models", nargs="+", default=["forest", "ridge", "boosting", "auto"])
+    parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
+    args = parser.parse_args()
+    from scipy.stats import kendalltau
+
+    pool = scored_archs(args.runs)
+    space = inas_space()
+    archs = [arch_from_json(text, space, str(args.runs)) for text in pool["arch"]]
+    y = pool["metric"].to_numpy(dtype=float)
+    sizes = [n for n in args.sizes if n + args.test <= len(pool)]
+    taus: dict[tuple[str, int], list[float]] = {}
+    for repeat in range(args.repeats):
+        order = np.random.default_rng(repeat).permutation(len(pool))
+        test, rest = order[:args.test], order[args.test:]
+        for n in sizes:
+            train = rest[:n]
+            for model in args.models:
+                predictor = AccuracyPredictor(space, model=model, seed=repeat)
+                predictor.fit([archs[i] for i in train], y[train])
+                mean, _ = predictor.predict([archs[i] for i in test])
+                taus.setdefault((model, n), []).append(float(kendalltau(mean, y[test]).statistic))
+            print(f"split {repeat}, n {n}: " + ", ".join(f"{m} {taus[(m, n)][-1]:.3f}" for m in args.models),
+                  flush=True)
+    rows = [{"model": m, **{f"n={n}": f"{np.mean(taus[(m, n)]):.3f} ({min(taus[(m, n)]):.2f}-"
+                                      f"{max(taus[(m, n)]):.2f})" for n in sizes}} for m in args.models]
+    print(f"\nKendall tau on {args.test} held-out archs of {len(pool)} ({args.runs}), mean (min-max) over "
+          f"{args.repeats} splits")
+    print(format_table(rows, ["model"] + [f"n={n}" for n in sizes]))
+    if not args.no_record:
+        record_result("predictor_curve", {
+            "runs": str(args.runs), "pool": len(pool), "test": args.test, "repeats": args.repeats,
+            "kendall_tau": {m: {str(n): round(float(np.mean(taus[(m, n)])), 4) for n in sizes} for m in args.models},
+            "kendall_tau_min_max": {m: {str(n): [round(min(taus[(m, n)]), 4), round(max(taus[(m, n)]), 4)]
+                                        for n in sizes} for m in args.models}})
+
+
+if __name__ == "__main__":
+    main()
