@@ -20,10 +20,12 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.common import format_table, record_result  # noqa: E402
+from inas.search.predictor_quality import first_scored_rows  # noqa: E402
+from inas.search.schema import TASK_METRICS, primary_metric  # noqa: E402
 from inas.search.surrogate import AccuracyPredictor  # noqa: E402
 from inas.space import arch_from_json, inas_space  # noqa: E402
 
-METRICS = ("max_fmeasure", "miou")
+METRICS = tuple(primary_metric(task) for task in TASK_METRICS)
 
 
 def scored_archs(runs: Path) -> pd.DataFrame:
@@ -31,12 +33,12 @@ def scored_archs(runs: Path) -> pd.DataFrame:
     files = sorted(runs.glob("seed*.parquet"))
     if not files:
         sys.exit(f"error: {runs}: no seed*.parquet league runs (run benchmarks/bench_search_league.py first)")
-    frame = pd.concat([pd.read_parquet(f, columns=None) for f in files], ignore_index=True)
+    frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
     metric = next((m for m in METRICS if m in frame.columns), None)
     if metric is None or "arch" not in frame.columns:
         sys.exit(f"error: {files[0]}: expected columns 'arch' and one of {list(METRICS)}")
-    frame = frame[pd.to_numeric(frame[metric], errors="coerce").notna()].drop_duplicates("arch_id")
-    return frame.rename(columns={metric: "metric"})[["arch_id", "arch", "metric"]].reset_index(drop=True)
+    rows = first_scored_rows(frame, metric).rename(columns={metric: "metric"})
+    return rows[["arch_id", "arch", "metric"]].reset_index(drop=True)
 
 
 def main() -> None:

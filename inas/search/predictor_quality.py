@@ -41,7 +41,7 @@ def predictor_quality(evaluations: pd.DataFrame, metric: str, folds: int = 5, se
                       variants: Sequence[tuple[str, str]] = DEFAULT_VARIANTS) -> PredictorReport | None:
     """k-fold quality of each (model, features) variant on the unique successful rows; None under MIN_SAMPLES rows
     or when an `arch` cell does not parse (logged)."""
-    rows = evaluations[pd.to_numeric(evaluations[metric], errors="coerce").notna()].drop_duplicates("arch_id")
+    rows = first_scored_rows(evaluations, metric)
     if len(rows) < MIN_SAMPLES:
         return None
     space = inas_space()
@@ -64,6 +64,11 @@ def predictor_quality(evaluations: pd.DataFrame, metric: str, folds: int = 5, se
                                 "measured": measured, "predicted": first.predicted,
                                 "predicted_std": first.predicted_std})
     return PredictorReport(metric, pd.DataFrame(table), out_of_fold)
+
+
+def first_scored_rows(evaluations: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Each architecture's first row with a numeric `metric` (failed evaluations and repeats dropped)."""
+    return evaluations[pd.to_numeric(evaluations[metric], errors="coerce").notna()].drop_duplicates("arch_id")
 
 
 def measured_range(report: PredictorReport) -> tuple[float, float]:
