@@ -85,7 +85,7 @@ def main() -> None:
             continue
         later = device_rows(Path(args.later), device)
         later_sums, later_measured = block_sums(tables, device, space, later), later["measured_ms"].to_numpy()
-        applied = correction.apply(later_sums.latency_ms, later_sums.n_blocks, later_sums.params_m, later_sums.io)
+        applied = correction.apply(later_sums)
         print(line(device, "later run: block sum", Figures.of(later_sums.latency_ms, later_measured), table_rows))
         print(line(device, "later run: this correction", Figures.of(applied, later_measured), table_rows))
         if {"measured_ms_round0", "measured_ms_round1"} <= set(later.columns):

@@ -3,6 +3,7 @@ errors, the fitted correction is applied and only adopted when it helps on held-
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -23,6 +24,7 @@ from inas.latency import (
     read_table,
     write_table,
 )
+from inas.latency.blocks import LATENCY_GROUPS
 from inas.latency.predictor import block_io_mb
 from inas.latency.table import table_from_rows
 from inas.space import Arch, StageArch, inas_space, sample_max, sample_min, sample_uniform
@@ -89,6 +91,14 @@ def test_predict_many_equals_predict(predictor, space):
                                                for a in archs[:50]], rtol=1e-12)
     io = [sum(block_io_mb(k) for k in arch_blocks(a, space, (128, 160))) for a in archs[:50]]
     np.testing.assert_allclose(sums.io, io, rtol=1e-12)  # boundary activations, vectorised = per block
+    by_text = dict(zip(predictor.table["block"], predictor.table["latency_ms"], strict=True))
+    for arch, row in zip(archs[:50], sums.by_group_ms, strict=True):  # the sum split by group, per block by hand
+        expected = dict.fromkeys(LATENCY_GROUPS, 0.0)
+        for key in arch_blocks(arch, space, (128, 160)):
+            group = "backbone" if key.kind in ("stem", "mbconv", "head") else key.kind
+            expected[group] += by_text[key.text]
+        np.testing.assert_allclose(row, list(expected.values()), rtol=1e-12)
+    np.testing.assert_allclose(sums.by_group_ms.sum(axis=1), sums.latency_ms, rtol=1e-12)
     assert predictor.predict_many([]).shape == (0,)
 
 
@@ -212,8 +222,42 @@ def test_fit_correction_finds_the_boundary_activation_term():
     measured = (2.0 + 0.9 * sums.latency_ms - 0.4 * sums.io) * (1 + rng.normal(0, 0.005, 50))
     corr, _ = fit_correction(sums, measured, "ov")
     assert corr is not None and "io" in corr.model and corr.per_io_mb_ms == pytest.approx(-0.4, abs=0.05)
-    assert corr.apply(sums.latency_ms, sums.n_blocks, sums.params_m, sums.io) == pytest.approx(measured, rel=0.03)
+    assert corr.apply(sums) == pytest.approx(measured, rel=0.03)
     assert BlockSums(sums.latency_ms, sums.n_blocks, sums.params_m).io.tolist() == [0.0] * 50  # not known: 0
+
+
+def test_fit_correction_scales_block_groups_separately(predictor, space):
+    rng = random.Random(4)
+    sums = predictor.block_sums_many([sample_uniform(space, rng) for _ in range(60)])
+    # inside a network the decoder's blocks keep 20 % of their stand-alone time, identity branches nothing
+    share = {g: (0.2 if g.startswith("decoder") else 0.0 if g.endswith("identity") else 1.1) for g in LATENCY_GROUPS}
+    noise = 1 + np.random.default_rng(4).normal(0, 0.003, 60)
+    measured = (1.0 + sums.by_group_ms @ np.array(list(share.values()))) * noise
+    corr, oof = fit_correction(sums, measured, "ov")
+    assert corr is not None and oof is not None and corr.model.startswith("per_group")
+    assert corr.group_scales["backbone"] == pytest.approx(1.1, rel=0.05)
+    assert corr.group_scales["decoder_fusion"] == pytest.approx(0.2, abs=0.1)
+    assert corr.apply(sums) == pytest.approx(measured, rel=0.02)
+    assert Figures.of(oof, measured).within_5_pct == 100.0
+    with pytest.raises(ValueError, match="groups"):  # a group model needs the sums by group
+        corr.apply(BlockSums(sums.latency_ms, sums.n_blocks, sums.params_m))
+
+
+def test_correction_file_is_checked(tmp_path):
+    path = tmp_path / "ov.correction.json"
+    good = Correction(1.0, 0.0, 0.0, "per_group", 50, 30.0, 2.0, "ov", group_scales={"backbone": 1.1})
+    good.save(path)
+    assert Correction.load(path) == good
+    doc = json.loads(path.read_text())
+    for key, value, expected in [("scale", "fast", "scale"), ("intercept_ms", float("nan"), "intercept_ms"),
+                                 ("group_scales", {"neck": 1.0}, "group_scales"),
+                                 ("group_scales", [1.0], "group_scales"),
+                                 ("group_scales", {"backbone": None}, "group_scales.backbone"),
+                                 ("fitted_on", 0, "fitted_on")]:
+        path.write_text(json.dumps({**doc, key: value}))
+        with pytest.raises(BadInputError, match=expected) as info:
+            Correction.load(path)
+        assert str(path) in str(info.value)
 
 
 def test_table_of_two_input_sizes_is_rejected(space):

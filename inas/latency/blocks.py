@@ -38,6 +38,14 @@ BLOCK_KINDS: tuple[str, ...] = (
     "stem", "mbconv", "transport_identity", "transport_up", "transport_down", "transport_fusion",
     "decoder_identity", "decoder_up", "decoder_fusion", "head",
 )
+# The groups a block sum is split into for the fitted latency correction (`inas.latency.predictor.Correction`):
+# the backbone (stem, MBConv layers, head) as one, every transport and decoder kind on its own. Timed alone, each
+# kind pays a call and boundary copies that a compiled whole network fuses away, by a different share per kind (on
+# OpenVINO, decoder blocks cost 0.1-0.2 of their stand-alone time inside a network; identity branches nothing).
+LATENCY_GROUPS: tuple[str, ...] = (
+    "backbone", "transport_identity", "transport_up", "transport_down", "transport_fusion",
+    "decoder_identity", "decoder_up", "decoder_fusion",
+)
 # Column order of a block key in the latency table (see inas.latency.table).
 KEY_FIELDS: tuple[str, ...] = (
     "kind", "in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "stride", "kernel", "expand_ratio",
@@ -205,6 +213,11 @@ def arch_blocks_geo(arch: Arch, geo: SpaceGeometry, num_classes: int = 1) -> lis
             keys.append(geo.fusion(part, L, channels[L], max(lv.kernels), len(lv.connections)))
     keys.append(geo.head(channels[0], num_classes))
     return keys
+
+
+def latency_group(key: BlockKey) -> str:
+    """The LATENCY_GROUPS member a block's latency is summed into."""
+    return "backbone" if key.kind in ("stem", "mbconv", "head") else key.kind
 
 
 def count_by_kind(keys: Iterable[BlockKey]) -> dict[str, int]:

@@ -21,8 +21,9 @@ those arrays, and the sums run in numpy (about 230,000 archs/s on one core).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
@@ -32,7 +33,7 @@ import pandas as pd
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_json
-from inas.latency.blocks import BlockKey, SpaceGeometry, arch_blocks_geo
+from inas.latency.blocks import LATENCY_GROUPS, BlockKey, SpaceGeometry, arch_blocks_geo, latency_group
 from inas.latency.table import check_schema, read_table, values_by_key
 from inas.space import LEVEL_STAGES, NUM_LEVELS, STAGE_NAMES, Arch, SearchSpace, inas_space
 
@@ -47,15 +48,20 @@ def correction_path(table_path: str | Path) -> Path:
     return table_path.with_name(table_path.stem + ".correction.json")
 
 
+_GROUP_INDEX = {group: i for i, group in enumerate(LATENCY_GROUPS)}
+
+
 @dataclass(frozen=True)
 class BlockSums:
-    """Per arch: sum of block latencies (ms), number of blocks, sum of block parameters (millions) and sum of the
-    blocks' input + output activations (MB as float32, one image; None: not known, taken as 0)."""
+    """Per arch: sum of block latencies (ms), number of blocks, sum of block parameters (millions), sum of the
+    blocks' input + output activations (MB as float32, one image; None: not known, taken as 0) and the latency
+    sum split by LATENCY_GROUPS (ms, shape (archs, groups); None: not known)."""
 
     latency_ms: np.ndarray
     n_blocks: np.ndarray
     params_m: np.ndarray
     io_mb: np.ndarray | None = None
+    by_group_ms: np.ndarray | None = None
 
     @property
     def io(self) -> np.ndarray:
@@ -71,14 +77,16 @@ def block_io_mb(key: BlockKey) -> float:
 @dataclass(frozen=True)
 class Correction:
     """measured_ms ~= intercept_ms + scale * block_sum_ms + per_block_ms * n_blocks + per_mparam_ms * params_m
-    + per_io_mb_ms * io_mb, fitted on measured whole networks (terms a model leaves out are 0).
+    + per_io_mb_ms * io_mb + sum over groups g of group_scales[g] * (block sum of group g), fitted on measured whole
+    networks (terms a model leaves out are 0).
 
     `intercept_ms`: per-network overhead; `per_block_ms`: per-block call overhead a table entry holds but a network
     does not pay (negative) or pays extra; `per_mparam_ms`: time per million weights streamed from memory because
     they are no longer in cache inside a network; `per_io_mb_ms`: time per MB of block-boundary activations that a
     stand-alone block copies in and out (OpenVINO's inference requests) but a network does not; `scale`: what
-    remains proportional. `cv_mape_*`: mean absolute percentage errors of the raw sum and of the corrected
-    prediction on held-out networks.
+    remains proportional; `group_scales`: the share of its stand-alone time each LATENCY_GROUPS group keeps inside
+    a network (models that scale groups separately). `cv_mape_*`: mean absolute percentage errors of the raw sum
+    and of the corrected prediction on held-out networks.
     """
 
     intercept_ms: float
@@ -91,10 +99,18 @@ class Correction:
     device: str = ""
     per_mparam_ms: float = 0.0
     per_io_mb_ms: float = 0.0
+    group_scales: dict[str, float] = field(default_factory=dict)
 
-    def apply(self, block_sum_ms, n_blocks, params_m, io_mb=0.0):
-        return (self.intercept_ms + self.scale * block_sum_ms + self.per_block_ms * n_blocks
-                + self.per_mparam_ms * params_m + self.per_io_mb_ms * io_mb)
+    def apply(self, sums: BlockSums) -> np.ndarray:
+        """Corrected latencies (ms) of the archs of `sums`, shape (archs,)."""
+        total = (self.intercept_ms + self.scale * sums.latency_ms + self.per_block_ms * sums.n_blocks
+                 + self.per_mparam_ms * sums.params_m + self.per_io_mb_ms * sums.io)
+        if self.group_scales:
+            if sums.by_group_ms is None:
+                raise ValueError("this correction scales block groups; the block sums carry none")
+            weights = np.array([self.group_scales.get(g, 0.0) for g in LATENCY_GROUPS])
+            total = total + sums.by_group_ms @ weights
+        return np.asarray(total, dtype=float)
 
     def save(self, path: str | Path) -> None:
         atomic_write_json(path, {"format": "inas-latency-correction", "version": 1, **asdict(self)})
@@ -110,9 +126,28 @@ class Correction:
             raise BadInputError("not a latency correction file (format 'inas-latency-correction')", path=path)
         fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
         try:
-            return cls(**fields)
+            correction = cls(**fields)
         except TypeError as exc:
             raise BadInputError(f"malformed latency correction ({exc})", path=path) from None
+        correction._check(path)
+        return correction
+
+    def _check(self, path: Path) -> None:
+        """BadInputError naming the key unless every coefficient is a finite number and every group is known."""
+        numbers = {k: getattr(self, k) for k in ("intercept_ms", "scale", "per_block_ms", "per_mparam_ms",
+                                                  "per_io_mb_ms", "cv_mape_raw", "cv_mape_corrected")}
+        if not isinstance(self.group_scales, dict):
+            raise BadInputError("expected an object of group -> scale", path=path, key="group_scales")
+        for group, value in self.group_scales.items():
+            if group not in _GROUP_INDEX:
+                raise BadInputError(f"unknown block group {group!r}; expected some of {list(LATENCY_GROUPS)}",
+                                    path=path, key="group_scales")
+            numbers[f"group_scales.{group}"] = value
+        for key, value in numbers.items():
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise BadInputError(f"expected a finite number, got {value!r}", path=path, key=key)
+        if isinstance(self.fitted_on, bool) or not isinstance(self.fitted_on, int) or self.fitted_on < 1:
+            raise BadInputError(f"expected a positive integer, got {self.fitted_on!r}", path=path, key="fitted_on")
 
 
 class LatencyPredictor:
@@ -182,39 +217,47 @@ class LatencyPredictor:
     def blocks_of(self, arch: Arch) -> list:
         return arch_blocks_geo(arch, self.geometry, self.num_classes)
 
-    def _sums_of(self, arch: Arch) -> tuple[float, int, float, float]:
-        """(latency sum ms, blocks, params in millions, boundary activations in MB) of one arch."""
+    def _sums_of(self, arch: Arch) -> BlockSums:
+        """Block sums of one arch (arrays of length 1), block by block."""
         keys = self.blocks_of(arch)
         values = [self._block(k) for k in keys]
-        return (float(sum(v[0] for v in values)), len(values), sum(v[1] for v in values) / 1e6,
-                float(sum(block_io_mb(k) for k in keys)))
+        by_group = np.zeros((1, len(LATENCY_GROUPS)))
+        for key, (latency_ms, _) in zip(keys, values, strict=True):
+            by_group[0, _GROUP_INDEX[latency_group(key)]] += latency_ms
+        return BlockSums(np.array([sum(v[0] for v in values)], dtype=float), np.array([len(values)]),
+                         np.array([sum(v[1] for v in values) / 1e6]),
+                         np.array([sum(block_io_mb(k) for k in keys)], dtype=float), by_group)
 
     def predict(self, arch: Arch) -> float:
         """Predicted latency of one arch (ms): block sum, corrected if a correction is loaded."""
-        total, n_blocks, params_m, io_mb = self._sums_of(arch)
+        sums = self._sums_of(arch)
         if self.correction is not None:
-            total = float(self.correction.apply(total, n_blocks, params_m, io_mb))
-        return total
+            return float(self.correction.apply(sums)[0])
+        return float(sums.latency_ms[0])
 
     # ----- many architectures ------------------------------------------------------------------------------------
     def predict_many(self, archs: Sequence[Arch], corrected: bool = True) -> np.ndarray:
         """Predicted latencies (ms) of `archs`, shape (len(archs),); equal to `predict` on each."""
         sums = self.block_sums_many(archs)
         if corrected and self.correction is not None:
-            return self.correction.apply(sums.latency_ms, sums.n_blocks, sums.params_m, sums.io)
+            return self.correction.apply(sums)
         return sums.latency_ms
 
     def block_sums_many(self, archs: Sequence[Arch]) -> BlockSums:
-        """Uncorrected block sums (latency, count, parameters, boundary activations) of each arch, vectorised."""
+        """Uncorrected block sums (latency, count, parameters, boundary activations, latency by group) of each
+        arch, vectorised."""
         archs = list(archs)
         if not archs:
-            return BlockSums(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0))
+            return BlockSums(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0),
+                             np.zeros((0, len(LATENCY_GROUPS))))
         if self._arrays is None:
             self._arrays = _DenseTables(self)
-        latency, params, io, counts = self._arrays.sums(archs)
+        latency, params, io, counts, by_group = self._arrays.sums(archs)
         for i in np.flatnonzero(np.isnan(latency)):  # a choice outside the predictor's space, or a missing block
-            latency[i], counts[i], params[i], io[i] = self._sums_of(archs[i])
-        return BlockSums(latency, counts, params, io)
+            one = self._sums_of(archs[i])
+            latency[i], counts[i], params[i], io[i] = one.latency_ms[0], one.n_blocks[0], one.params_m[0], one.io[0]
+            by_group[i] = np.asarray(one.by_group_ms)[0]
+        return BlockSums(latency, counts, params, io, by_group)
 
 
 class _DenseTables:
@@ -292,19 +335,24 @@ class _DenseTables:
         for array in (self.first, self.later, self.fusion, self.branch, self.head):
             array[..., 1] /= 1e6
         self.n_masks = 1 << NUM_LEVELS  # connection masks 0..31
+        # LATENCY_GROUPS positions: fusion blocks by part; branches by part and direction (down, identity, up)
+        self.fusion_group = np.array([_GROUP_INDEX["transport_fusion"], _GROUP_INDEX["decoder_fusion"]])
+        self.branch_group = np.array([[_GROUP_INDEX[f"{p}_{d}"] if f"{p}_{d}" in _GROUP_INDEX else 0
+                                       for d in ("down", "identity", "up")] for p in ("transport", "decoder")])
         self.max_w = max_w
 
-    def sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(latency sums, params sums, boundary-activation sums, block counts); NaN latency for an arch this path
-        cannot score (outside the space, or a block missing from the table). Chunks of archs stay in the CPU cache
-        across the passes."""
+    def sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(latency sums, params sums, boundary-activation sums, block counts, (archs, groups) latency sums by
+        LATENCY_GROUPS); NaN latency for an arch this path cannot score (outside the space, or a block missing from
+        the table). Chunks of archs stay in the CPU cache across the passes."""
         parts = [self._sums(archs[i : i + CHUNK]) for i in range(0, len(archs), CHUNK)]
         totals = np.concatenate([p[0] for p in parts])
-        return totals[:, 0].copy(), totals[:, 1].copy(), totals[:, 2].copy(), np.concatenate([p[1] for p in parts])
+        return (totals[:, 0].copy(), totals[:, 1].copy(), totals[:, 2].copy(), np.concatenate([p[1] for p in parts]),
+                np.concatenate([p[2] for p in parts]))
 
-    def _sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray]:
+    def _sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Decode the archs' integer codes (see `Arch`) and sum their blocks: ((n, 3) latency, params and boundary
-        activations, (n,) block counts)."""
+        activations, (n,) block counts, (n, groups) latency by LATENCY_GROUPS)."""
         n = len(archs)
         n_stages = self.first.shape[0]
         codes = list(map(_code, archs))
@@ -312,7 +360,7 @@ class _DenseTables:
         try:
             flat = np.fromiter(chain.from_iterable(codes), np.int64, int(lengths.sum()))
         except OverflowError:  # a width beyond int64: outside any space
-            return np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64)
+            return np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64), np.full((n, len(LATENCY_GROUPS)), np.nan)
         starts = np.cumsum(lengths) - lengths
         head = 3 + n_stages + 4 * NUM_LEVELS  # layout, depths, (connection mask, kernel mask) per level
         prefix = flat[np.minimum(starts[:, None] + np.arange(head), flat.size - 1)]  # (n, head)
@@ -324,10 +372,11 @@ class _DenseTables:
                 & ((level_masks[..., 0] >= 0) & (level_masks[..., 0] < self.n_masks)).all(axis=(1, 2)))
         if not good.all():  # score the rest; these get NaN and the caller's reference path (or its error)
             total, counts = np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64)
+            by_group = np.full((n, len(LATENCY_GROUPS)), np.nan)
             keep = np.flatnonzero(good)
             if keep.size:
-                total[keep], counts[keep] = self._sums([archs[i] for i in keep])
-            return total, counts
+                total[keep], counts[keep], by_group[keep] = self._sums([archs[i] for i in keep])
+            return total, counts, by_group
         # --- backbone: every layer of every arch in one flat array (arch-major, then stage, then layer)
         m = int(layer_counts.sum())
         first_layer = np.cumsum(layer_counts) - layer_counts
@@ -357,14 +406,21 @@ class _DenseTables:
         n_in = _POPCOUNT[masks]
         k_i = _take(self.level_kernel_index, parts, levels,
                     _max_member(level_masks[..., 1], self.level_kernel_index.shape[2]))
-        total = total + _take(self.fusion, parts, levels, ch_i[:, None, :], k_i, n_in).sum(axis=(1, 2))
+        head_block = np.take(self.head, ch_i[:, 0], axis=0)  # (n, 3)
+        by_group = np.zeros((n, len(LATENCY_GROUPS)))
+        by_group[:, 0] = total[:, 0] + head_block[:, 0]  # backbone: stem, MBConv layers, head
+        fusion = _take(self.fusion, parts, levels, ch_i[:, None, :], k_i, n_in)  # (n, part, level, 3)
+        by_group[:, self.fusion_group] = fusion[..., 0].sum(axis=2)
+        total = total + fusion.sum(axis=(1, 2))
         arch_of, part, level, source = np.nonzero((masks[..., None] >> levels) & 1)
         branch = _take(self.branch, part, level, source, ch_i[arch_of, source], ch_i[arch_of, level])  # (branches, 3)
         for column in range(total.shape[1]):
             total[:, column] += np.bincount(arch_of, branch[:, column], n)
+        group = self.branch_group[part, np.sign(source - level) + 1]  # down, identity, up
+        by_group += np.bincount(arch_of * len(LATENCY_GROUPS) + group, branch[:, 0],
+                                n * len(LATENCY_GROUPS)).reshape(n, -1)
         counts = counts + (n_in + 1).sum(axis=(1, 2))
-        total = total + np.take(self.head, ch_i[:, 0], axis=0)
-        return total, counts
+        return total + head_block, counts, by_group
 
 
 def _take(table: np.ndarray, *index: np.ndarray) -> np.ndarray:
