@@ -42,6 +42,26 @@ def test_features_have_a_fixed_length_and_see_the_choices(data):
         ArchFeatures(SPACE, "pixels")
 
 
+def test_summary_features_count_finer_and_coarser_sources(data):
+    """Per transport/decoder level: its source bits, then finer and coarser source counts and whether any, then the
+    kernel-set size and the largest kernel."""
+    arch = data[0][0]
+    row = ArchFeatures(SPACE, "summary").vector(arch)
+    at = 5 * len(SPACE.stages)
+    levels = [*enumerate(zip(SPACE.transport, arch.transport, strict=True)),
+              *enumerate(zip(SPACE.decoder, arch.decoder, strict=True))]
+    for index, (space_level, arch_level) in levels:
+        sources = sorted({j for s in space_level.connection_sets for j in s})
+        assert row[at : at + len(sources)] == [float(j in arch_level.connections) for j in sources]
+        at += len(sources)
+        finer = sum(j < index for j in arch_level.connections)
+        coarser = sum(j > index for j in arch_level.connections)
+        assert row[at : at + 6] == [finer, coarser, float(finer > 0), float(coarser > 0), len(arch_level.kernels),
+                                    max(arch_level.kernels)]
+        at += 6
+    assert at == len(row)
+
+
 @pytest.mark.parametrize("model", ["forest", "boosting", "ridge", "gp", "auto"])
 def test_predictor_fit_predict_and_cross_validation(data, model):
     archs, y = data
