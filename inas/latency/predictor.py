@@ -230,10 +230,9 @@ class LatencyPredictor:
 
     def predict(self, arch: Arch) -> float:
         """Predicted latency of one arch (ms): block sum, corrected if a correction is loaded."""
-        sums = self._sums_of(arch)
-        if self.correction is not None:
-            return float(self.correction.apply(sums)[0])
-        return float(sums.latency_ms[0])
+        if self.correction is None:
+            return float(sum(self._block(k)[0] for k in self.blocks_of(arch)))
+        return float(self.correction.apply(self._sums_of(arch))[0])
 
     # ----- many architectures ------------------------------------------------------------------------------------
     def predict_many(self, archs: Sequence[Arch], corrected: bool = True) -> np.ndarray:
