@@ -7,10 +7,13 @@ measurements.
         [--later benchmarks/data/lut_targets_2026-12-02/validation-2.parquet] [-c experiments/lut_targets.yaml]
 
 Per device: the block sum and the correction chosen and fitted by `fit_correction` (held-out figures by nested
-cross-validation) on --validation; with --later, the block sum and that correction applied unchanged to the later
-run's networks (the test of whether a correction holds on a later run) and the later run's own round-to-round
-repeatability when it has two rounds (with four or more, also the mean of half its rounds against the other half:
-the ceiling of a prediction judged against a mean over rounds is higher than the one-round repeatability).
+cross-validation) on --validation, as `lut validate` fits it: on the networks' times divided by the run's drift (its
+median reference-block time over the table's), each prediction judged after multiplying it back; with --later,
+the block sum and that correction applied unchanged to the later run's networks at the later run's drift (and
+without it, for comparison): the test of whether a correction holds on a later run; and the later run's own
+round-to-round repeatability when it has two rounds (with four or more, also the mean of half its rounds against
+the other half: the ceiling of a prediction judged against a mean over rounds is higher than the one-round
+repeatability).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from benchmarks.common import record_result  # noqa: E402
 from inas.config import load_config  # noqa: E402
 from inas.latency import BlockSums, Figures, LatencyPredictor, fit_correction  # noqa: E402
 from inas.latency.table import table_path  # noqa: E402
+from inas.latency.validate import run_drift  # noqa: E402
 from inas.space import SearchSpace, arch_from_json  # noqa: E402
 
 
@@ -36,9 +40,11 @@ def device_rows(path: Path, device: str) -> pd.DataFrame:
     return frame[frame.device == device]
 
 
-def block_sums(tables: Path, device: str, space: SearchSpace, rows: pd.DataFrame) -> BlockSums:
+def block_sums(tables: Path, device: str, space: SearchSpace, rows: pd.DataFrame) -> tuple[BlockSums, float]:
+    """The block sums of the rows' archs and the run's drift (its median reference over the table's)."""
     predictor = LatencyPredictor(table_path(tables, device), space, correction=None)
-    return predictor.block_sums_many([arch_from_json(a, space) for a in rows["arch"]])
+    drift = run_drift(predictor.table_reference_ms, rows["reference_ms"].to_numpy(dtype=float))
+    return predictor.block_sums_many([arch_from_json(a, space) for a in rows["arch"]]), drift
 
 
 def line(device: str, what: str, figures: Figures, rows: list[dict[str, Any]]) -> str:
@@ -75,20 +81,27 @@ def main() -> None:
     devices = list(dict.fromkeys(pd.read_parquet(args.validation)["device"]))
     for device in devices:
         rows = device_rows(Path(args.validation), device)
-        sums, measured = block_sums(tables, device, space, rows), rows["measured_ms"].to_numpy()
-        correction, held_out = fit_correction(sums, measured, device, seed=config.seed)
+        (sums, drift), measured = block_sums(tables, device, space, rows), rows["measured_ms"].to_numpy()
+        correction, held_out = fit_correction(sums, measured / drift, device, seed=config.seed)
         print(line(device, "block sum", Figures.of(sums.latency_ms, measured), table_rows))
+        print(line(device, f"block sum x run drift {drift:.3f}", Figures.of(sums.latency_ms * drift, measured),
+                   table_rows))
         if correction is None or held_out is None:
             print(f"| {device} | no correction beats the block sum | | | | |")
             continue
-        print(line(device, f"{correction.model} (held-out)", Figures.of(held_out, measured), table_rows))
+        print(line(device, f"{correction.model} (held-out) x run drift", Figures.of(held_out * drift, measured),
+                   table_rows))
         if args.later is None:
             continue
         later = device_rows(Path(args.later), device)
-        later_sums, later_measured = block_sums(tables, device, space, later), later["measured_ms"].to_numpy()
-        applied = correction.apply(later_sums)
+        (later_sums, later_drift), later_measured = (block_sums(tables, device, space, later),
+                                                     later["measured_ms"].to_numpy())
+        applied = correction.apply(later_sums) * later_drift
         print(line(device, "later run: block sum", Figures.of(later_sums.latency_ms, later_measured), table_rows))
-        print(line(device, "later run: this correction", Figures.of(applied, later_measured), table_rows))
+        print(line(device, f"later run: this correction x its run drift {later_drift:.3f}",
+                   Figures.of(applied, later_measured), table_rows))
+        print(line(device, "later run: this correction, no drift factor",
+                   Figures.of(correction.apply(later_sums), later_measured), table_rows))
         rounds = sorted(c for c in later.columns if c.startswith("measured_ms_round"))
         if len(rounds) >= 2:
             print(line(device, "later run: round 2 vs round 1", Figures.of(

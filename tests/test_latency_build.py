@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -15,6 +17,7 @@ import yaml
 from inas.config import parse_config
 from inas.errors import BadInputError
 from inas.latency import (
+    Figures,
     LatencyPredictor,
     build_tables,
     config_blocks,
@@ -23,6 +26,7 @@ from inas.latency import (
     validate_tables,
     write_table,
 )
+from inas.latency.validate import run_drift
 from inas.space import sample_max, sample_min
 
 STAGE_WIDTHS = {"stem": 32, "stage_1": 16, "stage_2": 24, "stage_3": 40, "stage_4": 80, "stage_5": 112,
@@ -97,11 +101,23 @@ def test_validate_writes_table_plot_and_repeatability(built_in_process):
     assert result.device == "tiny_a" and result.networks == len(frame) == 2
     assert result.repeatability is not None and result.correction is None  # 2 networks: too few to fit
     saved = pd.read_parquet(out / "validation.parquet")
-    assert {"arch_id", "arch", "device", "predicted_ms", "measured_ms", "block_sum_ms", "n_blocks",
-            "measured_ms_round0", "measured_ms_round1"} <= set(saved.columns)
+    assert {"arch_id", "arch", "device", "predicted_ms", "measured_ms", "block_sum_ms", "n_blocks", "run_drift",
+            "measured_ms_round0", "measured_ms_round1", "reference_ms_round0", "reference_ms_round1",
+            } <= set(saved.columns)
     assert (saved["measured_ms"] > 0).all() and (saved["predicted_ms"] == saved["block_sum_ms"]).all()
+    table_reference = LatencyPredictor(out / "tiny_a.parquet", correction=None).table_reference_ms
+    drift = run_drift(table_reference, saved["reference_ms"].to_numpy())
+    assert (saved["run_drift"] == drift).all() and result.drift_pct == pytest.approx(100 * (drift - 1))
+    assert result.reference_scaled == Figures.of(saved["block_sum_ms"].to_numpy() * drift,
+                                                 saved["measured_ms"].to_numpy())
     assert (out / "validation.png").stat().st_size > 1000
     assert not (out / "tiny_a.correction.json").exists()
+
+
+def test_run_drift_is_this_runs_median_reference_over_the_tables():
+    assert run_drift(2.0, np.array([2.2, 2.4, np.nan, 2.0])) == pytest.approx(1.1)
+    assert run_drift(float("nan"), np.array([1.0, 1.2])) == 1.0  # a table without reference timings
+    assert run_drift(2.0, np.array([np.nan, np.nan])) == 1.0  # a backend that times no reference
 
 
 # ----- on Ray -----------------------------------------------------------------------------------------------------
@@ -144,7 +160,8 @@ def test_two_devices_measured_in_one_run_on_ray(ray_local, tmp_path, capsys):
     config = tiny_config()
     keys = config_blocks(config)
     reports = build_tables(config, tmp_path, progress=False)
-    assert "run at niceness 15" in capsys.readouterr().err  # the fixture's Ray keeps Ray's worker default: said
+    # the fixture's Ray keeps Ray's worker default (15, more under a niced pytest): said
+    assert re.search(r"run at niceness (1[5-9])\b", capsys.readouterr().err)
     assert {r.device: (r.blocks, r.measured) for r in reports} == {"tiny_a": (len(keys), len(keys)),
                                                                     "tiny_b": (len(keys), len(keys))}
     for name, threads in (("tiny_a", 1), ("tiny_b", 2)):

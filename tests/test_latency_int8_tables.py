@@ -10,10 +10,23 @@ import pytest
 
 from inas.config import parse_config
 from inas.data import synthesize_sod
-from inas.latency import Correction, Figures, build_tables, correction_path, read_table, validate_tables
+from inas.latency import (
+    Correction,
+    Figures,
+    build_tables,
+    correction_path,
+    read_table,
+    validate_tables,
+)
 from tests.test_latency_build import TINY_SPACE
 
 pytestmark = pytest.mark.slow  # ~40 blocks quantised one by one, then networks: tens of seconds
+
+
+def table_reference(out) -> float:
+    """The median reference-block time stored in the table while it was built."""
+    values = read_table(out / "i8.parquet")["reference_ms"].to_numpy(dtype=float)
+    return float(np.median(values[np.isfinite(values)]))
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +62,13 @@ def test_int8_validation_reports_drift_and_the_earlier_correction(int8_lut):
     (result,), frame = validate_tables(config, samples=3, out_dir=out, progress=False, rounds=1, in_process=True)
     assert np.isfinite(result.drift_pct) and result.reference_scaled is not None
     assert result.earlier_correction is not None
-    doubled = Figures.of(2 * frame["block_sum_ms"].to_numpy(), frame["measured_ms"].to_numpy())
-    assert result.earlier_correction == doubled
-    assert (frame["reference_ms"] > 0).all()
+    drift = frame["run_drift"].to_numpy()  # this run's reference over the table's, one factor for the run
+    assert len(set(drift)) == 1 and drift[0] == pytest.approx(frame["reference_ms"].median() / table_reference(out))
+    assert result.drift_pct == pytest.approx(100 * (drift[0] - 1))
+    doubled = Figures.of(2 * frame["block_sum_ms"].to_numpy() * drift, frame["measured_ms"].to_numpy())
+    assert result.earlier_correction == doubled  # judged at this run's machine speed
+    assert result.reference_scaled == Figures.of(frame["block_sum_ms"].to_numpy() * drift,
+                                                 frame["measured_ms"].to_numpy())
+    assert (frame["reference_ms"] > 0).all() and (frame["reference_ms_round0"] > 0).all()
     assert not correction_path(out / "i8.parquet").exists()  # 3 networks: nothing fitted, the old one removed
     assert set(pd.read_parquet(out / "validation.parquet")["device"]) == {"i8"}

@@ -66,6 +66,16 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+def describe_correction(c) -> str:
+    """One line: the correction's formula with its non-zero terms (at the table's build speed)."""
+    terms = [f"{c.intercept_ms:.3f} ms"] if c.intercept_ms else []
+    terms += [f"{v:.3f} × {name}" for v, name in ((c.scale, "block sum"), (c.per_mparam_ms, "Mparams (ms)"),
+                                                  (c.per_io_mb_ms, "boundary MB (ms)")) if v]
+    terms += [f"{c.per_block_ms * 1000:.1f} µs × blocks"] if c.per_block_ms else []
+    terms += [f"{v:.3f} × {group} sum" for group, v in c.group_scales.items() if v]
+    return f"{c.model}: measured ≈ " + " + ".join(terms or ["0"])
+
+
 def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
     from inas.latency import validate_tables
 
@@ -77,7 +87,7 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
     for r in results:
         rows = [("block sum", r.raw)]
         if r.reference_scaled is not None:
-            rows.append(("block sum x reference drift", r.reference_scaled))
+            rows.append(("block sum x run drift", r.reference_scaled))
         if r.earlier_correction is not None:
             rows.append(("earlier run's correction", r.earlier_correction))
         if r.corrected_cv is not None and r.correction is not None:
@@ -88,12 +98,10 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
             print(f"{r.device:16s} {name:28s} {f.spearman:8.3f} {f.mape_pct:7.2f} {f.within_10_pct:6.1f} "
                   f"{f.within_5_pct:6.1f}")
         if r.drift_pct == r.drift_pct:
-            print(f"{'':16s} reference block now {r.drift_pct:+.1f} % against the table's build")
+            print(f"{'':16s} reference block now {r.drift_pct:+.1f} % against the table's build (the run drift; "
+                  "every prediction above is scaled by it)")
         if r.correction is not None:
-            c = r.correction
-            print(f"{'':16s} correction saved: measured ≈ {c.intercept_ms:.3f} ms + {c.scale:.3f} × block sum "
-                  f"+ {c.per_block_ms * 1000:.1f} µs × blocks + {c.per_mparam_ms:.3f} ms × Mparams "
-                  f"+ {c.per_io_mb_ms:.3f} ms × boundary MB")
+            print(f"{'':16s} correction saved: {describe_correction(r.correction)}")
         else:
             print(f"{'':16s} no correction (none beats the block sum on held-out networks)")
     print(f"wrote {out_dir / 'validation.parquet'} and {out_dir / 'validation.png'}")

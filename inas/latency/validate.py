@@ -9,19 +9,23 @@ it) and saved beside the table (`<device>.correction.json`) only if it lowers th
 one is removed.
 
 Outputs in the LUT folder: `validation.parquet` (one row per network and device: `arch_id`, `arch`, `device`,
-`predicted_ms` = what the predictor now predicts (held-out if the correction is adopted), `measured_ms`, and
-`block_sum_ms`, `n_blocks`, `params_m`, `corrected_ms_cv`, `measured_ms_std`, `measured_ms_round<i>`),
-`validation.png`
+`predicted_ms` = what the predictor now predicts, in the table's time base (held-out if the correction is adopted;
+compare `predicted_ms x run_drift` with `measured_ms`), `run_drift`, `measured_ms`, and `block_sum_ms`, `n_blocks`,
+`params_m`, `io_mb`, `corrected_ms_cv`, `measured_ms_std`, `reference_ms`, `measured_ms_round<i>`,
+`reference_ms_round<i>`), `validation.png`
 (predicted vs measured). Each network is timed in several rounds; how well round 2 reproduces round 1
 (`repeatability`) is the ceiling for any predictor on that device.
 
 Every backend is validated the same way: the whole network is exported, quantised (INT8 backends, calibrated like
 the blocks) or read by OpenVINO, and timed by the device's actors. Drift: the actors time the table's reference
-block before every network (`reference_ms` per network); `drift_pct` is the median reference now against the
-median reference stored in the table while it was built, and `reference_scaled` the block sum multiplied by each
-network's own reference over the table's (entries expressed relative to the reference). A correction saved by an
-earlier `lut validate` is first judged on this run's timings (`earlier_correction`): that is the test of whether
-a correction holds on networks timed in a later, separate run.
+block before every network (`reference_ms` per network); the run's drift factor (`run_drift`) is the median
+reference of this run over the median reference stored in the table while it was built (1 if either has none). A
+shared machine's speed moves by 10 % and more between runs (measured: the reference block 8-15 % slower during the
+validation of 2026-12-02 than during its table's build, and back to +1-4 % a day later), so the correction is
+fitted on `measured_ms / run_drift` (networks at the speed the table was built at: the correction predicts in the
+table's time base) and every prediction is judged as `prediction x run_drift` against what this run measured. A
+correction saved by an earlier `lut validate` is first judged on this run's timings (`earlier_correction`): that is
+the test of whether a correction holds on networks timed in a later, separate run.
 """
 
 from __future__ import annotations
@@ -96,8 +100,8 @@ class DeviceValidation:
     networks: int
     seconds: float
     repeatability: Figures | None = None  # round 2 against round 1 of the same networks
-    drift_pct: float = float("nan")  # reference block now vs while the table was built
-    reference_scaled: Figures | None = None  # block sum x (network's reference / table's reference)
+    drift_pct: float = float("nan")  # reference block now vs while the table was built (100 x (run_drift - 1))
+    reference_scaled: Figures | None = None  # block sum x run_drift
     earlier_correction: Figures | None = None  # the correction saved before this run, on this run's networks
 
 
@@ -253,25 +257,32 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         std = np.array([np.mean([r["measured_ms_std"] for r in measured[spec.name][i]]) for i in ids])
         repeat = Figures.of(per_round[:, 1], per_round[:, 0]) if rounds > 1 else None
         corr_file = correction_path(pred.source)
-        earlier = _earlier_figures(corr_file, block_sums, meas)
-        ref_net = np.array([np.nanmedian([r["reference_ms"] for r in measured[spec.name][i]]) for i in ids])
-        drift_pct, scaled = _drift(pred.table_reference_ms, ref_net, sums, meas)
-        correction, oof = fit_correction(block_sums, meas, spec.name, seed=config.seed)
+        ref_rounds = np.array([[r["reference_ms"] for r in measured[spec.name][i]] for i in ids], dtype=float)
+        ref_net = np.array([np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan
+                            for row in ref_rounds])
+        drift = run_drift(pred.table_reference_ms, ref_net)
+        has_reference = bool(np.isfinite(pred.table_reference_ms) and np.isfinite(ref_net).any())
+        earlier = _earlier_figures(corr_file, block_sums, meas, drift)
+        correction, oof = fit_correction(block_sums, meas / drift, spec.name, seed=config.seed)
         if correction is not None:
             correction.save(corr_file)
         elif corr_file.exists():
             corr_file.unlink()
         predicted = oof if oof is not None else sums
         results.append(DeviceValidation(spec.name, Figures.of(sums, meas),
-                                        Figures.of(oof, meas) if oof is not None else None, correction, len(ids),
-                                        seconds.get(spec.name, 0.0), repeat, drift_pct, scaled, earlier))
+                                        Figures.of(oof * drift, meas) if oof is not None else None, correction,
+                                        len(ids), seconds.get(spec.name, 0.0), repeat,
+                                        100 * (drift - 1) if has_reference else float("nan"),
+                                        Figures.of(sums * drift, meas), earlier))
         frames.append(pd.DataFrame({
             "arch_id": ids, "arch": [by_id[i].to_json() for i in ids], "device": spec.name,
-            "predicted_ms": predicted, "measured_ms": meas, "block_sum_ms": sums, "n_blocks": block_sums.n_blocks,
+            "predicted_ms": predicted, "run_drift": drift, "measured_ms": meas, "block_sum_ms": sums,
+            "n_blocks": block_sums.n_blocks,
             "params_m": block_sums.params_m, "io_mb": block_sums.io,
             "corrected_ms_cv": oof if oof is not None else np.full(len(ids), np.nan), "measured_ms_std": std,
             "reference_ms": ref_net,
             **{f"measured_ms_round{r}": per_round[:, r] for r in range(rounds)},
+            **{f"reference_ms_round{r}": ref_rounds[:, r] for r in range(rounds)},
         }))
     frame = pd.concat(frames, ignore_index=True)
     atomic_write_parquet(out_dir / "validation.parquet", frame)
@@ -279,22 +290,22 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
     return results, frame
 
 
-def _earlier_figures(path: Path, sums: BlockSums, measured: np.ndarray) -> Figures | None:
-    """How the correction saved by an earlier run predicts this run's networks (None if there is none)."""
+def _earlier_figures(path: Path, sums: BlockSums, measured: np.ndarray, drift: float) -> Figures | None:
+    """How the correction saved by an earlier run predicts this run's networks, at this run's drift (None if there
+    is none)."""
     if not path.is_file():
         return None
     earlier = Correction.load(path)
-    return Figures.of(earlier.apply(sums), measured)
+    return Figures.of(earlier.apply(sums) * drift, measured)
 
 
-def _drift(table_reference_ms: float, reference_ms: np.ndarray, sums: np.ndarray,
-           measured: np.ndarray) -> tuple[float, Figures | None]:
-    """(drift of the reference block since the build in %, figures of the reference-scaled block sum); NaN and
-    None if the table or this run has no reference timings."""
-    if not np.isfinite(table_reference_ms) or not np.isfinite(reference_ms).all():
-        return float("nan"), None
-    drift = 100 * (float(np.median(reference_ms)) / table_reference_ms - 1)
-    return drift, Figures.of(sums * reference_ms / table_reference_ms, measured)
+def run_drift(table_reference_ms: float, reference_ms: np.ndarray) -> float:
+    """The machine's speed now against while the table was built: the median of this run's reference timings over
+    the table's median reference; 1.0 if either has none."""
+    finite = reference_ms[np.isfinite(reference_ms)]
+    if not np.isfinite(table_reference_ms) or table_reference_ms <= 0 or finite.size == 0:
+        return 1.0
+    return float(np.median(finite)) / table_reference_ms
 
 
 def write_scatter(frame: pd.DataFrame, results: list[DeviceValidation], path: Path) -> None:
@@ -315,7 +326,7 @@ def write_scatter(frame: pd.DataFrame, results: list[DeviceValidation], path: Pa
         ax.scatter(rows["measured_ms"], rows["block_sum_ms"], s=14, label=f"block sum (ρ={res.raw.spearman:.3f}, "
                    f"{res.raw.within_10_pct:.0f} % in ±10 %)")
         if res.corrected_cv is not None:
-            ax.scatter(rows["measured_ms"], rows["corrected_ms_cv"], s=14, marker="x",
+            ax.scatter(rows["measured_ms"], rows["corrected_ms_cv"] * rows["run_drift"], s=14, marker="x",
                        label=f"corrected, held-out (ρ={res.corrected_cv.spearman:.3f}, "
                        f"{res.corrected_cv.within_10_pct:.0f} % in ±10 %)")
         ax.set_xlim(lo, hi)

@@ -222,20 +222,30 @@ def read_validation(path: str | Path) -> pd.DataFrame:
     missing = [c for c in VALIDATION_COLUMNS if c not in frame.columns]
     if missing:
         raise BadInputError(f"missing columns: {', '.join(missing)}", path=path)
-    for column in ("predicted_ms", "measured_ms"):
-        if not pd.api.types.is_numeric_dtype(frame[column]):
+    for column in ("predicted_ms", "measured_ms", "run_drift"):
+        if column in frame.columns and not pd.api.types.is_numeric_dtype(frame[column]):
             raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
+    if "run_drift" in frame.columns and not (np.isfinite(frame["run_drift"]) & (frame["run_drift"] > 0)).all():
+        raise BadInputError("expected finite positive factors", path=path, key="run_drift")
     if frame.empty:
         raise BadInputError("has no rows", path=path)
     return frame
 
 
+def predicted_now_ms(validation: pd.DataFrame) -> pd.Series:
+    """The predictions at the validation run's machine speed: `predicted_ms x run_drift` (files without
+    `run_drift`, written before 2026-12-03, predicted in the run's own time base)."""
+    predicted = validation["predicted_ms"].astype(float)
+    return predicted * validation["run_drift"].astype(float) if "run_drift" in validation.columns else predicted
+
+
 def validation_summary(validation: pd.DataFrame) -> pd.DataFrame:
     """Per device: `archs`, `mape_pct` (mean |predicted - measured| / measured x 100), `within_10pct` (fraction of
-    archs predicted within +-10 % of measured), `spearman` (rank correlation predicted vs measured)."""
+    archs predicted within +-10 % of measured), `spearman` (rank correlation predicted vs measured); predictions at
+    the run's speed (`predicted_now_ms`)."""
     rows = []
     for device, group in validation.groupby("device", sort=True):
-        predicted = group["predicted_ms"].astype(float)
+        predicted = predicted_now_ms(group)
         measured = group["measured_ms"].astype(float)
         relative = (predicted - measured).abs() / measured
         spearman = predicted.corr(measured, method="spearman") if len(group) > 1 else float("nan")

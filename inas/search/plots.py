@@ -12,7 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from inas.io import atomic_path  # noqa: E402
-from inas.search.analysis import Analysis  # noqa: E402
+from inas.search.analysis import Analysis, predicted_now_ms  # noqa: E402
 from inas.search.predictor_quality import PredictorReport, measured_range  # noqa: E402
 from inas.search.schema import device_of  # noqa: E402
 
@@ -87,8 +87,8 @@ def plot_lut_validation(validation: pd.DataFrame, path: str | Path) -> Path:
     colors = _colors(devices)
     for device in devices:
         rows = validation[validation["device"].astype(str) == device]
-        ax.scatter(rows["measured_ms"], rows["predicted_ms"], s=16, alpha=0.7, color=colors[device], label=device)
-    values = validation[["measured_ms", "predicted_ms"]].to_numpy(dtype=float)
+        ax.scatter(rows["measured_ms"], predicted_now_ms(rows), s=16, alpha=0.7, color=colors[device], label=device)
+    values = np.concatenate([validation["measured_ms"].to_numpy(dtype=float), predicted_now_ms(validation).to_numpy()])
     lo, hi = float(np.nanmin(values)) * 0.9, float(np.nanmax(values)) * 1.1
     line = np.array([lo, hi])
     ax.plot(line, line, color="black", linewidth=1, label="y = x")
