@@ -22,6 +22,8 @@ from inas.search.analysis import (
     front_size_text,
     load_results,
     read_evaluations,
+    read_validation,
+    validation_summary,
 )
 from inas.search.pareto import best_under_budget, default_reference, hypervolume, knee_point
 from inas.search.testing import synthetic_accuracy, synthetic_latency_ms
@@ -267,3 +269,18 @@ def test_front_size_counts_an_arch_found_by_several_searchers_once():
     front = pd.DataFrame({"arch_id": ["a", "b", "b"], "searcher": ["random", "random", "evolution"]})
     assert front_size_text(front) == "2 distinct architectures in 3 rows (one row per searcher that found each)"
     assert front_size_text(front.iloc[:2]) == "2 architectures"
+
+
+def test_lut_validation_predictions_are_judged_at_the_runs_drift(tmp_path):
+    """`predicted_ms` is in the table's time base; `run_drift` (the run's reference over the table's) scales it to
+    the run's timings; files without the column (before 2026-12-03) are taken as they are."""
+    frame = pd.DataFrame({"arch_id": ["a", "b"], "arch": ["{}"] * 2, "device": ["cpu"] * 2,
+                          "predicted_ms": [5.0, 10.0], "measured_ms": [10.0, 20.0], "run_drift": [2.0, 2.0]})
+    path = tmp_path / "validation.parquet"
+    frame.to_parquet(path, index=False)
+    row = validation_summary(read_validation(path)).iloc[0]
+    assert row["mape_pct"] == pytest.approx(0.0) and row["within_10pct"] == 1.0
+    assert validation_summary(frame.drop(columns="run_drift")).iloc[0]["mape_pct"] == pytest.approx(50.0)
+    frame.assign(run_drift=[2.0, float("nan")]).to_parquet(path, index=False)
+    with pytest.raises(BadInputError, match="run_drift"):
+        read_validation(path)
