@@ -44,7 +44,7 @@ def block_sums(tables: Path, device: str, space: SearchSpace, rows: pd.DataFrame
     """The block sums of the rows' archs and the run's drift (its median reference over the table's)."""
     predictor = LatencyPredictor(table_path(tables, device), space, correction=None)
     drift = run_drift(predictor.table_reference_ms, rows["reference_ms"].to_numpy(dtype=float))
-    return predictor.block_sums_many([arch_from_json(a, space) for a in rows["arch"]]), drift
+    return predictor.block_sums_many([arch_from_json(a, space) for a in rows["arch"]]), drift or 1.0
 
 
 def line(device: str, what: str, figures: Figures, rows: list[dict[str, Any]]) -> str:

@@ -260,8 +260,8 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         ref_rounds = np.array([[r["reference_ms"] for r in measured[spec.name][i]] for i in ids], dtype=float)
         ref_net = np.array([np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan
                             for row in ref_rounds])
-        drift = run_drift(pred.table_reference_ms, ref_net)
-        has_reference = bool(np.isfinite(pred.table_reference_ms) and np.isfinite(ref_net).any())
+        measured_drift = run_drift(pred.table_reference_ms, ref_net)
+        drift = 1.0 if measured_drift is None else measured_drift
         earlier = _earlier_figures(corr_file, block_sums, meas, drift)
         correction, oof = fit_correction(block_sums, meas / drift, spec.name, seed=config.seed)
         if correction is not None:
@@ -272,7 +272,7 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         results.append(DeviceValidation(spec.name, Figures.of(sums, meas),
                                         Figures.of(oof * drift, meas) if oof is not None else None, correction,
                                         len(ids), seconds.get(spec.name, 0.0), repeat,
-                                        100 * (drift - 1) if has_reference else float("nan"),
+                                        float("nan") if measured_drift is None else 100 * (drift - 1),
                                         Figures.of(sums * drift, meas), earlier))
         frames.append(pd.DataFrame({
             "arch_id": ids, "arch": [by_id[i].to_json() for i in ids], "device": spec.name,
@@ -299,12 +299,12 @@ def _earlier_figures(path: Path, sums: BlockSums, measured: np.ndarray, drift: f
     return Figures.of(earlier.apply(sums) * drift, measured)
 
 
-def run_drift(table_reference_ms: float, reference_ms: np.ndarray) -> float:
+def run_drift(table_reference_ms: float, reference_ms: np.ndarray) -> float | None:
     """The machine's speed now against while the table was built: the median of this run's reference timings over
-    the table's median reference; 1.0 if either has none."""
+    the table's median reference; None if either has none (then predictions are taken as they are)."""
     finite = reference_ms[np.isfinite(reference_ms)]
     if not np.isfinite(table_reference_ms) or table_reference_ms <= 0 or finite.size == 0:
-        return 1.0
+        return None
     return float(np.median(finite)) / table_reference_ms
 
 
