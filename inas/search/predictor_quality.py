@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 
 from inas.errors import BadInputError
-from inas.search.surrogate import AccuracyPredictor
+from inas.search.surrogate import DEFAULT_FEATURES, DEFAULT_MODEL, AccuracyPredictor
 from inas.space import arch_from_json, inas_space
 
-DEFAULT_VARIANTS: tuple[tuple[str, str], ...] = (("auto", "summary"),)  # the predictor searcher's default
-COMPARE_VARIANTS: tuple[tuple[str, str], ...] = (("auto", "summary"), ("forest", "summary"), ("ridge", "summary"),
+DEFAULT_VARIANTS: tuple[tuple[str, str], ...] = ((DEFAULT_MODEL, DEFAULT_FEATURES),)  # the predictor searcher's
+COMPARE_VARIANTS: tuple[tuple[str, str], ...] = (("forest", "summary"), ("auto", "summary"), ("ridge", "summary"),
                                                  ("gp", "summary"), ("forest", "encoding"), ("ridge", "both"),
                                                  ("boosting", "summary"))
 MIN_SAMPLES = 10  # fewer successful archs: no predictor section

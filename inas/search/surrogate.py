@@ -62,6 +62,7 @@ from inas.space import Arch, ArchEncoding, SearchSpace
 
 FEATURE_KINDS = ("summary", "encoding", "both")
 MODELS = ("forest", "boosting", "ridge", "gp", "auto")
+DEFAULT_MODEL, DEFAULT_FEATURES = "forest", "summary"  # the predictor searcher's (and `analyze`'s) default
 AUTO_MODELS = ("forest", "ridge")  # not "gp": see the module docstring
 AUTO_MIN_SAMPLES = 10
 AUTO_CHOICE_SAMPLES = 200  # the choice is made on the last 200 samples (a Gaussian process's fit is cubic in n)

@@ -33,7 +33,7 @@ from inas.errors import BadInputError
 from inas.search.acquisition import non_dominated, select_batch
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
-from inas.search.surrogate import AccuracyPredictor
+from inas.search.surrogate import DEFAULT_FEATURES, DEFAULT_MODEL, AccuracyPredictor
 from inas.space import Arch, MutationRates, SearchSpace, arch_from_dict, crossover, mutate, sample_max, sample_uniform
 
 
@@ -44,8 +44,8 @@ class PredictorSearcher(Searcher):
     size_params = ("initial_size",)
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
-                 initial_size: int = 16, batch_size: int = 4, candidates: int = 2000, model: str = "forest",
-                 features: str = "summary", n_estimators: int = 100, lgs_groups: int = 4,
+                 initial_size: int = 16, batch_size: int = 4, candidates: int = 2000, model: str = DEFAULT_MODEL,
+                 features: str = DEFAULT_FEATURES, n_estimators: int = 100, lgs_groups: int = 4,
                  mutation_prob: float = 0.2, depth_mutation_prob: float = 0.1, crossover_prob: float = 0.5,
                  lgs_candidates: int = 32, part_latency_fn: PartLatencyFn | None = None,
                  lgs_tries_per_group: int = 20, **kwargs: Any) -> None:
