@@ -428,6 +428,22 @@ def predictor_quality(frame: pd.DataFrame, league: League, n: int, second: Secon
     return out
 
 
+def tau_by_sample(frame: pd.DataFrame, league: League, n: int) -> dict[str, float]:
+    """Per searcher: the 5-fold out-of-fold Kendall tau of the predictor (the searcher's default model) on that
+    searcher's first n evaluations, mean over seeds. The same predictor ranks some samples far better than others:
+    archs spread over the space differ more than archs gathered near a front, relative to the evaluation noise."""
+    out = {}
+    for name, runs in frame.groupby("searcher", sort=True):
+        taus = []
+        for _, seed_runs in runs.groupby("seed"):
+            seed_runs = seed_runs.iloc[:n]
+            archs = [arch_from_json(a, league.space) for a in seed_runs["arch"]]
+            taus.append(AccuracyPredictor(league.space, model="forest").cross_validate(
+                archs, seed_runs[league.metric].to_numpy(dtype=float)).kendall_tau)
+        out[str(name)] = round(statistics.mean(taus), 4)
+    return out
+
+
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
     lines += ["| " + " | ".join(str(r.get(c, "")) for c in columns) + " |" for r in rows]
@@ -551,6 +567,9 @@ def main() -> None:
                   f"noise-ceiling archs with Kendall tau {quality['noise_archs_kendall_tau']} (per seed "
                   f"{quality['noise_archs_kendall_tau_per_seed']}): "
                   f"{quality['noise_archs_ratio_to_noise_ceiling']} x the ceiling measured on them", flush=True)
+        quality["kendall_tau_by_sample"] = tau_by_sample(frame, league, n)
+        print(f"predictor (forest) out of fold on each searcher's first {n} evaluations: "
+              f"{quality['kendall_tau_by_sample']}")
         record["predictor_quality"] = quality
         print(f"\npredictor after {n} evaluations (5-fold out of fold): Kendall tau {quality['kendall_tau']} "
               f"({quality['ratio_to_noise_ceiling']} x the noise ceiling; the same archs evaluated twice: tau "

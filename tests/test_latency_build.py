@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import yaml
 from inas.config import parse_config
 from inas.errors import BadInputError
 from inas.latency import (
+    Correction,
     Figures,
     LatencyPredictor,
     build_tables,
@@ -112,7 +114,28 @@ def test_validate_writes_table_plot_and_repeatability(built_in_process):
     assert result.reference_scaled == Figures.of(saved["block_sum_ms"].to_numpy() * drift,
                                                  saved["measured_ms"].to_numpy())
     assert (out / "validation.png").stat().st_size > 1000
-    assert not (out / "tiny_a.correction.json").exists()
+    assert not (out / "tiny_a.correction.json").exists() and not (out / "tiny_a.correction-candidate.json").exists()
+    assert result.saved_before == {} and result.applied is None
+
+
+def test_a_candidate_correction_is_applied_only_after_a_later_run_confirms_it(built_in_process, tmp_path):
+    config, out, _ = built_in_process
+    lut = tmp_path / "lut"
+    lut.mkdir()
+    shutil.copy(out / "tiny_a.parquet", lut / "tiny_a.parquet")
+    applied, candidate = lut / "tiny_a.correction.json", lut / "tiny_a.correction-candidate.json"
+    # networks take twice their block sum: every fit beats the sum, but the first run only proposes it
+    candidate_fit = Correction(0.0, 2.0, 0.0, "scale", 12, 50.0, 1.0, "tiny_a")
+    candidate_fit.save(candidate)
+    (first,), frame = validate_tables(config, samples=3, out_dir=lut, progress=False, rounds=1, in_process=True)
+    beats = first.saved_before["candidate"].mape_pct < first.reference_scaled.mape_pct
+    assert applied.exists() == beats and (first.applied_role == "candidate") == beats
+    assert not candidate.exists()  # 3 networks: no new fit, the judged candidate is used up
+    if beats:
+        assert Correction.load(applied).confirmations == 1
+        assert np.allclose(frame["predicted_ms"], 2.0 * frame["block_sum_ms"])  # what the predictor now says
+    else:
+        assert (frame["predicted_ms"] == frame["block_sum_ms"]).all()
 
 
 def test_run_drift_is_this_runs_median_reference_over_the_tables():

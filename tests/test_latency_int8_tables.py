@@ -14,6 +14,7 @@ from inas.latency import (
     Correction,
     Figures,
     build_tables,
+    candidate_correction_path,
     correction_path,
     read_table,
     validate_tables,
@@ -55,20 +56,22 @@ def test_int8_table_records_calibration_and_reference(int8_lut):
     assert lo <= mid <= hi
 
 
-def test_int8_validation_reports_drift_and_the_earlier_correction(int8_lut):
+def test_int8_validation_reports_drift_and_judges_the_saved_correction(int8_lut):
     config, out, _ = int8_lut
     earlier = Correction(0.0, 2.0, 0.0, "scale", 10, 5.0, 4.0, device="i8")  # a correction that doubles the sum
     earlier.save(correction_path(out / "i8.parquet"))
     (result,), frame = validate_tables(config, samples=3, out_dir=out, progress=False, rounds=1, in_process=True)
     assert np.isfinite(result.drift_pct) and result.reference_scaled is not None
-    assert result.earlier_correction is not None
+    assert set(result.saved_before) == {"applied"}
     drift = frame["run_drift"].to_numpy()  # this run's reference over the table's, one factor for the run
     assert len(set(drift)) == 1 and drift[0] == pytest.approx(frame["reference_ms"].median() / table_reference(out))
     assert result.drift_pct == pytest.approx(100 * (drift[0] - 1))
     doubled = Figures.of(2 * frame["block_sum_ms"].to_numpy() * drift, frame["measured_ms"].to_numpy())
-    assert result.earlier_correction == doubled  # judged at this run's machine speed
+    assert result.saved_before["applied"] == doubled  # judged at this run's machine speed
     assert result.reference_scaled == Figures.of(frame["block_sum_ms"].to_numpy() * drift,
                                                  frame["measured_ms"].to_numpy())
     assert (frame["reference_ms"] > 0).all() and (frame["reference_ms_round0"] > 0).all()
-    assert not correction_path(out / "i8.parquet").exists()  # 3 networks: nothing fitted, the old one removed
+    if doubled.mape_pct >= result.reference_scaled.mape_pct:  # worse than the block sum on this run: not applied
+        assert result.applied is None and not correction_path(out / "i8.parquet").exists()
+    assert not candidate_correction_path(out / "i8.parquet").exists()  # 3 networks: too few to fit a new one
     assert set(pd.read_parquet(out / "validation.parquet")["device"]) == {"i8"}

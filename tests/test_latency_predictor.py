@@ -27,6 +27,7 @@ from inas.latency import (
 from inas.latency.blocks import LATENCY_GROUPS
 from inas.latency.predictor import block_io_mb
 from inas.latency.table import table_from_rows
+from inas.latency.validate import judge_saved_corrections
 from inas.space import Arch, StageArch, inas_space, sample_max, sample_min, sample_uniform
 
 NARROW = {
@@ -253,11 +254,34 @@ def test_correction_file_is_checked(tmp_path):
                                  ("group_scales", {"neck": 1.0}, "group_scales"),
                                  ("group_scales", [1.0], "group_scales"),
                                  ("group_scales", {"backbone": None}, "group_scales.backbone"),
-                                 ("fitted_on", 0, "fitted_on")]:
+                                 ("fitted_on", 0, "fitted_on"), ("confirmations", -1, "confirmations"),
+                                 ("confirmed_mape_pct", "low", "confirmed_mape_pct")]:
         path.write_text(json.dumps({**doc, key: value}))
         with pytest.raises(BadInputError, match=expected) as info:
             Correction.load(path)
         assert str(path) in str(info.value)
+
+
+def test_a_saved_correction_is_applied_only_if_it_beats_the_block_sum_on_a_later_run():
+    rng = np.random.default_rng(5)
+    sums = BlockSums(rng.uniform(5, 15, 40), rng.integers(40, 70, 40), rng.uniform(2, 12, 40))
+    drift = 1.1  # this run's machine is 10 % slower than during the table's build
+    measured = 0.8 * sums.latency_ms * drift * (1 + rng.normal(0, 0.01, 40))  # networks keep 80 % of the sum
+
+    def scale(factor: float, confirmations: int = 0) -> Correction:
+        return Correction(0.0, factor, 0.0, "scale", 40, 25.0, 1.0, "cpu", confirmations=confirmations)
+
+    good, close, wrong = scale(0.8, confirmations=2), scale(0.82), scale(1.3)
+    role, kept, judged = judge_saved_corrections({"applied": wrong, "candidate": good}, sums, measured, drift)
+    assert role == "candidate" and kept.scale == 0.8 and kept.confirmations == 3  # promoted, counted
+    assert set(judged) == {"applied", "candidate"} and judged["candidate"].mape_pct < 2.0 < judged["applied"].mape_pct
+    assert kept.confirmed_mape_pct == judged["candidate"].mape_pct
+    raw = Figures.of(sums.latency_ms * drift, measured).mape_pct
+    assert kept.confirmed_raw_mape_pct == pytest.approx(raw)
+    role, kept, _ = judge_saved_corrections({"applied": good, "candidate": close}, sums, measured, drift)
+    assert role == "applied" and kept.scale == 0.8  # the applied one stays while it predicts better
+    assert judge_saved_corrections({"applied": wrong}, sums, measured, drift)[:2] == (None, None)  # worse than sum
+    assert judge_saved_corrections({}, sums, measured, drift) == (None, None, {})
 
 
 def test_table_of_two_input_sizes_is_rejected(space):

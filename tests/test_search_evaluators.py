@@ -3,8 +3,10 @@ columns from the latency tables and the profiler, the results table as a cache, 
 
 from __future__ import annotations
 
+import logging
 import math
 import random
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -162,6 +164,19 @@ def test_resource_columns_per_device(problem):
     params, macs = arch_cost(space, arch, (IMAGE_SIZE, IMAGE_SIZE))
     assert out["params_m"] == pytest.approx(params / 1e6) and out["macs_g"] == pytest.approx(macs / 1e9)
     assert resources.latency_ms(arch) == out["latency_ms__dev_a"]
+
+
+def test_an_unconfirmed_candidate_correction_is_not_applied_and_said(problem, tmp_path, caplog):
+    from inas.latency import Correction
+
+    root, _, space, _, _ = problem
+    lut = tmp_path / "lut"
+    shutil.copytree(root / "lut", lut)
+    Correction(0.0, 3.0, 0.0, "scale", 20, 9.0, 1.0, "dev_a").save(lut / "dev_a.correction-candidate.json")
+    with caplog.at_level(logging.WARNING, logger="inas.search.evaluators"):
+        predictors = load_latency_predictors(lut, DEVICES, space, 1, (IMAGE_SIZE, IMAGE_SIZE))
+    assert predictors["dev_a"].correction is None  # block sums until a later `lut validate` confirms it
+    assert "dev_a" in caplog.text and "candidate correction" in caplog.text and "dev_b" not in caplog.text
 
 
 def test_evaluation_table_serves_successes_and_round_trips(tmp_path):

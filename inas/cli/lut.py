@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from inas.cli.common import add_config_argument, add_out_argument, check_at_least, config_from_args
+
+if TYPE_CHECKING:
+    from inas.latency import DeviceValidation
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +80,27 @@ def describe_correction(c) -> str:
     return f"{c.model}: measured ≈ " + " + ".join(terms or ["0"])
 
 
+SAVED_LABELS = {"applied": "applied correction (earlier)", "candidate": "candidate (earlier run's fit)"}
+
+
+def correction_verdict(r: DeviceValidation) -> list[str]:
+    """What `lut validate` decided about the corrections of one device (`DeviceValidation`), in words."""
+    lines = []
+    if r.applied is not None:
+        how = "kept" if r.applied_role == "applied" else "the earlier run's candidate, confirmed"
+        lines.append(f"applied from now on ({how}: MAPE {r.applied.confirmed_mape_pct:.2f} % vs the block sum's "
+                     f"{r.applied.confirmed_raw_mape_pct:.2f} % on this run's networks, confirmed by "
+                     f"{r.applied.confirmations} later run(s)): {describe_correction(r.applied)}")
+    elif r.saved_before:
+        lines.append("no correction applied: none saved before beats the block sum on this run's networks")
+    if r.correction is not None:
+        lines.append(f"new candidate saved, applied only once a later `lut validate` confirms it: "
+                     f"{describe_correction(r.correction)}")
+    else:
+        lines.append("no new candidate (no fit beats the block sum on held-out networks)")
+    return lines
+
+
 def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
     from inas.latency import validate_tables
 
@@ -83,26 +108,23 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
     check_at_least("--rounds", args.rounds)
     results, _ = validate_tables(config, args.samples, out_dir, address=args.address, seed=args.seed,
                                  progress=not args.no_progress, rounds=args.rounds, in_process=args.in_process)
-    print(f"{'device':16s} {'predictor':28s} {'spearman':>8s} {'MAPE %':>7s} {'±10 %':>6s} {'±5 %':>6s}")
+    print(f"{'device':16s} {'predictor':30s} {'spearman':>8s} {'MAPE %':>7s} {'±10 %':>6s} {'±5 %':>6s}")
     for r in results:
         rows = [("block sum", r.raw)]
         if r.reference_scaled is not None:
             rows.append(("block sum x run drift", r.reference_scaled))
-        if r.earlier_correction is not None:
-            rows.append(("earlier run's correction", r.earlier_correction))
+        rows += [(SAVED_LABELS[role], figures) for role, figures in r.saved_before.items()]
         if r.corrected_cv is not None and r.correction is not None:
-            rows.append((f"{r.correction.model} (held-out)", r.corrected_cv))
+            rows.append((f"new fit {r.correction.model} (held-out)", r.corrected_cv))
         if r.repeatability is not None:
             rows.append(("round 2 vs round 1", r.repeatability))
         for name, f in rows:
-            print(f"{r.device:16s} {name:28s} {f.spearman:8.3f} {f.mape_pct:7.2f} {f.within_10_pct:6.1f} "
+            print(f"{r.device:16s} {name:30s} {f.spearman:8.3f} {f.mape_pct:7.2f} {f.within_10_pct:6.1f} "
                   f"{f.within_5_pct:6.1f}")
         if r.drift_pct == r.drift_pct:
             print(f"{'':16s} reference block now {r.drift_pct:+.1f} % against the table's build (the run drift; "
                   "every prediction above is scaled by it)")
-        if r.correction is not None:
-            print(f"{'':16s} correction saved: {describe_correction(r.correction)}")
-        else:
-            print(f"{'':16s} no correction (none beats the block sum on held-out networks)")
+        for line in correction_verdict(r):
+            print(f"{'':16s} {line}")
     print(f"wrote {out_dir / 'validation.parquet'} and {out_dir / 'validation.png'}")
     return 0

@@ -19,14 +19,21 @@ from inas.latency.blocks import (
 )
 from inas.latency.build import BuildReport, build_tables, config_blocks, device_specs, lut_input_hw
 from inas.latency.devices import DeviceActor, DeviceSpec
-from inas.latency.predictor import BlockSums, Correction, LatencyPredictor, correction_path
+from inas.latency.predictor import (
+    BlockSums,
+    Correction,
+    LatencyPredictor,
+    candidate_correction_path,
+    correction_path,
+)
 from inas.latency.table import TABLE_COLUMNS, read_table, table_path, write_table
 from inas.latency.validate import DeviceValidation, Figures, fit_correction, validate_tables
 
 __all__ = [
     "BACKENDS", "BLOCK_KINDS", "BlockKey", "BlockSums", "BuildReport", "Correction", "DeviceActor", "DeviceSpec",
     "DeviceValidation", "Figures", "LatencyPredictor", "Runner", "SpaceGeometry", "TABLE_COLUMNS", "Timing",
-    "arch_blocks", "build_block", "build_network", "build_tables", "config_blocks", "correction_path",
+    "arch_blocks", "build_block", "build_network", "build_tables", "candidate_correction_path", "config_blocks",
+    "correction_path",
     "count_by_kind", "device_specs", "enumerate_blocks", "fit_correction", "lut_input_hw", "parse_input_size",
     "read_table", "table_path", "validate_tables", "write_table",
 ]

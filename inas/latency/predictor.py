@@ -43,9 +43,16 @@ _POPCOUNT = np.array([bin(m).count("1") for m in range(1 << NUM_LEVELS)], dtype=
 
 
 def correction_path(table_path: str | Path) -> Path:
-    """`<device>.correction.json` beside `<device>.parquet`."""
+    """`<device>.correction.json` beside `<device>.parquet`: the correction the predictor applies."""
     table_path = Path(table_path)
     return table_path.with_name(table_path.stem + ".correction.json")
+
+
+def candidate_correction_path(table_path: str | Path) -> Path:
+    """`<device>.correction-candidate.json` beside `<device>.parquet`: the newest fitted correction, applied only
+    once a later `lut validate` confirms it (see `inas.latency.validate`)."""
+    table_path = Path(table_path)
+    return table_path.with_name(table_path.stem + ".correction-candidate.json")
 
 
 _GROUP_INDEX = {group: i for i, group in enumerate(LATENCY_GROUPS)}
@@ -86,7 +93,9 @@ class Correction:
     stand-alone block copies in and out (OpenVINO's inference requests) but a network does not; `scale`: what
     remains proportional; `group_scales`: the share of its stand-alone time each LATENCY_GROUPS group keeps inside
     a network (models that scale groups separately). `cv_mape_*`: mean absolute percentage errors of the raw sum
-    and of the corrected prediction on held-out networks.
+    and of the corrected prediction on held-out networks. `confirmations`: how many later `lut validate` runs it
+    predicted better than the block sum; `confirmed_mape_pct`, `confirmed_raw_mape_pct`: its MAPE and the block
+    sum's on the networks of the latest of them (None before any).
     """
 
     intercept_ms: float
@@ -100,6 +109,9 @@ class Correction:
     per_mparam_ms: float = 0.0
     per_io_mb_ms: float = 0.0
     group_scales: dict[str, float] = field(default_factory=dict)
+    confirmations: int = 0
+    confirmed_mape_pct: float | None = None
+    confirmed_raw_mape_pct: float | None = None
 
     def apply(self, sums: BlockSums) -> np.ndarray:
         """Corrected latencies (ms) of the archs of `sums`, shape (archs,)."""
@@ -136,6 +148,8 @@ class Correction:
         """BadInputError naming the key unless every coefficient is a finite number and every group is known."""
         numbers = {k: getattr(self, k) for k in ("intercept_ms", "scale", "per_block_ms", "per_mparam_ms",
                                                   "per_io_mb_ms", "cv_mape_raw", "cv_mape_corrected")}
+        numbers.update({k: getattr(self, k) for k in ("confirmed_mape_pct", "confirmed_raw_mape_pct")
+                        if getattr(self, k) is not None})
         if not isinstance(self.group_scales, dict):
             raise BadInputError("expected an object of group -> scale", path=path, key="group_scales")
         for group, value in self.group_scales.items():
@@ -148,6 +162,9 @@ class Correction:
                 raise BadInputError(f"expected a finite number, got {value!r}", path=path, key=key)
         if isinstance(self.fitted_on, bool) or not isinstance(self.fitted_on, int) or self.fitted_on < 1:
             raise BadInputError(f"expected a positive integer, got {self.fitted_on!r}", path=path, key="fitted_on")
+        if isinstance(self.confirmations, bool) or not isinstance(self.confirmations, int) or self.confirmations < 0:
+            raise BadInputError(f"expected an integer >= 0, got {self.confirmations!r}", path=path,
+                                key="confirmations")
 
 
 class LatencyPredictor:

@@ -3,17 +3,23 @@
 N random sub-networks are built as stand-alone models (random weights, folded, level-0 head), exported to ONNX and
 timed whole on every device's actors with the device's backend, threads and batch. The report gives, per device,
 Spearman's rank correlation, the mean absolute percentage error (MAPE) and the share of networks predicted within
-±10 % and ±5 %, for the raw block sum and for a per-device `Correction` fitted on the measured networks. The
-correction is judged by nested K-fold cross-validation (each network predicted by a model chosen and fitted without
-it) and saved beside the table (`<device>.correction.json`) only if it lowers the held-out MAPE; otherwise an old
-one is removed.
+±10 % and ±5 %, for the raw block sum and for a per-device `Correction` fitted on the measured networks.
+
+A correction is applied only once networks timed in a later, separate run confirm it. Each run fits a new one,
+judged by nested K-fold cross-validation (each network predicted by a model chosen and fitted without it), and
+saves it as the candidate (`<device>.correction-candidate.json`, not applied) if it lowers the held-out MAPE.
+The next run first judges the corrections saved before it, the applied one (`<device>.correction.json`) and the
+candidate, on its own networks, which neither has seen: the one with the lower MAPE, if it beats the block sum
+there, is applied from then on (its `confirmations` counted up); if neither beats the block sum, none is applied.
+So a correction that learnt one run's noise, or the machine's speed of that afternoon, is never applied, and one
+that holds stays applied until a later candidate predicts a later run better.
 
 Outputs in the LUT folder: `validation.parquet` (one row per network and device: `arch_id`, `arch`, `device`,
-`predicted_ms` = what the predictor now predicts, in the table's time base (held-out if the correction is adopted;
-compare `predicted_ms x run_drift` with `measured_ms`), `run_drift`, `measured_ms`, and `block_sum_ms`, `n_blocks`,
-`params_m`, `io_mb`, `corrected_ms_cv`, `measured_ms_std`, `reference_ms`, `measured_ms_round<i>`,
-`reference_ms_round<i>`), `validation.png`
-(predicted vs measured). Each network is timed in several rounds; how well round 2 reproduces round 1
+`predicted_ms` = what the predictor now predicts, in the table's time base (the applied correction, fitted on an
+earlier run's networks, or the block sum; compare `predicted_ms x run_drift` with `measured_ms`), `run_drift`,
+`measured_ms`, and `block_sum_ms`, `n_blocks`, `params_m`, `io_mb`, `corrected_ms_cv` (the new fit, held out),
+`measured_ms_std`, `reference_ms`, `measured_ms_round<i>`, `reference_ms_round<i>`), `validation.png` (predicted vs
+measured). Each network is timed in several rounds; how well round 2 reproduces round 1
 (`repeatability`) is the ceiling for any predictor on that device.
 
 Every backend is validated the same way: the whole network is exported, quantised (INT8 backends, calibrated like
@@ -23,9 +29,7 @@ reference of this run over the median reference stored in the table while it was
 shared machine's speed moves by 10 % and more between runs (measured: the reference block 8-15 % slower during the
 validation of 2026-12-02 than during its table's build, and back to +1-4 % a day later), so the correction is
 fitted on `measured_ms / run_drift` (networks at the speed the table was built at: the correction predicts in the
-table's time base) and every prediction is judged as `prediction x run_drift` against what this run measured. A
-correction saved by an earlier `lut validate` is first judged on this run's timings (`earlier_correction`): that is
-the test of whether a correction holds on networks timed in a later, separate run.
+table's time base) and every prediction is judged as `prediction x run_drift` against what this run measured.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import logging
 import random
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +51,13 @@ from inas.io import atomic_path, atomic_write_parquet
 from inas.latency.blocks import LATENCY_GROUPS
 from inas.latency.build import device_specs, lut_calibration, lut_input_hw
 from inas.latency.devices import device_actors, dispatch
-from inas.latency.predictor import BlockSums, Correction, LatencyPredictor, correction_path
+from inas.latency.predictor import (
+    BlockSums,
+    Correction,
+    LatencyPredictor,
+    candidate_correction_path,
+    correction_path,
+)
 from inas.latency.table import table_path
 from inas.nn import space_spec
 from inas.space import Arch, SearchSpace, sample_uniform
@@ -95,14 +105,16 @@ class Figures:
 class DeviceValidation:
     device: str
     raw: Figures
-    corrected_cv: Figures | None
-    correction: Correction | None  # adopted (saved) correction, if any
+    corrected_cv: Figures | None  # the new fit, held out (nested cross-validation)
+    correction: Correction | None  # the new fit, saved as the candidate if it beats the block sum held out
     networks: int
     seconds: float
     repeatability: Figures | None = None  # round 2 against round 1 of the same networks
     drift_pct: float = float("nan")  # reference block now vs while the table was built (100 x (run_drift - 1))
     reference_scaled: Figures | None = None  # block sum x run_drift
-    earlier_correction: Figures | None = None  # the correction saved before this run, on this run's networks
+    saved_before: dict[str, Figures] = field(default_factory=dict)  # "applied"/"candidate" saved before, this run
+    applied: Correction | None = None  # the correction applied from now on (confirmed on this or an earlier run)
+    applied_role: str | None = None  # which of saved_before it is ("applied" kept, "candidate" promoted)
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
@@ -262,18 +274,19 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
                             for row in ref_rounds])
         measured_drift = run_drift(pred.table_reference_ms, ref_net)
         drift = 1.0 if measured_drift is None else measured_drift
-        earlier = _earlier_figures(corr_file, block_sums, meas, drift)
+        candidate_file = candidate_correction_path(pred.source)
+        saved = {role: Correction.load(path) for role, path in (("applied", corr_file), ("candidate", candidate_file))
+                 if path.is_file()}
+        role, applied, judged = judge_saved_corrections(saved, block_sums, meas, drift)
         correction, oof = fit_correction(block_sums, meas / drift, spec.name, seed=config.seed)
-        if correction is not None:
-            correction.save(corr_file)
-        elif corr_file.exists():
-            corr_file.unlink()
-        predicted = oof if oof is not None else sums
+        _save_or_remove(corr_file, applied)
+        _save_or_remove(candidate_file, correction)
+        predicted = applied.apply(block_sums) if applied is not None else sums
         results.append(DeviceValidation(spec.name, Figures.of(sums, meas),
                                         Figures.of(oof * drift, meas) if oof is not None else None, correction,
                                         len(ids), seconds.get(spec.name, 0.0), repeat,
                                         float("nan") if measured_drift is None else 100 * (drift - 1),
-                                        Figures.of(sums * drift, meas), earlier))
+                                        Figures.of(sums * drift, meas), judged, applied, role))
         frames.append(pd.DataFrame({
             "arch_id": ids, "arch": [by_id[i].to_json() for i in ids], "device": spec.name,
             "predicted_ms": predicted, "run_drift": drift, "measured_ms": meas, "block_sum_ms": sums,
@@ -290,13 +303,28 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
     return results, frame
 
 
-def _earlier_figures(path: Path, sums: BlockSums, measured: np.ndarray, drift: float) -> Figures | None:
-    """How the correction saved by an earlier run predicts this run's networks, at this run's drift (None if there
-    is none)."""
-    if not path.is_file():
-        return None
-    earlier = Correction.load(path)
-    return Figures.of(earlier.apply(sums) * drift, measured)
+def judge_saved_corrections(saved: dict[str, Correction], sums: BlockSums, measured: np.ndarray,
+                            drift: float) -> tuple[str | None, Correction | None, dict[str, Figures]]:
+    """Judge the corrections an earlier run saved ("applied", "candidate") on this run's networks, each prediction x
+    this run's drift. Returns (its role, the correction to apply from now on, the figures of each): the one with
+    the lower MAPE among those whose MAPE is below the block sum's (x drift), the applied one on a tie, with this
+    run counted in its `confirmations`; (None, None, figures) when none beats the block sum."""
+    raw_mape = _mape(sums.latency_ms * drift, measured)
+    judged = {role: Figures.of(c.apply(sums) * drift, measured) for role, c in saved.items()}
+    better = [role for role in ("applied", "candidate") if role in judged and judged[role].mape_pct < 100 * raw_mape]
+    if not better:
+        return None, None, judged
+    role = min(better, key=lambda r: judged[r].mape_pct)  # min keeps the first ("applied") on ties
+    kept = replace(saved[role], confirmations=saved[role].confirmations + 1,
+                   confirmed_mape_pct=judged[role].mape_pct, confirmed_raw_mape_pct=100 * raw_mape)
+    return role, kept, judged
+
+
+def _save_or_remove(path: Path, correction: Correction | None) -> None:
+    if correction is not None:
+        correction.save(path)
+    elif path.exists():
+        path.unlink()
 
 
 def run_drift(table_reference_ms: float, reference_ms: np.ndarray) -> float | None:

@@ -17,6 +17,7 @@ reuses it for every later trial of that process.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -45,6 +46,8 @@ from inas.space import Arch, SearchSpace, arch_from_json
 
 if TYPE_CHECKING:
     from inas.search.trial import WorkerSetup
+
+log = logging.getLogger(__name__)
 
 # ----- accuracy ----------------------------------------------------------------------------------------------------
 @dataclass
@@ -182,12 +185,15 @@ def load_latency_predictors(lut_dir: str | Path, devices: Sequence[str], space: 
                             input_hw: tuple[int, int]) -> dict[str, Any]:
     """One `LatencyPredictor` per device from `<lut_dir>/<device>.parquet`, checked to cover every block of `space`
     at `input_hw` for `num_classes`; BadInputError naming the table otherwise."""
-    from inas.latency import LatencyPredictor, enumerate_blocks, table_path
+    from inas.latency import LatencyPredictor, candidate_correction_path, enumerate_blocks, table_path
 
     predictors = {}
     for device in devices:
         path = table_path(lut_dir, device)
         predictor = LatencyPredictor(path, space)
+        if predictor.correction is None and candidate_correction_path(path).is_file():
+            log.warning("device %s: block sums without correction; its candidate correction (%s) is applied once a "
+                        "later `lut validate` confirms it on other networks", device, candidate_correction_path(path))
         if tuple(predictor.input_hw) != tuple(input_hw):
             raise BadInputError(f"latency table was built for input {predictor.input_hw}, the search uses {input_hw} "
                                 "(lut.input_size / data.image_size); rebuild it with `lut`", path=path)
