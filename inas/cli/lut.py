@@ -108,7 +108,7 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
     check_at_least("--rounds", args.rounds)
     results, _ = validate_tables(config, args.samples, out_dir, address=args.address, seed=args.seed,
                                  progress=not args.no_progress, rounds=args.rounds, in_process=args.in_process)
-    print(f"{'device':16s} {'predictor':30s} {'spearman':>8s} {'MAPE %':>7s} {'±10 %':>6s} {'±5 %':>6s}")
+    print(f"{'device':16s} {'predictor':42s} {'spearman':>8s} {'MAPE %':>7s} {'±10 %':>6s} {'±5 %':>6s}")
     for r in results:
         rows = [("block sum", r.raw)]
         if r.reference_scaled is not None:
@@ -119,7 +119,7 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
         if r.repeatability is not None:
             rows.append(("round 2 vs round 1", r.repeatability))
         for name, f in rows:
-            print(f"{r.device:16s} {name:30s} {f.spearman:8.3f} {f.mape_pct:7.2f} {f.within_10_pct:6.1f} "
+            print(f"{r.device:16s} {name:42s} {f.spearman:8.3f} {f.mape_pct:7.2f} {f.within_10_pct:6.1f} "
                   f"{f.within_5_pct:6.1f}")
         if r.drift_pct == r.drift_pct:
             print(f"{'':16s} reference block now {r.drift_pct:+.1f} % against the table's build (the run drift; "
