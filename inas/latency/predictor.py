@@ -42,17 +42,16 @@ _code = attrgetter("code")
 _POPCOUNT = np.array([bin(m).count("1") for m in range(1 << NUM_LEVELS)], dtype=np.int64)
 
 
-def correction_path(table_path: str | Path) -> Path:
-    """`<device>.correction.json` beside `<device>.parquet`: the correction the predictor applies."""
+def correction_path(table_path: str | Path, kind: str = "correction") -> Path:
+    """`<device>.correction.json` beside `<device>.parquet`: the correction the predictor applies (`kind`
+    "correction-candidate": the newest fit, applied only once a later `lut validate` confirms it)."""
     table_path = Path(table_path)
-    return table_path.with_name(table_path.stem + ".correction.json")
+    return table_path.with_name(f"{table_path.stem}.{kind}.json")
 
 
 def candidate_correction_path(table_path: str | Path) -> Path:
-    """`<device>.correction-candidate.json` beside `<device>.parquet`: the newest fitted correction, applied only
-    once a later `lut validate` confirms it (see `inas.latency.validate`)."""
-    table_path = Path(table_path)
-    return table_path.with_name(table_path.stem + ".correction-candidate.json")
+    """`<device>.correction-candidate.json` beside `<device>.parquet` (see `inas.latency.validate`)."""
+    return correction_path(table_path, "correction-candidate")
 
 
 _GROUP_INDEX = {group: i for i, group in enumerate(LATENCY_GROUPS)}

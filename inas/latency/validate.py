@@ -309,14 +309,14 @@ def judge_saved_corrections(saved: dict[str, Correction], sums: BlockSums, measu
     this run's drift. Returns (its role, the correction to apply from now on, the figures of each): the one with
     the lower MAPE among those whose MAPE is below the block sum's (x drift), the applied one on a tie, with this
     run counted in its `confirmations`; (None, None, figures) when none beats the block sum."""
-    raw_mape = _mape(sums.latency_ms * drift, measured)
+    raw_mape_pct = Figures.of(sums.latency_ms * drift, measured).mape_pct
     judged = {role: Figures.of(c.apply(sums) * drift, measured) for role, c in saved.items()}
-    better = [role for role in ("applied", "candidate") if role in judged and judged[role].mape_pct < 100 * raw_mape]
+    better = [role for role in ("applied", "candidate") if role in judged and judged[role].mape_pct < raw_mape_pct]
     if not better:
         return None, None, judged
     role = min(better, key=lambda r: judged[r].mape_pct)  # min keeps the first ("applied") on ties
     kept = replace(saved[role], confirmations=saved[role].confirmations + 1,
-                   confirmed_mape_pct=judged[role].mape_pct, confirmed_raw_mape_pct=100 * raw_mape)
+                   confirmed_mape_pct=judged[role].mape_pct, confirmed_raw_mape_pct=raw_mape_pct)
     return role, kept, judged
 
 
