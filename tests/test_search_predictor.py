@@ -149,23 +149,6 @@ def test_select_batch_spreads_over_the_front():
     assert values == sorted(values, reverse=True) or len(values) < 3
 
 
-def test_select_batch_with_strata_takes_one_pick_per_stratum_first():
-    front_lat, front_score = np.array([[0.2], [0.8]]), np.array([0.3, 0.8])
-    # three promising candidates in the fast band (stratum 0), one modest one in the slow band (stratum 1)
-    lat = np.array([[0.25], [0.3], [0.35], [0.85]])
-    mu, sigma = np.array([0.6, 0.7, 0.78, 0.82]), np.zeros(4)
-    plain, _ = select_batch(front_lat, front_score, lat, mu, sigma, np.array([1.0]), 0.0, count=2)
-    assert plain == [2, 0]  # without strata both picks go to the fast band
-    strata = np.array([0, 0, 0, 1])
-    spread, _ = select_batch(front_lat, front_score, lat, mu, sigma, np.array([1.0]), 0.0, count=3, strata=strata)
-    assert spread == [2, 3, 0]  # one per band first, then the best of the rest
-    # a band without any improvement does not block the batch
-    dominated = np.array([0.6, 0.7, 0.78, 0.1])
-    chosen, _ = select_batch(front_lat, front_score, lat, dominated, sigma, np.array([1.0]), 0.0, count=2,
-                             strata=strata)
-    assert len(chosen) == 2 and 3 not in chosen
-
-
 def test_warm_start_replaces_the_initial_design_and_is_not_asked_again():
     earlier = run_searcher(build_searcher("random", SPACE, synthetic_latency_ms, 20, 7), synthetic_result).records
     searcher = build_searcher("predictor", SPACE, synthetic_latency_ms, 12, 0, **FAST)
@@ -197,7 +180,6 @@ def test_objectives_over_every_device_and_better_than_random():
 
 def test_bad_parameters():
     for params, key in (({"batch_size": 0}, "batch_size"), ({"mutation_prob": 2.0}, "mutation_prob"),
-                        ({"model": "svm"}, "model"), ({"lgs_candidates": -1}, "lgs_candidates"),
-                        ({"latency_strata": -2}, "latency_strata")):
+                        ({"model": "svm"}, "model"), ({"lgs_candidates": -1}, "lgs_candidates")):
         with pytest.raises(BadInputError, match=key):
             build_searcher("predictor", SPACE, synthetic_latency_ms, 10, 0, **params)

@@ -67,12 +67,10 @@ def expected_improvement(front_latency: np.ndarray, front_score: np.ndarray, lat
 
 def select_batch(front_latency: np.ndarray, front_score: np.ndarray, latency: np.ndarray, mu: np.ndarray,
                  sigma: np.ndarray, ref_latency: np.ndarray, ref_score: float, count: int,
-                 screen: int = 200, strata: np.ndarray | None = None) -> tuple[list[int], list[float]]:
+                 screen: int = 200) -> tuple[list[int], list[float]]:
     """Indices of up to `count` candidates (rows of latency (n, d), mu, sigma) by greedy EHVI with the kriging
     believer, and their EHVI when chosen. Only the `screen` candidates with the largest optimistic gain
-    (mu + 2 sigma over the best front score among front points at most as slow on every device) are scored, the
-    best `screen` of every stratum when `strata` (n,) labels the candidates: then each pick comes from a stratum
-    not yet picked from in this batch while any such stratum has a candidate with positive EHVI."""
+    (mu + 2 sigma over the best front score among front points at most as slow on every device) are scored."""
     front_latency = np.asarray(front_latency, dtype=float).reshape(-1, latency.shape[1])
     front_score = np.asarray(front_score, dtype=float)
     optimistic = mu + 2 * sigma
@@ -81,18 +79,12 @@ def select_batch(front_latency: np.ndarray, front_score: np.ndarray, latency: np
         covers = np.all(fl <= latency, axis=1)
         best_below[covers] = np.maximum(best_below[covers], fs)
     gain = optimistic - best_below
-    labels = np.zeros(len(latency), dtype=int) if strata is None else np.asarray(strata)
-    pool = [int(i) for label in np.unique(labels)
-            for i in np.argsort(np.where(labels == label, -gain, np.inf), kind="stable")[:screen]
-            if labels[i] == label and gain[i] > 0]
+    pool = [int(i) for i in np.argsort(-gain, kind="stable")[:screen] if gain[i] > 0]
     chosen: list[int] = []
     values: list[float] = []
     while pool and len(chosen) < count:
-        ehvi = np.array([expected_improvement(front_latency, front_score, latency[i], mu[i], sigma[i], ref_latency,
-                                              ref_score) for i in pool])
-        fresh = np.array([labels[i] not in labels[chosen] for i in pool])
-        if strata is not None and np.any(fresh & (ehvi > 0)):
-            ehvi = np.where(fresh, ehvi, 0.0)
+        ehvi = [expected_improvement(front_latency, front_score, latency[i], mu[i], sigma[i], ref_latency,
+                                     ref_score) for i in pool]
         k = int(np.argmax(ehvi))
         if ehvi[k] <= 0:
             break

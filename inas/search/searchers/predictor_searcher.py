@@ -34,17 +34,7 @@ from inas.search.acquisition import non_dominated, select_batch
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.search.surrogate import DEFAULT_FEATURES, DEFAULT_MODEL, AccuracyPredictor
-from inas.space import (
-    Arch,
-    MutationRates,
-    SearchSpace,
-    arch_from_dict,
-    crossover,
-    mutate,
-    sample_max,
-    sample_min,
-    sample_uniform,
-)
+from inas.space import Arch, MutationRates, SearchSpace, arch_from_dict, crossover, mutate, sample_max, sample_uniform
 
 
 class PredictorSearcher(Searcher):
@@ -58,15 +48,14 @@ class PredictorSearcher(Searcher):
                  features: str = DEFAULT_FEATURES, n_estimators: int = 100, lgs_groups: int = 4,
                  mutation_prob: float = 0.2, depth_mutation_prob: float = 0.1, crossover_prob: float = 0.5,
                  lgs_candidates: int = 32, part_latency_fn: PartLatencyFn | None = None,
-                 lgs_tries_per_group: int = 20, latency_strata: int = 0, **kwargs: Any) -> None:
+                 lgs_tries_per_group: int = 20, **kwargs: Any) -> None:
         super().__init__(space, latency_fn, budget, seed, **kwargs)
         for key, value in (("initial_size", initial_size), ("batch_size", batch_size), ("candidates", candidates),
                            ("lgs_groups", lgs_groups), ("lgs_tries_per_group", lgs_tries_per_group)):
             if not isinstance(value, int) or value < 1:
                 raise BadInputError(f"must be a positive integer, got {value!r}", key=key)
-        for key, value in (("lgs_candidates", lgs_candidates), ("latency_strata", latency_strata)):
-            if not isinstance(value, int) or value < 0:
-                raise BadInputError(f"must be an integer >= 0, got {value!r}", key=key)
+        if not isinstance(lgs_candidates, int) or lgs_candidates < 0:
+            raise BadInputError(f"must be an integer >= 0, got {lgs_candidates!r}", key="lgs_candidates")
         for key, prob in (("mutation_prob", mutation_prob), ("depth_mutation_prob", depth_mutation_prob),
                           ("crossover_prob", crossover_prob)):
             if not 0.0 <= float(prob) <= 1.0:
@@ -77,7 +66,6 @@ class PredictorSearcher(Searcher):
         self.lgs_candidates = min(lgs_candidates, candidates)
         self.crossover_prob = float(crossover_prob)
         self.lgs_tries_per_group = lgs_tries_per_group
-        self.latency_strata = latency_strata
         self.rates = MutationRates(kernel=mutation_prob, width=mutation_prob, connection=mutation_prob,
                                    level_kernel=mutation_prob, depth=depth_mutation_prob)
         self.predictor = AccuracyPredictor(space, model=model, features=features, n_estimators=n_estimators,
@@ -87,7 +75,6 @@ class PredictorSearcher(Searcher):
         self.objective_fns: dict[str, LatencyFn] = dict(self.device_latency_fns) or {"primary": self.latency_ms}
         largest = sample_max(space)
         self._largest_ms = np.array([float(fn(largest)) for fn in self.objective_fns.values()])
-        self._smallest_ms = np.array([float(fn(sample_min(space))) for fn in self.objective_fns.values()])
         self.round = -1  # -1 before the initial design, 0 = initial design, k >= 1 = predictor rounds
         self._queue: list[tuple[Arch, float, float]] = []  # (arch, predicted mean, predicted std), not yet asked
         self._tags: dict[str, tuple[int, float, float]] = {}
@@ -183,18 +170,9 @@ class PredictorSearcher(Searcher):
         cand_latency = np.array([[float(fn(a)) for fn in self.objective_fns.values()] for a in candidates])
         ref_latency = np.maximum(self._largest_ms, latency.max(axis=0)) * 1.01
         chosen, _ = select_batch(latency[front], score[front], cand_latency, mean, std, ref_latency,
-                                 float(score.min()), self.batch_size, strata=self._strata(cand_latency[:, 0]))
+                                 float(score.min()), self.batch_size)
         self._count("candidates_scored", len(candidates))
         return [(candidates[i], float(mean[i]), float(std[i])) for i in chosen]
-
-    def _strata(self, latency_ms: np.ndarray) -> np.ndarray | None:
-        """Stratum (0 .. latency_strata - 1) of each first-objective latency: equal-width bands from the smallest
-        to the largest arch of the space; None when `latency_strata` is 0 (off)."""
-        if not self.latency_strata:
-            return None
-        lo, hi = float(self._smallest_ms[0]), float(self._largest_ms[0])
-        band = (latency_ms - lo) / max(hi - lo, 1e-12) * self.latency_strata
-        return np.clip(np.floor(band), 0, self.latency_strata - 1).astype(int)
 
     def _uniform_fallback(self) -> list[tuple[Arch, float, float]]:
         """One uniform draw when no candidate promises an improvement (None: the space looks exhausted)."""
