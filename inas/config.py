@@ -216,6 +216,11 @@ class LutConfig(Section):
         50, ge=0, description="time a fixed reference block after this many blocks (and before every validation "
         "network) and keep it in the table's `reference_ms`, so drift of the machine is visible; 0: never"
     )
+    reference_network_every_s: float = Field(
+        60.0, ge=0, description="time a fixed whole network (a typical one of the space) before the first block and "
+        "again once this many seconds have passed, during a build and a validation (`reference_network_ms`); "
+        "validation scales its predictions by that network's drift since the build; 0: never"
+    )
     max_spread: float = Field(
         0.1, gt=0, description="re-time a block whose timed runs spread more than this (IQR / median) ..."
     )

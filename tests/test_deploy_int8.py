@@ -21,6 +21,7 @@ from inas.deploy.runtime import load_predictor
 from inas.deploy.testing import random_standalone, tiny_space, write_config
 from inas.errors import BadInputError
 from inas.run import main as run_main
+from inas.runtimes.quantize import cpu_lacks_vnni, weight_range_note
 from inas.space import sample_uniform
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -61,6 +62,7 @@ def test_int8_export_is_qdq_and_says_so(env, int8_onnx):
     assert meta.precision == "int8" and meta.info.input_hw == (64, 64)
     quant = meta.quantization
     assert quant.method == "onnxruntime-qdq" and quant.calibration_images == 4
+    assert quant.weights == weight_range_note(cpu_lacks_vnni())  # 7-bit weights where U8S8 saturates
     assert quant.calibration == f"images:{env['data'] / 'train.lst'}" and quant.fp32_model == "m.pt"
     assert load_predictor(int8_onnx).backend == "onnxruntime-int8"
 

@@ -107,15 +107,41 @@ def test_validate_writes_table_plot_and_repeatability(built_in_process):
             "measured_ms_round0", "measured_ms_round1", "reference_ms_round0", "reference_ms_round1",
             } <= set(saved.columns)
     assert (saved["measured_ms"] > 0).all() and (saved["predicted_ms"] == saved["block_sum_ms"]).all()
-    table_reference = LatencyPredictor(out / "tiny_a.parquet", correction=None).table_reference_ms
-    drift = run_drift(table_reference, saved["reference_ms"].to_numpy())
-    assert drift is not None and (saved["run_drift"] == drift).all()
-    assert result.drift_pct == pytest.approx(100 * (drift - 1))
+    table = LatencyPredictor(out / "tiny_a.parquet", correction=None)
+    drift = run_drift(table.table_reference_network_ms, saved["reference_network_ms"].to_numpy())
+    block_drift = run_drift(table.table_reference_ms, saved["reference_ms"].to_numpy())
+    assert drift is not None and (saved["run_drift"] == drift).all() and (saved["run_drift_network"] == drift).all()
+    assert block_drift is not None and (saved["run_drift_block"] == block_drift).all()
+    assert result.drift_source == "network" and result.drift_pct == pytest.approx(100 * (drift - 1))
+    assert result.block_drift_pct == pytest.approx(100 * (block_drift - 1))
     assert result.reference_scaled == Figures.of(saved["block_sum_ms"].to_numpy() * drift,
                                                  saved["measured_ms"].to_numpy())
     assert (out / "validation.png").stat().st_size > 1000
     assert not (out / "tiny_a.correction.json").exists() and not (out / "tiny_a.correction-candidate.json").exists()
     assert result.saved_before == {} and result.applied is None
+
+
+def test_table_rows_carry_the_reference_network_time(built_in_process):
+    _, out, report = built_in_process
+    values = read_table(table_path(out, "tiny_a"))["reference_network_ms"]
+    assert values.gt(0).all()  # timed before the first block (and again once a minute)
+    lo, mid, hi = report.reference_network
+    assert lo <= mid <= hi and mid == pytest.approx(values.median())
+
+
+def test_validation_without_reference_network_times_scales_by_the_reference_block(built_in_process, tmp_path):
+    """A run that times no reference network (`reference_network_every_s: 0`, or an older table) falls back to the
+    reference block's drift."""
+    _, out, _ = built_in_process
+    shutil.copy(out / "tiny_a.parquet", tmp_path / "tiny_a.parquet")
+    config = tiny_config(ONE_DEVICE, reference_network_every_s=0)
+    (result,), frame = validate_tables(config, samples=2, out_dir=tmp_path, progress=False, rounds=1,
+                                       in_process=True)
+    assert frame["reference_network_ms"].isna().all() and frame["run_drift_network"].isna().all()
+    block_drift = run_drift(LatencyPredictor(tmp_path / "tiny_a.parquet", correction=None).table_reference_ms,
+                            frame["reference_ms"].to_numpy())
+    assert result.drift_source == "block" and (frame["run_drift"] == block_drift).all()
+    assert result.drift_pct == pytest.approx(result.block_drift_pct)
 
 
 def test_a_candidate_correction_is_applied_only_after_a_later_run_confirms_it(built_in_process, tmp_path):

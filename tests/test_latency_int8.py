@@ -201,3 +201,35 @@ def test_openvino_models_have_swish_fused_before_quantisation(blocks):
     model = ov_model_from_onnx(export_onnx(build_block(key), inputs, list_input=False))
     types = {op.get_type_name() for op in model.get_ops()}
     assert "Swish" in types and "Sigmoid" not in types
+
+
+def test_weights_get_a_7_bit_range_only_on_x86_cpus_without_vnni():
+    """onnxruntime's U8S8 kernels saturate without VNNI: the quantiser then reduces the weights' range."""
+    from inas.runtimes.quantize import cpu_lacks_vnni, weight_range_note
+
+    assert cpu_lacks_vnni("processor : 0\nflags : fpu sse2 avx2 fma\n")
+    assert not cpu_lacks_vnni("flags : fpu avx2 avx512f avx512_vnni\n")
+    assert not cpu_lacks_vnni("flags : fpu avx2 avx_vnni\n")
+    assert not cpu_lacks_vnni("model name : unknown\n")  # flags unreadable: onnxruntime's default
+    assert weight_range_note(True) != weight_range_note(False) == "int8 per-channel"
+
+
+def test_reduced_range_weights_use_at_most_7_bits(blocks):
+    import onnx
+    from onnx import numpy_helper
+
+    from inas.latency.backends import export_onnx
+    from inas.runtimes.quantize import quantize_onnx_int8
+
+    key = blocks["mbconv"]
+    inputs = block_inputs(key, batch=1)
+    fp32 = export_onnx(build_block(key), inputs, list_input=False)
+    feeds = Runner("onnxruntime-int8", 1).calibration_feeds(inputs)
+
+    def widest_weight(model: bytes) -> int:
+        graph = onnx.load_from_string(model).graph
+        return max(int(np.abs(numpy_helper.to_array(t).astype(int)).max()) for t in graph.initializer
+                   if t.data_type == onnx.TensorProto.INT8 and len(t.dims) == 4)
+
+    assert widest_weight(quantize_onnx_int8(fp32, feeds, reduce_range=True)) <= 64
+    assert widest_weight(quantize_onnx_int8(fp32, feeds, reduce_range=False)) > 64

@@ -24,9 +24,10 @@ from tests.test_latency_build import TINY_SPACE
 pytestmark = pytest.mark.slow  # ~40 blocks quantised one by one, then networks: tens of seconds
 
 
-def table_reference(out) -> float:
-    """The median reference-block time stored in the table while it was built."""
-    values = read_table(out / "i8.parquet")["reference_ms"].to_numpy(dtype=float)
+def table_reference(out, what: str = "block") -> float:
+    """The median reference block (or network) time stored in the table while it was built."""
+    column = "reference_ms" if what == "block" else "reference_network_ms"
+    values = read_table(out / "i8.parquet")[column].to_numpy(dtype=float)
     return float(np.median(values[np.isfinite(values)]))
 
 
@@ -63,14 +64,18 @@ def test_int8_validation_reports_drift_and_judges_the_saved_correction(int8_lut)
     (result,), frame = validate_tables(config, samples=3, out_dir=out, progress=False, rounds=1, in_process=True)
     assert np.isfinite(result.drift_pct) and result.reference_scaled is not None
     assert set(result.saved_before) == {"applied"}
-    drift = frame["run_drift"].to_numpy()  # this run's reference over the table's, one factor for the run
-    assert len(set(drift)) == 1 and drift[0] == pytest.approx(frame["reference_ms"].median() / table_reference(out))
+    drift = frame["run_drift"].to_numpy()  # this run's reference network over the table's, one factor for the run
+    assert len(set(drift)) == 1 and result.drift_source == "network"
+    assert drift[0] == pytest.approx(frame["reference_network_ms"].median() / table_reference(out, "network"))
+    block = frame["run_drift_block"].to_numpy()
+    assert block[0] == pytest.approx(frame["reference_ms"].median() / table_reference(out))
     assert result.drift_pct == pytest.approx(100 * (drift[0] - 1))
     doubled = Figures.of(2 * frame["block_sum_ms"].to_numpy() * drift, frame["measured_ms"].to_numpy())
     assert result.saved_before["applied"] == doubled  # judged at this run's machine speed
     assert result.reference_scaled == Figures.of(frame["block_sum_ms"].to_numpy() * drift,
                                                  frame["measured_ms"].to_numpy())
     assert (frame["reference_ms"] > 0).all() and (frame["reference_ms_round0"] > 0).all()
+    assert (frame["reference_network_ms_round0"] > 0).all()
     if doubled.mape_pct >= result.reference_scaled.mape_pct:  # worse than the block sum on this run: not applied
         assert result.applied is None and not correction_path(out / "i8.parquet").exists()
     assert not candidate_correction_path(out / "i8.parquet").exists()  # 3 networks: too few to fit a new one

@@ -62,10 +62,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"{r.device:16s} {r.blocks:7d} {r.reused:7d} {r.measured:9d} {r.seconds:9.1f} "
               f"{r.seconds_per_block:8.3f}  {r.path}")
     for r in reports:
-        if r.reference is not None:
-            lo, mid, hi = r.reference
-            print(f"{r.device}: reference block {mid:.4f} ms median over the table, {100 * (lo / mid - 1):+.1f} % .. "
-                  f"{100 * (hi / mid - 1):+.1f} % (drift while building)")
+        for what, spread in (("block", r.reference), ("network", r.reference_network)):
+            if spread is not None:
+                lo, mid, hi = spread
+                print(f"{r.device}: reference {what} {mid:.4f} ms median over the table, "
+                      f"{100 * (lo / mid - 1):+.1f} % .. {100 * (hi / mid - 1):+.1f} % (drift while building)")
     print(f"total wall time: {wall:.1f} s")
     return 0
 
@@ -122,8 +123,10 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
             print(f"{r.device:16s} {name:42s} {f.spearman:8.3f} {f.mape_pct:7.2f} {f.within_10_pct:6.1f} "
                   f"{f.within_5_pct:6.1f}")
         if r.drift_pct == r.drift_pct:
-            print(f"{'':16s} reference block now {r.drift_pct:+.1f} % against the table's build (the run drift; "
-                  "every prediction above is scaled by it)")
+            also = (f"; reference block {r.block_drift_pct:+.1f} %" if r.drift_source == "network"
+                    and r.block_drift_pct == r.block_drift_pct else "")
+            print(f"{'':16s} reference {r.drift_source} now {r.drift_pct:+.1f} % against the table's build (the run "
+                  f"drift; every prediction above is scaled by it{also})")
         for line in correction_verdict(r):
             print(f"{'':16s} {line}")
     print(f"wrote {out_dir / 'validation.parquet'} and {out_dir / 'validation.png'}")

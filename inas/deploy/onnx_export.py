@@ -227,10 +227,11 @@ def export_onnx(model: StandaloneModel, info: ModelInfo, path: str | Path, *, in
     data = to_onnx_bytes(model, info.input_hw, opset=opset, dynamic=dynamic)
     quant = None
     if int8 is not None:
-        from inas.runtimes.quantize import quantize_onnx_int8
+        from inas.runtimes.quantize import cpu_lacks_vnni, quantize_onnx_int8, weight_range_note
 
-        data = quantize_onnx_int8(data, _feeds(int8))
-        quant = Quantization("onnxruntime-qdq", "int8 per-channel", "uint8 per-tensor", int8.source,
+        reduce_range = cpu_lacks_vnni()
+        data = quantize_onnx_int8(data, _feeds(int8), reduce_range=reduce_range)
+        quant = Quantization("onnxruntime-qdq", weight_range_note(reduce_range), "uint8 per-tensor", int8.source,
                              len(int8.samples), fp32_model)
     data = with_metadata(data, onnx_metadata(info, dynamic, quant))
     session = ort_session(data, threads=threads)

@@ -22,7 +22,7 @@ from inas.data.lists import resolve_list_path
 from inas.errors import BadInputError
 from inas.latency.backends import INT8_BACKENDS
 from inas.latency.blocks import BlockKey, enumerate_blocks, parse_input_size
-from inas.latency.devices import DeviceSpec, device_actors, dispatch
+from inas.latency.devices import DeviceSpec, NetworkReference, device_actors, dispatch, reference_network_arch
 from inas.latency.table import keys_of, read_table, table_from_rows, table_path, write_table
 from inas.runtimes.calibration import Calibration, images_from_list
 
@@ -38,10 +38,23 @@ def lut_input_hw(config: ExperimentConfig) -> tuple[int, int]:
 
 def device_specs(config: ExperimentConfig) -> list[DeviceSpec]:
     lut = config.lut
+    network = network_reference(config)
     return [DeviceSpec(d.name, d.ray_resource, d.backend, d.threads, d.batch, d.actors, lut.warmup_runs, lut.runs,
                        lut.node_lock, lut.drop_preempted_runs, lut_input_hw(config), lut.reference_every,
-                       lut.max_spread, lut.retimes)
+                       lut.max_spread, lut.retimes, network)
             for d in lut.devices]
+
+
+def network_reference(config: ExperimentConfig) -> NetworkReference | None:
+    """The whole network the actors time for drift (`reference_network_arch` of the config's space), None if
+    `lut.reference_network_every_s` is 0."""
+    if config.lut.reference_network_every_s <= 0:
+        return None
+    from inas.nn import space_spec
+
+    space = config.space.build()
+    return NetworkReference(space_spec(space), reference_network_arch(space).to_json(), config.num_classes,
+                            config.lut.reference_network_every_s)
 
 
 def lut_calibration(config: ExperimentConfig) -> Calibration | None:
@@ -70,6 +83,7 @@ class BuildReport:
     measured: int  # measured in this run
     seconds: float  # wall time of this device's measurements
     reference: tuple[float, float, float] | None = None  # min, median, max of the table's reference block times
+    reference_network: tuple[float, float, float] | None = None  # ... and of its reference network times
 
     @property
     def seconds_per_block(self) -> float:
@@ -158,14 +172,16 @@ def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, ad
         for bar in bars.values():
             bar.close()
     for name, report in reports.items():
-        report.reference = reference_range(writers[name].frames[0] if writers[name].frames else None)
+        frame = writers[name].frames[0] if writers[name].frames else None
+        report.reference = reference_range(frame)
+        report.reference_network = reference_range(frame, "reference_network_ms")
     return list(reports.values())
 
 
-def reference_range(frame: pd.DataFrame | None) -> tuple[float, float, float] | None:
-    """(min, median, max) of a table's reference block times, None if it has none."""
-    if frame is None or "reference_ms" not in frame:
+def reference_range(frame: pd.DataFrame | None, column: str = "reference_ms") -> tuple[float, float, float] | None:
+    """(min, median, max) of a table's reference block (or network: `column`) times, None if it has none."""
+    if frame is None or column not in frame:
         return None
-    values = frame["reference_ms"].to_numpy(dtype=float)
+    values = frame[column].to_numpy(dtype=float)
     values = values[np.isfinite(values)]
     return (float(values.min()), float(np.median(values)), float(values.max())) if len(values) else None

@@ -11,7 +11,13 @@ block.
 Drift: with `reference_every` > 0 an actor times a fixed reference block (`reference_block`) before its first
 block and again after every `reference_every` blocks, and between validation networks; each row carries the latest
 reference time (`reference_ms`), so a table shows how much the machine drifted while it was built, and validation
-how far it has drifted since. A block whose timed runs spread widely (IQR / median above `max_spread`: another
+how far it has drifted since. A block sits in a network as no stand-alone block does (fused with its neighbours,
+sharing caches with them), and on a shared machine whole networks can move against the blocks (measured: OpenVINO
+FP32 networks 6.4 % faster against their block sums in one validation run than in the one before, while the
+reference block stayed within 0.2 %). So with `reference_network_every_s` > 0 an actor also times a fixed whole
+network (`reference_network_arch`) before its first block or network and again once that many seconds have passed
+(`reference_network_ms`, per table row and per validated network); validation scales its predictions by that
+network's drift when the table has it. A block whose timed runs spread widely (IQR / median above `max_spread`: another
 process got in the way) is timed again, up to `retimes` times, keeping the steadiest timing (`retimes` column).
 Every row an actor measures records the Ray node that measured it in the column `node_id` (the table's `host`
 column names the machine; several Ray nodes may share one), "" when measured in-process without Ray; and each actor
@@ -26,8 +32,10 @@ import datetime as dt
 import fcntl
 import math
 import os
+import random
 import sys
 import tempfile
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -47,8 +55,26 @@ from inas.latency.backends import (
 from inas.latency.blocks import BlockKey
 from inas.ray_session import RayConnection, init_ray
 from inas.runtimes.calibration import Calibration
+from inas.space import Arch, SearchSpace, sample_uniform
 
 NODE_LOCK_NAME = "inas-latency-node.lock"
+REFERENCE_NETWORK_SEED = 0
+
+
+def reference_network_arch(space: SearchSpace) -> Arch:
+    """The fixed whole network timed for drift: the space's uniform draw of seed `REFERENCE_NETWORK_SEED` (a typical
+    network of the space, the same for a table and every validation of it)."""
+    return sample_uniform(space, random.Random(REFERENCE_NETWORK_SEED))
+
+
+@dataclass(frozen=True)
+class NetworkReference:
+    """The reference network an actor times for drift (plain data, shipped to the actor)."""
+
+    space_doc: dict  # `inas.nn.space_spec` of the space
+    arch_json: str  # `reference_network_arch(space).to_json()`
+    num_classes: int
+    every_s: float  # re-time it once this many seconds have passed since it was last timed
 
 
 @dataclass(frozen=True)
@@ -69,6 +95,7 @@ class DeviceSpec:
     reference_every: int = 0  # time the reference block after this many blocks (0: never)
     max_spread: float = math.inf  # re-time a block whose IQR / median exceeds this ...
     retimes: int = 0  # ... at most this many more times
+    reference_network: NetworkReference | None = None  # a whole network timed for drift (None: never)
 
     @property
     def uses_gpu_resource(self) -> bool:
@@ -130,6 +157,8 @@ class DeviceActor:
         self.reference_ms = float("nan")
         self._since_reference = 0
         self._reference_run: Callable[[], object] | None = None
+        self.reference_network_ms = float("nan")
+        self._reference_network_timed_at = -math.inf  # time.monotonic() of its last timing
         self.node_id = _ray_node_id()
 
     def _reference(self, force: bool = False) -> float:
@@ -147,6 +176,25 @@ class DeviceActor:
         self._since_reference += 1
         return self.reference_ms
 
+    def _reference_network(self) -> float:
+        """The reference network's median, re-timed once `every_s` seconds have passed since its last timing; NaN if
+        the device times none."""
+        ref, spec = self.spec.reference_network, self.spec
+        if ref is None or spec.input_hw is None:
+            return float("nan")
+        if time.monotonic() - self._reference_network_timed_at >= ref.every_s:
+            from inas.nn import space_from_spec
+            from inas.space import arch_from_json
+
+            space = space_from_spec(ref.space_doc)
+            arch = arch_from_json(ref.arch_json, space)
+            with node_lock(spec.node_lock):
+                timing = self.runner.measure_network(lambda: build_network(space, arch, ref.num_classes),
+                                                     spec.input_hw, spec.batch, spec.warmup_runs, spec.runs,
+                                                     cache_key=f"reference:{arch.arch_id}")
+            self.reference_network_ms, self._reference_network_timed_at = timing.median_ms, time.monotonic()
+        return self.reference_network_ms
+
     def check(self) -> str | None:
         """None if this node can run the device's backend, else the reason."""
         return self.runner.check()
@@ -156,7 +204,7 @@ class DeviceActor:
         return os.nice(0)
 
     def _row(self, key: BlockKey, timing: Timing, params: int, reference_ms: float, calibration: str,
-             retimes: int = 0) -> dict:
+             retimes: int = 0, reference_network_ms: float = float("nan")) -> dict:
         spec = self.spec
         versions = dict(self.versions)
         if not spec.backend.startswith("onnxruntime"):
@@ -167,21 +215,22 @@ class DeviceActor:
                 "batch": spec.batch, "threads": spec.threads, "latency_ms": timing.median_ms,
                 "latency_ms_mean": timing.mean_ms, "latency_ms_std": timing.std_ms,
                 "latency_ms_iqr": timing.iqr_ms, "runs": timing.runs, "retimes": retimes, "reference_ms": reference_ms,
-                "calibration": calibration, **versions, "measured_at": _now(), "node_id": self.node_id}
+                "reference_network_ms": reference_network_ms, "calibration": calibration, **versions,
+                "measured_at": _now(), "node_id": self.node_id}
 
     def measure_blocks(self, keys: Sequence[dict]) -> list[dict]:
         """Time blocks given as BlockKey rows; returns one latency-table row each."""
         rows = []
         for row in keys:
             key = BlockKey.from_row(row)
-            reference_ms = self._reference()
+            reference_ms, reference_network_ms = self._reference(), self._reference_network()
             inputs = block_inputs(key, self.spec.batch)
             with node_lock(self.spec.node_lock):
                 module = build_block(key)
                 run = self.runner.prepare(module, inputs, list_input=key.kind.endswith("_fusion"))
                 timing, retimes = self._steady_timing(run)
             rows.append(self._row(key, timing, sum(p.numel() for p in module.parameters()), reference_ms,
-                                  self.runner.calibration_source(inputs), retimes))
+                                  self.runner.calibration_source(inputs), retimes, reference_network_ms))
         _count_blocks(self.spec.name, self.node_id, len(rows))
         return rows
 
@@ -199,8 +248,9 @@ class DeviceActor:
     def measure_networks(self, space_doc: dict, arch_jsons: Sequence[str], input_hw: tuple[int, int],
                          num_classes: int) -> list[dict]:
         """Time whole stand-alone networks (random weights, folded, level-0 head); returns
-        {arch_id, measured_ms, measured_ms_mean, measured_ms_std, measured_ms_iqr, runs, reference_ms} per arch;
-        the reference block is re-timed before every network (validation interleaves the two)."""
+        {arch_id, measured_ms, measured_ms_mean, measured_ms_std, measured_ms_iqr, runs, reference_ms,
+        reference_network_ms} per arch; the reference block is re-timed before every network (validation interleaves
+        the two), the reference network when due."""
         from inas.nn import space_from_spec
         from inas.space import arch_from_json
 
@@ -208,14 +258,15 @@ class DeviceActor:
         out = []
         for text in arch_jsons:
             arch = arch_from_json(text, space)
-            reference_ms = self._reference(force=True)
+            reference_ms, reference_network_ms = self._reference(force=True), self._reference_network()
             with node_lock(self.spec.node_lock):
                 timing = self.runner.measure_network(lambda arch=arch: build_network(space, arch, num_classes),
                                                      tuple(input_hw), self.spec.batch, self.spec.warmup_runs,
                                                      self.spec.runs, cache_key=arch.arch_id)
             out.append({"arch_id": arch.arch_id, "measured_ms": timing.median_ms,
                         "measured_ms_mean": timing.mean_ms, "measured_ms_std": timing.std_ms,
-                        "measured_ms_iqr": timing.iqr_ms, "runs": timing.runs, "reference_ms": reference_ms})
+                        "measured_ms_iqr": timing.iqr_ms, "runs": timing.runs, "reference_ms": reference_ms,
+                        "reference_network_ms": reference_network_ms})
         return out
 
 

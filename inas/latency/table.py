@@ -27,6 +27,8 @@ Schema (every column required; extra columns are allowed and kept):
 | `retimes`             | int64   | extra timings made because the spread exceeded `lut.max_spread`               |
 | `reference_ms`        | float64 | median of the fixed reference block, timed by the same actor at most          |
 |                       |         | `lut.reference_every` blocks before this one (drift of the machine); NaN: off |
+| `reference_network_ms`| float64 | median of the fixed reference network, timed by the same actor at most        |
+|                       |         | `lut.reference_network_every_s` seconds before this block; NaN: off           |
 | `calibration`         | string  | INT8 backends: what the block was calibrated on (`images:<list>`, `random`)   |
 | `torch_version`       | string  | torch that built the block (and ran it for the torch backends)                |
 | `onnxruntime_version` | string  | onnxruntime that ran it ("" if not used)                                      |
@@ -39,8 +41,8 @@ Schema (every column required; extra columns are allowed and kept):
 The block key columns (`kind` .. `fusion`) identify a row; a table holds one device and one (backend, batch,
 threads) setting. A network's latency is predicted from the sums of `latency_ms` and `params` over its blocks (see
 `inas.latency.predictor`). Rows are written with `write_table` (atomic rewrite) and read with `read_table` (schema
-checked). Tables written before `latency_ms_iqr`, `retimes`, `reference_ms`, `calibration` and `openvino_version`
-existed are read with NaN / 0 / "" in those columns.
+checked). Tables written before `latency_ms_iqr`, `retimes`, `reference_ms`, `reference_network_ms`, `calibration` and
+`openvino_version` existed are read with NaN / 0 / "" in those columns.
 """
 
 from __future__ import annotations
@@ -57,17 +59,19 @@ from inas.latency.blocks import BLOCK_KINDS, KEY_FIELDS, BlockKey
 
 INT_COLUMNS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "stride", "kernel", "expand_ratio",
                "fusion", "params", "batch", "threads", "runs", "retimes")
-FLOAT_COLUMNS = ("latency_ms", "latency_ms_mean", "latency_ms_std", "latency_ms_iqr", "reference_ms")
+FLOAT_COLUMNS = ("latency_ms", "latency_ms_mean", "latency_ms_std", "latency_ms_iqr", "reference_ms",
+                 "reference_network_ms")
 STRING_COLUMNS = ("block", "kind", "device", "backend", "calibration", "torch_version", "onnxruntime_version",
                   "openvino_version", "python_version", "host", "measured_at", "node_id")
 # Columns added after the first tables were written: filled with these values when an older table is read.
-LATER_COLUMNS: dict[str, object] = {"latency_ms_iqr": float("nan"), "reference_ms": float("nan"), "calibration": "",
-                                    "openvino_version": "", "retimes": 0, "node_id": ""}
+LATER_COLUMNS: dict[str, object] = {"latency_ms_iqr": float("nan"), "reference_ms": float("nan"),
+                                    "reference_network_ms": float("nan"), "calibration": "", "openvino_version": "",
+                                    "retimes": 0, "node_id": ""}
 # Column order of a written table.
 TABLE_COLUMNS: tuple[str, ...] = (
     "block", *KEY_FIELDS, "params", "device", "backend", "batch", "threads", "latency_ms", "latency_ms_mean",
-    "latency_ms_std", "latency_ms_iqr", "runs", "retimes", "reference_ms", "calibration", "torch_version",
-    "onnxruntime_version", "openvino_version", "python_version", "host", "measured_at", "node_id",
+    "latency_ms_std", "latency_ms_iqr", "runs", "retimes", "reference_ms", "reference_network_ms", "calibration",
+    "torch_version", "onnxruntime_version", "openvino_version", "python_version", "host", "measured_at", "node_id",
 )
 SETTING_COLUMNS = ("device", "backend", "batch", "threads")
 

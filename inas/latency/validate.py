@@ -18,18 +18,24 @@ Outputs in the LUT folder: `validation.parquet` (one row per network and device:
 `predicted_ms` = what the predictor now predicts, in the table's time base (the applied correction, fitted on an
 earlier run's networks, or the block sum; compare `predicted_ms x run_drift` with `measured_ms`), `run_drift`,
 `measured_ms`, and `block_sum_ms`, `n_blocks`, `params_m`, `io_mb`, `corrected_ms_cv` (the new fit, held out),
-`measured_ms_std`, `reference_ms`, `measured_ms_round<i>`, `reference_ms_round<i>`), `validation.png` (predicted vs
+`measured_ms_std`, `reference_ms`, `reference_network_ms`, `run_drift_block`, `run_drift_network`,
+`measured_ms_round<i>`, `reference_ms_round<i>`), `validation.png` (predicted vs
 measured). Each network is timed in several rounds; how well round 2 reproduces round 1
 (`repeatability`) is the ceiling for any predictor on that device.
 
 Every backend is validated the same way: the whole network is exported, quantised (INT8 backends, calibrated like
 the blocks) or read by OpenVINO, and timed by the device's actors. Drift: the actors time the table's reference
-block before every network (`reference_ms` per network); the run's drift factor (`run_drift`) is the median
-reference of this run over the median reference stored in the table while it was built (1 if either has none). A
-shared machine's speed moves by 10 % and more between runs (measured: the reference block 8-15 % slower during the
-validation of 2026-12-02 than during its table's build, and back to +1-4 % a day later), so the correction is
-fitted on `measured_ms / run_drift` (networks at the speed the table was built at: the correction predicts in the
-table's time base) and every prediction is judged as `prediction x run_drift` against what this run measured.
+block before every network (`reference_ms` per network) and its reference network once `lut.reference_network_every_s`
+seconds have passed (`reference_network_ms`); the run's drift factor (`run_drift`) is the median reference network
+time of this run over its median while the table was built, or, for a table without reference network times, the
+same ratio of the reference block (`run_drift_network`, `run_drift_block`: both, NaN where either side has none; 1 if
+neither is known). A shared machine's speed moves by 10 % and more between runs (measured: the reference block 8-15 %
+slower during the validation of 2026-12-02 than during its table's build, and back to +1-4 % a day later), and
+whole networks can move against the blocks (OpenVINO FP32 networks 6.4 % faster against their block sums in one run
+than in the run before, the reference block within 0.2 %): the network is the better yardstick for networks. The
+correction is fitted on `measured_ms / run_drift` (networks at the speed the table was built at: the correction
+predicts in the table's time base) and every prediction is judged as `prediction x run_drift` against what this run
+measured.
 """
 
 from __future__ import annotations
@@ -110,7 +116,9 @@ class DeviceValidation:
     networks: int
     seconds: float
     repeatability: Figures | None = None  # round 2 against round 1 of the same networks
-    drift_pct: float = float("nan")  # reference block now vs while the table was built (100 x (run_drift - 1))
+    drift_pct: float = float("nan")  # 100 x (run_drift - 1): the reference now vs while the table was built
+    drift_source: str = ""  # which reference run_drift comes from: "network", "block" or "" (none: run_drift 1)
+    block_drift_pct: float = float("nan")  # the reference block's drift, also when the network's is used
     reference_scaled: Figures | None = None  # block sum x run_drift
     saved_before: dict[str, Figures] = field(default_factory=dict)  # "applied"/"candidate" saved before, this run
     applied: Correction | None = None  # the correction applied from now on (confirmed on this or an earlier run)
@@ -269,10 +277,13 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         std = np.array([np.mean([r["measured_ms_std"] for r in measured[spec.name][i]]) for i in ids])
         repeat = Figures.of(per_round[:, 1], per_round[:, 0]) if rounds > 1 else None
         corr_file = correction_path(pred.source)
-        ref_rounds = np.array([[r["reference_ms"] for r in measured[spec.name][i]] for i in ids], dtype=float)
-        ref_net = np.array([np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan
-                            for row in ref_rounds])
-        measured_drift = run_drift(pred.table_reference_ms, ref_net)
+        ref_rounds = _rounds(measured[spec.name], ids, "reference_ms")
+        network_ref_rounds = _rounds(measured[spec.name], ids, "reference_network_ms")
+        ref_block, ref_network = _finite_medians(ref_rounds), _finite_medians(network_ref_rounds)
+        block_drift = run_drift(pred.table_reference_ms, ref_block)
+        network_drift = run_drift(pred.table_reference_network_ms, ref_network)
+        source = "network" if network_drift is not None else "block" if block_drift is not None else ""
+        measured_drift = network_drift if network_drift is not None else block_drift
         drift = 1.0 if measured_drift is None else measured_drift
         candidate_file = candidate_correction_path(pred.source)
         saved = {role: Correction.load(path) for role, path in (("applied", corr_file), ("candidate", candidate_file))
@@ -285,7 +296,8 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         results.append(DeviceValidation(spec.name, Figures.of(sums, meas),
                                         Figures.of(oof * drift, meas) if oof is not None else None, correction,
                                         len(ids), seconds.get(spec.name, 0.0), repeat,
-                                        float("nan") if measured_drift is None else 100 * (drift - 1),
+                                        float("nan") if measured_drift is None else 100 * (drift - 1), source,
+                                        float("nan") if block_drift is None else 100 * (block_drift - 1),
                                         Figures.of(sums * drift, meas), judged, applied, role))
         frames.append(pd.DataFrame({
             "arch_id": ids, "arch": [by_id[i].to_json() for i in ids], "device": spec.name,
@@ -293,14 +305,27 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
             "n_blocks": block_sums.n_blocks,
             "params_m": block_sums.params_m, "io_mb": block_sums.io,
             "corrected_ms_cv": oof if oof is not None else np.full(len(ids), np.nan), "measured_ms_std": std,
-            "reference_ms": ref_net,
+            "reference_ms": ref_block, "reference_network_ms": ref_network,
+            "run_drift_block": np.nan if block_drift is None else block_drift,
+            "run_drift_network": np.nan if network_drift is None else network_drift,
             **{f"measured_ms_round{r}": per_round[:, r] for r in range(rounds)},
             **{f"reference_ms_round{r}": ref_rounds[:, r] for r in range(rounds)},
+            **{f"reference_network_ms_round{r}": network_ref_rounds[:, r] for r in range(rounds)},
         }))
     frame = pd.concat(frames, ignore_index=True)
     atomic_write_parquet(out_dir / "validation.parquet", frame)
     write_scatter(frame, results, out_dir / "validation.png")
     return results, frame
+
+
+def _rounds(rows_by_arch: dict[str, list[dict]], ids: list[str], column: str) -> np.ndarray:
+    """(networks, rounds) array of one measured column (NaN where an older actor did not report it)."""
+    return np.array([[r.get(column, np.nan) for r in rows_by_arch[i]] for i in ids], dtype=float)
+
+
+def _finite_medians(rounds: np.ndarray) -> np.ndarray:
+    """Per row: the median of its finite values, NaN if none."""
+    return np.array([np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan for row in rounds])
 
 
 def judge_saved_corrections(saved: dict[str, Correction], sums: BlockSums, measured: np.ndarray,
