@@ -8,7 +8,7 @@ measurements.
 
 Per device: the block sum and the correction chosen and fitted by `fit_correction` (held-out figures by nested
 cross-validation) on --validation, as `lut validate` fits it: on the networks' times divided by the run's drift (its
-median reference-block time over the table's), each prediction judged after multiplying it back; with --later,
+median reference network time over the table's, else the reference block's: `RunDrift`), each prediction judged after multiplying it back; with --later,
 the block sum and that correction applied unchanged to the later run's networks at the later run's drift (and
 without it, for comparison): the test of whether a correction holds on a later run; and the later run's own
 round-to-round repeatability when it has two rounds (with four or more, also the mean of half its rounds against
@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,7 +32,7 @@ from benchmarks.common import record_result  # noqa: E402
 from inas.config import load_config  # noqa: E402
 from inas.latency import BlockSums, Figures, LatencyPredictor, fit_correction  # noqa: E402
 from inas.latency.table import table_path  # noqa: E402
-from inas.latency.validate import run_drift  # noqa: E402
+from inas.latency.validate import RunDrift  # noqa: E402
 from inas.space import SearchSpace, arch_from_json  # noqa: E402
 
 
@@ -41,10 +42,14 @@ def device_rows(path: Path, device: str) -> pd.DataFrame:
 
 
 def block_sums(tables: Path, device: str, space: SearchSpace, rows: pd.DataFrame) -> tuple[BlockSums, float]:
-    """The block sums of the rows' archs and the run's drift (its median reference over the table's)."""
+    """The block sums of the rows' archs and the run's drift, as `lut validate` takes it (`RunDrift`: the median
+    reference network time over the table's, else the reference block's; validations written before the reference
+    network have no `reference_network_ms`)."""
     predictor = LatencyPredictor(table_path(tables, device), space, correction=None)
-    drift = run_drift(predictor.table_reference_ms, rows["reference_ms"].to_numpy(dtype=float))
-    return predictor.block_sums_many([arch_from_json(a, space) for a in rows["arch"]]), drift or 1.0
+    no_network = np.full(len(rows), np.nan)
+    network = rows["reference_network_ms"].to_numpy(dtype=float) if "reference_network_ms" in rows else no_network
+    drift = RunDrift.of(predictor, rows["reference_ms"].to_numpy(dtype=float), network)
+    return predictor.block_sums_many([arch_from_json(a, space) for a in rows["arch"]]), drift.factor
 
 
 def line(device: str, what: str, figures: Figures, rows: list[dict[str, Any]]) -> str:

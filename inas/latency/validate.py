@@ -280,11 +280,8 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         ref_rounds = _rounds(measured[spec.name], ids, "reference_ms")
         network_ref_rounds = _rounds(measured[spec.name], ids, "reference_network_ms")
         ref_block, ref_network = _finite_medians(ref_rounds), _finite_medians(network_ref_rounds)
-        block_drift = run_drift(pred.table_reference_ms, ref_block)
-        network_drift = run_drift(pred.table_reference_network_ms, ref_network)
-        source = "network" if network_drift is not None else "block" if block_drift is not None else ""
-        measured_drift = network_drift if network_drift is not None else block_drift
-        drift = 1.0 if measured_drift is None else measured_drift
+        drifts = RunDrift.of(pred, ref_block, ref_network)
+        drift = drifts.factor
         candidate_file = candidate_correction_path(pred.source)
         saved = {role: Correction.load(path) for role, path in (("applied", corr_file), ("candidate", candidate_file))
                  if path.is_file()}
@@ -296,8 +293,7 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
         results.append(DeviceValidation(spec.name, Figures.of(sums, meas),
                                         Figures.of(oof * drift, meas) if oof is not None else None, correction,
                                         len(ids), seconds.get(spec.name, 0.0), repeat,
-                                        float("nan") if measured_drift is None else 100 * (drift - 1), source,
-                                        float("nan") if block_drift is None else 100 * (block_drift - 1),
+                                        drifts.pct(drifts.chosen), drifts.source, drifts.pct(drifts.block),
                                         Figures.of(sums * drift, meas), judged, applied, role))
         frames.append(pd.DataFrame({
             "arch_id": ids, "arch": [by_id[i].to_json() for i in ids], "device": spec.name,
@@ -306,8 +302,8 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
             "params_m": block_sums.params_m, "io_mb": block_sums.io,
             "corrected_ms_cv": oof if oof is not None else np.full(len(ids), np.nan), "measured_ms_std": std,
             "reference_ms": ref_block, "reference_network_ms": ref_network,
-            "run_drift_block": np.nan if block_drift is None else block_drift,
-            "run_drift_network": np.nan if network_drift is None else network_drift,
+            "run_drift_block": np.nan if drifts.block is None else drifts.block,
+            "run_drift_network": np.nan if drifts.network is None else drifts.network,
             **{f"measured_ms_round{r}": per_round[:, r] for r in range(rounds)},
             **{f"reference_ms_round{r}": ref_rounds[:, r] for r in range(rounds)},
             **{f"reference_network_ms_round{r}": network_ref_rounds[:, r] for r in range(rounds)},
@@ -359,6 +355,39 @@ def run_drift(table_reference_ms: float, reference_ms: np.ndarray) -> float | No
     if not np.isfinite(table_reference_ms) or table_reference_ms <= 0 or finite.size == 0:
         return None
     return float(np.median(finite)) / table_reference_ms
+
+
+@dataclass(frozen=True)
+class RunDrift:
+    """A validation run's speed against its table's build, by the reference network and by the reference block
+    (`run_drift`; None where either side has no timings). `chosen`: the network's if known, else the block's."""
+
+    network: float | None
+    block: float | None
+
+    @classmethod
+    def of(cls, predictor: LatencyPredictor, reference_block_ms: np.ndarray,
+           reference_network_ms: np.ndarray) -> RunDrift:
+        """From this run's reference timings (one per network; NaN where none) and those stored in the table."""
+        return cls(run_drift(predictor.table_reference_network_ms, reference_network_ms),
+                   run_drift(predictor.table_reference_ms, reference_block_ms))
+
+    @property
+    def chosen(self) -> float | None:
+        return self.network if self.network is not None else self.block
+
+    @property
+    def source(self) -> str:
+        return "network" if self.network is not None else "block" if self.block is not None else ""
+
+    @property
+    def factor(self) -> float:
+        """What predictions are multiplied by (1 when neither reference is known)."""
+        return 1.0 if self.chosen is None else self.chosen
+
+    @staticmethod
+    def pct(value: float | None) -> float:
+        return float("nan") if value is None else 100 * (value - 1)
 
 
 def write_scatter(frame: pd.DataFrame, results: list[DeviceValidation], path: Path) -> None:
