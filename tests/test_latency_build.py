@@ -28,7 +28,7 @@ from inas.latency import (
     validate_tables,
     write_table,
 )
-from inas.latency.validate import run_drift
+from inas.latency.validate import RunDrift, run_drift
 from inas.space import sample_max, sample_min
 
 STAGE_WIDTHS = {"stem": 32, "stage_1": 16, "stage_2": 24, "stage_3": 40, "stage_4": 80, "stage_5": 112,
@@ -162,6 +162,19 @@ def test_a_candidate_correction_is_applied_only_after_a_later_run_confirms_it(bu
         assert np.allclose(frame["predicted_ms"], 2.0 * frame["block_sum_ms"])  # what the predictor now says
     else:
         assert (frame["predicted_ms"] == frame["block_sum_ms"]).all()
+
+
+def test_run_drift_prefers_the_reference_network_and_falls_back_to_the_block():
+    class Table:  # the two stored references of a LatencyPredictor
+        table_reference_ms, table_reference_network_ms = 2.0, 10.0
+
+    both = RunDrift.of(Table(), np.array([2.2, 2.2]), np.array([9.0, np.nan]))
+    assert both.network == pytest.approx(0.9) and both.block == pytest.approx(1.1)
+    assert both.source == "network" and both.factor == pytest.approx(0.9) and both.pct(both.block) == pytest.approx(10)
+    block_only = RunDrift.of(Table(), np.array([2.2]), np.array([np.nan]))
+    assert block_only.source == "block" and block_only.factor == pytest.approx(1.1)
+    neither = RunDrift.of(Table(), np.array([np.nan]), np.array([np.nan]))
+    assert neither.source == "" and neither.factor == 1.0 and np.isnan(neither.pct(neither.chosen))
 
 
 def test_run_drift_is_this_runs_median_reference_over_the_tables():
