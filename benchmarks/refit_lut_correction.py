@@ -8,9 +8,10 @@ measurements.
 
 Per device: the block sum and the correction chosen and fitted by `fit_correction` (held-out figures by nested
 cross-validation) on --validation, as `lut validate` fits it: on the networks' times divided by the run's drift (its
-median reference network time over the table's, else the reference block's: `RunDrift`), each prediction judged after multiplying it back; with --later,
-the block sum and that correction applied unchanged to the later run's networks at the later run's drift (and
-without it, for comparison): the test of whether a correction holds on a later run; and the later run's own
+median reference network time over the table's, else the reference block's: `RunDrift`), each prediction judged
+after multiplying it back; with --later, the block sum and that correction applied unchanged to the later run's
+networks at the later run's drift (and without it, for comparison): the test of whether a correction holds on a
+later run; and the later run's own
 round-to-round repeatability when it has two rounds (with four or more, also the mean of half its rounds against
 the other half: the ceiling of a prediction judged against a mean over rounds is higher than the one-round
 repeatability).
