@@ -271,3 +271,18 @@ def test_a_ray_started_for_timing_runs_its_workers_unniced(tmp_path):
         connection.close()
     assert warn_if_niced("cpu", [0, 0]) is None
     assert "RAY_worker_niceness=0" in warn_if_niced("cpu", [0, 15])
+
+
+def test_a_noisy_machine_is_named_in_one_warning_line():
+    from inas.cli.lut import build_noise_warning, validation_noise_warning
+    from inas.latency import DeviceValidation
+
+    assert build_noise_warning("ov", "network", (90.0, 100.0, 115.0)) is None
+    warning = build_noise_warning("ov", "network", (76.0, 100.0, 115.0))
+    assert warning is not None and "ov" in warning and "24 %" in warning and "\n" not in warning
+    steady, noisy = Figures(0.99, 2.0, 100.0, 90.0), Figures(0.51, 12.3, 50.0, 24.0)
+    result = DeviceValidation("ov", noisy, None, None, 50, 1.0, repeatability=steady)
+    assert validation_noise_warning(result) is None
+    warning = validation_noise_warning(DeviceValidation("ov", noisy, None, None, 50, 1.0, repeatability=noisy))
+    assert warning is not None and "50 %" in warning and "quiet machine" in warning
+    assert validation_noise_warning(DeviceValidation("ov", noisy, None, None, 50, 1.0)) is None  # one round

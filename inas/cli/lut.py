@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -67,8 +68,37 @@ def main(args: argparse.Namespace) -> int:
                 lo, mid, hi = spread
                 print(f"{r.device}: reference {what} {mid:.4f} ms median over the table, "
                       f"{100 * (lo / mid - 1):+.1f} % .. {100 * (hi / mid - 1):+.1f} % (drift while building)")
+                warning = build_noise_warning(r.device, what, spread)
+                if warning:
+                    print(warning, file=sys.stderr, flush=True)
     print(f"total wall time: {wall:.1f} s")
     return 0
+
+
+NOISY_DRIFT_PCT = 20.0  # a reference moving more than this while building: entries were timed at different speeds
+NOISY_REPEAT_WITHIN_10_PCT = 90.0  # below: the same networks timed twice disagree too often to judge a table
+
+
+def build_noise_warning(device: str, what: str, spread: tuple[float, float, float]) -> str | None:
+    """A warning line when a reference's (min, median, max) over a build spans more than ±NOISY_DRIFT_PCT."""
+    lo, mid, hi = spread
+    worst = 100 * max(abs(lo / mid - 1), abs(hi / mid - 1)) if mid > 0 else 0.0
+    if worst <= NOISY_DRIFT_PCT:
+        return None
+    return (f"lut: warning: {device}: the reference {what} moved by up to {worst:.0f} % while the table was built: "
+            "this machine's speed varied, so its entries were timed at different speeds; build on a quiet machine "
+            "(nothing else running) for a table that predicts within ±10 %")
+
+
+def validation_noise_warning(r: DeviceValidation) -> str | None:
+    """A warning line when round 2 reproduces round 1 within ±10 % for fewer than NOISY_REPEAT_WITHIN_10_PCT % of
+    the networks: no predictor can be judged better than the machine repeats itself."""
+    repeat = r.repeatability
+    if repeat is None or repeat.within_10_pct >= NOISY_REPEAT_WITHIN_10_PCT:
+        return None
+    return (f"lut validate: warning: {r.device}: the same networks timed twice agree within ±10 % for only "
+            f"{repeat.within_10_pct:.0f} % of them (Spearman {repeat.spearman:.2f}): this machine is too noisy now "
+            "to judge the table; validate on a quiet machine")
 
 
 def describe_correction(c) -> str:
@@ -129,5 +159,8 @@ def _validate(args: argparse.Namespace, config, out_dir: Path) -> int:
                   f"drift; every prediction above is scaled by it{also})")
         for line in correction_verdict(r):
             print(f"{'':16s} {line}")
+        warning = validation_noise_warning(r)
+        if warning:
+            print(warning, file=sys.stderr, flush=True)
     print(f"wrote {out_dir / 'validation.parquet'} and {out_dir / 'validation.png'}")
     return 0
