@@ -55,7 +55,7 @@ from inas.latency.backends import (
 from inas.latency.blocks import BlockKey
 from inas.ray_session import RayConnection, init_ray
 from inas.runtimes.calibration import Calibration
-from inas.space import Arch, SearchSpace, sample_uniform
+from inas.space import Arch, SearchSpace, arch_from_json, sample_uniform
 
 NODE_LOCK_NAME = "inas-latency-node.lock"
 REFERENCE_NETWORK_SEED = 0
@@ -184,7 +184,6 @@ class DeviceActor:
             return float("nan")
         if time.monotonic() - self._reference_network_timed_at >= ref.every_s:
             from inas.nn import space_from_spec
-            from inas.space import arch_from_json
 
             space = space_from_spec(ref.space_doc)
             arch = arch_from_json(ref.arch_json, space)
@@ -252,7 +251,6 @@ class DeviceActor:
         reference_network_ms} per arch; the reference block is re-timed before every network (validation interleaves
         the two), the reference network when due."""
         from inas.nn import space_from_spec
-        from inas.space import arch_from_json
 
         space = space_from_spec(space_doc)
         out = []
