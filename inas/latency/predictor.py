@@ -166,7 +166,7 @@ class Correction:
                                 key="confirmations")
 
 
-def _finite_median(values: np.ndarray) -> float:
+def finite_median(values: np.ndarray) -> float:
     """Median of the finite values, NaN if there are none."""
     finite = values[np.isfinite(values)]
     return float(np.median(finite)) if finite.size else float("nan")
@@ -211,12 +211,12 @@ class LatencyPredictor:
     @property
     def table_reference_ms(self) -> float:
         """Median time of the reference block while the table was built (NaN if the table has none)."""
-        return _finite_median(self.table["reference_ms"].to_numpy(dtype=float))
+        return finite_median(self.table["reference_ms"].to_numpy(dtype=float))
 
     @property
     def table_reference_network_ms(self) -> float:
         """Median time of the reference network while the table was built (NaN if the table has none)."""
-        return _finite_median(self.table["reference_network_ms"].to_numpy(dtype=float))
+        return finite_median(self.table["reference_network_ms"].to_numpy(dtype=float))
 
     def _unique_shape(self, frame: pd.DataFrame, kind: str, cols: tuple[str, ...], what: str) -> tuple[int, ...]:
         rows = frame.loc[frame["kind"] == kind, list(cols)].drop_duplicates()

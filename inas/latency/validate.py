@@ -63,6 +63,7 @@ from inas.latency.predictor import (
     LatencyPredictor,
     candidate_correction_path,
     correction_path,
+    finite_median,
 )
 from inas.latency.table import table_path
 from inas.nn import space_spec
@@ -321,7 +322,7 @@ def _rounds(rows_by_arch: dict[str, list[dict]], ids: list[str], column: str) ->
 
 def _finite_medians(rounds: np.ndarray) -> np.ndarray:
     """Per row: the median of its finite values, NaN if none."""
-    return np.array([np.median(row[np.isfinite(row)]) if np.isfinite(row).any() else np.nan for row in rounds])
+    return np.array([finite_median(row) for row in rounds])
 
 
 def judge_saved_corrections(saved: dict[str, Correction], sums: BlockSums, measured: np.ndarray,
