@@ -26,6 +26,8 @@ Prints Markdown tables and appends one JSON line to benchmarks/results.jsonl (un
         [--checkpoints 16 32 64 96] [--val-images 30 --bn-batches 4] [--space demo|wide] [--work runs/league]
     python benchmarks/bench_search_league.py --quick --seeds 0 1 --checkpoints 4 8   # a smoke run, minutes
     python benchmarks/bench_search_league.py --synthetic     # the searchers alone, on inas.search.testing's problem
+    python benchmarks/bench_search_league.py --searchers evolution predictor \
+        --variant 'predictor_b2=predictor:{"initial_size": 16, "batch_size": 2}'   # a searcher's settings compared
 """
 
 from __future__ import annotations
@@ -68,6 +70,22 @@ LEAGUE = {  # name -> (kind, params); the evolution parameters are the config's 
     "predictor": ("predictor", {"initial_size": 16, "batch_size": 4}),
     "random": ("random", {}),
 }
+
+
+def parse_variant(text: str) -> tuple[str, tuple[str, dict[str, Any]]]:
+    """`--variant NAME=KIND:JSON` -> (NAME, (KIND, params)): an extra league entry with its own settings."""
+    name, _, rest = text.partition("=")
+    kind, _, params_json = rest.partition(":")
+    try:
+        params = json.loads(params_json or "{}")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: parameters are not JSON ({exc})") from None
+    if not name.isidentifier() or name in LEAGUE or not kind or not isinstance(params, dict):
+        raise argparse.ArgumentTypeError(f"--variant {text!r}: expected NAME=KIND:{{JSON object}} with a new NAME "
+                                         f"(not one of {list(LEAGUE)})")
+    return name, (kind, params)
+
+
 QUICK = {"synth": ["--n-train", "24", "--n-test", "8"], "train": {"iterations": 20, "warmup_iterations": 4,
          "checkpoint_every": 10, "log_every": 5, "validate_every": 20, "val_images": 8, "bn_recalibration_batches": 1,
          "validate_at_start": False}, "lut": {"warmup_runs": 1, "runs": 3}}
@@ -322,16 +340,18 @@ def noise_ceiling(league: League, second: SecondPass, count: int) -> dict[str, A
     return {"archs": len(archs), "kendall_tau": round(tau, 4), "mean_abs_diff": round(diff, 5)}
 
 
-def held_out_tau(frame: pd.DataFrame, league: League, n: int, held_out: list[Arch]) -> list[float]:
-    """Per predictor run: the predictor (`forest`, the searcher's default) fitted on its first n evaluations ranks
-    the `held_out` archs (the noise ceiling's archs, none of them in its training set); Kendall tau against their
-    measured scores. The like-for-like comparison with the noise ceiling, which is measured on those same archs."""
+def held_out_tau(frame: pd.DataFrame, league: League, n: int, held_out: list[Arch],
+                 searcher: str = "predictor") -> list[float]:
+    """Per run of `searcher` (a predictor searcher): the predictor (`forest`, the searcher's default) fitted on its
+    first n evaluations ranks the `held_out` archs (the noise ceiling's archs, none of them in its training set);
+    Kendall tau against their measured scores. The like-for-like comparison with the noise ceiling, which is measured on
+    those same archs."""
     from scipy.stats import kendalltau
 
     measured = [league.result(a)[league.metric] for a in held_out]
     held_ids = {a.arch_id for a in held_out}
     taus = []
-    for _, runs in frame[frame.searcher == "predictor"].groupby("seed"):
+    for _, runs in frame[frame.searcher == searcher].groupby("seed"):
         runs = runs.iloc[:n]
         runs = runs[~runs["arch_id"].isin(held_ids)]
         archs = [arch_from_json(a, league.space) for a in runs["arch"]]
@@ -398,15 +418,17 @@ def front_coverage(frame: pd.DataFrame, column: str, metric: str, lo: float, hi:
 PREDICTOR_MODELS = ("forest", "auto", "ridge", "gp")  # "forest" (the predictor searcher's default) first
 
 
-def predictor_quality(frame: pd.DataFrame, league: League, n: int, second: SecondPass | None) -> dict[str, Any]:
+def predictor_quality(frame: pd.DataFrame, league: League, n: int, second: SecondPass | None,
+                      searcher: str = "predictor") -> dict[str, Any]:
     """5-fold out-of-fold tau and MAE of the accuracy predictor (each of PREDICTOR_MODELS, summary features) on the
-    predictor searcher's first n evaluations, mean over seeds; with `second`, also the noise ceiling of those same
-    archs (the tau between two evaluation passes over them: archs near a front differ less than archs spread over
-    the latency range, so a ceiling measured on the latter is not the one a predictor can reach on the former)."""
+    first n evaluations of each run of `searcher` (a predictor searcher), mean over seeds; with `second`, also the noise
+    ceiling of those same archs (the tau between two evaluation passes over them: archs near a front differ less than
+    archs spread over the latency range, so a ceiling measured on the latter is not the one a predictor can reach on the
+    former)."""
     taus: dict[str, list[float]] = {m: [] for m in PREDICTOR_MODELS}
     maes: dict[str, list[float]] = {m: [] for m in PREDICTOR_MODELS}
     ceilings = []
-    for _, runs in frame[frame.searcher == "predictor"].groupby("seed"):
+    for _, runs in frame[frame.searcher == searcher].groupby("seed"):
         runs = runs.iloc[:n]
         archs = [arch_from_json(a, league.space) for a in runs["arch"]]
         for model in PREDICTOR_MODELS:
@@ -442,6 +464,31 @@ def tau_by_sample(frame: pd.DataFrame, league: League, n: int) -> dict[str, floa
                 archs, seed_runs[league.metric].to_numpy(dtype=float)).kendall_tau)
         out[str(name)] = round(statistics.mean(taus), 4)
     return out
+
+
+def report_predictor_quality(frame: pd.DataFrame, league: League, n: int, second: SecondPass | None,
+                             ceiling: dict[str, Any], searcher: str, noise_count: int) -> dict[str, Any]:
+    """`predictor_quality` of `searcher`'s runs against the noise ceilings, and (with a second pass) how the predictor
+    fitted on their first n evaluations ranks the noise ceiling's archs; printed and returned."""
+    quality = predictor_quality(frame, league, n, second, searcher)
+    quality["ratio_to_noise_ceiling"] = round(quality["kendall_tau"] / ceiling["kendall_tau"], 3) \
+        if ceiling["kendall_tau"] > 0 else math.nan
+    same = float(quality.get("same_archs_noise_ceiling", math.nan))
+    quality["ratio_to_same_archs_noise_ceiling"] = round(quality["kendall_tau"] / same, 3) if same > 0 else math.nan
+    if second is not None:
+        held = held_out_tau(frame, league, n, noise_archs(league, noise_count), searcher)
+        quality["noise_archs_kendall_tau"] = round(statistics.mean(held), 4)
+        quality["noise_archs_kendall_tau_per_seed"] = [round(t, 4) for t in held]
+        quality["noise_archs_ratio_to_noise_ceiling"] = round(statistics.mean(held) / ceiling["kendall_tau"], 3)
+        print(f"\n{searcher}: the predictor fitted on {n} evaluations ranks the {noise_count} noise-ceiling archs "
+              f"with Kendall tau {quality['noise_archs_kendall_tau']} (per seed "
+              f"{quality['noise_archs_kendall_tau_per_seed']}): "
+              f"{quality['noise_archs_ratio_to_noise_ceiling']} x the ceiling measured on them", flush=True)
+    print(f"{searcher}: the predictor after {n} evaluations (5-fold out of fold): Kendall tau "
+          f"{quality['kendall_tau']} ({quality['ratio_to_noise_ceiling']} x the noise ceiling; the same archs "
+          f"evaluated twice: tau {same}, ratio {quality['ratio_to_same_archs_noise_ceiling']}), MAE {quality['mae']}; "
+          f"tau by model: {quality['kendall_tau_by_model']}", flush=True)
+    return quality
 
 
 def markdown_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -490,6 +537,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--checkpoints", type=int, nargs="+", default=[16, 32, 64, 96])
     parser.add_argument("--searchers", nargs="+", default=list(LEAGUE), choices=list(LEAGUE))
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[],
+                        help="extra entry NAME=KIND:JSON (e.g. 'predictor_b2=predictor:{\"batch_size\": 2}'); "
+                             "repeatable, run after --searchers")
     parser.add_argument("--noise-archs", type=int, default=30)
     parser.add_argument("--val-images", type=int, default=None, help="first N validation images (default: all)")
     parser.add_argument("--bn-batches", type=int, default=None, help="BN-recalibration batches per arch")
@@ -499,6 +549,8 @@ def main() -> None:
                         help="torch intra-op threads of the evaluator (default: min(4, CPUs))")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = parser.parse_args()
+    LEAGUE.update(dict(args.variant))
+    args.searchers += [name for name, _ in args.variant]
     logging.basicConfig(level=logging.WARNING)
     import torch
 
@@ -551,30 +603,16 @@ def main() -> None:
                               "hypervolume": {k: {"objectives": v["objectives"],
                                                   "rows": [{c: x for c, x in r.items() if not c.startswith("hv@")}
                                                            for r in v["rows"]]} for k, v in tables.items()}}
-    if "predictor" in args.searchers:
-        n = min(64, checkpoints[-1])
-        quality = predictor_quality(frame, league, n, second)
-        quality["ratio_to_noise_ceiling"] = round(quality["kendall_tau"] / ceiling["kendall_tau"], 3) \
-            if ceiling["kendall_tau"] > 0 else math.nan
-        same = float(quality.get("same_archs_noise_ceiling", math.nan))
-        quality["ratio_to_same_archs_noise_ceiling"] = round(quality["kendall_tau"] / same, 3) if same > 0 else math.nan
-        if second is not None:
-            held = held_out_tau(frame, league, n, noise_archs(league, args.noise_archs))
-            quality["noise_archs_kendall_tau"] = round(statistics.mean(held), 4)
-            quality["noise_archs_kendall_tau_per_seed"] = [round(t, 4) for t in held]
-            quality["noise_archs_ratio_to_noise_ceiling"] = round(statistics.mean(held) / ceiling["kendall_tau"], 3)
-            print(f"\npredictor fitted on {n} evaluations ranks the {len(noise_archs(league, args.noise_archs))} "
-                  f"noise-ceiling archs with Kendall tau {quality['noise_archs_kendall_tau']} (per seed "
-                  f"{quality['noise_archs_kendall_tau_per_seed']}): "
-                  f"{quality['noise_archs_ratio_to_noise_ceiling']} x the ceiling measured on them", flush=True)
-        quality["kendall_tau_by_sample"] = tau_by_sample(frame, league, n)
-        print(f"predictor (forest) out of fold on each searcher's first {n} evaluations: "
-              f"{quality['kendall_tau_by_sample']}")
-        record["predictor_quality"] = quality
-        print(f"\npredictor after {n} evaluations (5-fold out of fold): Kendall tau {quality['kendall_tau']} "
-              f"({quality['ratio_to_noise_ceiling']} x the noise ceiling; the same archs evaluated twice: tau "
-              f"{same}, ratio {quality['ratio_to_same_archs_noise_ceiling']}), MAE {quality['mae']}; tau by model: "
-              f"{quality['kendall_tau_by_model']}")
+    n = min(64, checkpoints[-1])
+    for name in [name for name in args.searchers if LEAGUE[name][0] == "predictor"]:
+        quality = report_predictor_quality(frame, league, n, second, ceiling, name, args.noise_archs)
+        if name == "predictor":
+            quality["kendall_tau_by_sample"] = tau_by_sample(frame, league, n)
+            print(f"predictor (forest) out of fold on each searcher's first {n} evaluations: "
+                  f"{quality['kendall_tau_by_sample']}")
+            record["predictor_quality"] = quality
+        else:
+            record.setdefault("variant_predictor_quality", {})[name] = quality
     record["distinct_archs_scored"] = len(league.cache)
     record["seconds"] = round(time.perf_counter() - start, 1)
     print(f"\n{len(league.cache)} distinct archs scored; {record['seconds']} s")

@@ -73,13 +73,7 @@ def select_batch(front_latency: np.ndarray, front_score: np.ndarray, latency: np
     (mu + 2 sigma over the best front score among front points at most as slow on every device) are scored."""
     front_latency = np.asarray(front_latency, dtype=float).reshape(-1, latency.shape[1])
     front_score = np.asarray(front_score, dtype=float)
-    optimistic = mu + 2 * sigma
-    best_below = np.full(len(latency), ref_score)
-    for fl, fs in zip(front_latency, front_score, strict=True):
-        covers = np.all(fl <= latency, axis=1)
-        best_below[covers] = np.maximum(best_below[covers], fs)
-    gain = optimistic - best_below
-    pool = [int(i) for i in np.argsort(-gain, kind="stable")[:screen] if gain[i] > 0]
+    pool = _gain_screen(front_latency, front_score, latency, mu + 2 * sigma, ref_score, screen)
     chosen: list[int] = []
     values: list[float] = []
     while pool and len(chosen) < count:
@@ -93,4 +87,46 @@ def select_batch(front_latency: np.ndarray, front_score: np.ndarray, latency: np
         values.append(float(ehvi[k]))
         front_latency = np.vstack([front_latency, latency[best]])
         front_score = np.append(front_score, mu[best])
+    return chosen, values
+
+
+def _gain_screen(front_latency: np.ndarray, front_score: np.ndarray, latency: np.ndarray, optimistic: np.ndarray,
+                 ref_score: float, screen: int) -> list[int]:
+    """Up to `screen` candidate indices with the largest positive gain of `optimistic` over the best front score
+    among front points at most as slow on every device, largest first."""
+    best_below = np.full(len(latency), ref_score)
+    for fl, fs in zip(front_latency, front_score, strict=True):
+        covers = np.all(fl <= latency, axis=1)
+        best_below[covers] = np.maximum(best_below[covers], fs)
+    gain = optimistic - best_below
+    return [int(i) for i in np.argsort(-gain, kind="stable")[:screen] if gain[i] > 0]
+
+
+def select_thompson(front_latency: np.ndarray, front_score: np.ndarray, latency: np.ndarray, draws: np.ndarray,
+                    ref_latency: np.ndarray, ref_score: float, exclude: set[int] | None = None,
+                    screen: int = 200) -> tuple[list[int], list[float]]:
+    """One candidate per row of `draws` (slots, n): the one (not in `exclude`, not chosen) whose latency (n, d) and
+    drawn score add the most hypervolume to the front; it joins the front with that score. Indices and their
+    hypervolume improvement (a draw that improves nothing chooses nothing)."""
+    front_latency = np.asarray(front_latency, dtype=float).reshape(-1, latency.shape[1])
+    front_score = np.asarray(front_score, dtype=float)
+    taken = set(exclude or ())
+    chosen: list[int] = []
+    values: list[float] = []
+    for draw in np.atleast_2d(draws):
+        pool = [i for i in _gain_screen(front_latency, front_score, latency, draw, ref_score, screen)
+                if i not in taken]
+        if not pool:
+            continue
+        gains = [expected_improvement(front_latency, front_score, latency[i], float(draw[i]), 0.0, ref_latency,
+                                      ref_score) for i in pool]
+        k = int(np.argmax(gains))
+        if gains[k] <= 0:
+            continue
+        best = pool[k]
+        taken.add(best)
+        chosen.append(best)
+        values.append(float(gains[k]))
+        front_latency = np.vstack([front_latency, latency[best]])
+        front_score = np.append(front_score, draw[best])
     return chosen, values

@@ -164,6 +164,19 @@ class AccuracyPredictor:
             raise RuntimeError("the predictor is not fitted")
         return self._predict_matrix(self.features.matrix(archs))
 
+    def sample(self, archs: Sequence[Arch], draws: int, rng: np.random.Generator) -> np.ndarray:
+        """(draws, len(archs)) posterior draws of the metric: each row one ensemble member's prediction (chosen at
+        random, with replacement), or a Gaussian process's joint posterior sample."""
+        if not self._members:
+            raise RuntimeError("the predictor is not fitted")
+        x = self.features.matrix(archs)
+        if _is_gp(self._members):
+            scaler, gp = self._members[0][:-1], self._members[0][-1]
+            return np.asarray(gp.sample_y(scaler.transform(x), draws, random_state=int(rng.integers(2**31))),
+                              dtype=float).reshape(len(archs), draws).T
+        picks = rng.integers(0, len(self._members), draws)
+        return np.stack([self._members[i].predict(x) for i in picks]).reshape(draws, len(archs))
+
     def cross_validate(self, archs: Sequence[Arch], metric: Sequence[float], folds: int = 5) -> PredictorQuality:
         """k-fold (shuffled, seeded) out-of-fold predictions and their quality; the fitted state is unchanged
         ("auto" chooses its model inside each fold, on that fold's training part: nested, not optimistic)."""
@@ -213,9 +226,14 @@ def _fit_members(model: str, x: np.ndarray, y: np.ndarray, n_estimators: int, n_
     return members
 
 
+def _is_gp(members: list) -> bool:
+    """Whether fitted `members` are one Gaussian-process pipeline (not an ensemble)."""
+    return len(members) == 1 and hasattr(members[0], "steps") and hasattr(members[0].steps[-1][1], "kernel_")
+
+
 def _predict_members(members: list, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std), each (n,): over the ensemble's members, or a Gaussian process's posterior."""
-    if len(members) == 1 and hasattr(members[0], "steps") and hasattr(members[0].steps[-1][1], "kernel_"):
+    if _is_gp(members):
         mean, std = members[0].predict(x, return_std=True)
         return np.asarray(mean, dtype=float), np.asarray(std, dtype=float)
     each = np.stack([m.predict(x) for m in members])  # (members, n)
