@@ -388,9 +388,9 @@ def mean_se(values: list[float]) -> str:
 
 
 def evaluations_to_reach(frame: pd.DataFrame, objectives: dict[str, str], metric: str, target: str,
-                         budget: int) -> dict[str, float]:
-    """Mean over seeds of the first n at which each searcher's hypervolume reaches `target`'s at `budget` (the same
-    seed; NaN where it never does within budget)."""
+                         budget: int) -> dict[str, list[float]]:
+    """Per searcher and seed (sorted), the first n at which its hypervolume reaches `target`'s at `budget` on the same
+    seed (NaN where it never does within budget)."""
     curves, _ = hypervolumes(frame, objectives, metric, list(range(1, budget + 1)))
     out = {}
     for name in sorted(frame["searcher"].unique()):
@@ -400,8 +400,14 @@ def evaluations_to_reach(frame: pd.DataFrame, objectives: dict[str, str], metric
             mine = curves[(curves.searcher == name) & (curves.seed == seed)].sort_values("n")
             hit = mine[mine["hv"] >= float(goal.iloc[0]) - 1e-12]["n"] if len(goal) else pd.Series(dtype=float)
             reached.append(float(hit.iloc[0]) if len(hit) else math.nan)
-        out[name] = float(np.nanmean(reached)) if not all(math.isnan(r) for r in reached) else math.nan
+        out[name] = reached
     return out
+
+
+def reach_summary(reached: list[float] | None) -> tuple[float, str]:
+    """(mean over the seeds that reach, "hits/seeds"): the mean alone hides seeds that never reach."""
+    hits = [r for r in reached or [] if not math.isnan(r)]
+    return (round(statistics.mean(hits), 1) if hits else math.nan), f"{len(hits)}/{len(reached or [])}"
 
 
 def front_coverage(frame: pd.DataFrame, column: str, metric: str, lo: float, hi: float) -> dict[str, float]:
@@ -519,8 +525,9 @@ def league_tables(frame: pd.DataFrame, league: League, checkpoints: list[int]) -
             for n in checkpoints:
                 row[f"hv@{n}"] = mean_se(mine[mine.n == n]["hv"].tolist())
                 row[f"mean@{n}"] = round(float(mine[mine.n == n]["hv"].mean()), 4)
-            row["evals_to_random_final"] = round(to_random.get(name, math.nan), 1)
-            row["evals_to_evolution_final"] = round(to_evolution.get(name, math.nan), 1)
+            row["evals_to_random_final"], row["seeds_reaching_random"] = reach_summary(to_random.get(name))
+            row["evals_to_evolution_final"], row["seeds_reaching_evolution"] = reach_summary(to_evolution.get(name))
+            row["evals_to_evolution_per_seed"] = to_evolution.get(name)
             row["front_latency_coverage"] = coverage.get(name, math.nan)
             rows.append(row)
         out[label] = {"objectives": objectives, "box": box, "rows": rows}
@@ -598,7 +605,10 @@ def main() -> None:
         title = "2-D (primary device)" if label == "2d" else f"N-D ({', '.join(league.device_fns)})"
         print(f"\n### Hypervolume, {title}: mean ± s.e. over {len(args.seeds)} seeds, normalised\n")
         print(markdown_table(table["rows"], ["searcher", *[f"hv@{n}" for n in checkpoints], "evals_to_random_final",
-                                             "evals_to_evolution_final", "front_latency_coverage"]))
+                                             "seeds_reaching_random", "evals_to_evolution_final",
+                                             "seeds_reaching_evolution", "front_latency_coverage"]))
+        print("evaluations to evolution's final hypervolume per seed: " + "; ".join(
+            f"{r['searcher']} {r['evals_to_evolution_per_seed']}" for r in table["rows"]))
     record: dict[str, Any] = {"settings": settings, "noise_ceiling": ceiling,
                               "hypervolume": {k: {"objectives": v["objectives"],
                                                   "rows": [{c: x for c, x in r.items() if not c.startswith("hv@")}
