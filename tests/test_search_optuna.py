@@ -10,7 +10,7 @@ import pytest
 from inas.errors import BadInputError
 from inas.search import build_searcher, run_searcher
 from inas.search.searchers.base import Record
-from inas.search.testing import synthetic_latency_ms, synthetic_result
+from inas.search.testing import ask_tell, synthetic_latency_ms, synthetic_result
 from inas.space import Arch, inas_space
 
 SPACE = inas_space()
@@ -28,13 +28,7 @@ def make(sampler: str = "nsga2", budget: int = 30, seed: int = 0, **params):
     return build_searcher("optuna", SPACE, synthetic_latency_ms, budget, seed, sampler=sampler, **params)
 
 
-def drive(searcher, n: int) -> list[str]:
-    ids = []
-    for _ in range(n):
-        arch = searcher.ask()
-        ids.append(arch.arch_id)
-        searcher.tell(arch, synthetic_result(arch))
-    return ids
+drive = ask_tell
 
 
 def round_trip(state):

@@ -16,7 +16,7 @@ from inas.search import build_searcher, run_searcher
 from inas.search.acquisition import expected_improvement, non_dominated, select_batch, select_thompson
 from inas.search.pareto import hypervolume, hypervolume_points
 from inas.search.surrogate import AccuracyPredictor, ArchFeatures
-from inas.search.testing import synthetic_accuracy, synthetic_latency_ms, synthetic_result
+from inas.search.testing import ask_tell, synthetic_accuracy, synthetic_latency_ms, synthetic_result
 from inas.space import ArchEncoding, inas_space, sample_uniform
 
 SPACE = inas_space()
@@ -185,21 +185,13 @@ def test_predictor_samples_are_posterior_draws(data, model):
 def test_thompson_slots_run_and_resume_exactly():
     params = {**FAST, "thompson_slots": 2}
 
-    def drive(searcher, n):
-        ids = []
-        for _ in range(n):
-            arch = searcher.ask()
-            ids.append(arch.arch_id)
-            searcher.tell(arch, synthetic_result(arch))
-        return ids
-
     full_searcher = build_searcher("predictor", SPACE, synthetic_latency_ms, 28, 0, **params)
-    full = drive(full_searcher, 28)
+    full = ask_tell(full_searcher, 28)
     first = build_searcher("predictor", SPACE, synthetic_latency_ms, 28, 0, **params)
-    head = drive(first, 17)
+    head = ask_tell(first, 17)
     resumed = build_searcher("predictor", SPACE, synthetic_latency_ms, 28, 0, **params)
     resumed.load_state_dict(json.loads(json.dumps(first.state_dict(), allow_nan=False)))
-    assert head + drive(resumed, 11) == full and len(set(full)) == 28
+    assert head + ask_tell(resumed, 11) == full and len(set(full)) == 28
     assert full_searcher.results_frame()["predicted_mean"].iloc[8:].notna().all()
 
 

@@ -8,6 +8,7 @@ latency/accuracy trade-off is real and a searcher can beat uniform sampling. Not
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from inas.space import Arch, inas_space
 from inas.space.space import NUM_LEVELS
@@ -82,3 +83,15 @@ def synthetic_accuracy(arch: Arch) -> float:
 def synthetic_result(arch: Arch) -> dict[str, float]:
     """The `tell` payload of the synthetic problem: {"max_fmeasure": ..., "latency_ms": ...}."""
     return {"max_fmeasure": synthetic_accuracy(arch), "latency_ms": synthetic_latency_ms(arch)}
+
+
+def ask_tell(searcher: Any, n: int) -> list[str]:
+    """Sequential ask/tell of `searcher` n times on the synthetic problem; the asked arch ids (each ask must give an
+    arch)."""
+    ids = []
+    for _ in range(n):
+        arch = searcher.ask()
+        assert arch is not None, f"ask {len(ids) + 1} of {n} gave no arch"
+        ids.append(arch.arch_id)
+        searcher.tell(arch, synthetic_result(arch))
+    return ids
