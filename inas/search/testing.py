@@ -88,7 +88,7 @@ def synthetic_result(arch: Arch) -> dict[str, float]:
 def ask_tell(searcher: Any, n: int) -> list[str]:
     """Sequential ask/tell of `searcher` n times on the synthetic problem; the asked arch ids (each ask must give an
     arch)."""
-    ids = []
+    ids: list[str] = []
     for _ in range(n):
         arch = searcher.ask()
         assert arch is not None, f"ask {len(ids) + 1} of {n} gave no arch"
