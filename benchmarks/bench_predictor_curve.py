@@ -44,7 +44,7 @@ def scored_archs(runs: Path) -> pd.DataFrame:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, default=Path("runs/league/league_runs/demo"),
-                        help="a league's runs folder (seed*-SEARCHER-N.parquet)")
+                        help="a league's runs folder (seed*-SEARCHER-N-SETTINGS.parquet)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024, 2048])
     parser.add_argument("--test", type=int, default=500, help="held-out archs per split")
     parser.add_argument("--repeats", type=int, default=3, help="random splits")

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import logging
 import math
@@ -67,7 +68,7 @@ LEAGUE = {  # name -> (kind, params); the evolution parameters are the config's 
     "nevergrad": ("nevergrad", {"optimizer": "NGOpt", "num_budgets": 4}),
     "optuna_nsga2": ("optuna", {"sampler": "nsga2", "population_size": 8}),
     "optuna_tpe": ("optuna", {"sampler": "tpe", "n_startup_trials": 16}),
-    "predictor": ("predictor", {"initial_size": 16, "batch_size": 4}),
+    "predictor": ("predictor", {"initial_size": 8, "batch_size": 4}),
     "random": ("random", {}),
 }
 
@@ -237,9 +238,12 @@ class League:
         return pd.DataFrame(rows).assign(searcher=name, seed=seed, evaluation=lambda f: np.arange(1, len(f) + 1))
 
     def run_saved(self, name: str, budget: int, seed: int, runs_dir: Path | None) -> pd.DataFrame:
-        """`run`, kept in `runs_dir` so that a re-run of the benchmark (after a kill, or with more seeds) reuses it;
-        the scores of a reused run fill the cache (the same archs are not evaluated again)."""
-        path = runs_dir / f"seed{seed}-{name}-{budget}.parquet" if runs_dir is not None else None
+        """`run`, kept in `runs_dir` so that a re-run of the benchmark (after a kill, or with more seeds) reuses it (the
+        file name carries a hash of the entry's kind and settings: a changed setting is run again); the scores of a
+        reused run fill the cache (the same archs are not evaluated again)."""
+        kind, params = LEAGUE[name]
+        settings = hashlib.sha256(json.dumps([kind, params], sort_keys=True).encode()).hexdigest()[:8]
+        path = runs_dir / f"seed{seed}-{name}-{budget}-{settings}.parquet" if runs_dir is not None else None
         frame = saved_run(path, self, budget) if path is not None and path.is_file() else None
         if frame is None:
             frame = self.run(name, budget, seed)

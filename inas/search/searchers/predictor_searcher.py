@@ -46,7 +46,7 @@ class PredictorSearcher(Searcher):
     size_params = ("initial_size",)
 
     def __init__(self, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
-                 initial_size: int = 16, batch_size: int = 4, candidates: int = 2000, model: str = DEFAULT_MODEL,
+                 initial_size: int = 8, batch_size: int = 4, candidates: int = 2000, model: str = DEFAULT_MODEL,
                  features: str = DEFAULT_FEATURES, n_estimators: int = 100, lgs_groups: int = 4,
                  mutation_prob: float = 0.2, depth_mutation_prob: float = 0.1, crossover_prob: float = 0.5,
                  lgs_candidates: int = 32, part_latency_fn: PartLatencyFn | None = None,
