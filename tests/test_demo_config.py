@@ -48,7 +48,7 @@ def test_quick_shrinks_the_sizes_each_searcher_declares(tmp_path):
     evolution = by_kind["evolution"]["params"]
     assert evolution["population_size"] == 4 and evolution["selection_num"] == 2
     assert evolution["lgs_groups"] == 4  # not a size: unchanged
-    assert by_kind["predictor"]["params"]["initial_size"] == 4
+    assert by_kind["predictor"]["params"]["initial_size"] == 2  # 8 x 0.25, floored at 2
     assert by_kind["nevergrad"]["params"]["num_budgets"] == 4
 
 
