@@ -13,7 +13,7 @@ import pytest
 
 from inas.errors import BadInputError
 from inas.search import InfeasibleConstraintError, build_searcher, run_searcher
-from inas.search.testing import synthetic_accuracy, synthetic_latency_ms, synthetic_result
+from inas.search.testing import ask_tell, synthetic_accuracy, synthetic_latency_ms, synthetic_result
 from inas.space import inas_space, sample_max, sample_min, validate_arch
 from inas.space.space import STAGE_NAMES
 
@@ -34,15 +34,7 @@ def make(name, budget=40, seed=0, **params):
     return build_searcher(name, SPACE, synthetic_latency_ms, budget, seed, **{**SMALL[name], **params})
 
 
-def drive(searcher, n):
-    """Sequential ask/tell n times; returns the asked arch ids."""
-    ids = []
-    for _ in range(n):
-        arch = searcher.ask()
-        assert arch is not None
-        ids.append(arch.arch_id)
-        searcher.tell(arch, synthetic_result(arch))
-    return ids
+drive = ask_tell  # sequential ask/tell n times; the asked arch ids
 
 
 def round_trip(state):
