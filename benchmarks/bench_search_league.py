@@ -63,7 +63,7 @@ from inas.search.surrogate import AccuracyPredictor  # noqa: E402
 from inas.space import Arch, SearchSpace, arch_from_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-LEAGUE = {  # name -> (kind, params); the evolution parameters are the config's when it has an evolution searcher
+LEAGUE = {  # name -> (kind, params); evolution's are those of the demo config's evolution searcher
     "evolution": ("evolution", {"population_size": 16, "selection_num": 8, "lgs_groups": 4}),
     "nevergrad": ("nevergrad", {"optimizer": "NGOpt", "num_budgets": 4}),
     "optuna_nsga2": ("optuna", {"sampler": "nsga2", "population_size": 8}),
@@ -624,6 +624,13 @@ def main() -> None:
             quality["kendall_tau_by_sample"] = tau_by_sample(frame, league, n)
             print(f"predictor (forest) out of fold on each searcher's first {n} evaluations: "
                   f"{quality['kendall_tau_by_sample']}")
+            if second is not None:
+                held_out = noise_archs(league, args.noise_archs)
+                quality["noise_archs_kendall_tau_by_sample"] = {
+                    str(s): round(statistics.mean(held_out_tau(frame, league, n, held_out, str(s))), 4)
+                    for s in sorted(frame["searcher"].unique())}
+                print(f"predictor (forest) fitted on each searcher's first {n} evaluations, Kendall tau on the "
+                      f"{args.noise_archs} noise-ceiling archs: {quality['noise_archs_kendall_tau_by_sample']}")
             record["predictor_quality"] = quality
         else:
             record.setdefault("variant_predictor_quality", {})[name] = quality

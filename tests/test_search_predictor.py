@@ -3,7 +3,6 @@ brute-force reference, and the predictor-guided searcher (warm start, N-D object
 
 from __future__ import annotations
 
-import json
 import random
 
 import numpy as np
@@ -13,10 +12,10 @@ from scipy.stats import norm
 
 from inas.errors import BadInputError
 from inas.search import build_searcher, run_searcher
-from inas.search.acquisition import expected_improvement, non_dominated, select_batch, select_thompson
+from inas.search.acquisition import expected_improvement, non_dominated, select_batch
 from inas.search.pareto import hypervolume, hypervolume_points
 from inas.search.surrogate import AccuracyPredictor, ArchFeatures
-from inas.search.testing import ask_tell, synthetic_accuracy, synthetic_latency_ms, synthetic_result
+from inas.search.testing import synthetic_accuracy, synthetic_latency_ms, synthetic_result
 from inas.space import ArchEncoding, inas_space, sample_uniform
 
 SPACE = inas_space()
@@ -150,51 +149,6 @@ def test_select_batch_spreads_over_the_front():
     assert values == sorted(values, reverse=True) or len(values) < 3
 
 
-def test_select_thompson_takes_the_largest_gain_under_each_draw():
-    front_lat, front_score = np.array([[0.2, 0.3], [0.6, 0.5]]), np.array([0.4, 0.7])
-    lat = np.random.default_rng(0).random((30, 2)) * 0.95
-    draws = np.random.default_rng(1).random((3, 30))
-    ref_lat, ref_score = np.array([1.0, 1.0]), 0.0
-    chosen, gains = select_thompson(front_lat, front_score, lat, draws, ref_lat, ref_score, exclude={5})
-    assert len(chosen) == 3 and len(set(chosen)) == 3 and 5 not in chosen
-    fl, fs = front_lat, front_score
-    for row, pick, gain in zip(draws, chosen, gains, strict=True):  # brute force: the best gain under each draw
-        base = hypervolume_points(np.column_stack([fl, -fs]), [*ref_lat, -ref_score])
-        every = [hypervolume_points(np.column_stack([np.vstack([fl, lat[i]]), -np.append(fs, row[i])]),
-                                    [*ref_lat, -ref_score]) - base if i not in {5, *chosen[:len(fl) - 2]} else -1
-                 for i in range(30)]
-        assert gain == pytest.approx(max(every), rel=1e-9) and every[pick] == pytest.approx(gain, rel=1e-9)
-        fl, fs = np.vstack([fl, lat[pick]]), np.append(fs, row[pick])
-    nothing, _ = select_thompson(front_lat, front_score, lat, np.zeros((2, 30)), ref_lat, ref_score)
-    assert nothing == []  # draws that improve nothing choose nothing
-
-
-@pytest.mark.parametrize("model", ["forest", "ridge", "gp"])
-def test_predictor_samples_are_posterior_draws(data, model):
-    archs, y = data
-    predictor = AccuracyPredictor(SPACE, model=model, n_estimators=30).fit(archs[:60], y[:60])
-    draws = predictor.sample(archs[60:], 200, np.random.default_rng(0))
-    assert draws.shape == (200, 20) and np.isfinite(draws).all()
-    mean, std = predictor.predict(archs[60:])
-    assert np.abs(draws.mean(axis=0) - mean).max() < 0.5 * std.max() + 1e-9  # centred on the prediction
-    assert (draws.std(axis=0) > 0).any()
-    again = predictor.sample(archs[60:], 200, np.random.default_rng(0))
-    assert np.array_equal(draws, again)  # seeded
-
-
-def test_thompson_slots_run_and_resume_exactly():
-    params = {**FAST, "thompson_slots": 2}
-
-    full_searcher = build_searcher("predictor", SPACE, synthetic_latency_ms, 28, 0, **params)
-    full = ask_tell(full_searcher, 28)
-    first = build_searcher("predictor", SPACE, synthetic_latency_ms, 28, 0, **params)
-    head = ask_tell(first, 17)
-    resumed = build_searcher("predictor", SPACE, synthetic_latency_ms, 28, 0, **params)
-    resumed.load_state_dict(json.loads(json.dumps(first.state_dict(), allow_nan=False)))
-    assert head + ask_tell(resumed, 11) == full and len(set(full)) == 28
-    assert full_searcher.results_frame()["predicted_mean"].iloc[8:].notna().all()
-
-
 def test_warm_start_replaces_the_initial_design_and_is_not_asked_again():
     earlier = run_searcher(build_searcher("random", SPACE, synthetic_latency_ms, 20, 7), synthetic_result).records
     searcher = build_searcher("predictor", SPACE, synthetic_latency_ms, 12, 0, **FAST)
@@ -226,8 +180,6 @@ def test_objectives_over_every_device_and_better_than_random():
 
 def test_bad_parameters():
     for params, key in (({"batch_size": 0}, "batch_size"), ({"mutation_prob": 2.0}, "mutation_prob"),
-                        ({"model": "svm"}, "model"), ({"lgs_candidates": -1}, "lgs_candidates"),
-                        ({"thompson_slots": 5, "batch_size": 4}, "thompson_slots"),
-                        ({"thompson_slots": -1}, "thompson_slots")):
+                        ({"model": "svm"}, "model"), ({"lgs_candidates": -1}, "lgs_candidates")):
         with pytest.raises(BadInputError, match=key):
             build_searcher("predictor", SPACE, synthetic_latency_ms, 10, 0, **params)

@@ -101,32 +101,3 @@ def _gain_screen(front_latency: np.ndarray, front_score: np.ndarray, latency: np
     gain = optimistic - best_below
     return [int(i) for i in np.argsort(-gain, kind="stable")[:screen] if gain[i] > 0]
 
-
-def select_thompson(front_latency: np.ndarray, front_score: np.ndarray, latency: np.ndarray, draws: np.ndarray,
-                    ref_latency: np.ndarray, ref_score: float, exclude: set[int] | None = None,
-                    screen: int = 200) -> tuple[list[int], list[float]]:
-    """One candidate per row of `draws` (slots, n): the one (not in `exclude`, not chosen) whose latency (n, d) and
-    drawn score add the most hypervolume to the front; it joins the front with that score. Indices and their
-    hypervolume improvement (a draw that improves nothing chooses nothing)."""
-    front_latency = np.asarray(front_latency, dtype=float).reshape(-1, latency.shape[1])
-    front_score = np.asarray(front_score, dtype=float)
-    taken = set(exclude or ())
-    chosen: list[int] = []
-    values: list[float] = []
-    for draw in np.atleast_2d(draws):
-        pool = [i for i in _gain_screen(front_latency, front_score, latency, draw, ref_score, screen)
-                if i not in taken]
-        if not pool:
-            continue
-        gains = [expected_improvement(front_latency, front_score, latency[i], float(draw[i]), 0.0, ref_latency,
-                                      ref_score) for i in pool]
-        k = int(np.argmax(gains))
-        if gains[k] <= 0:
-            continue
-        best = pool[k]
-        taken.add(best)
-        chosen.append(best)
-        values.append(float(gains[k]))
-        front_latency = np.vstack([front_latency, latency[best]])
-        front_score = np.append(front_score, draw[best])
-    return chosen, values

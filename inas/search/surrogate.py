@@ -164,19 +164,6 @@ class AccuracyPredictor:
             raise RuntimeError("the predictor is not fitted")
         return self._predict_matrix(self.features.matrix(archs))
 
-    def sample(self, archs: Sequence[Arch], draws: int, rng: np.random.Generator) -> np.ndarray:
-        """(draws, len(archs)) posterior draws of the metric: each row one ensemble member's prediction (chosen at
-        random, with replacement), or a Gaussian process's joint posterior sample."""
-        if not self._members:
-            raise RuntimeError("the predictor is not fitted")
-        x = self.features.matrix(archs)
-        if _is_gp(self._members):
-            scaler, gp = self._members[0][:-1], self._members[0][-1]
-            return np.asarray(gp.sample_y(scaler.transform(x), draws, random_state=int(rng.integers(2**31))),
-                              dtype=float).reshape(len(archs), draws).T
-        picks = rng.integers(0, len(self._members), draws)
-        return np.stack([self._members[i].predict(x) for i in picks]).reshape(draws, len(archs))
-
     def cross_validate(self, archs: Sequence[Arch], metric: Sequence[float], folds: int = 5) -> PredictorQuality:
         """k-fold (shuffled, seeded) out-of-fold predictions and their quality; the fitted state is unchanged
         ("auto" chooses its model inside each fold, on that fold's training part: nested, not optimistic)."""

@@ -11,9 +11,7 @@ few of thousands of cheap candidates are worth evaluating on the supernet.
   the ends of the latency range; each costs ~100 latency look-ups, so they are few); score
   each by the expected hypervolume improvement (`inas.search.acquisition`) of (metric ~ N(predicted mean, std),
   LUT latency on every device of `device_latency_fns`, else the primary latency) over the evaluated front; queue the
-  best `batch_size` (greedy, kriging believer), of which the last `thompson_slots` are instead one Thompson draw
-  each (one random member of the predictor's ensemble as the metric; the candidate adding the most hypervolume
-  under it). Reference point: the largest arch's latency per device (or the
+  best `batch_size` (greedy, kriging believer). Reference point: the largest arch's latency per device (or the
   largest observed) and the lowest observed metric.
 - Parallelism: a round's archs are handed out at once, the next round waits for all of them; keep `batch_size` >=
   `concurrent_trials` x `search.archs_per_trial` so that no trial slot idles.
@@ -32,7 +30,7 @@ from typing import Any, cast
 import numpy as np
 
 from inas.errors import BadInputError
-from inas.search.acquisition import non_dominated, select_batch, select_thompson
+from inas.search.acquisition import non_dominated, select_batch
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.search.surrogate import DEFAULT_FEATURES, DEFAULT_MODEL, AccuracyPredictor
@@ -50,18 +48,14 @@ class PredictorSearcher(Searcher):
                  features: str = DEFAULT_FEATURES, n_estimators: int = 100, lgs_groups: int = 4,
                  mutation_prob: float = 0.2, depth_mutation_prob: float = 0.1, crossover_prob: float = 0.5,
                  lgs_candidates: int = 32, part_latency_fn: PartLatencyFn | None = None,
-                 lgs_tries_per_group: int = 20, thompson_slots: int = 0, **kwargs: Any) -> None:
+                 lgs_tries_per_group: int = 20, **kwargs: Any) -> None:
         super().__init__(space, latency_fn, budget, seed, **kwargs)
         for key, value in (("initial_size", initial_size), ("batch_size", batch_size), ("candidates", candidates),
                            ("lgs_groups", lgs_groups), ("lgs_tries_per_group", lgs_tries_per_group)):
             if not isinstance(value, int) or value < 1:
                 raise BadInputError(f"must be a positive integer, got {value!r}", key=key)
-        for key, value in (("lgs_candidates", lgs_candidates), ("thompson_slots", thompson_slots)):
-            if not isinstance(value, int) or value < 0:
-                raise BadInputError(f"must be an integer >= 0, got {value!r}", key=key)
-        if thompson_slots > batch_size:
-            raise BadInputError(f"must be at most batch_size ({batch_size}), got {thompson_slots}",
-                                key="thompson_slots")
+        if not isinstance(lgs_candidates, int) or lgs_candidates < 0:
+            raise BadInputError(f"must be an integer >= 0, got {lgs_candidates!r}", key="lgs_candidates")
         for key, prob in (("mutation_prob", mutation_prob), ("depth_mutation_prob", depth_mutation_prob),
                           ("crossover_prob", crossover_prob)):
             if not 0.0 <= float(prob) <= 1.0:
@@ -72,7 +66,6 @@ class PredictorSearcher(Searcher):
         self.lgs_candidates = min(lgs_candidates, candidates)
         self.crossover_prob = float(crossover_prob)
         self.lgs_tries_per_group = lgs_tries_per_group
-        self.thompson_slots = thompson_slots
         self.rates = MutationRates(kernel=mutation_prob, width=mutation_prob, connection=mutation_prob,
                                    level_kernel=mutation_prob, depth=depth_mutation_prob)
         self.predictor = AccuracyPredictor(space, model=model, features=features, n_estimators=n_estimators,
@@ -178,14 +171,7 @@ class PredictorSearcher(Searcher):
         ref_latency = np.maximum(self._largest_ms, latency.max(axis=0)) * 1.01
         ref_score = float(score.min())
         chosen, _ = select_batch(latency[front], score[front], cand_latency, mean, std, ref_latency, ref_score,
-                                 self.batch_size - self.thompson_slots)
-        if self.thompson_slots:
-            rng = np.random.default_rng(self.seed + self.round)
-            draws = self.predictor.sample(candidates, self.thompson_slots, rng)
-            extra, _ = select_thompson(np.vstack([latency[front], cand_latency[chosen]]),
-                                       np.append(score[front], mean[chosen]), cand_latency, draws, ref_latency,
-                                       ref_score, exclude=set(chosen))
-            chosen += extra
+                                 self.batch_size)
         self._count("candidates_scored", len(candidates))
         return [(candidates[i], float(mean[i]), float(std[i])) for i in chosen]
 
