@@ -415,7 +415,8 @@ def reach_summary(reached: list[float] | None) -> tuple[float, str]:
 
 
 def front_coverage(frame: pd.DataFrame, column: str, metric: str, lo: float, hi: float) -> dict[str, float]:
-    """Mean over seeds of the latency span of each searcher's 2-D front / the space's span [lo, hi]."""
+    """Mean over seeds of the latency span of each searcher's 2-D front / the span [lo, hi] (the smallest and largest
+    networks' latencies, widened to every latency in the league)."""
     from inas.search.pareto import pareto_front
 
     out: dict[str, list[float]] = {}
@@ -512,7 +513,8 @@ def league_tables(frame: pd.DataFrame, league: League, checkpoints: list[int]) -
     from inas.space import sample_max, sample_min
 
     primary = next(iter(league.device_fns.values()))
-    lo, hi = primary(sample_min(league.space)), primary(sample_max(league.space))
+    seen = frame[league.columns[0]]  # a table can time a larger choice faster than the smallest one
+    lo, hi = min(primary(sample_min(league.space)), seen.min()), max(primary(sample_max(league.space)), seen.max())
     out: dict[str, Any] = {}
     for label, objectives in objectives_of(league.columns, league.metric).items():
         curves, box = hypervolumes(frame, objectives, league.metric, checkpoints)
