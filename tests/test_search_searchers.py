@@ -34,9 +34,6 @@ def make(name, budget=40, seed=0, **params):
     return build_searcher(name, SPACE, synthetic_latency_ms, budget, seed, **{**SMALL[name], **params})
 
 
-drive = ask_tell  # sequential ask/tell n times; the asked arch ids
-
-
 def round_trip(state):
     return json.loads(json.dumps(state, allow_nan=False))
 
@@ -108,12 +105,12 @@ def test_impossible_constraints_fail_clearly_and_quickly(name):
 
 @pytest.mark.parametrize("name", ["evolution", "random", "nevergrad", "optuna", "predictor"])
 def test_resume_gives_the_same_asks(name):
-    full = drive(make(name), 40)
+    full = ask_tell(make(name), 40)
     first = make(name)
-    head = drive(first, 23)
+    head = ask_tell(first, 23)
     resumed = make(name)
     resumed.load_state_dict(round_trip(first.state_dict()))
-    tail = drive(resumed, 17)
+    tail = ask_tell(resumed, 17)
     assert head + tail == full
     assert resumed.stats.get("replay_mismatches", 0) == 0
 
@@ -122,7 +119,7 @@ def test_resume_gives_the_same_asks(name):
 def test_resume_reasks_archs_that_were_in_flight(name):
     def run(interrupt: bool):
         searcher = make(name)
-        ids = drive(searcher, 10)
+        ids = ask_tell(searcher, 10)
         pending = [searcher.ask() for _ in range(2)]
         ids += [a.arch_id for a in pending]
         if interrupt:
@@ -133,14 +130,14 @@ def test_resume_reasks_archs_that_were_in_flight(name):
             assert [a.arch_id for a in again] == ids[-2:]  # lost trials come back first
         for arch in pending:
             searcher.tell(arch, synthetic_result(arch))
-        return ids + drive(searcher, 15)
+        return ids + ask_tell(searcher, 15)
 
     assert run(interrupt=True) == run(interrupt=False)
 
 
 def test_nevergrad_replay_mismatch_falls_back_without_reasking():
     searcher = make("nevergrad")
-    head = drive(searcher, 20)
+    head = ask_tell(searcher, 20)
     state = round_trip(searcher.state_dict())
     events = state["extra"]["instances"][0]["events"]
     first_ask = next(e for e in events if e[0] == "a")
@@ -148,7 +145,7 @@ def test_nevergrad_replay_mismatch_falls_back_without_reasking():
     resumed = make("nevergrad")
     resumed.load_state_dict(state)
     assert resumed.stats["replay_mismatches"] == 1
-    tail = drive(resumed, 20)
+    tail = ask_tell(resumed, 20)
     assert not set(tail) & set(head)
     assert resumed.is_finished()
 
@@ -297,13 +294,13 @@ def test_every_searcher_evaluates_both_ends_of_the_latency_range_early(name):
     """The smallest and the largest arch are among the first 8 asks of every searcher, so every front reaches both
     ends of the latency range (random: `ends_first`; nevergrad: the lowest/highest budget's start points; the others
     through the latency-group sampler)."""
-    first = drive(make(name, budget=40, seed=3), 8)
+    first = ask_tell(make(name, budget=40, seed=3), 8)
     assert sample_min(SPACE).arch_id in first
     assert sample_max(SPACE).arch_id in first
 
 
 def test_random_without_ends_first_is_the_plain_uniform_sampler():
-    plain = drive(make("random", seed=3, ends_first=False), 8)
+    plain = ask_tell(make("random", seed=3, ends_first=False), 8)
     assert sample_min(SPACE).arch_id not in plain and sample_max(SPACE).arch_id not in plain
     with pytest.raises(BadInputError, match="ends_first"):
         make("random", ends_first="yes")
@@ -311,6 +308,6 @@ def test_random_without_ends_first_is_the_plain_uniform_sampler():
 
 def test_nevergrad_end_start_points_respect_max_latency():
     cap_ms = MIN_MS + 0.5 * (MAX_MS - MIN_MS)
-    first = drive(make("nevergrad", seed=3, max_latency_ms=cap_ms), 8)
+    first = ask_tell(make("nevergrad", seed=3, max_latency_ms=cap_ms), 8)
     assert sample_min(SPACE).arch_id in first
     assert sample_max(SPACE).arch_id not in first
