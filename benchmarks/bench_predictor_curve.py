@@ -1,11 +1,12 @@
 """How much does the accuracy predictor gain from more evaluations? Its learning curve on a searcher league's scored
 architectures: every distinct arch of the league's runs (`bench_search_league.py` writes them under
-`--work`/league_runs/SPACE/), a fixed held-out set of them, and each model fitted on n of the others (n = 32 ... the
-pool), Kendall tau of its predictions on the held-out set; mean and min-max over `--repeats` random splits. Says
-whether a predictor's tau after 64 evaluations is limited by the samples (tau climbs with n) or by what the
-features can say (tau flat). Prints a table and appends one line to benchmarks/results.jsonl.
+`--work`/league_runs/SPACE-HASH/, one folder per evaluation setting and assets, and prints it), a fixed held-out set
+of them, and each model fitted on n of the others (n = 32 ... the pool), Kendall tau of its predictions on the
+held-out set; mean and min-max over `--repeats` random splits. Says whether a predictor's tau after 64 evaluations is
+limited by the samples (tau climbs with n) or by what the features can say (tau flat). Prints a table and appends
+one line to benchmarks/results.jsonl.
 
-    python benchmarks/bench_predictor_curve.py --runs runs/league_demo/league_runs/demo
+    python benchmarks/bench_predictor_curve.py --runs runs/league_demo/league_runs/demo-8577f082
 """
 
 from __future__ import annotations
@@ -43,8 +44,8 @@ def scored_archs(runs: Path) -> pd.DataFrame:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=Path, default=Path("runs/league/league_runs/demo"),
-                        help="a league's runs folder (seed*-SEARCHER-N-SETTINGS.parquet)")
+    parser.add_argument("--runs", type=Path, required=True,
+                        help="a league's runs folder (seed*-SEARCHER-N-SETTINGS.parquet; the league prints it)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256, 512, 1024, 2048])
     parser.add_argument("--test", type=int, default=500, help="held-out archs per split")
     parser.add_argument("--repeats", type=int, default=3, help="random splits")

@@ -20,7 +20,10 @@ the noise ceiling's own archs (fitted on its first 64 evaluations, it ranks the 
    runs: per latency column the largest latency observed in the league, metric = the lowest observed; normalised
    by the box between that reference and the best observed values (1 would be one point at the ideal corner).
 
-Prints Markdown tables and appends one JSON line to benchmarks/results.jsonl (unless --no-record).
+Prints Markdown tables and appends one JSON line to benchmarks/results.jsonl (unless --no-record). Every run, the
+second pass and the noise ceiling are saved under --work/league_runs/SPACE-HASH/ and reused by a later call; HASH is
+of the evaluation's identity (space, BN batches and seed, validation images, the supernet's and tables' content,
+written there as evaluation.json), so other settings or rebuilt assets never reuse another evaluation's scores.
 
     python benchmarks/bench_search_league.py [--config experiments/sod_demo.yaml] [--seeds 0 1 2 3 4]
         [--checkpoints 16 32 64 96] [--val-images 30 --bn-batches 4] [--space demo|wide] [--work runs/league]
@@ -257,6 +260,41 @@ class League:
 
 
 RUN_COLUMNS = ("arch_id", "arch", "searcher", "seed", "evaluation")
+
+
+def file_digest(path: Path) -> str:
+    """The first 16 hex digits of the file's sha256 ("missing" when there is no such file)."""
+    if not path.is_file():
+        return "missing"
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def evaluation_identity(config: ExperimentConfig, space: str, val_images: int | None) -> dict[str, Any]:
+    """What decides a saved run's scores and latencies: the space, the evaluation's settings (BN batches and seed,
+    validation images) and the exact supernet and latency tables (by content)."""
+    lut_dir = Path(config.search.lut_dir or config.lut.out_dir)
+    devices = config.search.devices or [d.name for d in config.lut.devices]
+    return {"space": space, "space_cardinality": config.space.build().cardinality(), "task": config.task,
+            "image_size": config.data.image_size, "data_root": str(Path(config.data.root).resolve()),
+            "bn_batches": config.search.bn_recalibration_batches, "bn_seed": config.seed,
+            "val_images": val_images or "all", "val_batch_size": config.search.val_batch_size,
+            "supernet_sha256": file_digest(Path(str(config.search.supernet))),
+            "lut_sha256": {d: file_digest(lut_dir / f"{d}.parquet") for d in devices}}
+
+
+def runs_folder(work: Path, identity: dict[str, Any]) -> Path:
+    """`work`/league_runs/SPACE-HASH: saved runs, second pass and noise ceiling of one evaluation identity, so that a
+    run with other BN batches, validation images, a retrained supernet or re-timed tables never reuses another's
+    scores; the identity is written beside them (`evaluation.json`) for people to read."""
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]
+    folder = work / "league_runs" / f"{identity['space']}-{key}"
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / "evaluation.json", identity)
+    return folder
 
 
 def saved_run(path: Path, league: League, budget: int) -> pd.DataFrame | None:
@@ -590,7 +628,11 @@ def main() -> None:
                     "devices": list(league.device_fns), "seeds": args.seeds, "checkpoints": checkpoints,
                     "space_cardinality": league.space.cardinality(), "threads": args.threads}
     print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
-    runs_dir = None if args.synthetic else Path(args.work).resolve() / "league_runs" / args.space
+    runs_dir = None if args.synthetic else runs_folder(Path(args.work).resolve(),
+                                                       evaluation_identity(config, args.space, args.val_images))
+    if runs_dir is not None:
+        print(f"runs saved under {runs_dir}", flush=True)
+        settings["runs"] = str(runs_dir.relative_to(REPO) if runs_dir.is_relative_to(REPO) else runs_dir)
     second: SecondPass | None = None
     if not args.synthetic:
         second = SecondPass(config, args.val_images, league.metric, runs_dir / "second-pass.json")

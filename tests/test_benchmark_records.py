@@ -43,3 +43,28 @@ def test_predictor_curve_pools_each_scored_arch_once(tmp_path):
     assert list(pool["arch_id"]) == [a.arch_id, b.arch_id] and list(pool["metric"]) == [0.8, 0.6]
     with pytest.raises(SystemExit, match="no seed"):
         scored_archs(tmp_path / "missing")
+
+
+def test_league_runs_folder_changes_with_the_evaluation_and_its_assets(tmp_path):
+    """A league's saved runs are reused only by a run that scores archs the same way: other BN batches, validation
+    images or a supernet with other content get a folder of their own; the same settings the same folder."""
+    from benchmarks.bench_search_league import evaluation_identity, runs_folder
+    from inas.config import parse_config
+
+    supernet = tmp_path / "supernet.pt"
+    supernet.write_bytes(b"weights 1")
+
+    def folder(bn_batches: int, val_images: int | None) -> str:
+        doc = {"task": "sod", "search": {"supernet": str(supernet), "bn_recalibration_batches": bn_batches,
+                                         "lut_dir": str(tmp_path / "lut")},
+               "lut": {"devices": [{"name": "cpu", "backend": "onnxruntime"}]}}
+        identity = evaluation_identity(parse_config(doc, "unit"), "demo", val_images)
+        return runs_folder(tmp_path / "work", identity).name
+
+    first = folder(4, None)
+    assert folder(4, None) == first and first.startswith("demo-")
+    assert len({first, folder(16, None), folder(4, 30)}) == 3
+    supernet.write_bytes(b"weights 2")  # retrained in place
+    assert folder(4, None) != first
+    written = json.loads((tmp_path / "work" / "league_runs" / first / "evaluation.json").read_text())
+    assert written["bn_batches"] == 4 and written["supernet_sha256"] != "missing"
