@@ -244,9 +244,7 @@ class League:
         """`run`, kept in `runs_dir` so that a re-run of the benchmark (after a kill, or with more seeds) reuses it (the
         file name carries a hash of the entry's kind and settings: a changed setting is run again); the scores of a
         reused run fill the cache (the same archs are not evaluated again)."""
-        kind, params = LEAGUE[name]
-        settings = hashlib.sha256(json.dumps([kind, params], sort_keys=True).encode()).hexdigest()[:8]
-        path = runs_dir / f"seed{seed}-{name}-{budget}-{settings}.parquet" if runs_dir is not None else None
+        path = saved_run_path(runs_dir, name, budget, seed) if runs_dir is not None else None
         frame = saved_run(path, self, budget) if path is not None and path.is_file() else None
         if frame is None:
             frame = self.run(name, budget, seed)
@@ -260,6 +258,13 @@ class League:
 
 
 RUN_COLUMNS = ("arch_id", "arch", "searcher", "seed", "evaluation")
+
+
+def saved_run_path(runs_dir: Path, name: str, budget: int, seed: int) -> Path:
+    """Where the run of league entry `name` (its kind and settings hashed into the name) is saved."""
+    kind, params = LEAGUE[name]
+    settings = hashlib.sha256(json.dumps([kind, params], sort_keys=True).encode()).hexdigest()[:8]
+    return runs_dir / f"seed{seed}-{name}-{budget}-{settings}.parquet"
 
 
 def file_digest(path: Path) -> str:

@@ -68,3 +68,24 @@ def test_league_runs_folder_changes_with_the_evaluation_and_its_assets(tmp_path)
     assert folder(4, None) != first
     written = json.loads((tmp_path / "work" / "league_runs" / first / "evaluation.json").read_text())
     assert written["bn_batches"] == 4 and written["supernet_sha256"] != "missing"
+
+
+def test_eval_noise_quality_on_noiseless_scores_has_ceilings_of_one(tmp_path):
+    """bench_eval_noise: identical passes give ceilings of 1; the forest ranks a synthetic metric above chance; a
+    malformed cache is read as empty (measured again)."""
+    import random
+
+    from benchmarks.bench_eval_noise import quality, read_scores
+    from benchmarks.bench_search_league import League
+    from inas.space import sample_uniform
+
+    league = League.synthetic()
+    rng = random.Random(0)
+    runs = [[sample_uniform(league.space, rng) for _ in range(24)] for _ in range(2)]
+    noise = [sample_uniform(league.space, rng) for _ in range(12)]
+    scores = {a.arch_id: league.evaluator.evaluate(a)["max_fmeasure"] for a in [*noise, *runs[0], *runs[1]]}
+    row = quality(runs, noise, scores, scores, league)
+    assert row["noise_ceiling"] == 1.0 and row["same_archs_ceiling"] == 1.0
+    assert row["oof_tau"] > 0.2 and row["held_out_tau"] > 0.2
+    (tmp_path / "bad.json").write_text('{"a": "x"}', encoding="utf-8")
+    assert read_scores(tmp_path / "bad.json") == {} and read_scores(tmp_path / "missing.json") == {}
