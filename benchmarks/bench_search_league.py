@@ -38,6 +38,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -61,7 +62,8 @@ from inas.config import ExperimentConfig, parse_config  # noqa: E402
 from inas.io import atomic_write_json, atomic_write_parquet  # noqa: E402
 from inas.search.pareto import hypervolume  # noqa: E402
 from inas.search.schema import latency_column, primary_metric  # noqa: E402
-from inas.search.searchers import LatencyGroupSampler, build_searcher, run_searcher  # noqa: E402
+from inas.search.searchers import SEARCHERS, LatencyGroupSampler, build_searcher, run_searcher  # noqa: E402
+from inas.search.searchers.base import Searcher  # noqa: E402
 from inas.search.surrogate import AccuracyPredictor  # noqa: E402
 from inas.space import Arch, SearchSpace, arch_from_json  # noqa: E402
 
@@ -260,11 +262,23 @@ class League:
 RUN_COLUMNS = ("arch_id", "arch", "searcher", "seed", "evaluation")
 
 
+def resolved_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The searcher's keyword defaults (those of plain values) overlaid with `params`: what the run is made with, so
+    that a changed default in the code changes a saved run's name too."""
+    defaults: dict[str, Any] = {}
+    for klass in (SEARCHERS[kind], Searcher):
+        for p in inspect.signature(klass.__init__).parameters.values():
+            plain = p.default is None or isinstance(p.default, bool | int | float | str)
+            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and plain:
+                defaults.setdefault(p.name, p.default)
+    return {**defaults, **params}
+
+
 def saved_run_path(runs_dir: Path, name: str, budget: int, seed: int) -> Path:
-    """Where the run of league entry `name` (its kind and settings hashed into the name) is saved."""
+    """Where the run of league entry `name` is saved: its kind and resolved settings hashed into the file name."""
     kind, params = LEAGUE[name]
-    settings = hashlib.sha256(json.dumps([kind, params], sort_keys=True).encode()).hexdigest()[:8]
-    return runs_dir / f"seed{seed}-{name}-{budget}-{settings}.parquet"
+    settings = json.dumps([kind, resolved_params(kind, params)], sort_keys=True)
+    return runs_dir / f"seed{seed}-{name}-{budget}-{hashlib.sha256(settings.encode()).hexdigest()[:8]}.parquet"
 
 
 def file_digest(path: Path) -> str:

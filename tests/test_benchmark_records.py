@@ -89,3 +89,20 @@ def test_eval_noise_quality_on_noiseless_scores_has_ceilings_of_one(tmp_path):
     assert row["oof_tau"] > 0.2 and row["held_out_tau"] > 0.2
     (tmp_path / "bad.json").write_text('{"a": "x"}', encoding="utf-8")
     assert read_scores(tmp_path / "bad.json") == {} and read_scores(tmp_path / "missing.json") == {}
+
+
+def test_league_run_names_hash_the_resolved_settings(tmp_path, monkeypatch):
+    """A saved league run's name hashes the searcher's settings with its code defaults filled in: spelling a default
+    out names the same run, another value (or a changed default) another run."""
+    import inspect
+
+    from benchmarks import bench_search_league as league
+    from inas.search.searchers import SEARCHERS
+
+    default = inspect.signature(SEARCHERS["predictor"].__init__).parameters["mutation_prob"].default
+    entries = {"implicit": ("predictor", {"initial_size": 8}),
+               "explicit": ("predictor", {"initial_size": 8, "mutation_prob": default}),
+               "other": ("predictor", {"initial_size": 8, "mutation_prob": default / 2})}
+    monkeypatch.setattr(league, "LEAGUE", entries)
+    hashes = {name: league.saved_run_path(tmp_path, name, 96, 0).name.rsplit("-", 1)[1] for name in entries}
+    assert hashes["implicit"] == hashes["explicit"] != hashes["other"]
