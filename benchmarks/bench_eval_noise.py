@@ -12,6 +12,8 @@ do not run it beside a league on the same --work (both write `second-pass.json`)
 benchmarks/results.jsonl (unless --no-record).
 
     python benchmarks/bench_eval_noise.py --config runs/demo/config.yaml --work runs/league_demo --bn-batches 16
+    python benchmarks/bench_eval_noise.py ... --searcher pm20 \
+        --variant 'pm20=predictor:{"initial_size": 8, "batch_size": 4, "mutation_prob": 0.2}'   # a variant's runs
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from benchmarks.bench_search_league import (  # noqa: E402
     league_document,
     make_evaluator,
     noise_archs,
+    parse_variant,
     runs_folder,
     saved_run,
     saved_run_path,
@@ -101,7 +104,9 @@ def main() -> None:
     parser.add_argument("--config", default="experiments/sod_demo.yaml", help="the league's config")
     parser.add_argument("--work", default="runs/league", help="the league's --work (its runs are read there)")
     parser.add_argument("--space", choices=("demo", "wide"), default="demo")
-    parser.add_argument("--searcher", default="predictor", choices=list(LEAGUE), help="whose runs are re-scored")
+    parser.add_argument("--searcher", default="predictor", help="whose runs are re-scored: a league entry or --variant")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[],
+                        help="NAME=KIND:JSON, a league --variant whose saved runs --searcher may name")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--budget", type=int, default=96, help="the league runs' budget (its last checkpoint)")
     parser.add_argument("--evaluations", type=int, default=64, help="first N archs of each run")
@@ -109,6 +114,9 @@ def main() -> None:
     parser.add_argument("--bn-batches", type=int, default=16, help="BN-recalibration batches of the re-scoring")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = parser.parse_args()
+    LEAGUE.update(dict(args.variant))
+    if args.searcher not in LEAGUE:
+        parser.error(f"--searcher {args.searcher!r}: expected one of {list(LEAGUE)} (or a --variant's name)")
     start = time.perf_counter()
     work = Path(args.work).resolve()
 
