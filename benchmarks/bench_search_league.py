@@ -244,8 +244,8 @@ class League:
 
     def run_saved(self, name: str, budget: int, seed: int, runs_dir: Path | None) -> pd.DataFrame:
         """`run`, kept in `runs_dir` so that a re-run of the benchmark (after a kill, or with more seeds) reuses it (the
-        file name carries a hash of the entry's kind and settings: a changed setting is run again); the scores of a
-        reused run fill the cache (the same archs are not evaluated again)."""
+        file name carries a hash of the entry's kind and resolved settings, `saved_run_path`: a changed setting or
+        default is run again); the scores of a reused run fill the cache (the same archs are not evaluated again)."""
         path = saved_run_path(runs_dir, name, budget, seed) if runs_dir is not None else None
         frame = saved_run(path, self, budget) if path is not None and path.is_file() else None
         if frame is None:
