@@ -19,7 +19,6 @@ benchmarks/results.jsonl (unless --no-record).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -38,6 +37,7 @@ from benchmarks.bench_search_league import (  # noqa: E402
     make_evaluator,
     noise_archs,
     parse_variant,
+    read_scores,
     runs_folder,
     saved_run,
     saved_run_path,
@@ -45,18 +45,9 @@ from benchmarks.bench_search_league import (  # noqa: E402
 from benchmarks.common import record_result  # noqa: E402
 from inas.config import ExperimentConfig, parse_config  # noqa: E402
 from inas.io import atomic_write_json  # noqa: E402
+from inas.search.schema import primary_metric  # noqa: E402
 from inas.search.surrogate import AccuracyPredictor  # noqa: E402
 from inas.space import Arch, arch_from_json  # noqa: E402
-
-
-def read_scores(path: Path) -> dict[str, float]:
-    """{arch_id: score} from a cache file; {} when missing or not of that shape (it is then measured again)."""
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    ok = isinstance(doc, dict) and all(isinstance(v, float) for v in doc.values())
-    return dict(doc) if ok else {}
 
 
 def rescore(config: ExperimentConfig, archs: list[Arch], bn_seed: int, cache: Path) -> dict[str, float]:
@@ -65,7 +56,7 @@ def rescore(config: ExperimentConfig, archs: list[Arch], bn_seed: int, cache: Pa
     todo = [a for a in archs if a.arch_id not in scores]
     if todo:
         evaluator = make_evaluator(config, None, bn_seed=bn_seed)
-        metric = League.from_config(config, None).metric
+        metric = primary_metric(config.task)
         for arch in tqdm(todo, desc=f"BN seed {bn_seed}", unit="arch"):
             scores[arch.arch_id] = float(evaluator.evaluate(arch)[metric])
             atomic_write_json(cache, scores)

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import inspect
 import json
 import logging
 import math
@@ -62,8 +61,12 @@ from inas.config import ExperimentConfig, parse_config  # noqa: E402
 from inas.io import atomic_write_json, atomic_write_parquet  # noqa: E402
 from inas.search.pareto import hypervolume  # noqa: E402
 from inas.search.schema import latency_column, primary_metric  # noqa: E402
-from inas.search.searchers import SEARCHERS, LatencyGroupSampler, build_searcher, run_searcher  # noqa: E402
-from inas.search.searchers.base import Searcher  # noqa: E402
+from inas.search.searchers import (  # noqa: E402
+    LatencyGroupSampler,
+    build_searcher,
+    run_searcher,
+    searcher_defaults,
+)
 from inas.search.surrogate import AccuracyPredictor  # noqa: E402
 from inas.space import Arch, SearchSpace, arch_from_json  # noqa: E402
 
@@ -265,13 +268,7 @@ RUN_COLUMNS = ("arch_id", "arch", "searcher", "seed", "evaluation")
 def resolved_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     """The searcher's keyword defaults (those of plain values) overlaid with `params`: what the run is made with, so
     that a changed default in the code changes a saved run's name too."""
-    defaults: dict[str, Any] = {}
-    for klass in (SEARCHERS[kind], Searcher):
-        for p in inspect.signature(klass.__init__).parameters.values():
-            plain = p.default is None or isinstance(p.default, bool | int | float | str)
-            if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and plain:
-                defaults.setdefault(p.name, p.default)
-    return {**defaults, **params}
+    return {**searcher_defaults(kind), **params}
 
 
 def saved_run_path(runs_dir: Path, name: str, budget: int, seed: int) -> Path:
@@ -345,6 +342,16 @@ def saved_noise_ceiling(runs_dir: Path, count: int) -> dict[str, Any] | None:
     return doc if ok else None
 
 
+def read_scores(path: Path) -> dict[str, float]:
+    """{arch_id: score} from a cache file; {} when missing or not of that shape (it is then measured again)."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    ok = isinstance(doc, dict) and all(isinstance(v, float) for v in doc.values())
+    return dict(doc) if ok else {}
+
+
 class SecondPass:
     """Scores of a second evaluation with the BN-recalibration subset of another seed (config seed + 1), cached by
     arch id in `path` (reused on a re-run when well-formed)."""
@@ -352,14 +359,7 @@ class SecondPass:
     def __init__(self, config: ExperimentConfig, val_images: int | None, metric: str, path: Path | None) -> None:
         self.config, self.val_images, self.metric, self.path = config, val_images, metric, path
         self.evaluator: Any = None
-        self.scores: dict[str, float] = {}
-        if path is not None and path.is_file():
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                doc = None
-            if isinstance(doc, dict) and all(isinstance(v, float) for v in doc.values()):
-                self.scores = dict(doc)
+        self.scores: dict[str, float] = read_scores(path) if path is not None else {}
 
     def score(self, arch: Arch) -> float:
         if arch.arch_id not in self.scores:

@@ -33,15 +33,25 @@ SEARCHERS: dict[str, type[Searcher]] = {
 }
 
 
+def _keyword_parameters(name: str) -> dict[str, inspect.Parameter]:
+    """Searcher `name`'s keyword-only parameters, its own first, then the common ones of `Searcher`."""
+    params: dict[str, inspect.Parameter] = {}
+    for klass in (SEARCHERS[name], Searcher):
+        for p in inspect.signature(klass.__init__).parameters.values():
+            if p.kind is p.KEYWORD_ONLY:
+                params.setdefault(p.name, p)
+    return params
+
+
 def searcher_params(name: str) -> list[str]:
     """Keyword parameters `build_searcher` accepts for searcher `name` (its own and the common ones)."""
-    cls = SEARCHERS[name]
-    params = []
-    for klass in (cls, Searcher):
-        for p in inspect.signature(klass.__init__).parameters.values():
-            if p.kind is p.KEYWORD_ONLY and p.name not in params:
-                params.append(p.name)
-    return params
+    return list(_keyword_parameters(name))
+
+
+def searcher_defaults(name: str) -> dict[str, Any]:
+    """Searcher `name`'s keyword defaults that are plain values (None, bool, int, float, str)."""
+    return {key: p.default for key, p in _keyword_parameters(name).items()
+            if p.default is not p.empty and (p.default is None or isinstance(p.default, bool | int | float | str))}
 
 
 def build_searcher(name: str, space: SearchSpace, latency_fn: LatencyFn, budget: int, seed: int = 0, *,
@@ -90,6 +100,6 @@ def run_searcher(searcher: Searcher, evaluate: Callable[[Any], dict[str, Any]]) 
 __all__ = [
     "Constraint", "EvolutionSearcher", "InfeasibleConstraintError", "LatencyFn", "LatencyGroupSampler",
     "NevergradSearcher", "OptunaSearcher", "PredictorSearcher", "RandomSearcher", "Record", "SEARCHERS", "Searcher",
-    "UpperBound", "build_searcher", "pareto_front_2d", "run_searcher", "scaled_searcher", "searcher_params",
-    "select_pareto_frontier",
+    "UpperBound", "build_searcher", "pareto_front_2d", "run_searcher", "scaled_searcher", "searcher_defaults",
+    "searcher_params", "select_pareto_frontier",
 ]
