@@ -3,7 +3,10 @@ architectures: every distinct arch of the league's runs (`bench_search_league.py
 `--work`/league_runs/SPACE-HASH/, one folder per evaluation setting and assets, and prints it), a fixed held-out set
 of them, and each model fitted on n of the others (n = 32 ... the pool), Kendall tau of its predictions on the
 held-out set; mean and min-max over `--repeats` random splits. Says whether a predictor's tau after 64 evaluations is
-limited by the samples (tau climbs with n) or by what the features can say (tau flat). Prints a table and appends
+limited by the samples (tau climbs with n) or by what the features can say (tau flat). When the league measured a
+second pass (`second-pass.json` in the folder: archs scored again with another BN-recalibration subset), the held-out
+archs are drawn from those and the noise ceiling on them (Kendall tau between the two passes) is printed with every
+tau as a fraction of it: the predictor judged against the noise of the very archs it ranks. Prints a table and appends
 one line to benchmarks/results.jsonl.
 
     python benchmarks/bench_predictor_curve.py --runs runs/league_demo/league_runs/demo-8577f082
@@ -20,6 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_search_league import read_scores  # noqa: E402
 from benchmarks.common import format_table, record_result  # noqa: E402
 from inas.search.predictor_quality import first_scored_rows  # noqa: E402
 from inas.search.schema import TASK_METRICS, primary_metric  # noqa: E402
@@ -42,6 +46,17 @@ def scored_archs(runs: Path) -> pd.DataFrame:
     return rows[["arch_id", "arch", "metric"]].reset_index(drop=True)
 
 
+def split(pool: pd.DataFrame, second: dict[str, float], test: int, repeat: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held-out rows, the other rows) of a seeded random split; held-out rows have a second-pass score when at least
+    `test` archs have one."""
+    order = np.random.default_rng(repeat).permutation(len(pool))
+    has_second = pool["arch_id"].isin(list(second)).to_numpy()[order]
+    if has_second.sum() < test:
+        return order[:test], order[test:]
+    held_out = order[has_second][:test]
+    return held_out, order[~np.isin(order, held_out)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, required=True,
@@ -58,11 +73,16 @@ def main() -> None:
     space = inas_space()
     archs = [arch_from_json(text, space, str(args.runs)) for text in pool["arch"]]
     y = pool["metric"].to_numpy(dtype=float)
+    second = read_scores(args.runs / "second-pass.json")
     sizes = [n for n in args.sizes if n + args.test <= len(pool)]
     taus: dict[tuple[str, int], list[float]] = {}
+    ceilings: list[float] = []
     for repeat in range(args.repeats):
-        order = np.random.default_rng(repeat).permutation(len(pool))
-        test, rest = order[:args.test], order[args.test:]
+        test, rest = split(pool, second, args.test, repeat)
+        if all(pool["arch_id"][i] in second for i in test):
+            again = [second[pool["arch_id"][i]] for i in test]
+            ceilings.append(float(kendalltau(y[test], again).statistic))
+            print(f"split {repeat}: noise ceiling on the held-out archs {ceilings[-1]:.3f}", flush=True)
         for n in sizes:
             train = rest[:n]
             for model in args.models:
@@ -77,9 +97,16 @@ def main() -> None:
     print(f"\nKendall tau on {args.test} held-out archs of {len(pool)} ({args.runs}), mean (min-max) over "
           f"{args.repeats} splits")
     print(format_table(rows, ["model"] + [f"n={n}" for n in sizes]))
+    ceiling = float(np.mean(ceilings)) if len(ceilings) == args.repeats else None
+    if ceiling is not None:
+        print(f"\nnoise ceiling on the held-out archs (their score against a second pass with another BN-recalibration "
+              f"subset): Kendall tau {ceiling:.3f}; each model's mean tau as a fraction of it:")
+        print(format_table([{"model": m, **{f"n={n}": f"{np.mean(taus[(m, n)]) / ceiling:.3f}" for n in sizes}}
+                            for m in args.models], ["model"] + [f"n={n}" for n in sizes]))
     if not args.no_record:
         record_result("predictor_curve", {
             "runs": str(args.runs), "pool": len(pool), "test": args.test, "repeats": args.repeats,
+            "noise_ceiling_held_out": None if ceiling is None else round(ceiling, 4),
             "kendall_tau": {m: {str(n): round(float(np.mean(taus[(m, n)])), 4) for n in sizes} for m in args.models},
             "kendall_tau_min_max": {m: {str(n): [round(min(taus[(m, n)]), 4), round(max(taus[(m, n)]), 4)]
                                         for n in sizes} for m in args.models}})

@@ -45,6 +45,22 @@ def test_predictor_curve_pools_each_scored_arch_once(tmp_path):
         scored_archs(tmp_path / "missing")
 
 
+def test_predictor_curve_holds_out_archs_with_a_second_pass():
+    """The held-out archs come from those the league scored twice (so the noise ceiling is measured on them) when
+    enough have a second pass, else from all; the two parts of a split are disjoint and cover the pool."""
+    import pandas as pd
+
+    from benchmarks.bench_predictor_curve import split
+
+    pool = pd.DataFrame({"arch_id": [f"a{i}" for i in range(40)]})
+    second = {f"a{i}": 0.5 for i in range(0, 40, 4)}  # 10 archs scored twice
+    for test, only_second in ((8, True), (12, False)):
+        held_out, rest = split(pool, second, test, repeat=3)
+        assert len(held_out) == test and sorted([*held_out, *rest]) == list(range(40))
+        assert all(pool["arch_id"][i] in second for i in held_out) == only_second
+    assert list(split(pool, second, 8, 3)[0]) == list(split(pool, second, 8, 3)[0])  # seeded
+
+
 def test_league_runs_folder_changes_with_the_evaluation_and_its_assets(tmp_path):
     """A league's saved runs are reused only by a run that scores archs the same way: other BN batches, validation
     images or a supernet with other content get a folder of their own; the same settings the same folder."""
