@@ -56,7 +56,7 @@ from inas.errors import BadInputError
 from inas.io import atomic_path, atomic_write_parquet
 from inas.latency.blocks import LATENCY_GROUPS
 from inas.latency.build import device_specs, lut_calibration, lut_input_hw
-from inas.latency.devices import device_actors, dispatch
+from inas.latency.devices import DeviceSpec, device_actors, dispatch
 from inas.latency.predictor import (
     BlockSums,
     Correction,
@@ -223,6 +223,9 @@ def fit_correction(sums: BlockSums, measured: np.ndarray, device: str = "", fold
     return correction, oof
 
 
+MeasuredRows = dict[str, dict[str, list[dict]]]  # {device: {arch_id: one `measure_networks` row per round}}
+
+
 def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path | None = None,
                     address: str | None = None, seed: int | None = None, progress: bool = True, rounds: int = 2,
                     in_process: bool = False) -> tuple[list[DeviceValidation], pd.DataFrame]:
@@ -234,17 +237,40 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
     can reach against these measurements."""
     out_dir = Path(out_dir) if out_dir is not None else config.lut.out_dir
     space = config.space.build()
-    input_hw = lut_input_hw(config)
     specs = device_specs(config)
-    predictors = {s.name: LatencyPredictor(table_path(out_dir, s.name), space, correction=None) for s in specs}
+    predictors = _table_predictors(out_dir, [s.name for s in specs], space, lut_input_hw(config))
+    archs = sample_archs(space, samples, config.seed if seed is None else seed)
+    measured, seconds = _measure_networks(config, specs, archs, rounds, address, in_process, progress)
+    results, frames = [], []
+    for spec in specs:
+        result, frame = _judge_device(spec.name, predictors[spec.name], archs, measured[spec.name], rounds,
+                                      seconds.get(spec.name, 0.0), config.seed)
+        results.append(result)
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    atomic_write_parquet(out_dir / "validation.parquet", frame)
+    write_scatter(frame, results, out_dir / "validation.png")
+    return results, frame
+
+
+def _table_predictors(out_dir: Path, devices: list[str], space: SearchSpace,
+                      input_hw: tuple[int, int]) -> dict[str, LatencyPredictor]:
+    """Each device's table as an uncorrected predictor; a table built for another input size is an error."""
+    predictors = {name: LatencyPredictor(table_path(out_dir, name), space, correction=None) for name in devices}
     for pred in predictors.values():
         if pred.input_hw != input_hw:
             raise BadInputError(f"table was built for input {pred.input_hw}, the config asks for {input_hw}",
                                 path=pred.source)
-    archs = sample_archs(space, samples, config.seed if seed is None else seed)
-    by_id = {a.arch_id: a for a in archs}
-    space_doc = space_spec(space)
-    measured: dict[str, dict[str, list[dict]]] = {s.name: {a.arch_id: [] for a in archs} for s in specs}
+    return predictors
+
+
+def _measure_networks(config: ExperimentConfig, specs: list[DeviceSpec], archs: list[Arch], rounds: int,
+                      address: str | None, in_process: bool, progress: bool) -> tuple[MeasuredRows, dict[str, float]]:
+    """Time every arch `rounds` times on every device: ({device: {arch_id: one row per round}}, {device: seconds
+    from the actors being up to its last network})."""
+    space_doc = space_spec(config.space.build())
+    input_hw = lut_input_hw(config)
+    measured: MeasuredRows = {s.name: {a.arch_id: [] for a in archs} for s in specs}
     seconds: dict[str, float] = {}
     bars = {}
     t0 = time.perf_counter()  # reset once the actors are up
@@ -266,53 +292,51 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
     finally:
         for bar in bars.values():
             bar.close()
+    return measured, seconds
 
-    frames, results = [], []
-    for spec in specs:
-        pred = predictors[spec.name]
-        ids = [a.arch_id for a in archs]
-        block_sums = pred.block_sums_many(archs)
-        sums = block_sums.latency_ms
-        per_round = np.array([[r["measured_ms"] for r in measured[spec.name][i]] for i in ids])  # (n, rounds)
-        meas = per_round.mean(axis=1)
-        std = np.array([np.mean([r["measured_ms_std"] for r in measured[spec.name][i]]) for i in ids])
-        repeat = Figures.of(per_round[:, 1], per_round[:, 0]) if rounds > 1 else None
-        corr_file = correction_path(pred.source)
-        ref_rounds = _rounds(measured[spec.name], ids, "reference_ms")
-        network_ref_rounds = _rounds(measured[spec.name], ids, "reference_network_ms")
-        ref_block, ref_network = _finite_medians(ref_rounds), _finite_medians(network_ref_rounds)
-        drifts = RunDrift.of(pred, ref_block, ref_network)
-        drift = drifts.factor
-        candidate_file = candidate_correction_path(pred.source)
-        saved = {role: Correction.load(path) for role, path in (("applied", corr_file), ("candidate", candidate_file))
-                 if path.is_file()}
-        role, applied, judged = judge_saved_corrections(saved, block_sums, meas, drift)
-        correction, oof = fit_correction(block_sums, meas / drift, spec.name, seed=config.seed)
-        _save_or_remove(corr_file, applied)
-        _save_or_remove(candidate_file, correction)
-        predicted = applied.apply(block_sums) if applied is not None else sums
-        results.append(DeviceValidation(spec.name, Figures.of(sums, meas),
-                                        Figures.of(oof * drift, meas) if oof is not None else None, correction,
-                                        len(ids), seconds.get(spec.name, 0.0), repeat,
-                                        drifts.pct(drifts.chosen), drifts.source, drifts.pct(drifts.block),
-                                        Figures.of(sums * drift, meas), judged, applied, role))
-        frames.append(pd.DataFrame({
-            "arch_id": ids, "arch": [by_id[i].to_json() for i in ids], "device": spec.name,
-            "predicted_ms": predicted, "run_drift": drift, "measured_ms": meas, "block_sum_ms": sums,
-            "n_blocks": block_sums.n_blocks,
-            "params_m": block_sums.params_m, "io_mb": block_sums.io,
-            "corrected_ms_cv": oof if oof is not None else np.full(len(ids), np.nan), "measured_ms_std": std,
-            "reference_ms": ref_block, "reference_network_ms": ref_network,
-            "run_drift_block": np.nan if drifts.block is None else drifts.block,
-            "run_drift_network": np.nan if drifts.network is None else drifts.network,
-            **{f"measured_ms_round{r}": per_round[:, r] for r in range(rounds)},
-            **{f"reference_ms_round{r}": ref_rounds[:, r] for r in range(rounds)},
-            **{f"reference_network_ms_round{r}": network_ref_rounds[:, r] for r in range(rounds)},
-        }))
-    frame = pd.concat(frames, ignore_index=True)
-    atomic_write_parquet(out_dir / "validation.parquet", frame)
-    write_scatter(frame, results, out_dir / "validation.png")
-    return results, frame
+
+def _judge_device(device: str, pred: LatencyPredictor, archs: list[Arch], measured: dict[str, list[dict]],
+                  rounds: int, seconds: float, seed: int) -> tuple[DeviceValidation, pd.DataFrame]:
+    """One device's validation: the block sums, the saved corrections and a new fit against the measured networks
+    (each scaled by this run's drift); saves the applied and candidate corrections; its rows of validation.parquet."""
+    ids = [a.arch_id for a in archs]
+    block_sums = pred.block_sums_many(archs)
+    sums = block_sums.latency_ms
+    per_round = np.array([[r["measured_ms"] for r in measured[i]] for i in ids])  # (n, rounds)
+    meas = per_round.mean(axis=1)
+    std = np.array([np.mean([r["measured_ms_std"] for r in measured[i]]) for i in ids])
+    repeat = Figures.of(per_round[:, 1], per_round[:, 0]) if rounds > 1 else None
+    corr_file, candidate_file = correction_path(pred.source), candidate_correction_path(pred.source)
+    ref_rounds = _rounds(measured, ids, "reference_ms")
+    network_ref_rounds = _rounds(measured, ids, "reference_network_ms")
+    ref_block, ref_network = _finite_medians(ref_rounds), _finite_medians(network_ref_rounds)
+    drifts = RunDrift.of(pred, ref_block, ref_network)
+    drift = drifts.factor
+    saved = {role: Correction.load(path) for role, path in (("applied", corr_file), ("candidate", candidate_file))
+             if path.is_file()}
+    role, applied, judged = judge_saved_corrections(saved, block_sums, meas, drift)
+    correction, oof = fit_correction(block_sums, meas / drift, device, seed=seed)
+    _save_or_remove(corr_file, applied)
+    _save_or_remove(candidate_file, correction)
+    predicted = applied.apply(block_sums) if applied is not None else sums
+    result = DeviceValidation(device, Figures.of(sums, meas),
+                              Figures.of(oof * drift, meas) if oof is not None else None, correction,
+                              len(ids), seconds, repeat, drifts.pct(drifts.chosen), drifts.source,
+                              drifts.pct(drifts.block), Figures.of(sums * drift, meas), judged, applied, role)
+    frame = pd.DataFrame({
+        "arch_id": ids, "arch": [a.to_json() for a in archs], "device": device,
+        "predicted_ms": predicted, "run_drift": drift, "measured_ms": meas, "block_sum_ms": sums,
+        "n_blocks": block_sums.n_blocks,
+        "params_m": block_sums.params_m, "io_mb": block_sums.io,
+        "corrected_ms_cv": oof if oof is not None else np.full(len(ids), np.nan), "measured_ms_std": std,
+        "reference_ms": ref_block, "reference_network_ms": ref_network,
+        "run_drift_block": np.nan if drifts.block is None else drifts.block,
+        "run_drift_network": np.nan if drifts.network is None else drifts.network,
+        **{f"measured_ms_round{r}": per_round[:, r] for r in range(rounds)},
+        **{f"reference_ms_round{r}": ref_rounds[:, r] for r in range(rounds)},
+        **{f"reference_network_ms_round{r}": network_ref_rounds[:, r] for r in range(rounds)},
+    })
+    return result, frame
 
 
 def _rounds(rows_by_arch: dict[str, list[dict]], ids: list[str], column: str) -> np.ndarray:
