@@ -379,22 +379,10 @@ class _DenseTables:
         """Decode the archs' integer codes (see `Arch`) and sum their blocks: ((n, 3) latency, params and boundary
         activations, (n,) block counts, (n, groups) latency by LATENCY_GROUPS)."""
         n = len(archs)
-        n_stages = self.first.shape[0]
-        codes = list(map(_code, archs))
-        lengths = np.fromiter(map(len, codes), np.int64, n)
-        try:
-            flat = np.fromiter(chain.from_iterable(codes), np.int64, int(lengths.sum()))
-        except OverflowError:  # a width beyond int64: outside any space
+        codes = _Codes.of(archs, self.first.shape[0])
+        if codes is None:  # a width beyond int64: outside any space
             return np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64), np.full((n, len(LATENCY_GROUPS)), np.nan)
-        starts = np.cumsum(lengths) - lengths
-        head = 3 + n_stages + 4 * NUM_LEVELS  # layout, depths, (connection mask, kernel mask) per level
-        prefix = flat[np.minimum(starts[:, None] + np.arange(head), flat.size - 1)]  # (n, head)
-        depth = prefix[:, 3 : 3 + n_stages]
-        layer_counts = depth.sum(axis=1)
-        level_masks = prefix[:, 3 + n_stages :].reshape(n, 2, NUM_LEVELS, 2)  # (arch, part, level, conn/kernel)
-        good = ((prefix[:, 0] == n_stages) & (prefix[:, 1] == NUM_LEVELS) & (prefix[:, 2] == NUM_LEVELS)
-                & (lengths == head + 2 * layer_counts) & (depth > 0).all(axis=1)
-                & ((level_masks[..., 0] >= 0) & (level_masks[..., 0] < self.n_masks)).all(axis=(1, 2)))
+        good = codes.well_formed(self.n_masks)
         if not good.all():  # score the rest; these get NaN and the caller's reference path (or its error)
             total, counts = np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64)
             by_group = np.full((n, len(LATENCY_GROUPS)), np.nan)
@@ -402,10 +390,17 @@ class _DenseTables:
             if keep.size:
                 total[keep], counts[keep], by_group[keep] = self._sums([archs[i] for i in keep])
             return total, counts, by_group
-        # --- backbone: every layer of every arch in one flat array (arch-major, then stage, then layer)
+        backbone, stage_out = self._backbone_sums(codes)
+        return self._level_sums(codes, backbone, stage_out)
+
+    def _backbone_sums(self, codes: _Codes) -> tuple[np.ndarray, np.ndarray]:
+        """Stem and MBConv layers, every layer of every arch in one flat array (arch-major, then stage, then layer):
+        ((n, 3) sums, (n, stages) each stage's output width)."""
+        n, n_stages, flat, depth = codes.n, codes.depth.shape[1], codes.flat, codes.depth
+        layer_counts = codes.layer_counts
         m = int(layer_counts.sum())
         first_layer = np.cumsum(layer_counts) - layer_counts
-        position = np.repeat(starts + head - 2 * first_layer, layer_counts) + 2 * np.arange(m)
+        position = np.repeat(codes.starts + codes.head - 2 * first_layer, layer_counts) + 2 * np.arange(m)
         widths = flat[position]
         k_i = _max_member(flat[position + 1], self.kernel_index.shape[1])
         stage_of = np.repeat(np.tile(np.arange(n_stages), n), depth.ravel())
@@ -421,22 +416,26 @@ class _DenseTables:
         first_s = stage_of[stage_starts]
         lat[stage_starts] = _take(self.first, first_s, _take(self.first_in_index, first_s, in_w[stage_starts]),
                                   out_i[stage_starts], k_i[stage_starts])
-        total = np.add.reduceat(lat, first_layer, axis=0)  # (n, 3)
         stage_out = widths[stage_starts + depth.ravel() - 1].reshape(n, n_stages)
+        return np.add.reduceat(lat, first_layer, axis=0), stage_out
+
+    def _level_sums(self, codes: _Codes, backbone: np.ndarray,
+                    stage_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Add the head, and the transport and decoder blocks as (n, part, level) arrays (the branches of each arch's
+        set connection bits) to the backbone's (n, 3) sums: `_sums`' triple."""
+        n = codes.n
         ch_i = _take(self.level_index, np.arange(NUM_LEVELS), stage_out[:, self.level_stage])  # (n, 5)
-        counts = layer_counts + 1  # + head
-        # --- transport and decoder: (n, part, level) arrays; the branches of each arch's set connection bits
         parts, levels = np.arange(2)[:, None], np.arange(NUM_LEVELS)
-        masks = level_masks[..., 0]
+        masks = codes.level_masks[..., 0]
         n_in = _POPCOUNT[masks]
         k_i = _take(self.level_kernel_index, parts, levels,
-                    _max_member(level_masks[..., 1], self.level_kernel_index.shape[2]))
+                    _max_member(codes.level_masks[..., 1], self.level_kernel_index.shape[2]))
         head_block = np.take(self.head, ch_i[:, 0], axis=0)  # (n, 3)
         by_group = np.zeros((n, len(LATENCY_GROUPS)))
-        by_group[:, 0] = total[:, 0] + head_block[:, 0]  # backbone: stem, MBConv layers, head
+        by_group[:, 0] = backbone[:, 0] + head_block[:, 0]  # backbone: stem, MBConv layers, head
         fusion = _take(self.fusion, parts, levels, ch_i[:, None, :], k_i, n_in)  # (n, part, level, 3)
         by_group[:, self.fusion_group] = fusion[..., 0].sum(axis=2)
-        total = total + fusion.sum(axis=(1, 2))
+        total = backbone + fusion.sum(axis=(1, 2))
         arch_of, part, level, source = np.nonzero((masks[..., None] >> levels) & 1)
         branch = _take(self.branch, part, level, source, ch_i[arch_of, source], ch_i[arch_of, level])  # (branches, 3)
         for column in range(total.shape[1]):
@@ -444,8 +443,52 @@ class _DenseTables:
         group = self.branch_group[part, np.sign(source - level) + 1]  # down, identity, up
         by_group += np.bincount(arch_of * len(LATENCY_GROUPS) + group, branch[:, 0],
                                 n * len(LATENCY_GROUPS)).reshape(n, -1)
-        counts = counts + (n_in + 1).sum(axis=(1, 2))
+        counts = codes.layer_counts + 1 + (n_in + 1).sum(axis=(1, 2))  # layers, head, fusions and branches
         return total + head_block, counts, by_group
+
+
+@dataclass(frozen=True)
+class _Codes:
+    """The integer codes of n archs (see `Arch`) side by side: `flat` all codes, `starts` (n,) where each arch's
+    begin, `head` the fixed-length prefix (layout, depths, (connection mask, kernel mask) per level) after which each
+    arch's (width, kernel mask) pairs follow, `depth` (n, stages), `level_masks` (n, part, level, conn/kernel)."""
+
+    n: int
+    flat: np.ndarray
+    lengths: np.ndarray
+    starts: np.ndarray
+    head: int
+    prefix: np.ndarray  # (n, head)
+    depth: np.ndarray
+    level_masks: np.ndarray
+
+    @property
+    def layer_counts(self) -> np.ndarray:
+        return self.depth.sum(axis=1)
+
+    @classmethod
+    def of(cls, archs: list[Arch], n_stages: int) -> _Codes | None:
+        """None when a code does not fit int64 (outside any space)."""
+        n = len(archs)
+        codes = list(map(_code, archs))
+        lengths = np.fromiter(map(len, codes), np.int64, n)
+        try:
+            flat = np.fromiter(chain.from_iterable(codes), np.int64, int(lengths.sum()))
+        except OverflowError:
+            return None
+        starts = np.cumsum(lengths) - lengths
+        head = 3 + n_stages + 4 * NUM_LEVELS
+        prefix = flat[np.minimum(starts[:, None] + np.arange(head), flat.size - 1)]
+        return cls(n, flat, lengths, starts, head, prefix, prefix[:, 3 : 3 + n_stages],
+                   prefix[:, 3 + n_stages :].reshape(n, 2, NUM_LEVELS, 2))
+
+    def well_formed(self, n_masks: int) -> np.ndarray:
+        """(n,) bool: the layout matches the tables', the length its depths, every connection mask is known."""
+        n_stages = self.depth.shape[1]
+        conn = self.level_masks[..., 0]
+        return ((self.prefix[:, 0] == n_stages) & (self.prefix[:, 1] == NUM_LEVELS)
+                & (self.prefix[:, 2] == NUM_LEVELS) & (self.lengths == self.head + 2 * self.layer_counts)
+                & (self.depth > 0).all(axis=1) & ((conn >= 0) & (conn < n_masks)).all(axis=(1, 2)))
 
 
 def _take(table: np.ndarray, *index: np.ndarray) -> np.ndarray:
