@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +22,9 @@ from inas.config import SearcherConfig, parse_config
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
 from inas.search.searchers import scaled_searcher
+
+if TYPE_CHECKING:
+    from inas.space import SearchSpace
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "experiments" / "demo.yaml"
 
@@ -88,23 +91,13 @@ def devices_argument(doc: dict[str, Any]) -> list[str]:
     return ["--devices", ",".join(devices)] if len(devices) > 1 else []
 
 
-def main(args: argparse.Namespace) -> int:
-    from inas.run import main as run_verb
+Step = tuple[str, Callable[[], list[str]], str]  # (name, its `inas.run` argv when it starts, what it does)
 
-    out = Path(args.out or ("runs/demo_quick" if args.quick else "runs/demo")).resolve()
-    config_path = Path(args.config)
-    doc, synth = resolve_demo_config(_load_demo_doc(config_path), out, args.quick)
-    space = parse_config(doc, str(config_path)).space.build()  # fail before any work
-    out.mkdir(parents=True, exist_ok=True)
-    resolved = out / "config.yaml"
-    atomic_write_text(resolved, yaml.safe_dump(doc, sort_keys=False))
-    cfg = str(resolved)
+
+def demo_steps(doc: dict, synth: dict, out: Path, cfg: str, space: SearchSpace, quick: bool) -> list[Step]:
+    """The demo's verbs in order, each with the arguments it runs with (built when it starts: `convert` reads the
+    knee point `analyze` wrote)."""
     size = str(doc["data"].get("image_size", 320))
-    done_dir = out / ".done"
-    done_dir.mkdir(exist_ok=True)
-    if args.fresh:
-        for marker in done_dir.glob("*"):
-            marker.unlink()
 
     def knee_arch() -> list[str]:
         import pandas as pd
@@ -116,9 +109,9 @@ def main(args: argparse.Namespace) -> int:
 
         atomic_write_text(arch_file, arch_from_json(str(knee.iloc[0]["arch"]), space).to_json(indent=2))
         return ["convert", "--arch", str(arch_file), "--supernet", str(out / "train" / "supernet.pt"), "-c", cfg,
-                "-o", str(out / "model" / "knee.pt"), "--bn-batches", str(CONVERT_BN_BATCHES[args.quick])]
+                "-o", str(out / "model" / "knee.pt"), "--bn-batches", str(CONVERT_BN_BATCHES[quick])]
 
-    steps: list[tuple[str, Callable[[], list[str]], str]] = [
+    return [
         ("data", lambda: ["data", "synth", "--task", doc.get("task", "sod"), "--out", str(out / "data"),
                           "--size", size, *(f"--{k.replace('_', '-')}={v}" for k, v in synth.items()), "--force"],
          "synthetic data set"),
@@ -133,6 +126,41 @@ def main(args: argparse.Namespace) -> int:
         ("test", lambda: ["test", str(out / "model" / "knee.onnx"), "-c", cfg, "-o", str(out / "test")],
          "test metrics through onnxruntime"),
     ]
+
+
+def print_summary(out: Path, resolved: Path, timings: list[tuple[str, float, str]], total_s: float) -> None:
+    """Where the demo's artefacts are and how long each step took."""
+    print(f"\ndemo finished in {total_s:.1f} s; artefacts in {out}:")
+    for label, path in [
+        ("config", resolved), ("data", out / "data"), ("supernet", out / "train" / "supernet.pt"),
+        ("latency tables", out / "lut"), ("search results", out / "search" / "evaluations.parquet"),
+        ("Pareto front", out / "search" / "pareto.parquet"), ("report", out / "report" / "report.md"),
+        ("knee model", out / "model" / "knee.pt"), ("ONNX model", out / "model" / "knee.onnx"),
+        ("test metrics", out / "test" / "metrics.csv"),
+    ]:
+        print(f"  {label:15s} {path}")
+    for name, seconds, how in timings:
+        print(f"  step {name:8s} {seconds:7.1f} s ({how})")
+
+
+def main(args: argparse.Namespace) -> int:
+    from inas.run import main as run_verb
+
+    out = Path(args.out or ("runs/demo_quick" if args.quick else "runs/demo")).resolve()
+    config_path = Path(args.config)
+    doc, synth = resolve_demo_config(_load_demo_doc(config_path), out, args.quick)
+    space = parse_config(doc, str(config_path)).space.build()  # fail before any work
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = out / "config.yaml"
+    atomic_write_text(resolved, yaml.safe_dump(doc, sort_keys=False))
+    cfg = str(resolved)
+    done_dir = out / ".done"
+    done_dir.mkdir(exist_ok=True)
+    if args.fresh:
+        for marker in done_dir.glob("*"):
+            marker.unlink()
+
+    steps = demo_steps(doc, synth, out, cfg, space, args.quick)
     started = time.perf_counter()
     timings: list[tuple[str, float, str]] = []
     for index, (name, make_argv, what) in enumerate(steps, 1):
@@ -153,16 +181,5 @@ def main(args: argparse.Namespace) -> int:
         atomic_write_text(marker, f"{seconds:.1f}\n")
         timings.append((name, seconds, "ran"))
         print(f"[{index}/{len(steps)}] {name}: done in {seconds:.1f} s", flush=True)
-    total = time.perf_counter() - started
-    print(f"\ndemo finished in {total:.1f} s; artefacts in {out}:")
-    for label, path in [
-        ("config", resolved), ("data", out / "data"), ("supernet", out / "train" / "supernet.pt"),
-        ("latency tables", out / "lut"), ("search results", out / "search" / "evaluations.parquet"),
-        ("Pareto front", out / "search" / "pareto.parquet"), ("report", out / "report" / "report.md"),
-        ("knee model", out / "model" / "knee.pt"), ("ONNX model", out / "model" / "knee.onnx"),
-        ("test metrics", out / "test" / "metrics.csv"),
-    ]:
-        print(f"  {label:15s} {path}")
-    for name, seconds, how in timings:
-        print(f"  step {name:8s} {seconds:7.1f} s ({how})")
+    print_summary(out, resolved, timings, time.perf_counter() - started)
     return 0
