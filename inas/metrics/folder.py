@@ -159,6 +159,33 @@ def evaluate_folders(
     """
     if task not in ("sod", "seg"):
         raise BadInputError(f"task must be 'sod' or 'seg', got {task!r}", key="task")
+    match = _checked_match(pred_dir, gt_dir, allow_missing)
+    if task == "sod":
+        scorer: SODMetrics | SegMetrics = SODMetrics(protocol=protocol)
+    else:
+        scorer = SegMetrics(num_classes, ignore_index=ignore_index, class_names=class_names, protocol=protocol)
+    resized = 0
+    for pred_path, gt_path in tqdm(match.pairs, desc="evaluate", unit="img", disable=not progress):
+        pred, gt, was_resized = _load_pair(pred_path, gt_path, task)
+        resized += was_resized
+        try:
+            scorer.update(pred, gt)
+        except ValueError as exc:
+            raise BadInputError(f"cannot score against {gt_path.name}: {exc}", path=pred_path) from exc
+    if resized:
+        log.info("%d prediction(s) were resized to the size of their ground truth", resized)
+    return FolderEvaluation(
+        metrics=scorer.compute(),
+        num_images=len(match.pairs),
+        resized=resized,
+        missing_predictions=match.missing_predictions,
+        extra_predictions=match.extra_predictions,
+    )
+
+
+def _checked_match(pred_dir: str | Path, gt_dir: str | Path, allow_missing: bool) -> FolderMatch:
+    """Predictions paired with ground truths by file stem; ground truths without a prediction are an error (a
+    warning with `allow_missing`), predictions without one a warning, no pair at all an error."""
     match = match_by_stem(pred_dir, gt_dir)
     if match.missing_predictions:
         message = (
@@ -176,35 +203,14 @@ def evaluate_folders(
         )
     if not match.pairs:
         raise BadInputError(f"no prediction matches a ground-truth image of {gt_dir} by file stem", path=pred_dir)
+    return match
 
-    if task == "sod":
-        scorer: SODMetrics | SegMetrics = SODMetrics(protocol=protocol)
-    else:
-        scorer = SegMetrics(num_classes, ignore_index=ignore_index, class_names=class_names, protocol=protocol)
-    resized = 0
-    for pred_path, gt_path in tqdm(match.pairs, desc="evaluate", unit="img", disable=not progress):
-        if task == "sod":
-            gt = load_gray(gt_path)
-            pred = load_gray(pred_path)
-            if pred.shape != gt.shape:
-                pred = resize_bilinear_uint8(pred, gt.shape)
-                resized += 1
-        else:
-            gt = load_labels(gt_path)
-            pred = load_labels(pred_path)
-            if pred.shape != gt.shape:
-                pred = resize_nearest_labels(pred, gt.shape)
-                resized += 1
-        try:
-            scorer.update(pred, gt)
-        except ValueError as exc:
-            raise BadInputError(f"cannot score against {gt_path.name}: {exc}", path=pred_path) from exc
-    if resized:
-        log.info("%d prediction(s) were resized to the size of their ground truth", resized)
-    return FolderEvaluation(
-        metrics=scorer.compute(),
-        num_images=len(match.pairs),
-        resized=resized,
-        missing_predictions=match.missing_predictions,
-        extra_predictions=match.extra_predictions,
-    )
+
+def _load_pair(pred_path: Path, gt_path: Path, task: str) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(prediction, ground truth, whether the prediction was resized to the ground truth's size): grey maps for
+    "sod" (bilinear resize), label maps for "seg" (nearest)."""
+    load, resize = (load_gray, resize_bilinear_uint8) if task == "sod" else (load_labels, resize_nearest_labels)
+    gt, pred = load(gt_path), load(pred_path)
+    if pred.shape == gt.shape:
+        return pred, gt, False
+    return resize(pred, gt.shape), gt, True
