@@ -128,27 +128,41 @@ def _display_columns(analysis: Analysis, frame: pd.DataFrame, extra: tuple[str, 
 
 def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) -> str:
     """The Markdown text of report.md (plots referenced by relative file name)."""
+    lines = overview_section(analysis, sources) + choice_section(analysis) + hypervolume_section(analysis)
+    lines += front_section(analysis) + lut_section(analysis, has_lut_plot)
+    lines += joint_section(analysis)
+    lines += predictor_section(analysis)
+    lines += ["Tables: `*.parquet` (full columns) and `*.csv` beside this file.", ""]
+    return "\n".join(lines)
+
+
+def overview_section(analysis: Analysis, sources: list[str]) -> list[str]:
+    """Title, what was read, the objectives and the accuracy-vs-latency plot."""
     metric, latency = analysis.metric, analysis.latency_column
-    device = device_of(latency)
-    ref = analysis.reference
-    knee = analysis.knee
-    lines = [
+    return [
         "# inas search analysis",
         "",
         f"- results: {', '.join(f'`{s}`' for s in sources)}",
         f"- evaluations: {len(analysis.evaluations)} unique (searcher, arch_id) rows"
         f" ({analysis.duplicates_dropped} duplicates dropped); searchers: {', '.join(analysis.searchers)}",
-        f"- objectives: maximise `{metric}`, minimise `{latency}` (device `{device}`)",
+        f"- objectives: maximise `{metric}`, minimise `{latency}` (device `{device_of(latency)}`)",
         f"- devices in the results: {', '.join(device_of(c) for c in latency_columns(analysis.evaluations))}",
         f"- overall Pareto front: {front_size_text(analysis.front_overall)}",
         "",
         f"![{metric} vs latency]({ACCURACY_PLOT})",
         "",
+    ]
+
+
+def choice_section(analysis: Analysis) -> list[str]:
+    """The knee point and the best architecture under each latency budget (overall and per searcher)."""
+    metric, latency, knee = analysis.metric, analysis.latency_column, analysis.knee.to_frame().T
+    return [
         "## Knee point",
         "",
         "The front row farthest from the line through the front's extremes (objectives normalised over the front).",
         "",
-        markdown_table(knee.to_frame().T[_display_columns(analysis, knee.to_frame().T, ("source",))]),
+        markdown_table(knee[_display_columns(analysis, knee, ("source",))]),
         "",
         "## Best architecture under each latency budget",
         "",
@@ -160,6 +174,13 @@ def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) ->
         "",
         markdown_table(analysis.budgets_per_searcher),
         "",
+    ]
+
+
+def hypervolume_section(analysis: Analysis) -> list[str]:
+    """Each searcher's hypervolume against the common reference point, and its plot over evaluations."""
+    metric, latency, ref = analysis.metric, analysis.latency_column, analysis.reference
+    return [
         "## Hypervolume",
         "",
         f"Common reference point for every searcher: `{latency}` = {ref[latency]:.4f} ms (the largest latency among "
@@ -172,6 +193,12 @@ def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) ->
         "",
         f"![hypervolume vs evaluations]({HYPERVOLUME_PLOT})",
         "",
+    ]
+
+
+def front_section(analysis: Analysis) -> list[str]:
+    """The overall Pareto front, and its latency on every device of the results."""
+    return [
         "## Overall Pareto front",
         "",
         markdown_table(analysis.front_overall[_display_columns(analysis, analysis.front_overall, ("source",))]),
@@ -181,22 +208,22 @@ def render_report(analysis: Analysis, sources: list[str], has_lut_plot: bool) ->
         markdown_table(analysis.front_devices, digits=3),
         "",
     ]
-    if analysis.validation_summary is not None:
-        lines += [
-            "## LUT predicted vs measured latency",
-            "",
-            "`mape_pct`: mean |predicted - measured| / measured in %; `within_10pct`: fraction of architectures "
-            "inside the +-10 % band; `spearman`: rank correlation.",
-            "",
-            markdown_table(analysis.validation_summary),
-            "",
-        ]
-        if has_lut_plot:
-            lines += [f"![LUT predicted vs measured]({LUT_PLOT})", ""]
-    lines += joint_section(analysis)
-    lines += predictor_section(analysis)
-    lines += ["Tables: `*.parquet` (full columns) and `*.csv` beside this file.", ""]
-    return "\n".join(lines)
+
+
+def lut_section(analysis: Analysis, has_lut_plot: bool) -> list[str]:
+    """The latency tables' validation figures, when the results came with a validation summary."""
+    if analysis.validation_summary is None:
+        return []
+    lines = [
+        "## LUT predicted vs measured latency",
+        "",
+        "`mape_pct`: mean |predicted - measured| / measured in %; `within_10pct`: fraction of architectures "
+        "inside the +-10 % band; `spearman`: rank correlation.",
+        "",
+        markdown_table(analysis.validation_summary),
+        "",
+    ]
+    return lines + ([f"![LUT predicted vs measured]({LUT_PLOT})", ""] if has_lut_plot else [])
 
 
 def write_report(analysis: Analysis, out_dir: str | Path, sources: list[str]) -> list[Path]:
