@@ -597,7 +597,7 @@ def league_tables(frame: pd.DataFrame, league: League, checkpoints: list[int]) -
     return out
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/sod_demo.yaml", help="config with data, train, lut, search")
     parser.add_argument("--work", default="runs/league", help="folder for built assets (supernet, tables, data)")
@@ -618,7 +618,68 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                         help="torch intra-op threads of the evaluator (default: min(4, CPUs))")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def supernet_league(args: argparse.Namespace, checkpoints: list[int]) -> tuple[League, dict[str, Any], Path,
+                                                                             SecondPass]:
+    """The league on the config's (or built) supernet and tables: (league, settings to print and record, the runs
+    folder of this evaluation, the second pass cached in it)."""
+    work = Path(args.work).resolve()
+    doc, build = league_document(Path(args.config), work, args.space, args.quick, args.train_iterations,
+                                 args.val_images, args.bn_batches)
+    if build:
+        build_assets(doc, work, args.quick)
+    config = parse_config({k: v for k, v in doc.items() if not k.startswith("league_")}, "bench_search_league")
+    league = League.from_config(config, make_evaluator(config, args.val_images, bn_seed=config.seed))
+    settings = {"config": args.config, "space": args.space, "assets_built": build,
+                "supernet": doc["search"]["supernet"], "image_size": config.data.image_size,
+                "val_images": args.val_images or "all", "bn_batches": config.search.bn_recalibration_batches,
+                "devices": list(league.device_fns), "seeds": args.seeds, "checkpoints": checkpoints,
+                "space_cardinality": league.space.cardinality(), "threads": args.threads}
+    runs_dir = runs_folder(work, evaluation_identity(config, args.space, args.val_images))
+    settings["runs"] = str(runs_dir.relative_to(REPO) if runs_dir.is_relative_to(REPO) else runs_dir)
+    second = SecondPass(config, args.val_images, league.metric, runs_dir / "second-pass.json")
+    return league, settings, runs_dir, second
+
+
+def print_tables(tables: dict[str, dict[str, Any]], league: League, seeds: int, checkpoints: list[int]) -> None:
+    for label, table in tables.items():
+        title = "2-D (primary device)" if label == "2d" else f"N-D ({', '.join(league.device_fns)})"
+        print(f"\n### Hypervolume, {title}: mean ± s.e. over {seeds} seeds, normalised\n")
+        print(markdown_table(table["rows"], ["searcher", *[f"hv@{n}" for n in checkpoints], "evals_to_random_final",
+                                             "seeds_reaching_random", "evals_to_evolution_final",
+                                             "seeds_reaching_evolution", "front_latency_coverage"]))
+        print("evaluations to evolution's final hypervolume per seed: " + "; ".join(
+            f"{r['searcher']} {r['evals_to_evolution_per_seed']}" for r in table["rows"]))
+
+
+def predictor_records(frame: pd.DataFrame, league: League, n: int, second: SecondPass | None,
+                      ceiling: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Each predictor entry's quality after n evaluations (printed); for the default `predictor` also the forest
+    fitted on every searcher's first n, out of fold and on the noise-ceiling archs."""
+    record: dict[str, Any] = {}
+    for name in [name for name in args.searchers if LEAGUE[name][0] == "predictor"]:
+        quality = report_predictor_quality(frame, league, n, second, ceiling, name, args.noise_archs)
+        if name != "predictor":
+            record.setdefault("variant_predictor_quality", {})[name] = quality
+            continue
+        quality["kendall_tau_by_sample"] = tau_by_sample(frame, league, n)
+        print(f"predictor (forest) out of fold on each searcher's first {n} evaluations: "
+              f"{quality['kendall_tau_by_sample']}")
+        if second is not None:
+            held_out = noise_archs(league, args.noise_archs)
+            quality["noise_archs_kendall_tau_by_sample"] = {
+                str(s): round(statistics.mean(held_out_tau(frame, league, n, held_out, str(s))), 4)
+                for s in sorted(frame["searcher"].unique())}
+            print(f"predictor (forest) fitted on each searcher's first {n} evaluations, Kendall tau on the "
+                  f"{args.noise_archs} noise-ceiling archs: {quality['noise_archs_kendall_tau_by_sample']}")
+        record["predictor_quality"] = quality
+    return record
+
+
+def main() -> None:
+    args = parse_args()
     LEAGUE.update(dict(args.variant))
     args.searchers += [name for name, _ in args.variant]
     logging.basicConfig(level=logging.WARNING)
@@ -627,34 +688,19 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     start = time.perf_counter()
     checkpoints = sorted(set(args.checkpoints))
+    runs_dir: Path | None = None
+    second: SecondPass | None = None
     if args.synthetic:
         league = League.synthetic()
         settings: dict[str, Any] = {"problem": "synthetic (inas.search.testing), full iNAS space",
                                     "devices": list(league.device_fns), "seeds": args.seeds,
                                     "checkpoints": checkpoints}
         ceiling = {"archs": 0, "kendall_tau": 1.0, "mean_abs_diff": 0.0, "note": "deterministic scores"}
+        print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
     else:
-        work = Path(args.work).resolve()
-        doc, build = league_document(Path(args.config), work, args.space, args.quick, args.train_iterations,
-                                     args.val_images, args.bn_batches)
-        if build:
-            build_assets(doc, work, args.quick)
-        config = parse_config({k: v for k, v in doc.items() if not k.startswith("league_")}, "bench_search_league")
-        league = League.from_config(config, make_evaluator(config, args.val_images, bn_seed=config.seed))
-        settings = {"config": args.config, "space": args.space, "assets_built": build,
-                    "supernet": doc["search"]["supernet"], "image_size": config.data.image_size,
-                    "val_images": args.val_images or "all", "bn_batches": config.search.bn_recalibration_batches,
-                    "devices": list(league.device_fns), "seeds": args.seeds, "checkpoints": checkpoints,
-                    "space_cardinality": league.space.cardinality(), "threads": args.threads}
-    print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items()), flush=True)
-    runs_dir = None if args.synthetic else runs_folder(Path(args.work).resolve(),
-                                                       evaluation_identity(config, args.space, args.val_images))
-    if runs_dir is not None:
+        league, settings, runs_dir, second = supernet_league(args, checkpoints)
+        print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if k != "runs"), flush=True)
         print(f"runs saved under {runs_dir}", flush=True)
-        settings["runs"] = str(runs_dir.relative_to(REPO) if runs_dir.is_relative_to(REPO) else runs_dir)
-    second: SecondPass | None = None
-    if not args.synthetic:
-        second = SecondPass(config, args.val_images, league.metric, runs_dir / "second-pass.json")
         ceiling = saved_noise_ceiling(runs_dir, args.noise_archs) or noise_ceiling(league, second, args.noise_archs)
         atomic_write_json(runs_dir / f"noise-{args.noise_archs}.json", ceiling)
         print(f"\nnoise ceiling: Kendall tau {ceiling['kendall_tau']} between two BN-recalibration subsets over "
@@ -668,35 +714,12 @@ def main() -> None:
                   f"({len(league.cache)} distinct archs scored so far)", flush=True)
     frame = pd.concat(frames, ignore_index=True)
     tables = league_tables(frame, league, checkpoints)
-    for label, table in tables.items():
-        title = "2-D (primary device)" if label == "2d" else f"N-D ({', '.join(league.device_fns)})"
-        print(f"\n### Hypervolume, {title}: mean ± s.e. over {len(args.seeds)} seeds, normalised\n")
-        print(markdown_table(table["rows"], ["searcher", *[f"hv@{n}" for n in checkpoints], "evals_to_random_final",
-                                             "seeds_reaching_random", "evals_to_evolution_final",
-                                             "seeds_reaching_evolution", "front_latency_coverage"]))
-        print("evaluations to evolution's final hypervolume per seed: " + "; ".join(
-            f"{r['searcher']} {r['evals_to_evolution_per_seed']}" for r in table["rows"]))
+    print_tables(tables, league, len(args.seeds), checkpoints)
     record: dict[str, Any] = {"settings": settings, "noise_ceiling": ceiling,
                               "hypervolume": {k: {"objectives": v["objectives"],
                                                   "rows": [{c: x for c, x in r.items() if not c.startswith("hv@")}
                                                            for r in v["rows"]]} for k, v in tables.items()}}
-    n = min(64, checkpoints[-1])
-    for name in [name for name in args.searchers if LEAGUE[name][0] == "predictor"]:
-        quality = report_predictor_quality(frame, league, n, second, ceiling, name, args.noise_archs)
-        if name == "predictor":
-            quality["kendall_tau_by_sample"] = tau_by_sample(frame, league, n)
-            print(f"predictor (forest) out of fold on each searcher's first {n} evaluations: "
-                  f"{quality['kendall_tau_by_sample']}")
-            if second is not None:
-                held_out = noise_archs(league, args.noise_archs)
-                quality["noise_archs_kendall_tau_by_sample"] = {
-                    str(s): round(statistics.mean(held_out_tau(frame, league, n, held_out, str(s))), 4)
-                    for s in sorted(frame["searcher"].unique())}
-                print(f"predictor (forest) fitted on each searcher's first {n} evaluations, Kendall tau on the "
-                      f"{args.noise_archs} noise-ceiling archs: {quality['noise_archs_kendall_tau_by_sample']}")
-            record["predictor_quality"] = quality
-        else:
-            record.setdefault("variant_predictor_quality", {})[name] = quality
+    record.update(predictor_records(frame, league, min(64, checkpoints[-1]), second, ceiling, args))
     record["distinct_archs_scored"] = len(league.cache)
     record["seconds"] = round(time.perf_counter() - start, 1)
     print(f"\n{len(league.cache)} distinct archs scored; {record['seconds']} s")
