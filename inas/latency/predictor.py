@@ -449,9 +449,10 @@ class _DenseTables:
 
 @dataclass(frozen=True)
 class _Codes:
-    """The integer codes of n archs (see `Arch`) side by side: `flat` all codes, `starts` (n,) where each arch's
-    begin, `head` the fixed-length prefix (layout, depths, (connection mask, kernel mask) per level) after which each
-    arch's (width, kernel mask) pairs follow, `depth` (n, stages), `level_masks` (n, part, level, conn/kernel)."""
+    """The integer codes of n archs (see `Arch`) side by side: `flat` all codes, `starts` (n,) where each arch's code
+    begins, `head` the fixed-length prefix (layout, depths, (connection mask, kernel mask) per level) after which each
+    arch's (width, kernel mask) pairs follow, `depth` (n, stages) and its row sums `layer_counts` (n,), `level_masks`
+    (n, part, level, conn/kernel)."""
 
     n: int
     flat: np.ndarray
@@ -460,11 +461,8 @@ class _Codes:
     head: int
     prefix: np.ndarray  # (n, head)
     depth: np.ndarray
+    layer_counts: np.ndarray
     level_masks: np.ndarray
-
-    @property
-    def layer_counts(self) -> np.ndarray:
-        return self.depth.sum(axis=1)
 
     @classmethod
     def of(cls, archs: list[Arch], n_stages: int) -> _Codes | None:
@@ -479,7 +477,8 @@ class _Codes:
         starts = np.cumsum(lengths) - lengths
         head = 3 + n_stages + 4 * NUM_LEVELS
         prefix = flat[np.minimum(starts[:, None] + np.arange(head), flat.size - 1)]
-        return cls(n, flat, lengths, starts, head, prefix, prefix[:, 3 : 3 + n_stages],
+        depth = prefix[:, 3 : 3 + n_stages]
+        return cls(n, flat, lengths, starts, head, prefix, depth, depth.sum(axis=1),
                    prefix[:, 3 + n_stages :].reshape(n, 2, NUM_LEVELS, 2))
 
     def well_formed(self, n_masks: int) -> np.ndarray:
