@@ -240,7 +240,7 @@ def validate_tables(config: ExperimentConfig, samples: int, out_dir: str | Path 
     specs = device_specs(config)
     predictors = _table_predictors(out_dir, [s.name for s in specs], space, lut_input_hw(config))
     archs = sample_archs(space, samples, config.seed if seed is None else seed)
-    measured, seconds = _measure_networks(config, specs, archs, rounds, address, in_process, progress)
+    measured, seconds = _measure_networks(config, space, specs, archs, rounds, address, in_process, progress)
     results, frames = [], []
     for spec in specs:
         result, frame = _judge_device(spec.name, predictors[spec.name], archs, measured[spec.name], rounds,
@@ -264,11 +264,12 @@ def _table_predictors(out_dir: Path, devices: list[str], space: SearchSpace,
     return predictors
 
 
-def _measure_networks(config: ExperimentConfig, specs: list[DeviceSpec], archs: list[Arch], rounds: int,
-                      address: str | None, in_process: bool, progress: bool) -> tuple[MeasuredRows, dict[str, float]]:
+def _measure_networks(config: ExperimentConfig, space: SearchSpace, specs: list[DeviceSpec], archs: list[Arch],
+                      rounds: int, address: str | None, in_process: bool,
+                      progress: bool) -> tuple[MeasuredRows, dict[str, float]]:
     """Time every arch `rounds` times on every device: ({device: {arch_id: one row per round}}, {device: seconds
     from the actors being up to its last network})."""
-    space_doc = space_spec(config.space.build())
+    space_doc = space_spec(space)
     input_hw = lut_input_hw(config)
     measured: MeasuredRows = {s.name: {a.arch_id: [] for a in archs} for s in specs}
     seconds: dict[str, float] = {}
