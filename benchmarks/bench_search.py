@@ -205,7 +205,7 @@ def hypervolume_curves(frame: pd.DataFrame, task: str, device: str, checkpoints:
     return table, {"reference": reference, "box": box}
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="experiments/sod_demo.yaml", help="config with train, lut, search")
     parser.add_argument("--supernet", default=None, help="supernet checkpoint (default: search.supernet)")
@@ -222,7 +222,54 @@ def main() -> None:
     parser.add_argument("--skip-throughput", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def print_throughput(rows: list[dict]) -> None:
+    print("\n### Evaluations per minute against concurrent trials (random searcher, same archs)\n")
+    print(markdown_table(rows, ["concurrent_trials", "archs", "trials", "wall_s", "evals_per_min_wall",
+                                "evals_per_min_steady", "scaling_steady", "eval_s_per_arch",
+                                "compute_bound_scaling", "overhead_s_per_trial",
+                                "first_trial_overhead_s", "driver_cpu_per_wall_s"]), flush=True)
+
+
+def quality_record(doc: dict[str, Any], work: Path, config: ExperimentConfig, device: str,
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """Every searcher's runs over the seeds, their hypervolume curves printed; the record's "quality" entry."""
+    frame, runs = quality_runs(doc, work, args.seeds, args.hv_evals, args.ng_budgets, args.archs_per_trial)
+    n = args.hv_evals
+    checkpoints = sorted({max(1, n // 4), max(1, n // 2), max(1, 3 * n // 4), n})
+    table, ref = hypervolume_curves(frame, config.task, device, checkpoints)
+    print(f"\n### Hypervolume against evaluations ({len(args.seeds)} seeds, mean ± sd, normalised; "
+          f"reference {ref['reference']})\n")
+    print(markdown_table(table, ["searcher", *[f"hv@{c}" for c in checkpoints], "best_max_f", "latency_range_ms"]))
+    print()
+    print(markdown_table(runs, list(runs[0])), flush=True)
+    return {"evaluations_per_searcher": n, "seeds": args.seeds, "ng_budgets": args.ng_budgets, "runs": runs,
+            "reference": ref["reference"], "box": ref["box"],
+            "searchers": [{k: v for k, v in r.items() if not k.startswith("hv@")} for r in table]}
+
+
+def checks_of(record: dict[str, Any], hv_evals: int) -> dict[str, Any]:
+    """The targets the record meets (2-trial scaling >= 1.8, evolution's hypervolume >= random's); renames the
+    quality rows' final means to `mean_hv@N` in place."""
+    checks: dict[str, Any] = {}
+    if "throughput" in record and len(record["throughput"]) > 1:
+        checks["scaling_2_over_1"] = record["throughput"][1]["scaling_steady"]
+        checks["scaling_target_1_8_met"] = bool(checks["scaling_2_over_1"] >= 1.8)
+    if "quality" in record:
+        means = {r["searcher"]: r[f"_mean@{hv_evals}"] for r in record["quality"]["searchers"]}
+        if {"evolution", "random"} <= set(means):
+            checks["evolution_hv_ge_random"] = bool(means["evolution"] >= means["random"])
+        record["quality"]["mean_hv_final"] = {k: round(v, 4) for k, v in means.items()}
+        for r in record["quality"]["searchers"]:
+            for key in [k for k in r if k.startswith("_mean@")]:
+                r[key.replace("_mean@", "mean_hv@")] = round(r.pop(key), 4)
+    return checks
+
+
+def main() -> None:
+    args = parse_args()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     logging.basicConfig(level=logging.WARNING)
     start = time.perf_counter()
@@ -247,43 +294,14 @@ def main() -> None:
         connect(None, dashboard=False)
         try:
             if not args.skip_throughput:
-                rows = throughput(doc, work, args.concurrency, args.throughput_archs, args.archs_per_trial)
-                record["throughput"] = rows
-                print("\n### Evaluations per minute against concurrent trials (random searcher, same archs)\n")
-                print(markdown_table(rows, ["concurrent_trials", "archs", "trials", "wall_s", "evals_per_min_wall",
-                                            "evals_per_min_steady", "scaling_steady", "eval_s_per_arch",
-                                            "compute_bound_scaling", "overhead_s_per_trial",
-                                            "first_trial_overhead_s", "driver_cpu_per_wall_s"]), flush=True)
+                record["throughput"] = throughput(doc, work, args.concurrency, args.throughput_archs,
+                                                  args.archs_per_trial)
+                print_throughput(record["throughput"])
             if not args.skip_quality:
-                frame, runs = quality_runs(doc, work, args.seeds, args.hv_evals, args.ng_budgets,
-                                           args.archs_per_trial)
-                n = args.hv_evals
-                checkpoints = sorted({max(1, n // 4), max(1, n // 2), max(1, 3 * n // 4), n})
-                table, ref = hypervolume_curves(frame, config.task, settings["primary_device"], checkpoints)
-                record["quality"] = {"evaluations_per_searcher": n, "seeds": args.seeds, "ng_budgets": args.ng_budgets,
-                                     "runs": runs, "reference": ref["reference"], "box": ref["box"],
-                                     "searchers": [{k: v for k, v in r.items() if not k.startswith("hv@")}
-                                                   for r in table]}
-                print(f"\n### Hypervolume against evaluations ({len(args.seeds)} seeds, mean ± sd, normalised; "
-                      f"reference {ref['reference']})\n")
-                print(markdown_table(table, ["searcher", *[f"hv@{c}" for c in checkpoints], "best_max_f",
-                                             "latency_range_ms"]))
-                print()
-                print(markdown_table(runs, list(runs[0])), flush=True)
+                record["quality"] = quality_record(doc, work, config, settings["primary_device"], args)
         finally:
             ray.shutdown()
-    checks = {}
-    if "throughput" in record and len(record["throughput"]) > 1:
-        checks["scaling_2_over_1"] = record["throughput"][1]["scaling_steady"]
-        checks["scaling_target_1_8_met"] = bool(checks["scaling_2_over_1"] >= 1.8)
-    if "quality" in record:
-        means = {r["searcher"]: r[f"_mean@{args.hv_evals}"] for r in record["quality"]["searchers"]}
-        if {"evolution", "random"} <= set(means):
-            checks["evolution_hv_ge_random"] = bool(means["evolution"] >= means["random"])
-        record["quality"]["mean_hv_final"] = {k: round(v, 4) for k, v in means.items()}
-        for r in record["quality"]["searchers"]:
-            for key in [k for k in r if k.startswith("_mean@")]:
-                r[key.replace("_mean@", "mean_hv@")] = round(r.pop(key), 4)
+    checks = checks_of(record, args.hv_evals)
     record["checks"] = checks
     record["seconds"] = round(time.perf_counter() - start, 1)
     record["load_average"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
