@@ -295,68 +295,21 @@ class _DenseTables:
     """
 
     def __init__(self, predictor: LatencyPredictor) -> None:
-        space, geo, values = predictor.space, predictor.geometry, predictor._values
-        nan = float("nan")
-        missing = (nan, nan, nan)
+        values = predictor._values
+        missing = (float("nan"),) * 3
 
         def get(key) -> tuple[float, float, float]:
+            """(latency_ms, params, boundary activations MB) of one block; NaN if the table lacks it."""
             found = values.get(key.as_tuple())
             return missing if found is None else (found[0], found[1], block_io_mb(key))
 
-        stages = space.stages
-        n_stages = len(stages)
-        widths = [s.widths for s in stages]
-        kernels = [s.kernels for s in stages]
-        max_w = max(max(w) for w in widths) + 2
-        n_w = max(len(w) for w in widths)
-        n_k = max(len(k) for k in kernels)
-        # out_index[s, width], first_in_index[s, width] (previous stage's choices; the stem's input is 3 channels),
-        # later_in_index[s, width]: positions, sentinel = n_w
-        self.out_index = np.full((n_stages, max_w), n_w, dtype=np.int64)
-        self.first_in_index = np.full((n_stages, max_w), n_w, dtype=np.int64)
-        kernel_slots = max(max(k) for k in kernels) + 2  # the last slot: a kernel outside the space
-        self.kernel_index = np.full((n_stages, kernel_slots), n_k, dtype=np.int64)
-        for s in range(n_stages):
-            self.out_index[s, list(widths[s])] = np.arange(len(widths[s]))
-            prev = (3,) if s == 0 else widths[s - 1]
-            self.first_in_index[s, list(prev)] = np.arange(len(prev))
-            self.kernel_index[s, list(kernels[s])] = np.arange(len(kernels[s]))
-        # the last axis holds (latency_ms, params / 1e6, boundary activations MB)
-        self.first = np.full((n_stages, n_w + 1, n_w + 1, n_k + 1, 3), nan)
-        self.later = np.full((n_stages, n_w + 1, n_w + 1, n_k + 1, 3), nan)
-        for o, w in enumerate(widths[0]):
-            self.first[0, 0, o, 0] = get(geo.stem(w))
-        for s in range(1, n_stages):
-            for o, w in enumerate(widths[s]):
-                for k, kernel in enumerate(kernels[s]):
-                    for i, cin in enumerate(widths[s - 1]):
-                        self.first[s, i, o, k] = get(geo.mbconv(s, True, cin, w, kernel))
-                    for i, cin in enumerate(widths[s]):
-                        self.later[s, i, o, k] = get(geo.mbconv(s, False, cin, w, kernel))
-        self.level_stage = np.array([STAGE_NAMES.index(n) for n in LEVEL_STAGES])
-        channels = space.level_channel_choices
-        n_c = max(len(c) for c in channels)
-        self.level_index = np.full((NUM_LEVELS, max_w), n_c, dtype=np.int64)
-        for L, level_channels in enumerate(channels):
-            self.level_index[L, list(level_channels)] = np.arange(len(level_channels))
-        parts = (("transport", space.transport), ("decoder", space.decoder))
-        n_lk = max(len(lv.kernels) for _, levels in parts for lv in levels)
-        level_kernel_slots = max(max(lv.kernels) for _, levels in parts for lv in levels) + 2
-        self.level_kernel_index = np.full((2, NUM_LEVELS, level_kernel_slots), n_lk, dtype=np.int64)
-        self.fusion = np.full((2, NUM_LEVELS, n_c + 1, n_lk + 1, NUM_LEVELS + 1, 3), nan)
-        self.branch = np.full((2, NUM_LEVELS, NUM_LEVELS, n_c + 1, n_c + 1, 3), nan)
-        for p, (part, levels) in enumerate(parts):
-            for lv in levels:
-                L = lv.level
-                self.level_kernel_index[p, L, list(lv.kernels)] = np.arange(len(lv.kernels))
-                for c, ch in enumerate(channels[L]):
-                    for k, kernel in enumerate(lv.kernels):
-                        for n in range(1, NUM_LEVELS + 1):
-                            self.fusion[p, L, c, k, n] = get(geo.fusion(part, L, ch, kernel, n))
-                    for j in range(L if part == "decoder" else 0, NUM_LEVELS):
-                        for cj, chj in enumerate(channels[j]):
-                            self.branch[p, L, j, cj, c] = get(geo.branch(part, j, L, chj, ch))
-        self.head = np.array([get(geo.head(c, predictor.num_classes)) for c in channels[0]] + [missing])
+        space = predictor.space
+        self._index_stages(space)
+        self._fill_stages(space, predictor.geometry, get)
+        self._index_levels(space)
+        self._fill_levels(space, predictor.geometry, get)
+        self.head = np.array([get(predictor.geometry.head(c, predictor.num_classes))
+                              for c in space.level_channel_choices[0]] + [missing])
         for array in (self.first, self.later, self.fusion, self.branch, self.head):
             array[..., 1] /= 1e6
         self.n_masks = 1 << NUM_LEVELS  # connection masks 0..31
@@ -364,7 +317,77 @@ class _DenseTables:
         self.fusion_group = np.array([_GROUP_INDEX["transport_fusion"], _GROUP_INDEX["decoder_fusion"]])
         self.branch_group = np.array([[_GROUP_INDEX[f"{p}_{d}"] if f"{p}_{d}" in _GROUP_INDEX else 0
                                        for d in ("down", "identity", "up")] for p in ("transport", "decoder")])
-        self.max_w = max_w
+
+    def _index_stages(self, space: SearchSpace) -> None:
+        """Positions of each stage's widths and kernels: out_index[s, width], first_in_index[s, width] (the previous
+        stage's choices; the stem's input is 3 channels), kernel_index[s, kernel]; the sentinel is the choice count."""
+        widths = [s.widths for s in space.stages]
+        kernels = [s.kernels for s in space.stages]
+        n_stages = len(space.stages)
+        self.max_w = max(max(w) for w in widths) + 2
+        self.n_w = max(len(w) for w in widths)
+        self.n_k = max(len(k) for k in kernels)
+        self.out_index = np.full((n_stages, self.max_w), self.n_w, dtype=np.int64)
+        self.first_in_index = np.full((n_stages, self.max_w), self.n_w, dtype=np.int64)
+        kernel_slots = max(max(k) for k in kernels) + 2  # the last slot: a kernel outside the space
+        self.kernel_index = np.full((n_stages, kernel_slots), self.n_k, dtype=np.int64)
+        for s in range(n_stages):
+            self.out_index[s, list(widths[s])] = np.arange(len(widths[s]))
+            prev = (3,) if s == 0 else widths[s - 1]
+            self.first_in_index[s, list(prev)] = np.arange(len(prev))
+            self.kernel_index[s, list(kernels[s])] = np.arange(len(kernels[s]))
+
+    def _fill_stages(self, space: SearchSpace, geo: SpaceGeometry, get) -> None:
+        """first/later[s, i, o, k, (latency_ms, params, io_mb)]: a stage's first layer (or the stem) and its later
+        layers, by input, output width and kernel position."""
+        stages = space.stages
+        shape = (len(stages), self.n_w + 1, self.n_w + 1, self.n_k + 1, 3)
+        self.first = np.full(shape, float("nan"))
+        self.later = np.full(shape, float("nan"))
+        for o, w in enumerate(stages[0].widths):
+            self.first[0, 0, o, 0] = get(geo.stem(w))
+        for s in range(1, len(stages)):
+            for o, w in enumerate(stages[s].widths):
+                for k, kernel in enumerate(stages[s].kernels):
+                    for i, cin in enumerate(stages[s - 1].widths):
+                        self.first[s, i, o, k] = get(geo.mbconv(s, True, cin, w, kernel))
+                    for i, cin in enumerate(stages[s].widths):
+                        self.later[s, i, o, k] = get(geo.mbconv(s, False, cin, w, kernel))
+
+    def _index_levels(self, space: SearchSpace) -> None:
+        """Positions of each level's channel choices (level_index[L, channels]) and of each transport/decoder level's
+        kernels (level_kernel_index[part, L, kernel]); the sentinel is the choice count."""
+        self.level_stage = np.array([STAGE_NAMES.index(n) for n in LEVEL_STAGES])
+        channels = space.level_channel_choices
+        self.n_c = max(len(c) for c in channels)
+        self.level_index = np.full((NUM_LEVELS, self.max_w), self.n_c, dtype=np.int64)
+        for L, level_channels in enumerate(channels):
+            self.level_index[L, list(level_channels)] = np.arange(len(level_channels))
+        levels = (*space.transport, *space.decoder)
+        self.n_lk = max(len(lv.kernels) for lv in levels)
+        level_kernel_slots = max(max(lv.kernels) for lv in levels) + 2
+        self.level_kernel_index = np.full((2, NUM_LEVELS, level_kernel_slots), self.n_lk, dtype=np.int64)
+        for p, part_levels in enumerate((space.transport, space.decoder)):
+            for lv in part_levels:
+                self.level_kernel_index[p, lv.level, list(lv.kernels)] = np.arange(len(lv.kernels))
+
+    def _fill_levels(self, space: SearchSpace, geo: SpaceGeometry, get) -> None:
+        """fusion[p, L, c, k, n] and branch[p, L, j, cj, c] (each with a last axis of (latency_ms, params, io_mb))
+        for the transport (p = 0) and the decoder (p = 1)."""
+        channels = space.level_channel_choices
+        nan = float("nan")
+        self.fusion = np.full((2, NUM_LEVELS, self.n_c + 1, self.n_lk + 1, NUM_LEVELS + 1, 3), nan)
+        self.branch = np.full((2, NUM_LEVELS, NUM_LEVELS, self.n_c + 1, self.n_c + 1, 3), nan)
+        for p, (part, levels) in enumerate((("transport", space.transport), ("decoder", space.decoder))):
+            for lv in levels:
+                L = lv.level
+                for c, ch in enumerate(channels[L]):
+                    for k, kernel in enumerate(lv.kernels):
+                        for n in range(1, NUM_LEVELS + 1):
+                            self.fusion[p, L, c, k, n] = get(geo.fusion(part, L, ch, kernel, n))
+                    for j in range(L if part == "decoder" else 0, NUM_LEVELS):
+                        for cj, chj in enumerate(channels[j]):
+                            self.branch[p, L, j, cj, c] = get(geo.branch(part, j, L, chj, ch))
 
     def sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(latency sums, params sums, boundary-activation sums, block counts, (archs, groups) latency sums by
