@@ -94,17 +94,18 @@ def _region_similarity(quadrant_hist: Tensor, values: Tensor, cy: Tensor, cx: Te
     return region_score(score, quadrant_weights(cy, cx, h, w))
 
 
-def statistics_from_uint8(pred: Tensor, gt: Tensor, wanted: set[str]) -> dict[str, Tensor]:
-    """Per-image statistics for the metric names in `wanted`; `pred` (N, H, W) uint8, `gt` (N, H, W) bool.
-    Same keys and values as `inas.metrics.sod_standard.statistics_from_float` on `pred / 255`."""
+def _histograms(
+    pred: Tensor, gt: Tensor, gt_count: Tensor, quadrants: bool
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """One `bincount` over (image, [quadrant,] object/background, raw value): `(hist (N, Q, 2, 256), cy, cx)` with Q = 4
+    quadrants around the object's centroid (cy, cx (N,)) when `quadrants`, else Q = 1 and no centroid."""
     n, h, w = pred.shape
-    size = h * w
     device = pred.device
-    gt_count = gt.sum(dim=(1, 2))
     index = pred.to(torch.int32)
     index.add_(gt, alpha=NUM_LEVELS)
     bins = 2 * NUM_LEVELS
-    if "sm" in wanted:  # histograms per quadrant around the object's centroid
+    cy = cx = None
+    if quadrants:
         cy, cx = centroid_split(gt, gt_count)
         bottom = torch.arange(h, device=device).view(1, h, 1) >= cy.view(n, 1, 1)
         right = torch.arange(w, device=device).view(1, 1, w) >= cx.view(n, 1, 1)
@@ -113,41 +114,77 @@ def statistics_from_uint8(pred: Tensor, gt: Tensor, wanted: set[str]) -> dict[st
     if n > 1:
         index.add_(torch.arange(n, device=device, dtype=torch.int32).view(n, 1, 1), alpha=bins)
     hist = torch.bincount(index.reshape(-1), minlength=bins * n).view(n, -1, 2, NUM_LEVELS)
+    return hist, cy, cx
+
+
+def _curves(value_hist: Tensor, levels: Tensor, gt_count: Tensor, size: int, wanted: set[str]) -> dict[str, Tensor]:
+    """F- and E-curves over the 256 thresholds from the (N, 2, 256) histogram mapped to quantised levels."""
+    n = value_hist.shape[0]
+    to_level = levels.unsqueeze(1).expand(n, 2, NUM_LEVELS)
+    level_hist = torch.zeros_like(value_hist).scatter_add_(2, to_level, value_hist)
+    bg_ge, fg_ge = at_or_above(level_hist[:, 0]), at_or_above(level_hist[:, 1])
+    out = {}
+    if wanted & {"maxF", "meanF"}:
+        out["f_curve"] = fmeasure_curve(fg_ge, bg_ge, gt_count)
+    if wanted & {"maxE", "meanE"}:
+        out["e_curve"] = enhanced_alignment(fg_ge, bg_ge, gt_count.unsqueeze(1), size)
+    return out
+
+
+def _adaptive(
+    values: Tensor, value_hist: Tensor, pred: Tensor, gt_count: Tensor, wanted: set[str]
+) -> dict[str, Tensor]:
+    """adpF / adpE at the adaptive threshold `min(2 * mean, 1)` of each image, (N,) each."""
+    all_hist = value_hist.sum(dim=1)
+    size = pred.shape[1] * pred.shape[2]
+    selected = values >= _adaptive_threshold(values, all_hist, pred, size).unsqueeze(1)
+    predicted = (all_hist * selected).sum(dim=1)
+    fg_fg = (value_hist[:, 1] * selected).sum(dim=1)
+    out = {}
+    if "adpF" in wanted:
+        out["adpF"] = adaptive_fmeasure(fg_fg, predicted, gt_count)
+    if "adpE" in wanted:
+        out["adpE"] = enhanced_alignment(fg_fg, predicted - fg_fg, gt_count, size)
+    return out
+
+
+def _object_similarity(value_hist: Tensor, values: Tensor, gt_count: Tensor, size: int) -> Tensor:
+    """The S-measure's object term from the (N, 2, 256) histogram: foreground and background scores weighted by the
+    object's area, (N,) float64."""
+    bg_hist, fg_hist = value_hist[:, 0].to(torch.float64), value_hist[:, 1].to(torch.float64)
+    bg_count = size - gt_count
+    fg_mean = (fg_hist * values).sum(dim=1) / gt_count.clamp(min=1)
+    bg_values = 1 - values
+    bg_mean = (bg_hist * bg_values).sum(dim=1) / bg_count.clamp(min=1)
+    fg_dev = (fg_hist * (values - fg_mean.unsqueeze(1)) ** 2).sum(dim=1)
+    bg_dev = (bg_hist * (bg_values - bg_mean.unsqueeze(1)) ** 2).sum(dim=1)
+    gt_mean = gt_count.to(torch.float64) / size
+    foreground = object_similarity(fg_mean, fg_dev, gt_count)
+    background = object_similarity(bg_mean, bg_dev, bg_count)
+    return foreground * gt_mean + background * (1 - gt_mean)
+
+
+def statistics_from_uint8(pred: Tensor, gt: Tensor, wanted: set[str]) -> dict[str, Tensor]:
+    """Per-image statistics for the metric names in `wanted`; `pred` (N, H, W) uint8, `gt` (N, H, W) bool.
+    Same keys and values as `inas.metrics.sod_standard.statistics_from_float` on `pred / 255`."""
+    n, h, w = pred.shape
+    size = h * w
+    gt_count = gt.sum(dim=(1, 2))
+    hist, cy, cx = _histograms(pred, gt, gt_count, quadrants="sm" in wanted)
     value_hist = hist.sum(dim=1)  # (N, 2, 256): background, object
     all_hist = value_hist.sum(dim=1)
     values, levels = value_table(all_hist)
     out: dict[str, Tensor] = {}
     if wanted & CURVE_KEYS.keys():
-        to_level = levels.unsqueeze(1).expand(n, 2, NUM_LEVELS)
-        level_hist = torch.zeros_like(value_hist).scatter_add_(2, to_level, value_hist)
-        bg_ge, fg_ge = at_or_above(level_hist[:, 0]), at_or_above(level_hist[:, 1])
-        if wanted & {"maxF", "meanF"}:
-            out["f_curve"] = fmeasure_curve(fg_ge, bg_ge, gt_count)
-        if wanted & {"maxE", "meanE"}:
-            out["e_curve"] = enhanced_alignment(fg_ge, bg_ge, gt_count.unsqueeze(1), size)
+        out.update(_curves(value_hist, levels, gt_count, size, wanted))
     if wanted & {"adpF", "adpE"}:
-        selected = values >= _adaptive_threshold(values, all_hist, pred, size).unsqueeze(1)
-        predicted = (all_hist * selected).sum(dim=1)
-        fg_fg = (value_hist[:, 1] * selected).sum(dim=1)
-        if "adpF" in wanted:
-            out["adpF"] = adaptive_fmeasure(fg_fg, predicted, gt_count)
-        if "adpE" in wanted:
-            out["adpE"] = enhanced_alignment(fg_fg, predicted - fg_fg, gt_count, size)
+        out.update(_adaptive(values, value_hist, pred, gt_count, wanted))
     if "mae" in wanted:
         error = (value_hist[:, 0] * values).sum(dim=1) + (value_hist[:, 1] * (1 - values)).sum(dim=1)
         out["mae"] = error / size
     if "sm" in wanted:
-        bg_hist, fg_hist = value_hist[:, 0].to(torch.float64), value_hist[:, 1].to(torch.float64)
-        bg_count = size - gt_count
-        fg_mean = (fg_hist * values).sum(dim=1) / gt_count.clamp(min=1)
-        bg_values = 1 - values
-        bg_mean = (bg_hist * bg_values).sum(dim=1) / bg_count.clamp(min=1)
-        fg_dev = (fg_hist * (values - fg_mean.unsqueeze(1)) ** 2).sum(dim=1)
-        bg_dev = (bg_hist * (bg_values - bg_mean.unsqueeze(1)) ** 2).sum(dim=1)
-        gt_mean = gt_count.to(torch.float64) / size
-        object_score = object_similarity(fg_mean, fg_dev, gt_count) * gt_mean + object_similarity(
-            bg_mean, bg_dev, bg_count
-        ) * (1 - gt_mean)
+        assert cy is not None and cx is not None
+        object_score = _object_similarity(value_hist, values, gt_count, size)
         region = _region_similarity(hist, values, cy, cx, h, w)
         pred_mean = (all_hist.to(torch.float64) * values).sum(dim=1) / size
         out["sm"] = combine_smeasure(object_score, region, pred_mean, gt_count, size)
