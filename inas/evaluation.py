@@ -11,8 +11,9 @@ This is what periodic validation during training, the search's accuracy evaluato
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
@@ -88,6 +89,43 @@ def _running_stats(bn: _BatchNorm) -> tuple[Tensor, Tensor]:
 
 # ----- precise BN --------------------------------------------------------------------------------------------------
 @torch.no_grad()
+@contextlib.contextmanager
+def _per_batch_statistics(model: nn.Module, bns: list[_BatchNorm]) -> Iterator[None]:
+    """Train mode with momentum 1.0 on every BN, so each forward leaves exactly that batch's mean and unbiased
+    variance in the buffers; momenta and `num_batches_tracked` are restored on exit."""
+    momenta = [bn.momentum for bn in bns]
+    counts = [None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone() for bn in bns]
+    model.train()
+    for bn in bns:
+        bn.momentum = 1.0
+    try:
+        yield
+    finally:
+        for bn, momentum, count in zip(bns, momenta, counts, strict=True):
+            bn.momentum = momentum
+            if count is not None and bn.num_batches_tracked is not None:
+                bn.num_batches_tracked.copy_(count)
+
+
+def _mean_batch_statistics(
+    batches: Iterable[Any], forward: Callable[[Tensor], Any], device: torch.device, bns: list[_BatchNorm]
+) -> tuple[list[Tensor], list[Tensor]]:
+    """Running means over `batches` of each BN's per-batch (mean, variance), in `_per_batch_statistics` mode."""
+    means = [torch.zeros_like(_running_stats(bn)[0]) for bn in bns]
+    variances = [torch.zeros_like(_running_stats(bn)[1]) for bn in bns]
+    seen = 0
+    for batch in batches:
+        forward(batch_images(batch).to(device, non_blocking=True))
+        seen += 1
+        for bn, mean, var in zip(bns, means, variances, strict=True):
+            running_mean, running_var = _running_stats(bn)
+            mean += (running_mean - mean) / seen
+            var += (running_var - var) / seen
+    if seen == 0:
+        raise ValueError("BN recalibration loader yielded no batch")
+    return means, variances
+
+
 def recalibrate_bn(
     model: nn.Module,
     loader: Iterable[Any],
@@ -107,33 +145,11 @@ def recalibrate_bn(
     if num_batches < 1:
         raise ValueError(f"num_batches must be >= 1, got {num_batches}")
     bns = [bn for _, bn in _bn_modules(model)]
-    forward = model if forward is None else forward
-    device = _model_device(model)
     tracked = [bn for bn in bns if bn.running_mean is not None and bn.running_var is not None]
-    momenta = [bn.momentum for bn in bns]
-    counts = [None if bn.num_batches_tracked is None else bn.num_batches_tracked.clone() for bn in bns]
-    means = [torch.zeros_like(_running_stats(bn)[0]) for bn in tracked]
-    variances = [torch.zeros_like(_running_stats(bn)[1]) for bn in tracked]
-    model.train()
-    for bn in bns:
-        bn.momentum = 1.0
-    seen = 0
-    try:
-        for batch in itertools.islice(loader, num_batches):
-            images = batch_images(batch).to(device, non_blocking=True)
-            forward(images)
-            seen += 1
-            for bn, mean, var in zip(tracked, means, variances, strict=True):
-                running_mean, running_var = _running_stats(bn)
-                mean += (running_mean - mean) / seen
-                var += (running_var - var) / seen
-    finally:
-        for bn, momentum, count in zip(bns, momenta, counts, strict=True):
-            bn.momentum = momentum
-            if count is not None and bn.num_batches_tracked is not None:
-                bn.num_batches_tracked.copy_(count)
-    if seen == 0:
-        raise ValueError("BN recalibration loader yielded no batch")
+    with _per_batch_statistics(model, bns):
+        batches = itertools.islice(loader, num_batches)
+        means, variances = _mean_batch_statistics(batches, model if forward is None else forward,
+                                                  _model_device(model), tracked)
     for bn, mean, var in zip(tracked, means, variances, strict=True):
         running_mean, running_var = _running_stats(bn)
         running_mean.copy_(mean)
@@ -159,6 +175,33 @@ def _resize_to(pred: Tensor, height: int, width: int) -> Tensor:
     return F.interpolate(pred[None], size=(height, width), mode="bilinear", align_corners=False)[0]
 
 
+def _scorer(task: str, protocol: str, metrics: Sequence[str] | str | None,
+            num_classes: int | None) -> SODMetrics | SegMetrics | None:
+    """The metric accumulator of `task`; None for segmentation with an unknown class count (taken later from the
+    first prediction)."""
+    if task not in ("sod", "seg"):
+        raise ValueError(f"task must be 'sod' or 'seg', got {task!r}")
+    if task == "sod":
+        return SODMetrics(protocol=protocol, metrics=_metric_names(task, metrics))
+    return None if num_classes is None else SegMetrics(num_classes, protocol=protocol)
+
+
+def _predict_batch(predict_fn: Callable[[Tensor], Tensor], batch: dict,
+                   device: torch.device | str | None) -> tuple[Tensor, list[Tensor]]:
+    """(predictions (N, K, h, w) float on the CPU, the N ground truths (H, W)) of one evaluation batch."""
+    images = batch_images(batch)
+    if device is not None:
+        images = images.to(device, non_blocking=True)
+    with torch.no_grad():
+        preds = predict_fn(images)
+    if preds.dim() != 4 or preds.shape[0] != images.shape[0]:
+        raise ValueError(f"predict_fn must return (N, K, h, w) for N = {images.shape[0]}, got {tuple(preds.shape)}")
+    labels = batch["label"]
+    if isinstance(labels, Tensor) and labels.dim() >= 3:
+        labels = list(labels)
+    return preds.detach().float().cpu(), [gt.squeeze(0) if gt.dim() == 3 else gt for gt in labels]
+
+
 def evaluate_predictions(
     predict_fn: Callable[[Tensor], Tensor],
     loader: Iterable[dict],
@@ -178,35 +221,15 @@ def evaluate_predictions(
     segmentation returns `SegMetrics` keys (`miou`, `iou_<class>`), K taken from the first prediction unless
     `num_classes` is given. `device`: where images go (default: left where the loader puts them).
     """
-    if task not in ("sod", "seg"):
-        raise ValueError(f"task must be 'sod' or 'seg', got {task!r}")
-    scorer: SODMetrics | SegMetrics | None = None
-    if task == "sod":
-        scorer = SODMetrics(protocol=protocol, metrics=_metric_names(task, metrics))
-    elif num_classes is not None:
-        scorer = SegMetrics(num_classes, protocol=protocol)
+    scorer = _scorer(task, protocol, metrics, num_classes)
     total = len(loader) if hasattr(loader, "__len__") else None  # type: ignore[arg-type]
     for batch in tqdm(loader, desc="evaluate", unit="batch", total=total, disable=not progress, leave=False):
-        images = batch_images(batch)
-        if device is not None:
-            images = images.to(device, non_blocking=True)
-        with torch.no_grad():
-            preds = predict_fn(images)
-        if preds.dim() != 4 or preds.shape[0] != images.shape[0]:
-            raise ValueError(f"predict_fn must return (N, K, h, w) for N = {images.shape[0]}, got {tuple(preds.shape)}")
-        preds = preds.detach().float().cpu()
-        labels = batch["label"]
-        if isinstance(labels, Tensor) and labels.dim() >= 3:
-            labels = list(labels)
+        preds, labels = _predict_batch(predict_fn, batch, device)
         if scorer is None:
             scorer = SegMetrics(preds.shape[1], protocol=protocol)
         for pred, gt in zip(preds, labels, strict=True):
-            gt = gt.squeeze(0) if gt.dim() == 3 else gt
             pred = _resize_to(pred, int(gt.shape[-2]), int(gt.shape[-1]))
-            if task == "sod":
-                scorer.update(pred[0].clamp_(0.0, 1.0), gt)
-            else:
-                scorer.update(pred, gt)
+            scorer.update(pred[0].clamp_(0.0, 1.0) if task == "sod" else pred, gt)
     if scorer is None:
         raise ValueError("evaluation loader yielded no batch")
     return scorer.compute()
