@@ -18,6 +18,7 @@ from inas.train.context import LocalContext
 from inas.train.loop import train_supernet
 from inas.train.runlog import read_sessions
 from inas.train.state import CHECKPOINT_NAME, load_train_checkpoint
+from inas.train.summary import read_train_summary
 
 
 @pytest.fixture(scope="module")
@@ -271,3 +272,13 @@ def test_local_run_never_imports_ray(sod_root, tmp_path):
                          env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ray imported: False" in out.stdout
+
+
+def test_resuming_a_finished_run_replaces_a_corrupt_summary(sod_root, finished_run, tmp_path, caplog):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)
+    (run_dir / "summary.json").write_text('{"iterations": "four"', encoding="utf-8")
+    result = train_supernet(tiny_config(sod_root, run_dir, validate_at_end=False), run_dir, progress=False)
+    assert result.validation == {}
+    assert "summary.json" in caplog.text and "without its validation scores" in caplog.text
+    assert read_train_summary(run_dir).iterations == 4

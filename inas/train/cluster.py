@@ -14,7 +14,6 @@ set-up ends the run without a failure (`_worker_loop`), raised again on the driv
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -31,8 +30,9 @@ from inas.data import check_list
 from inas.errors import BadInputError, RunFailedError
 from inas.nn import Supernet
 from inas.ray_session import init_ray
-from inas.train.loop import SUMMARY_NAME, SupernetTrainer, TrainResult
+from inas.train.loop import SupernetTrainer, TrainResult
 from inas.train.state import CHECKPOINT_NAME, check_compatible, load_initial_weights, load_train_checkpoint
+from inas.train.summary import read_train_summary
 
 log = logging.getLogger(__name__)
 
@@ -206,6 +206,39 @@ def _check_precision(config: ExperimentConfig, use_gpu: bool) -> None:
                             key="train.precision")
 
 
+def _torch_trainer(config: ExperimentConfig, run_dir: Path, use_gpu: bool) -> Any:
+    """Ray Train's TorchTrainer running `_worker_loop` on `train.cluster.workers` DDP ranks, its records in
+    `run_dir/ray`."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    cc = config.train.cluster
+    return TorchTrainer(
+        _worker_loop,
+        train_loop_config={"config": config.model_dump(mode="json"), "run_dir": str(run_dir),
+                           "threads": cc.cpus_per_worker},
+        scaling_config=ScalingConfig(num_workers=cc.workers, use_gpu=use_gpu,
+                                     resources_per_worker={"CPU": cc.cpus_per_worker}),
+        torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=COLLECTIVE_TIMEOUT_S),
+        run_config=RunConfig(name=RAY_RUN_NAME, storage_path=str(run_dir / RAY_DIR),
+                             failure_config=FailureConfig(max_failures=cc.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)),
+    )
+
+
+def _raise_on_failure(outcome: Any, max_failures: int, run_dir: Path) -> None:
+    """RunFailedError when the workers failed past their restarts; BadInputError when a worker refused its input."""
+    if getattr(outcome, "error", None) is not None:
+        first = str(outcome.error).strip().splitlines()[0][:300] if str(outcome.error).strip() else "unknown"
+        raise RunFailedError(f"training on Ray failed after {max_failures} worker-group restarts "
+                             f"(train.cluster.max_failures): {first}; the run folder keeps its last checkpoint, "
+                             f"and running the same command again continues from it ({run_dir / RAY_DIR} holds "
+                             "the workers' logs)")
+    bad_input = (outcome.metrics or {}).get(BAD_INPUT_METRIC)
+    if bad_input:
+        raise BadInputError(f"a training worker refused its input: {bad_input}")
+
+
 def train_on_ray(
     config: ExperimentConfig,
     run_dir: str | Path | None = None,
@@ -220,40 +253,18 @@ def train_on_ray(
     check_inputs(config, run_dir, resume, progress)
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
 
     connection = init_ray(address, verb="train", log_to_driver=progress, logging_level=logging.INFO)
     try:
         use_gpu = cc.use_gpu if cc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) >= 1
         _check_precision(config, use_gpu)
         run_dir.mkdir(parents=True, exist_ok=True)
-        trainer = TorchTrainer(
-            _worker_loop,
-            train_loop_config={"config": config.model_dump(mode="json"), "run_dir": str(run_dir),
-                               "threads": cc.cpus_per_worker},
-            scaling_config=ScalingConfig(num_workers=cc.workers, use_gpu=use_gpu,
-                                         resources_per_worker={"CPU": cc.cpus_per_worker}),
-            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo", timeout_s=COLLECTIVE_TIMEOUT_S),
-            run_config=RunConfig(name=RAY_RUN_NAME, storage_path=str(run_dir / RAY_DIR),
-                                 failure_config=FailureConfig(max_failures=cc.max_failures),
-                                 checkpoint_config=CheckpointConfig(num_to_keep=2)),
-        )
         log.info("training on Ray: %d worker(s), %s, run folder %s", cc.workers, "GPU" if use_gpu else "CPU",
                  run_dir)
-        outcome = trainer.fit()
-        if getattr(outcome, "error", None) is not None:
-            first = str(outcome.error).strip().splitlines()[0][:300] if str(outcome.error).strip() else "unknown"
-            raise RunFailedError(f"training on Ray failed after {cc.max_failures} worker-group restarts "
-                                 f"(train.cluster.max_failures): {first}; the run folder keeps its last checkpoint, "
-                                 f"and running the same command again continues from it ({run_dir / RAY_DIR} holds "
-                                 "the workers' logs)")
-        bad_input = (outcome.metrics or {}).get(BAD_INPUT_METRIC)
-        if bad_input:
-            raise BadInputError(f"a training worker refused its input: {bad_input}")
+        _raise_on_failure(_torch_trainer(config, run_dir, use_gpu).fit(), cc.max_failures, run_dir)
     finally:
         connection.close()
-    summary = json.loads((run_dir / SUMMARY_NAME).read_text(encoding="utf-8"))
-    return TrainResult(run_dir=run_dir, iterations=summary["iterations"], start_iteration=summary["start_iteration"],
-                       wall_s=summary["wall_s"], images_per_s=summary["images_per_s"],
-                       validation=summary["validation"], supernet_path=Path(summary["supernet"]))
+    summary = read_train_summary(run_dir)
+    return TrainResult(run_dir=run_dir, iterations=summary.iterations, start_iteration=summary.start_iteration,
+                       wall_s=summary.wall_s, images_per_s=summary.images_per_s, validation=summary.validation,
+                       supernet_path=Path(summary.supernet))

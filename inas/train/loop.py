@@ -17,7 +17,6 @@ the resumed run ends with the same weights as an uninterrupted one, for any `dat
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import random
@@ -56,11 +55,11 @@ from inas.train.state import (
     multi_scale_state_from,
     save_train_checkpoint,
 )
+from inas.train.summary import SUMMARY_NAME, TrainSummary, read_train_summary, write_train_summary
 from inas.train.validation import Validator, validation_archs, validation_metric_names
 
 log = logging.getLogger(__name__)
 
-SUMMARY_NAME = "summary.json"
 CONFIG_NAME = "config.yaml"
 
 
@@ -365,6 +364,15 @@ class SupernetTrainer:
             self.close()
         return self.finish(total_images / train_seconds if train_seconds > 0 else float("nan"))
 
+    def _earlier_validation(self) -> dict[str, dict[str, float]]:
+        """The scores of the summary this run replaces (a finished run resumed); none, with a warning, if that file
+        is not a valid summary (it is about to be rewritten, so it does not stop the run)."""
+        try:
+            return read_train_summary(self.run_dir).validation
+        except BadInputError as exc:
+            log.warning("%s; the new summary starts without its validation scores", exc)
+            return {}
+
     def finish(self, images_per_s: float) -> TrainResult:
         """Rank 0 writes `supernet.pt` and `summary.json` (keeping the last scores when nothing was validated)."""
         result = TrainResult(run_dir=self.run_dir, iterations=self.iteration, start_iteration=self.start_iteration,
@@ -372,17 +380,14 @@ class SupernetTrainer:
                              validation=self.validation)
         if self.rank != 0:
             return result
-        summary_path = self.run_dir / SUMMARY_NAME
-        if not result.validation and summary_path.exists():
-            result.validation = json.loads(summary_path.read_text(encoding="utf-8")).get("validation", {})
+        if not result.validation and (self.run_dir / SUMMARY_NAME).exists():
+            result.validation = self._earlier_validation()
         result.supernet_path = self.run_dir / SUPERNET_NAME
         save_supernet(self.supernet, result.supernet_path)
-        atomic_write_json(summary_path, {
-            "iterations": self.iteration, "start_iteration": self.start_iteration, "wall_s": result.wall_s,
-            "images_per_s": result.images_per_s, "world_size": self.world, "device": str(self.device),
-            "precision": self.tc.precision, "validation": result.validation,
-            "supernet": str(result.supernet_path),
-        })
+        write_train_summary(self.run_dir, TrainSummary(
+            iterations=self.iteration, start_iteration=self.start_iteration, wall_s=result.wall_s,
+            images_per_s=result.images_per_s, world_size=self.world, device=str(self.device),
+            precision=self.tc.precision, validation=result.validation, supernet=str(result.supernet_path)))
         return result
 
 

@@ -1,0 +1,59 @@
+"""`RUN_DIR/summary.json`: what a finished training run reports, written by rank 0 and read back (on resume, and by
+the Ray driver) as untrusted input: a missing, corrupt or foreign file is a BadInputError naming it and the key."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from inas.errors import BadInputError, clip, excerpt
+from inas.io import atomic_write_json
+
+SUMMARY_NAME = "summary.json"
+MAX_SUMMARY_BYTES = 1 << 20
+
+
+class TrainSummary(BaseModel):
+    """The fields `summary.json` holds (`validation`: the last scores by sub-network name, then metric)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iterations: int = Field(ge=0)
+    start_iteration: int = Field(ge=0)
+    wall_s: float = Field(ge=0)
+    images_per_s: float  # NaN when the run trained no image (a finished run resumed)
+    world_size: int = Field(1, ge=1)
+    device: str = "cpu"
+    precision: str = "fp32"
+    validation: dict[str, dict[str, float]] = Field(default_factory=dict)
+    supernet: str
+
+
+def write_train_summary(run_dir: Path, summary: TrainSummary) -> None:
+    """Atomically write `run_dir/summary.json`."""
+    atomic_write_json(run_dir / SUMMARY_NAME, summary.model_dump(mode="python"))
+
+
+def read_train_summary(run_dir: Path) -> TrainSummary:
+    """Read and check `run_dir/summary.json`; BadInputError naming the file and the bad key otherwise."""
+    path = run_dir / SUMMARY_NAME
+    try:
+        if path.stat().st_size > MAX_SUMMARY_BYTES:
+            raise BadInputError(f"larger than {MAX_SUMMARY_BYTES // 1024} KiB: not a training summary", path=path)
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise BadInputError(f"cannot read the training summary ({type(exc).__name__}: {clip(str(exc), 200)})",
+                            path=path) from None
+    try:
+        summary = TrainSummary.model_validate(doc)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        key = ".".join(str(part) for part in error["loc"]) or None
+        raise BadInputError(f"not a training summary: {clip(error['msg'])} (got {excerpt(error.get('input'))})",
+                            path=path, key=key) from None
+    if not math.isfinite(summary.wall_s):
+        raise BadInputError(f"expected a finite number of seconds, got {summary.wall_s}", path=path, key="wall_s")
+    return summary
