@@ -62,6 +62,51 @@ def latency_columns(frame: pd.DataFrame) -> list[str]:
     return schema_latency_columns(frame.columns)
 
 
+def _read_parquet(path: Path) -> pd.DataFrame:
+    """The whole file as a frame, fully validated by pyarrow; BadInputError for any unreadable file."""
+    try:
+        table = pq.read_table(path)
+        table.validate(full=True)  # e.g. text that is not UTF-8 fails here, not in the report writer
+        return table.to_pandas()
+    except Exception as exc:  # pyarrow raises several types for corrupt files
+        raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {clip(str(exc), 200)})",
+                            path=path) from None
+
+
+def _check_columns(frame: pd.DataFrame, path: Path) -> str:
+    """The task the columns are of; BadInputError listing every missing column, or naming a non-numeric one."""
+    columns = [str(c) for c in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    task = detect_task(columns)
+    if task is None:
+        missing.append("max_fmeasure and mae (SOD) or miou (segmentation)")
+    else:
+        missing += [c for c in extra_metrics(task) if c not in columns]
+    if not latency_columns(frame):
+        missing.append(f"{LATENCY_PREFIX}<device> (at least one)")
+    if missing or task is None:
+        raise BadInputError(f"missing columns: {', '.join(missing)}", path=path)
+    for column in (*NUMERIC_COLUMNS, *TASK_METRICS[task], *latency_columns(frame)):
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
+        if np.isinf(frame[column].to_numpy(dtype=float, na_value=np.nan)).any():
+            raise BadInputError("column holds infinite values", path=path, key=column)
+    return task
+
+
+def _check_some_succeeded(frame: pd.DataFrame, metric: str, path: Path) -> None:
+    """BadInputError when there are no rows, or every evaluation failed (naming the first error)."""
+    if frame.empty:
+        raise BadInputError("has no rows: the search evaluated no architecture yet (run `search` on this folder "
+                            "to start or continue it)", path=path)
+    if frame[metric].isna().all():
+        errors = frame["error"].dropna().astype(str) if "error" in frame.columns else pd.Series(dtype=str)
+        first = f"; first error: {errors.iloc[0][:300]}" if len(errors) else ""
+        raise BadInputError(f"every one of its {len(frame)} evaluations failed, nothing to analyse{first}; run the "
+                            "same `search` command again to evaluate them again (no budget is spent on them)",
+                            path=path, key=metric)
+
+
 def read_evaluations(folder: str | Path) -> pd.DataFrame:
     """Read and check `folder/evaluations.parquet` against the search output contract (DESIGN.md).
 
@@ -73,40 +118,10 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
         raise BadInputError("not a folder; expected a search output folder holding evaluations.parquet", path=folder)
     if not path.is_file():
         raise BadInputError("missing; expected the search output evaluations.parquet in this folder", path=path)
-    try:
-        table = pq.read_table(path)
-        table.validate(full=True)  # e.g. text that is not UTF-8 fails here, not in the report writer
-        frame = table.to_pandas()
-    except Exception as exc:  # pyarrow raises several types for corrupt files
-        raise BadInputError(f"cannot be read as Parquet ({type(exc).__name__}: {clip(str(exc), 200)})",
-                            path=path) from None
-    columns = [str(c) for c in frame.columns]
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
-    task = detect_task(columns)
-    if task is None:
-        missing.append("max_fmeasure and mae (SOD) or miou (segmentation)")
-    else:
-        missing += [c for c in extra_metrics(task) if c not in columns]
-    if not latency_columns(frame):
-        missing.append(f"{LATENCY_PREFIX}<device> (at least one)")
-    if missing:
-        raise BadInputError(f"missing columns: {', '.join(missing)}", path=path)
-    for column in (*NUMERIC_COLUMNS, *TASK_METRICS[task], *latency_columns(frame)):
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
-        if np.isinf(frame[column].to_numpy(dtype=float, na_value=np.nan)).any():
-            raise BadInputError("column holds infinite values", path=path, key=column)
+    frame = _read_parquet(path)
+    task = _check_columns(frame, path)
     _check_arch_ids(frame, path)
-    if frame.empty:
-        raise BadInputError("has no rows: the search evaluated no architecture yet (run `search` on this folder "
-                            "to start or continue it)", path=path)
-    metric = TASK_METRICS[task][0]
-    if frame[metric].isna().all():
-        errors = frame["error"].dropna().astype(str) if "error" in frame.columns else pd.Series(dtype=str)
-        first = f"; first error: {errors.iloc[0][:300]}" if len(errors) else ""
-        raise BadInputError(f"every one of its {len(frame)} evaluations failed, nothing to analyse{first}; run the "
-                            "same `search` command again to evaluate them again (no budget is spent on them)",
-                            path=path, key=metric)
+    _check_some_succeeded(frame, TASK_METRICS[task][0], path)
     return frame
 
 
@@ -390,6 +405,32 @@ def front_size_text(front: pd.DataFrame) -> str:
     return f"{distinct} distinct architectures in {len(front)} rows (one row per searcher that found each)"
 
 
+def _prepared(evaluations: pd.DataFrame) -> tuple[pd.DataFrame, str, list[str]]:
+    """(evaluations with renamed tags and an `evaluation` counter per searcher, the primary metric, the task's other
+    metric columns present)."""
+    task = detect_task([str(c) for c in evaluations.columns])
+    if task is None:
+        raise BadInputError("no task metric column: expected max_fmeasure (SOD) or miou (segmentation)",
+                            key="metric")
+    extras = [c for c in extra_metrics(task) if c in evaluations.columns]
+    evaluations = evaluations.rename(columns={k: v for k, v in RENAMED_TAGS.items() if k in evaluations.columns})
+    if EVALUATION_COLUMN not in evaluations.columns:
+        evaluations = evaluations.assign(**{EVALUATION_COLUMN: evaluations.groupby("searcher").cumcount() + 1})
+    return evaluations, primary_metric(task), extras
+
+
+def _budget_tables(evaluations: pd.DataFrame, metric: str, latency: str,
+                   budgets_ms: Sequence[float] | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(best arch under each latency budget over all searchers, the best metric per searcher by budget)."""
+    budgets = list(budgets_ms) if budgets_ms is not None else default_budgets_ms(evaluations[latency])
+    overall = best_under_budget(evaluations, metric, latency, budgets).rename(columns={"budget": BUDGET_COLUMN})
+    per_searcher = pd.DataFrame({BUDGET_COLUMN: budgets})
+    for name in dict.fromkeys(evaluations["searcher"]):
+        group = evaluations[evaluations["searcher"] == name]
+        per_searcher[name] = best_under_budget(group, metric, latency, budgets)[metric].to_numpy()
+    return overall, per_searcher
+
+
 def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Sequence[float] | None = None,
             validation: pd.DataFrame | None = None, duplicates_dropped: int = 0,
             devices: Sequence[str] | None = None,
@@ -399,44 +440,26 @@ def analyze(evaluations: pd.DataFrame, device: str | None = None, budgets_ms: Se
     also the N-D analysis over the metric and those devices' latencies (`Analysis.joint`); the 2-D views then use
     `device`, default the first of `devices`. `predictor_variants`: (model, features) pairs whose k-fold quality
     goes into `Analysis.predictor` (empty: none)."""
-    task = detect_task([str(c) for c in evaluations.columns])
-    if task is None:
-        raise BadInputError("no task metric column: expected max_fmeasure (SOD) or miou (segmentation)",
-                            key="metric")
-    metric = primary_metric(task)
-    extras = [c for c in extra_metrics(task) if c in evaluations.columns]
-    evaluations = evaluations.rename(columns={k: v for k, v in RENAMED_TAGS.items() if k in evaluations.columns})
-    if EVALUATION_COLUMN not in evaluations.columns:
-        evaluations = evaluations.assign(**{EVALUATION_COLUMN: evaluations.groupby("searcher").cumcount() + 1})
+    evaluations, metric, extras = _prepared(evaluations)
     latency = choose_latency_column(evaluations, device if device or not devices else devices[0])
     objectives = {latency: "min", metric: "max"}
     reference = default_reference(evaluations, objectives)
-
     front_overall = pareto_front(evaluations, objectives)
-    searchers = list(dict.fromkeys(evaluations["searcher"]))
-    groups = {s: evaluations[evaluations["searcher"] == s] for s in searchers}
     hypervolume_table, fronts = searcher_hypervolumes(evaluations, objectives, reference)
-    front_per_searcher = pd.concat([fronts[s] for s in searchers])
-    curve = searcher_curves(evaluations, objectives, reference)
-
-    knee = knee_point(front_overall, objectives)  # same row as on all evaluations: the front of a front is itself
-    budgets = list(budgets_ms) if budgets_ms is not None else default_budgets_ms(evaluations[latency])
-    budget_table = best_under_budget(evaluations, metric, latency, budgets)
-    per_searcher = pd.DataFrame({BUDGET_COLUMN: budgets})
-    for name, group in groups.items():
-        per_searcher[name] = best_under_budget(group, metric, latency, budgets)[metric].to_numpy()
+    front_per_searcher = pd.concat([fronts[s] for s in dict.fromkeys(evaluations["searcher"])])
+    budgets, per_searcher = _budget_tables(evaluations, metric, latency, budgets_ms)
     device_columns = ["arch_id", "searcher", metric, *extras, *latency_columns(evaluations), "params_m",
                       "macs_g"]
     front_devices = front_overall[[c for c in device_columns if c in front_overall.columns]].reset_index(drop=True)
-    summary = validation_summary(validation) if validation is not None else None
     return Analysis(
         evaluations=evaluations, metric=metric, latency_column=latency, objectives=objectives, reference=reference,
         front_overall=front_overall.reset_index(drop=True),
         front_per_searcher=front_per_searcher.reset_index(drop=True),
-        hypervolume_table=hypervolume_table, hypervolume_curve=curve, knee=knee,
-        budgets=budget_table.rename(columns={"budget": BUDGET_COLUMN}), budgets_per_searcher=per_searcher,
+        hypervolume_table=hypervolume_table, hypervolume_curve=searcher_curves(evaluations, objectives, reference),
+        knee=knee_point(front_overall, objectives),  # same row as on all evaluations: the front of a front is itself
+        budgets=budgets, budgets_per_searcher=per_searcher,
         front_devices=front_devices, duplicates_dropped=duplicates_dropped, validation=validation,
-        validation_summary=summary,
+        validation_summary=validation_summary(validation) if validation is not None else None,
         joint=joint_analysis(evaluations, metric, devices) if devices else None,
         predictor=predictor_quality(evaluations, metric, variants=predictor_variants) if predictor_variants else None,
     )
