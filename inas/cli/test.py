@@ -57,13 +57,8 @@ def format_metrics_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> int:
-    check_at_least("--threads", args.threads)
-    check_at_least("--batch-size", args.batch_size)
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    config = load_config(args.config)
-    predictor = load_predictor(args.model, threads=args.threads)
+def _check_model_fits(predictor, config, args: argparse.Namespace) -> None:
+    """BadInputError when the model's task, class count or fixed input size disagrees with the config or --size."""
     info = predictor.info
     if info.task != config.task:
         raise BadInputError(f"the model is a {info.task!r} model but the config's task is {config.task!r}",
@@ -76,6 +71,35 @@ def main(args: argparse.Namespace) -> int:
         if predictor.fixed_hw is not None and (args.size, args.size) != predictor.fixed_hw:
             raise BadInputError(f"this ONNX model has a fixed input size {predictor.fixed_hw[0]} x "
                                 f"{predictor.fixed_hw[1]}; drop --size or re-export with --dynamic", key="--size")
+
+
+def _compare_with_fp32(predictor, model_path: Path, frame: pd.DataFrame, config, input_hw, out_dir: Path,
+                       args: argparse.Namespace) -> None:
+    """An INT8 model with its FP32 source at hand: evaluate that too, print and write the drop per metric."""
+    fp32_path = fp32_source(predictor, model_path)
+    if fp32_path is None:
+        if predictor.precision == "int8":
+            print("no FP32 model at hand to compare with (the INT8 model's metadata names none, or it is missing)")
+        return
+    fp32 = evaluate_model(load_predictor(fp32_path, threads=args.threads), config.data, list_names=args.lists,
+                          input_hw=input_hw, protocol=args.protocol, batch_size=args.batch_size,
+                          progress=not args.no_progress)
+    drop = int8_drop(fp32, frame)
+    print(f"FP32 model {fp32_path} and the drop (FP32 - INT8):")
+    print(format_metrics_table(drop))
+    atomic_write_text(out_dir / "int8_vs_fp32.csv", drop.to_csv(index=False, float_format="%.17g"))
+    print(f"wrote {out_dir / 'int8_vs_fp32.csv'}")
+
+
+def main(args: argparse.Namespace) -> int:
+    check_at_least("--threads", args.threads)
+    check_at_least("--batch-size", args.batch_size)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    config = load_config(args.config)
+    predictor = load_predictor(args.model, threads=args.threads)
+    _check_model_fits(predictor, config, args)
+    info = predictor.info
     input_hw = eval_input_hw(predictor, config.data, info.task, args.size)
     model_path = Path(args.model)
     out_dir = Path(args.out) if args.out else model_path.parent / f"{model_path.name}-test"
@@ -86,25 +110,13 @@ def main(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     size = "own size" if input_hw is None else f"{input_hw[0]} x {input_hw[1]}"
     print(f"{model_path.name} ({predictor.backend}, {predictor.precision.upper()}, arch {info.arch.arch_id}, "
-          f"{info.task}, input {size}, "
-          f"{args.protocol} protocol, {seconds:.1f} s)")
+          f"{info.task}, input {size}, {args.protocol} protocol, {seconds:.1f} s)")
     print(format_metrics_table(frame))
     atomic_write_text(out_dir / "metrics.csv", frame.to_csv(index=False, float_format="%.17g"))
     atomic_write_parquet(out_dir / "metrics.parquet", frame)
     print(f"wrote {out_dir / 'metrics.csv'} and metrics.parquet" + (f", maps in {out_dir / 'maps'}"
                                                                    if args.save_maps else ""))
-    fp32_path = fp32_source(predictor, model_path)
-    if fp32_path is not None:
-        fp32 = evaluate_model(load_predictor(fp32_path, threads=args.threads), config.data, list_names=args.lists,
-                              input_hw=input_hw, protocol=args.protocol, batch_size=args.batch_size,
-                              progress=not args.no_progress)
-        drop = int8_drop(fp32, frame)
-        print(f"FP32 model {fp32_path} and the drop (FP32 - INT8):")
-        print(format_metrics_table(drop))
-        atomic_write_text(out_dir / "int8_vs_fp32.csv", drop.to_csv(index=False, float_format="%.17g"))
-        print(f"wrote {out_dir / 'int8_vs_fp32.csv'}")
-    elif predictor.precision == "int8":
-        print("no FP32 model at hand to compare with (the INT8 model's metadata names none, or it is missing)")
+    _compare_with_fp32(predictor, model_path, frame, config, input_hw, out_dir, args)
     return 0
 
 

@@ -100,6 +100,22 @@ class ConvertResult:
         return self.size is not None
 
 
+def _conversion_record(arch_path: str | Path, supernet_path: str | Path, config: ExperimentConfig,
+                       options: ConvertOptions, config_path: str | Path | None) -> dict[str, Any]:
+    """What the model file records about its making (the consistency check and fine-tuning add their entries)."""
+    return {"supernet": str(supernet_path), "arch_file": str(arch_path),
+            "config": None if config_path is None else str(config_path), "bn_batches": options.bn_batches,
+            "bn_batch_size": config.data.batch_size, "train_list": config.data.train_list,
+            "protocol": options.protocol, "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def _finetune_record(outcome: FinetuneOutcome, options: ConvertOptions, config: ExperimentConfig) -> dict[str, Any]:
+    result = outcome.result
+    return {"iterations": result.iterations, "lr": options.lr or config.train.lr,
+            "warmup_iterations": result.warmup_iterations, "first_loss": result.first_loss,
+            "last_loss": result.last_loss, "seconds": round(result.seconds, 1), **outcome.choice.to_dict()}
+
+
 def convert_arch(arch_path: str | Path, supernet_path: str | Path, out_path: str | Path, config: ExperimentConfig,
                  options: ConvertOptions = ConvertOptions(), *, config_path: str | Path | None = None,
                  device: torch.device | None = None) -> ConvertResult:
@@ -114,41 +130,28 @@ def convert_arch(arch_path: str | Path, supernet_path: str | Path, out_path: str
     recalibrate_bn(supernet, bn_loader, options.bn_batches, forward=lambda images: supernet(images, arch))
     bn_seconds = time.perf_counter() - start
     model = extract_subnet(supernet, arch)
-    record: dict[str, Any] = {
-        "supernet": str(supernet_path), "arch_file": str(arch_path),
-        "config": None if config_path is None else str(config_path), "bn_batches": options.bn_batches,
-        "bn_batch_size": data.batch_size, "train_list": data.train_list, "protocol": options.protocol,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = _conversion_record(arch_path, supernet_path, config, options, config_path)
     done = ConvertResult(arch=arch, device=device, input_hw=config.deploy_input_hw, out_path=Path(out_path),
-                         bn_seconds=bn_seconds, consistency=None, check_seconds=None, finetune=None, size=None,
-                         record=record)
+                         bn_seconds=bn_seconds, consistency=None, check_seconds=None,
+                         finetune=None, size=None, record=record)
+    if not (options.check or options.finetune_iterations):
+        return replace(done, size=_save(model.cpu(), out_path, config, record))
 
-    val_loader = None
-    if options.check or options.finetune_iterations:
-        val_loader = eval_loader_from_config(data, task, batch_size=data.batch_size if task == "sod" else 1)
-    report, check_seconds = None, None
+    val_loader = eval_loader_from_config(data, task, batch_size=data.batch_size if task == "sod" else 1)
     if options.check:
-        assert val_loader is not None
         start = time.perf_counter()
         report = check_consistency(supernet, model, arch, val_loader, task, options.protocol,
                                    progress=options.progress)
-        check_seconds = time.perf_counter() - start
-        record["val_list"] = data.val_list
-        record["consistency"] = report.to_dict()
+        done = replace(done, consistency=report, check_seconds=time.perf_counter() - start)
+        record.update(val_list=data.val_list, consistency=report.to_dict())
         if not report.agrees(options.check_tolerance):
-            return replace(done, consistency=report, check_seconds=check_seconds)
-
-    outcome = None
+            return done
     if options.finetune_iterations:
-        assert val_loader is not None
-        model, outcome = _finetune_and_choose(supernet, arch, model, report, bn_loader, val_loader, config, options)
-        record["finetune"] = {"iterations": outcome.result.iterations, "lr": options.lr or config.train.lr,
-                              "warmup_iterations": outcome.result.warmup_iterations,
-                              "first_loss": outcome.result.first_loss, "last_loss": outcome.result.last_loss,
-                              "seconds": round(outcome.result.seconds, 1), **outcome.choice.to_dict()}
-
-    size = _save(model.cpu(), out_path, config, record)
-    return replace(done, consistency=report, check_seconds=check_seconds, finetune=outcome, size=size)
+        model, outcome = _finetune_and_choose(supernet, arch, model, done.consistency, bn_loader, val_loader,
+                                              config, options)
+        record["finetune"] = _finetune_record(outcome, options, config)
+        done = replace(done, finetune=outcome)
+    return replace(done, size=_save(model.cpu(), out_path, config, record))
 
 
 def _finetune_and_choose(supernet: Supernet, arch: Arch, model: StandaloneModel, report: ConsistencyReport | None,
