@@ -128,6 +128,18 @@ class _TableWriter:
         write_table(self.path, self.frames[0])
 
 
+def _plan_device(spec, out_dir: Path, keys: list, flush_every: int) -> tuple[deque, _TableWriter, BuildReport]:
+    """(the rows still to measure, the writer that appends to the device's table, its report so far)."""
+    path = table_path(out_dir, spec.name)
+    existing = load_existing(path, spec)
+    done = set(keys_of(existing)) if existing is not None else set()
+    missing = [k for k in keys if k not in done]
+    log.info("device %s: %d blocks, %d already in %s, %d to measure", spec.name, len(keys),
+             len(keys) - len(missing), path, len(missing))
+    return (deque(k.to_row() for k in missing), _TableWriter(path, existing, flush_every),
+            BuildReport(spec.name, path, len(keys), len(keys) - len(missing), 0, 0.0))
+
+
 def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, address: str | None = None,
                  progress: bool = True, in_process: bool = False) -> list[BuildReport]:
     """Measure the missing blocks of every device's table (all devices in parallel on Ray actors, or one call at a
@@ -135,19 +147,10 @@ def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, ad
     out_dir = Path(out_dir) if out_dir is not None else config.lut.out_dir
     specs = device_specs(config)
     keys = config_blocks(config)
-    todo: dict[str, deque] = {}
-    writers: dict[str, _TableWriter] = {}
-    reports: dict[str, BuildReport] = {}
-    for spec in specs:
-        path = table_path(out_dir, spec.name)
-        existing = load_existing(path, spec)
-        done = set(keys_of(existing)) if existing is not None else set()
-        missing = [k for k in keys if k not in done]
-        todo[spec.name] = deque(k.to_row() for k in missing)
-        writers[spec.name] = _TableWriter(path, existing, config.lut.flush_every)
-        reports[spec.name] = BuildReport(spec.name, path, len(keys), len(keys) - len(missing), 0, 0.0)
-        log.info("device %s: %d blocks, %d already in %s, %d to measure", spec.name, len(keys),
-                 len(keys) - len(missing), path, len(missing))
+    plans = {spec.name: _plan_device(spec, out_dir, keys, config.lut.flush_every) for spec in specs}
+    todo = {name: plan[0] for name, plan in plans.items()}
+    writers = {name: plan[1] for name, plan in plans.items()}
+    reports = {name: plan[2] for name, plan in plans.items()}
     if not any(todo.values()):
         return list(reports.values())
     bars = {}
