@@ -167,6 +167,26 @@ def _inspect(path: Path, line: int, problems: list[ListProblem], decode: bool) -
     return None
 
 
+def _pair_problems(entry: ListEntry, task: Task, decode: bool) -> list[ListProblem]:
+    """What is wrong with one (image, label) line: unreadable files, differing sizes, a colour-coded seg label."""
+    problems: list[ListProblem] = []
+    assert entry.label is not None
+    image_info = _inspect(entry.image, entry.line_number, problems, decode)
+    label_info = _inspect(entry.label, entry.line_number, problems, decode)
+    if image_info is None or label_info is None:
+        return problems
+    (image_size, _), (label_size, label_mode) = image_info, label_info
+    if image_size != label_size:
+        problems.append(ListProblem(entry.line_number, str(entry.label),
+                                    f"label size {label_size[0]}x{label_size[1]} (WxH) differs from the image's "
+                                    f"{image_size[0]}x{image_size[1]}"))
+    if task == "seg" and label_mode not in SEG_LABEL_MODES:
+        problems.append(ListProblem(entry.line_number, str(entry.label),
+                                    "segmentation label must be single-channel trainIds (mode L/P/I), got mode "
+                                    f"{label_mode}"))
+    return problems
+
+
 def check_list(
     root: str | Path,
     list_file: str | Path,
@@ -188,29 +208,7 @@ def check_list(
     entries = read_list(root, list_file, require_labels=True)
     problems: list[ListProblem] = []
     for entry in tqdm(entries, desc=f"check {path.name}", unit="pair", disable=not progress, leave=False):
-        image_info = _inspect(entry.image, entry.line_number, problems, decode)
-        assert entry.label is not None
-        label_info = _inspect(entry.label, entry.line_number, problems, decode)
-        if image_info is None or label_info is None:
-            continue
-        (image_size, _), (label_size, label_mode) = image_info, label_info
-        if image_size != label_size:
-            problems.append(
-                ListProblem(
-                    entry.line_number,
-                    str(entry.label),
-                    f"label size {label_size[0]}x{label_size[1]} (WxH) differs from the image's "
-                    f"{image_size[0]}x{image_size[1]}",
-                )
-            )
-        if task == "seg" and label_mode not in SEG_LABEL_MODES:
-            problems.append(
-                ListProblem(
-                    entry.line_number,
-                    str(entry.label),
-                    f"segmentation label must be single-channel trainIds (mode L/P/I), got mode {label_mode}",
-                )
-            )
+        problems += _pair_problems(entry, task, decode)
     if problems:
         raise ListCheckError(path, problems, len(entries))
     return entries
