@@ -127,29 +127,33 @@ class NevergradSearcher(Searcher):
         groups = num_budgets if budgets_ms is None else len(budgets_ms)
         self.sampler = LatencyGroupSampler(space, latency_fn, groups, part_latency_fn=part_latency_fn,
                                            max_latency_ms=self.max_latency_ms)
+        self.budgets_ms = self._latency_budgets(budgets_ms, num_budgets)
         lo, hi = self.sampler.min_latency_ms, self.sampler.max_latency_ms
-        if budgets_ms is None:
-            budgets = [lo + (k + 1) / num_budgets * (hi - lo) for k in range(num_budgets)]
-        else:
-            budgets = sorted(float(b) for b in budgets_ms)
-            if not budgets or budgets[0] < lo:
-                raise BadInputError(f"every budget must be >= the smallest arch's latency {lo:.4g} ms, got {budgets}",
-                                    key="budgets_ms")
-        self.budgets_ms = budgets
         width = (hi - lo) / groups
         self._groups = [min(groups - 1, max(0, math.ceil((b - lo) / width) - 1)) if width > 0 else 0
-                        for b in budgets]
-        ng_budget = max(1, math.ceil(budget / len(budgets)))
+                        for b in self.budgets_ms]
+        ng_budget = max(1, math.ceil(budget / len(self.budgets_ms)))
         self._instance_args = dict(optimizer=self._optimizer, sizes=self._sizes, ng_budget=ng_budget,
                                    num_workers=num_workers)
         self._instances: list[_Instance] = []
-        for k, b in enumerate(budgets):
+        for k, b in enumerate(self.budgets_ms):
             init = self._warm_start(k, b) if warm_start else [int(v) for v in (self._sizes - 1) // 2]
             self._instances.append(_Instance(k, b, self._rng.randrange(2**31), init, **self._instance_args))
         self._waiting: dict[str, list[list]] = {}  # arch_id -> [[instance, ref or None], ...]
         self._origin: dict[str, int] = {}  # arch_id -> instance that first asked it
         self._cursor = 0
         self._done = False
+
+    def _latency_budgets(self, budgets_ms: Sequence[float] | None, num_budgets: int) -> list[float]:
+        """The given budgets, sorted and checked, else `num_budgets` evenly spaced up to the slowest arch."""
+        lo, hi = self.sampler.min_latency_ms, self.sampler.max_latency_ms
+        if budgets_ms is None:
+            return [lo + (k + 1) / num_budgets * (hi - lo) for k in range(num_budgets)]
+        budgets = sorted(float(b) for b in budgets_ms)
+        if not budgets or budgets[0] < lo:
+            raise BadInputError(f"every budget must be >= the smallest arch's latency {lo:.4g} ms, got {budgets}",
+                                key="budgets_ms")
+        return budgets
 
     def _warm_start(self, k: int, budget_ms: float) -> list[int]:
         arch = self.sampler.sample(self._groups[k], self._rng)
