@@ -103,6 +103,37 @@ def _devices(config: ExperimentConfig) -> list[str]:
     return devices
 
 
+def _search_paths(config: ExperimentConfig, out_dir: str | Path | None, supernet_path: str | Path | None,
+                  lut_dir: str | Path | None) -> tuple[Path, Path, Path]:
+    """(output folder, supernet checkpoint, latency-table folder), absolute: the arguments, else the config's."""
+    search = config.search
+    out = Path(out_dir if out_dir is not None else search.out_dir).absolute()
+    if out.exists() and not out.is_dir():
+        raise BadInputError("the output folder is an existing file", path=out, key="--out")
+    supernet_path = supernet_path if supernet_path is not None else search.supernet
+    if supernet_path is None:
+        raise BadInputError("no supernet checkpoint: set search.supernet in the config or pass --supernet",
+                            key="search.supernet")
+    lut = Path(lut_dir if lut_dir is not None else (search.lut_dir or config.lut.out_dir)).absolute()
+    return out, Path(supernet_path).absolute(), lut
+
+
+def _build_searchers(config: ExperimentConfig, space: SearchSpace,
+                     resources: ResourceEvaluator) -> tuple[dict[str, Searcher], dict[str, int]]:
+    """(searchers by name, concurrent trials by name) of `search.searchers`, seeded config.seed + their index."""
+    metric = primary_metric(config.task)
+    device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
+    searchers: dict[str, Searcher] = {}
+    for i, spec in enumerate(config.search.searchers):
+        params = {"metric": metric, "mode": "max", **spec.params}
+        try:
+            searchers[spec.name] = build_searcher(spec.kind, space, resources.latency_ms, spec.budget,
+                                                  config.seed + i, device_latency_fns=device_fns, **params)
+        except BadInputError as exc:
+            raise BadInputError(str(exc), key=f"search.searchers[{i}]") from None
+    return searchers, {spec.name: spec.concurrent_trials for spec in config.search.searchers}
+
+
 def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
                    supernet_path: str | Path | None = None, lut_dir: str | Path | None = None,
                    resume: bool = False, warm_start: Sequence[str | Path] = ()) -> SearchSetup:
@@ -114,33 +145,14 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
     from inas.latency import lut_input_hw
 
     start = time.perf_counter()
-    search = config.search
     space = config.space.build()
-    out_dir = Path(out_dir if out_dir is not None else search.out_dir).absolute()
-    if out_dir.exists() and not out_dir.is_dir():
-        raise BadInputError("the output folder is an existing file", path=out_dir, key="--out")
-    supernet_path = supernet_path if supernet_path is not None else search.supernet
-    if supernet_path is None:
-        raise BadInputError("no supernet checkpoint: set search.supernet in the config or pass --supernet",
-                            key="search.supernet")
-    supernet_path = Path(supernet_path).absolute()
-    lut_dir = Path(lut_dir if lut_dir is not None else (search.lut_dir or config.lut.out_dir)).absolute()
+    out_dir, supernet_path, lut_dir = _search_paths(config, out_dir, supernet_path, lut_dir)
     input_hw = lut_input_hw(config)
     predictors = load_latency_predictors(lut_dir, _devices(config), space, config.num_classes, input_hw)
     resources = ResourceEvaluator(predictors, space, input_hw, config.num_classes)
-    metric = primary_metric(config.task)
-    device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
-    searchers: dict[str, Searcher] = {}
-    concurrency: dict[str, int] = {}
-    for i, spec in enumerate(search.searchers):
-        params = {"metric": metric, "mode": "max", **spec.params}
-        try:
-            searchers[spec.name] = build_searcher(spec.kind, space, resources.latency_ms, spec.budget,
-                                                  config.seed + i, device_latency_fns=device_fns, **params)
-        except BadInputError as exc:
-            raise BadInputError(str(exc), key=f"search.searchers[{i}]") from None
-        concurrency[spec.name] = spec.concurrent_trials
+    searchers, concurrency = _build_searchers(config, space, resources)
     if warm_start:  # earlier evaluations (`--warm-start`); a resumed state below holds them already
+        device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
         warm_start_searchers(searchers, read_warm_start(warm_start, space, config.task, device_fns))
     supernet = load_search_supernet(supernet_path, space, config.num_classes)
     check_data(config)
