@@ -96,7 +96,15 @@ def timed(fn: Callable[[], dict[str, float]]) -> tuple[float, dict[str, float]]:
     return time.perf_counter() - start, values
 
 
-def main() -> None:
+COMPARED = {
+    "inas_all_update": "reference_all",
+    "inas_all_batch": "reference_all",
+    "inas_search_update": "reference_search",
+    "inas_search_batch": "reference_search",
+}
+
+
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=300, help="number of maps")
     parser.add_argument("--batch", type=int, default=50, help="maps per update_batch call")
@@ -108,16 +116,16 @@ def main() -> None:
     )
     parser.add_argument("--device", default="cpu", help="where inas computes (cpu, cuda)")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    return parser.parse_args()
 
+
+def time_runs(args: argparse.Namespace) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """(seconds, metric values) of the reference and of inas (per map and batched), all and search metrics."""
     preds, gts = make_maps(args.n)
     preds_t = torch.from_numpy(preds).to(args.device)
     gts_t = torch.from_numpy(gts).to(args.device)
     inas_metrics(preds_t[:2], gts_t[:2], None, 1)  # warm-up (lazy imports, allocator)
     reference_metrics(preds[:2], gts[:2], search_only=False)
-
     runs = {
         "reference_all": lambda: reference_metrics(preds, gts, search_only=False),
         "inas_all_update": lambda: inas_metrics(preds_t, gts_t, None, 1),
@@ -129,26 +137,18 @@ def main() -> None:
     seconds, values = {}, {}
     for name, fn in runs.items():
         seconds[name], values[name] = timed(fn)
-    images_per_s = {name: args.n / s for name, s in seconds.items()}
-    max_abs_diff = max(
-        abs(values[name][key] - values[ref][key])
-        for name, ref in (
-            ("inas_all_update", "reference_all"),
-            ("inas_all_batch", "reference_all"),
-            ("inas_search_update", "reference_search"),
-            ("inas_search_batch", "reference_search"),
-        )
-        for key in values[name]
-    )
+    return seconds, values
 
+
+def print_table(args: argparse.Namespace, seconds: dict[str, float], max_abs_diff: float) -> None:
     rows = []
-    for name in runs:
+    for name in seconds:
         ref = "reference_all" if "all" in name else "reference_search"
         rows.append(
             {
                 "run": name,
                 "seconds": f"{seconds[name]:.2f}",
-                "images/s": f"{images_per_s[name]:.1f}",
+                "images/s": f"{args.n / seconds[name]:.1f}",
                 "vs reference": f"{seconds[ref] / seconds[name]:.2f}x",
             }
         )
@@ -156,22 +156,35 @@ def main() -> None:
     print(format_table(rows, ["run", "seconds", "images/s", "vs reference"]))
     print(f"max |inas - pysodmetrics| over {len(SOD_METRIC_NAMES)} metrics: {max_abs_diff:.2e}")
 
-    if not args.no_record:
-        figures = {
+
+def main() -> None:
+    args = parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    seconds, values = time_runs(args)
+    max_abs_diff = max(
+        abs(values[name][key] - values[ref][key]) for name, ref in COMPARED.items() for key in values[name]
+    )
+    print_table(args, seconds, max_abs_diff)
+    if args.no_record:
+        return
+    record_result(
+        "metrics",
+        {
             "n_images": args.n,
             "size_wh": [400, 300],
             "batch": args.batch,
             "device": args.device,
             "torch_threads": torch.get_num_threads(),
-            "images_per_s": {name: round(v, 2) for name, v in images_per_s.items()},
-            "speedup_all_update": round(seconds["reference_all"] / seconds["inas_all_update"], 3),
-            "speedup_all_batch": round(seconds["reference_all"] / seconds["inas_all_batch"], 3),
-            "speedup_search_update": round(seconds["reference_search"] / seconds["inas_search_update"], 3),
-            "speedup_search_batch": round(seconds["reference_search"] / seconds["inas_search_batch"], 3),
+            "images_per_s": {name: round(args.n / s, 2) for name, s in seconds.items()},
+            **{
+                f"speedup_{name.removeprefix('inas_')}": round(seconds[ref] / seconds[name], 3)
+                for name, ref in COMPARED.items()
+            },
             "max_abs_diff_vs_reference": max_abs_diff,
-        }
-        record_result("metrics", figures)
-        print("appended a line to benchmarks/results.jsonl")
+        },
+    )
+    print("appended a line to benchmarks/results.jsonl")
 
 
 if __name__ == "__main__":
