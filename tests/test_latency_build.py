@@ -89,6 +89,44 @@ def test_half_table_is_completed_not_remeasured(built_in_process, tmp_path):
     assert (again.reused, again.measured) == (len(full), 0)
 
 
+def test_entries_timed_during_drift_are_measured_again(built_in_process, tmp_path):
+    config, out, _ = built_in_process
+    full = read_table(table_path(out, "tiny_a"))
+    reference = np.full(len(full), 2.0)
+    reference[:3] = 2.3  # three rows timed while the machine ran 15 % slower
+    reference[3] = np.nan  # a row without a reference timing never counts as drifted
+    write_table(table_path(tmp_path, "tiny_a"), full.assign(latency_ms=777.0, reference_ms=reference))
+    (report,) = build_tables(config, tmp_path, progress=False, in_process=True, retime_drifted_pct=10)
+    assert (report.retimed, report.reused, report.measured) == (3, len(full) - 3, 3)
+    done = read_table(table_path(tmp_path, "tiny_a")).set_index("block")
+    assert len(done) == len(full)
+    assert (done.loc[full["block"].iloc[:3], "latency_ms"] < 777.0).all()
+    assert (done.loc[full["block"].iloc[3:], "latency_ms"] == 777.0).all()
+    (again,) = build_tables(config, tmp_path, progress=False, in_process=True)  # without the flag: nothing to do
+    assert (again.retimed, again.reused, again.measured) == (0, len(full), 0)
+
+
+def test_drifted_rows_compare_each_reference_with_the_tables_median():
+    from inas.latency.build import drifted_rows
+
+    frame = pd.DataFrame({"reference_ms": [1.0, 1.0, 1.0, 1.06, 0.93, np.nan, 0.0]})
+    assert drifted_rows(frame, 5).tolist() == [False, False, False, True, True, False, False]
+    assert not drifted_rows(frame, 10).any()
+    assert not drifted_rows(pd.DataFrame({"latency_ms": [1.0]}), 5).any()  # a table written before the column
+
+
+def test_cli_refuses_a_bad_retime_percentage(tmp_path, capsys):
+    from inas.run import main
+
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"space": TINY_SPACE, "lut": {"input_size": [32, 64], "devices": ONE_DEVICE}}))
+    for argv, message in ((["lut", "-c", str(config), "--retime-drifted", "0"], "expected a percentage > 0"),
+                          (["lut", "validate", "-c", str(config), "--retime-drifted", "5"], "only applies")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "--retime-drifted" in err and message in err and len(err.strip().splitlines()) == 1
+
+
 def test_existing_table_with_other_settings_is_refused(built_in_process, tmp_path):
     _, out, _ = built_in_process
     write_table(table_path(tmp_path, "tiny_a"), read_table(table_path(out, "tiny_a")).assign(threads=2))

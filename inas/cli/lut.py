@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inas.cli.common import add_config_argument, add_out_argument, check_at_least, config_from_args
+from inas.errors import BadInputError
 
 if TYPE_CHECKING:
     from inas.latency import DeviceValidation
@@ -34,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runs", type=int, default=None,
                         help="timed runs per block or network (overrides lut.runs; also caps lut.warmup_runs), e.g. "
                         "for a quick try")
+    parser.add_argument("--retime-drifted", type=float, default=None, metavar="PCT",
+                        help="build: first drop the entries whose reference block, timed around them, was more than "
+                        "PCT %% off the table's median (timed while the machine ran at another speed) and measure "
+                        "them again, e.g. 5 after a build that warned about drift")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -50,19 +56,27 @@ def main(args: argparse.Namespace) -> int:
     h, w = lut_input_hw(config)
     kinds = ", ".join(f"{k} {n}" for k, n in count_by_kind(keys).items())
     print(f"blocks: {len(keys)} at input {h}x{w} ({kinds})", flush=True)
+    if args.retime_drifted is not None:
+        if args.action != "build":
+            raise BadInputError("only applies to `lut build`", key="--retime-drifted")
+        if not math.isfinite(args.retime_drifted) or args.retime_drifted <= 0:
+            raise BadInputError(f"expected a percentage > 0, got {args.retime_drifted}", key="--retime-drifted")
     if args.action == "validate":
         return _validate(args, config, out_dir)
     from inas.latency import build_tables
 
     t0 = time.perf_counter()
     reports = build_tables(config, out_dir, address=args.address, progress=not args.no_progress,
-                           in_process=args.in_process)
+                           in_process=args.in_process, retime_drifted_pct=args.retime_drifted)
     wall = time.perf_counter() - t0
     print(f"{'device':16s} {'blocks':>7s} {'reused':>7s} {'measured':>9s} {'seconds':>9s} {'s/block':>8s}  table")
     for r in reports:
         print(f"{r.device:16s} {r.blocks:7d} {r.reused:7d} {r.measured:9d} {r.seconds:9.1f} "
               f"{r.seconds_per_block:8.3f}  {r.path}")
     for r in reports:
+        if args.retime_drifted is not None:
+            print(f"{r.device}: {r.retimed} entries timed again (reference block > {args.retime_drifted:g} % off "
+                  "the median)")
         for what, spread in (("block", r.reference), ("network", r.reference_network)):
             if spread is not None:
                 lo, mid, hi = spread
@@ -87,7 +101,8 @@ def build_noise_warning(device: str, what: str, spread: tuple[float, float, floa
         return None
     return (f"lut: warning: {device}: the reference {what} moved by up to {worst:.0f} % while the table was built: "
             "this machine's speed varied, so its entries were timed at different speeds; build on a quiet machine "
-            "(nothing else running) for a table that predicts within ±10 %")
+            "(nothing else running) for a table that predicts within ±10 %, or time the entries of the slow spells "
+            "again there: `lut --retime-drifted 5`")
 
 
 def validation_noise_warning(r: DeviceValidation) -> str | None:

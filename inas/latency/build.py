@@ -84,6 +84,7 @@ class BuildReport:
     seconds: float  # wall time of this device's measurements
     reference: tuple[float, float, float] | None = None  # min, median, max of the table's reference block times
     reference_network: tuple[float, float, float] | None = None  # ... and of its reference network times
+    retimed: int = 0  # rows dropped to be measured again (`retime_drifted_pct`); counted in `measured`, not `reused`
 
     @property
     def seconds_per_block(self) -> float:
@@ -104,6 +105,20 @@ def load_existing(path: Path, spec: DeviceSpec) -> pd.DataFrame | None:
         raise BadInputError(f"existing table was measured with {have}, the config asks for {want}; move it away or "
                             "write to another folder (-o) to start a new table", path=path)
     return frame
+
+
+def drifted_rows(frame: pd.DataFrame, pct: float) -> np.ndarray:
+    """Rows timed while the machine ran at another speed: the reference block timed around them differs from the
+    table's median reference by more than `pct` % (rows without a reference timing never count). Bool (rows,)."""
+    if frame.empty or "reference_ms" not in frame:
+        return np.zeros(len(frame), dtype=bool)
+    reference = frame["reference_ms"].to_numpy(dtype=float)
+    finite = np.isfinite(reference) & (reference > 0)
+    if not finite.any():
+        return np.zeros(len(frame), dtype=bool)
+    median = float(np.median(reference[finite]))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return finite & (np.abs(reference / median - 1) > pct / 100)
 
 
 class _TableWriter:
@@ -128,26 +143,38 @@ class _TableWriter:
         write_table(self.path, self.frames[0])
 
 
-def _plan_device(spec, out_dir: Path, keys: list, flush_every: int) -> tuple[deque, _TableWriter, BuildReport]:
-    """(the rows still to measure, the writer that appends to the device's table, its report so far)."""
+def _plan_device(spec, out_dir: Path, keys: list, flush_every: int,
+                 retime_drifted_pct: float | None) -> tuple[deque, _TableWriter, BuildReport]:
+    """(the rows still to measure, the writer that appends to the device's table, its report so far). With
+    `retime_drifted_pct`, the rows `drifted_rows` finds are dropped (the table is rewritten without them at the
+    first flush) and measured again."""
     path = table_path(out_dir, spec.name)
     existing = load_existing(path, spec)
+    retimed = 0
+    if existing is not None and retime_drifted_pct is not None:
+        drifted = drifted_rows(existing, retime_drifted_pct)
+        retimed = int(drifted.sum())
+        existing = existing[~drifted].reset_index(drop=True)
     done = set(keys_of(existing)) if existing is not None else set()
     missing = [k for k in keys if k not in done]
-    log.info("device %s: %d blocks, %d already in %s, %d to measure", spec.name, len(keys),
-             len(keys) - len(missing), path, len(missing))
-    return (deque(k.to_row() for k in missing), _TableWriter(path, existing, flush_every),
-            BuildReport(spec.name, path, len(keys), len(keys) - len(missing), 0, 0.0))
+    log.info("device %s: %d blocks, %d already in %s, %d to measure%s", spec.name, len(keys),
+             len(keys) - len(missing), path, len(missing),
+             f" ({retimed} of them timed again: their reference drifted by > {retime_drifted_pct:g} %)"
+             if retime_drifted_pct is not None else "")
+    report = BuildReport(spec.name, path, len(keys), len(keys) - len(missing), 0, 0.0, retimed=retimed)
+    return deque(k.to_row() for k in missing), _TableWriter(path, existing, flush_every), report
 
 
 def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, address: str | None = None,
-                 progress: bool = True, in_process: bool = False) -> list[BuildReport]:
+                 progress: bool = True, in_process: bool = False,
+                 retime_drifted_pct: float | None = None) -> list[BuildReport]:
     """Measure the missing blocks of every device's table (all devices in parallel on Ray actors, or one call at a
-    time in this process with `in_process`); returns one report per device."""
+    time in this process with `in_process`), first dropping the rows timed during drift when `retime_drifted_pct`
+    is given (`drifted_rows`); returns one report per device."""
     out_dir = Path(out_dir) if out_dir is not None else config.lut.out_dir
     specs = device_specs(config)
     keys = config_blocks(config)
-    plans = {spec.name: _plan_device(spec, out_dir, keys, config.lut.flush_every) for spec in specs}
+    plans = {spec.name: _plan_device(spec, out_dir, keys, config.lut.flush_every, retime_drifted_pct) for spec in specs}
     todo = {name: plan[0] for name, plan in plans.items()}
     writers = {name: plan[1] for name, plan in plans.items()}
     reports = {name: plan[2] for name, plan in plans.items()}
