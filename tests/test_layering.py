@@ -28,6 +28,7 @@ LAYERS: dict[str, float] = {
     "errors": 0, "io": 0, "ray_watchdog": 0,          # leaves: import nothing of ours
     "space": 1, "ray_address": 1, "paths": 1,          # the space as data; Ray address check; checked path queries
     "images": 1,                                       # the one checked image opener (decompression bombs)
+    "json_files": 1,                                   # the one checked JSON document reader
     "progress": 1,                                     # Ray metrics of lut and search
     "config": 2, "ray_session": 2,                     # typed config (validates a narrowed space); start/join Ray
     "nn": 3, "data": 3, "metrics": 3,                  # networks, data sets, metrics

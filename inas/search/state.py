@@ -40,6 +40,7 @@ from typing import Any
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
+from inas.json_files import read_json_document
 
 STATE_FILE = "search_state.json"
 STATE_FORMAT = "inas-search-state"
@@ -72,13 +73,7 @@ def write_search_state(path: str | Path, state: SearchState) -> None:
 def read_search_state(path: str | Path) -> SearchState:
     """Read and check `search_state.json`; BadInputError naming `path` and the bad field otherwise."""
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_STATE_BYTES:
-            raise BadInputError(f"larger than {MAX_STATE_BYTES // 2**20} MiB: not a search state", path=path)
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadInputError(f"cannot read the search state ({type(exc).__name__}: {str(exc)[:200]})",
-                            path=path) from None
+    doc = read_json_document(path, "search state", MAX_STATE_BYTES)
     if not isinstance(doc, dict):
         raise BadInputError(f"not a search state: expected a JSON object, got {type(doc).__name__}", path=path)
     for key, expected in (("format", STATE_FORMAT), ("version", STATE_VERSION)):

@@ -3,7 +3,6 @@ the Ray driver) as untrusted input: a missing, corrupt or foreign file is a BadI
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -11,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inas.errors import BadInputError, clip, excerpt
 from inas.io import atomic_write_json
+from inas.json_files import read_json_document
 
 SUMMARY_NAME = "summary.json"
 MAX_SUMMARY_BYTES = 1 << 20
@@ -40,13 +40,7 @@ def write_train_summary(run_dir: Path, summary: TrainSummary) -> None:
 def read_train_summary(run_dir: Path) -> TrainSummary:
     """Read and check `run_dir/summary.json`; BadInputError naming the file and the bad key otherwise."""
     path = run_dir / SUMMARY_NAME
-    try:
-        if path.stat().st_size > MAX_SUMMARY_BYTES:
-            raise BadInputError(f"larger than {MAX_SUMMARY_BYTES // 1024} KiB: not a training summary", path=path)
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise BadInputError(f"cannot read the training summary ({type(exc).__name__}: {clip(str(exc), 200)})",
-                            path=path) from None
+    doc = read_json_document(path, "training summary", MAX_SUMMARY_BYTES)
     try:
         summary = TrainSummary.model_validate(doc)
     except ValidationError as exc:
