@@ -25,7 +25,7 @@ from inas.latency import (
     write_table,
 )
 from inas.latency.blocks import LATENCY_GROUPS
-from inas.latency.predictor import block_io_mb
+from inas.latency.predictor import MAX_CORRECTION_BYTES, block_io_mb
 from inas.latency.table import table_from_rows
 from inas.latency.validate import judge_saved_corrections
 from inas.space import Arch, StageArch, inas_space, sample_max, sample_min, sample_uniform
@@ -258,6 +258,11 @@ def test_correction_file_is_checked(tmp_path):
                                  ("confirmed_mape_pct", "low", "confirmed_mape_pct")]:
         path.write_text(json.dumps({**doc, key: value}))
         with pytest.raises(BadInputError, match=expected) as info:
+            Correction.load(path)
+        assert str(path) in str(info.value)
+    for raw in (b"\xff\xfe not UTF-8", b"{not json", b" " * (MAX_CORRECTION_BYTES + 1)):
+        path.write_bytes(raw)
+        with pytest.raises(BadInputError, match="latency correction") as info:
             Correction.load(path)
         assert str(path) in str(info.value)
 

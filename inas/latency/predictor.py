@@ -20,7 +20,6 @@ those arrays, and the sums run in numpy (about 230,000 archs/s on one core).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -33,10 +32,12 @@ import pandas as pd
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_json
+from inas.json_files import read_json_document
 from inas.latency.blocks import LATENCY_GROUPS, BlockKey, SpaceGeometry, arch_blocks_geo, latency_group
 from inas.latency.table import check_schema, read_table, values_by_key
 from inas.space import LEVEL_STAGES, NUM_LEVELS, STAGE_NAMES, Arch, SearchSpace, inas_space
 
+MAX_CORRECTION_BYTES = 1 << 20  # a correction file holds a few dozen numbers
 CHUNK = 512  # archs per vectorised pass (their objects stay in the CPU cache across the ~20 passes)
 _code = attrgetter("code")
 _POPCOUNT = np.array([bin(m).count("1") for m in range(1 << NUM_LEVELS)], dtype=np.int64)
@@ -129,10 +130,7 @@ class Correction:
     @classmethod
     def load(cls, path: str | Path) -> Correction:
         path = Path(path)
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise BadInputError(f"cannot read latency correction ({exc})", path=path) from None
+        doc = read_json_document(path, "latency correction", MAX_CORRECTION_BYTES)
         if not isinstance(doc, dict) or doc.get("format") != "inas-latency-correction":
             raise BadInputError("not a latency correction file (format 'inas-latency-correction')", path=path)
         fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
