@@ -56,7 +56,7 @@ from inas.search.pareto import best_under_budget, default_reference, hypervolume
 from inas.search.progress import SearchProgress
 from inas.search.scheduler import TrialScheduler, TrialStats
 from inas.search.schema import EVALUATIONS_FILE, PARETO_FILE, latency_column, primary_metric
-from inas.search.searchers import Searcher, build_searcher
+from inas.search.searchers import LatencyFn, Searcher, build_searcher
 from inas.search.state import (
     STATE_FILE,
     SavePolicy,
@@ -118,11 +118,11 @@ def _search_paths(config: ExperimentConfig, out_dir: str | Path | None, supernet
     return out, Path(supernet_path).absolute(), lut
 
 
-def _build_searchers(config: ExperimentConfig, space: SearchSpace,
-                     resources: ResourceEvaluator) -> tuple[dict[str, Searcher], dict[str, int]]:
-    """(searchers by name, concurrent trials by name) of `search.searchers`, seeded config.seed + their index."""
+def _build_searchers(config: ExperimentConfig, space: SearchSpace, resources: ResourceEvaluator,
+                     device_fns: dict[str, LatencyFn]) -> tuple[dict[str, Searcher], dict[str, int]]:
+    """(searchers by name, concurrent trials by name) of `search.searchers`, seeded config.seed + their index;
+    `device_fns`: every device's latency predictor (ms) for the searchers that use each device's latency."""
     metric = primary_metric(config.task)
-    device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
     searchers: dict[str, Searcher] = {}
     for i, spec in enumerate(config.search.searchers):
         params = {"metric": metric, "mode": "max", **spec.params}
@@ -150,9 +150,9 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
     input_hw = lut_input_hw(config)
     predictors = load_latency_predictors(lut_dir, _devices(config), space, config.num_classes, input_hw)
     resources = ResourceEvaluator(predictors, space, input_hw, config.num_classes)
-    searchers, concurrency = _build_searchers(config, space, resources)
+    device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
+    searchers, concurrency = _build_searchers(config, space, resources, device_fns)
     if warm_start:  # earlier evaluations (`--warm-start`); a resumed state below holds them already
-        device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
         warm_start_searchers(searchers, read_warm_start(warm_start, space, config.task, device_fns))
     supernet = load_search_supernet(supernet_path, space, config.num_classes)
     check_data(config)
