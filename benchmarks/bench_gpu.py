@@ -12,8 +12,9 @@
 3. Search packing: K processes (K = 1, 2, 4) on the same device, each evaluating random sub-networks for
    `--seconds` (what Ray Tune runs with `gpus_per_trial: 1/K`, without Ray's scheduling): evaluations/min in all.
 The supernet is the config's space (default: the full iNAS space) with random weights; data are synthetic SOD
-images made in a temporary folder. Prints tables; with CUDA the figures are appended to benchmarks/results.jsonl
-(`--no-record` to skip). Without CUDA it says so: CPU figures are no GPU figures.
+images made in a temporary folder. Prints tables; with CUDA each section's figures are appended to
+benchmarks/results.jsonl as soon as it is measured (`--no-record` to skip), so a run cut short keeps what it
+measured. Without CUDA it says so: CPU figures are no GPU figures.
 """
 
 from __future__ import annotations
@@ -174,25 +175,34 @@ def main() -> int:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device {name}; {'a GPU is present' if has_gpu else 'no GPU present: CPU figures, not GPU figures'}"
           f"{' (reduced --quick run)' if args.quick else ''}")
+    record = has_gpu and not args.quick and not args.no_record
+    common = {"device": name, "size": args.size, "batch": args.batch}
     with tempfile.TemporaryDirectory(prefix="inas-bench-gpu-") as tmp:
         data_root = Path(tmp) / "sod"
         synthesize_sod(data_root, n_train=args.batch * args.bn_batches, n_test=args.val_images, size=args.size,
                        seed=0, workers=1)
         config = _bench_config(args, data_root)
-        train_rows = bench_train_step(config, device, args)
-        print(f"\ntraining step, {args.size} px, batch {args.batch}:")
-        print(format_table(train_rows, ["arch", "precision", "ms_per_step", "images_per_s"]))
-        count, seconds = _evaluate_for(config, device, args, args.seconds, seed=0)
-        eval_row = {"evaluations": count, "evaluations_per_min": float(f"{60.0 * count / seconds:.3g}"),
-                    "bn_batches": args.bn_batches, "val_images": args.val_images}
-        print(f"\nevaluator (one process): {eval_row['evaluations_per_min']} evaluations/min "
-              f"({args.bn_batches} BN batches of {args.batch}, {args.val_images} validation images)")
-        packing_rows = bench_search_packing(config, device, args)
-        print("\nsearch packing (trial processes sharing the device):")
-        print(format_table(packing_rows, ["trials_per_device", "evaluations", "evaluations_per_min"]))
-    if has_gpu and not args.quick and not args.no_record:
-        record_result("gpu", {"device": name, "size": args.size, "batch": args.batch, "train_step": train_rows,
-                              "evaluator": eval_row, "search_packing": packing_rows})
+        _run_sections(config, device, args, lambda bench, figures: record and record_result(bench, common | figures))
+    return 0
+
+
+def _run_sections(config: ExperimentConfig, device: torch.device, args: argparse.Namespace, record: Any) -> None:
+    """Measure, print and `record(bench, figures)` each section as soon as it is done, so that a run cut short
+    (a lease ending, a timeout) keeps what it measured."""
+    train_rows = bench_train_step(config, device, args)
+    print(f"\ntraining step, {args.size} px, batch {args.batch}:")
+    print(format_table(train_rows, ["arch", "precision", "ms_per_step", "images_per_s"]), flush=True)
+    record("gpu_train_step", {"train_step": train_rows})
+    count, seconds = _evaluate_for(config, device, args, args.seconds, seed=0)
+    eval_row = {"evaluations": count, "evaluations_per_min": float(f"{60.0 * count / seconds:.3g}"),
+                "bn_batches": args.bn_batches, "val_images": args.val_images}
+    print(f"\nevaluator (one process): {eval_row['evaluations_per_min']} evaluations/min "
+          f"({args.bn_batches} BN batches of {args.batch}, {args.val_images} validation images)", flush=True)
+    record("gpu_evaluator", {"evaluator": eval_row})
+    packing_rows = bench_search_packing(config, device, args)
+    print("\nsearch packing (trial processes sharing the device):")
+    print(format_table(packing_rows, ["trials_per_device", "evaluations", "evaluations_per_min"]), flush=True)
+    record("gpu_search_packing", {"search_packing": packing_rows})
     return 0
 
 

@@ -95,8 +95,8 @@ def train_step(model: nn.Module, images: Tensor, labels: Tensor, archs: Sequence
     zeroes them before and steps the optimiser after). The first entry is the teacher (the max network).
 
     images (N, 3, H, W); labels: SOD masks (N, 1, H, W) float, seg labels (N, H, W) int64. Returns
-    {name: loss value}. `amp` (default fp32): the forward passes and losses run under its autocast, the backward
-    passes through its (fp16) loss scaling.
+    {name: loss value}. `amp` (default fp32): the forward passes run under its autocast, the losses in fp32 outside
+    it (CUDA refuses binary cross-entropy under autocast), the backward passes through its (fp16) loss scaling.
 
     Under DDP the sub-networks before the last run in `no_sync` and the last backward averages the accumulated
     gradients over the ranks: one all-reduce per step. That includes parameters only an earlier sub-network used
@@ -110,11 +110,11 @@ def train_step(model: nn.Module, images: Tensor, labels: Tensor, archs: Sequence
     for index, (name, arch) in enumerate(archs):
         with contextlib.nullcontext() if index == len(archs) - 1 else no_sync():
             with amp.autocast():
-                preds = model(images, arch)
-                if teacher is None or not criterion.distillation:
-                    loss = criterion.label_loss(preds, labels)
-                else:
-                    loss = criterion.distill_loss(preds, teacher)
+                preds = {level: p.float() for level, p in model(images, arch).items()}
+            if teacher is None or not criterion.distillation:
+                loss = criterion.label_loss(preds, labels)
+            else:
+                loss = criterion.distill_loss(preds, teacher)
             if teacher is None:
                 teacher = preds[0].detach()
             amp.backward(loss)
