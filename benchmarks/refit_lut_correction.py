@@ -4,7 +4,8 @@ measurements.
 
     python benchmarks/refit_lut_correction.py --tables benchmarks/data/lut_targets_2026-12-02 \\
         --validation benchmarks/data/lut_targets_2026-12-02/validation-1.parquet \\
-        [--later benchmarks/data/lut_targets_2026-12-02/validation-2.parquet] [-c experiments/lut_targets.yaml]
+        [--later benchmarks/data/lut_targets_2026-12-02/validation-2.parquet] [-c experiments/lut_targets.yaml] \\
+        [--save-candidate]
 
 Per device: the block sum and the correction chosen and fitted by `fit_correction` (held-out figures by nested
 cross-validation) on --validation, as `lut validate` fits it: on the networks' times divided by the run's drift (its
@@ -32,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.common import record_result  # noqa: E402
 from inas.config import load_config  # noqa: E402
 from inas.latency import BlockSums, Figures, LatencyPredictor, fit_correction  # noqa: E402
+from inas.latency.predictor import candidate_correction_path  # noqa: E402
 from inas.latency.table import table_path  # noqa: E402
 from inas.latency.validate import RunDrift  # noqa: E402
 from inas.space import SearchSpace, arch_from_json  # noqa: E402
@@ -78,6 +80,10 @@ def main() -> None:
     parser.add_argument("--later", default=None, help="validation.parquet of a later run to judge them on")
     parser.add_argument("-c", "--config", default="experiments/lut_targets.yaml", help="config of the tables")
     parser.add_argument("--record", action="store_true", help="append the figures to benchmarks/results.jsonl")
+    parser.add_argument("--save-candidate", action="store_true",
+                        help="save each re-fitted correction as <tables>/<device>.correction-candidate.json, the "
+                             "candidate that the next `lut validate` judges on its own networks (a new correction "
+                             "model tried on old timings without re-timing them)")
     args = parser.parse_args()
     config = load_config(args.config)
     space = config.space.build()
@@ -97,6 +103,8 @@ def main() -> None:
             continue
         print(line(device, f"{correction.model} (held-out) x run drift", Figures.of(held_out * drift, measured),
                    table_rows))
+        if args.save_candidate:
+            correction.save(candidate_correction_path(table_path(tables, device)))
         if args.later is None:
             continue
         later = device_rows(Path(args.later), device)

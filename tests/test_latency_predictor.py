@@ -24,7 +24,14 @@ from inas.latency import (
     read_table,
     write_table,
 )
-from inas.latency.blocks import LATENCY_GROUPS
+from inas.latency.blocks import (
+    BACKBONE_PARTS,
+    LATENCY_GROUPS,
+    LATENCY_PARTS,
+    BlockKey,
+    latency_group,
+    latency_part,
+)
 from inas.latency.predictor import MAX_CORRECTION_BYTES, block_io_mb
 from inas.latency.table import table_from_rows
 from inas.latency.validate import judge_saved_corrections
@@ -100,6 +107,12 @@ def test_predict_many_equals_predict(predictor, space):
             expected[group] += by_text[key.text]
         np.testing.assert_allclose(row, list(expected.values()), rtol=1e-12)
     np.testing.assert_allclose(sums.by_group_ms.sum(axis=1), sums.latency_ms, rtol=1e-12)
+    for arch, row in zip(archs[:50], sums.by_part_ms, strict=True):  # the finer split: backbone by resolution
+        expected = dict.fromkeys(LATENCY_PARTS, 0.0)
+        for key in arch_blocks(arch, space, (128, 160)):
+            expected[latency_part(key, 128)] += by_text[key.text]
+        np.testing.assert_allclose(row, list(expected.values()), rtol=1e-12)
+        assert row[:len(BACKBONE_PARTS)].all()  # every resolution has layers in every network
     assert predictor.predict_many([]).shape == (0,)
 
 
@@ -244,11 +257,56 @@ def test_fit_correction_scales_block_groups_separately(predictor, space):
         corr.apply(BlockSums(sums.latency_ms, sums.n_blocks, sums.params_m))
 
 
+def test_latency_part_is_the_stride_of_an_mbconv_input():
+    def mbconv(in_h: int) -> BlockKey:
+        return BlockKey("mbconv", 16, 24, in_h, in_h, in_h // 2, in_h // 2, 2, 3, 6, 1)
+
+    assert [latency_part(mbconv(h), 320) for h in (160, 80, 40, 20, 10)] == [
+        "mbconv_s2", "mbconv_s4", "mbconv_s8", "mbconv_s16", "mbconv_s32"]
+    assert latency_part(mbconv(64), 128) == "mbconv_s2" and latency_part(mbconv(5), 320) == "mbconv_s32"
+    stem = BlockKey("stem", 3, 32, 320, 320, 160, 160, 2, 3, 1, 1)
+    assert (latency_group(stem), latency_part(stem, 320)) == ("backbone", "stem")
+    up = BlockKey("decoder_up", 40, 24, 20, 20, 40, 40)
+    assert latency_group(up) == latency_part(up, 320) == "decoder_up"
+
+
+def test_fit_correction_scales_backbone_resolutions_separately(predictor, space):
+    rng = random.Random(6)
+    sums = predictor.block_sums_many([sample_uniform(space, rng) for _ in range(80)])
+    # inside a network the high-resolution layers keep less of their stand-alone time than the low-resolution ones
+    share = dict.fromkeys(LATENCY_PARTS, 0.6) | {"stem": 0.3, "mbconv_s2": 0.5, "mbconv_s4": 0.8, "mbconv_s8": 1.2,
+                                                 "mbconv_s16": 1.0, "mbconv_s32": 1.4, "head": 0.9}
+    noise = 1 + np.random.default_rng(6).normal(0, 0.002, 80)
+    measured = (1.0 + sums.by_part_ms @ np.array(list(share.values()))) * noise
+    corr, oof = fit_correction(sums, measured, "ov")
+    assert corr is not None and oof is not None and corr.model.startswith("per_resolution")
+    assert set(corr.group_scales) == set(LATENCY_PARTS)
+    for part in ("mbconv_s2", "mbconv_s4", "mbconv_s8", "mbconv_s16"):
+        assert corr.group_scales[part] == pytest.approx(share[part], abs=0.15), part
+    assert corr.apply(sums) == pytest.approx(measured, rel=0.01)
+
+
+def test_a_backbone_scale_applies_to_every_backbone_part_unless_a_part_has_its_own(predictor, space):
+    rng = random.Random(7)
+    sums = predictor.block_sums_many([sample_uniform(space, rng) for _ in range(10)])
+    by_group = dict(zip(LATENCY_GROUPS, sums.by_group_ms.T, strict=True))
+    by_part = dict(zip(LATENCY_PARTS, sums.by_part_ms.T, strict=True))
+    old = Correction(1.0, 0.0, 0.0, "per_group", 50, 30.0, 2.0, "ov",
+                     group_scales={"backbone": 1.1, "decoder_fusion": 0.2})  # a file written before the parts
+    np.testing.assert_allclose(old.apply(sums), 1.0 + 1.1 * by_group["backbone"] + 0.2 * by_group["decoder_fusion"])
+    mixed = Correction(1.0, 0.0, 0.0, "per_group", 50, 30.0, 2.0, "ov", group_scales={"backbone": 1.1, "stem": 0.5})
+    np.testing.assert_allclose(mixed.apply(sums), 1.0 + 1.1 * (by_group["backbone"] - by_part["stem"])
+                               + 0.5 * by_part["stem"])
+
+
 def test_correction_file_is_checked(tmp_path):
     path = tmp_path / "ov.correction.json"
     good = Correction(1.0, 0.0, 0.0, "per_group", 50, 30.0, 2.0, "ov", group_scales={"backbone": 1.1})
     good.save(path)
     assert Correction.load(path) == good
+    parts = Correction(1.0, 0.0, 0.0, "per_resolution", 50, 30.0, 2.0, "ov", group_scales={"mbconv_s8": 0.9})
+    parts.save(tmp_path / "parts.json")
+    assert Correction.load(tmp_path / "parts.json") == parts
     doc = json.loads(path.read_text())
     for key, value, expected in [("scale", "fast", "scale"), ("intercept_ms", float("nan"), "intercept_ms"),
                                  ("group_scales", {"neck": 1.0}, "group_scales"),

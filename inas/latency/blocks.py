@@ -28,6 +28,7 @@ cost nothing, which the fitted correction absorbs (see `inas.latency.predictor`)
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -46,6 +47,13 @@ LATENCY_GROUPS: tuple[str, ...] = (
     "backbone", "transport_identity", "transport_up", "transport_down", "transport_fusion",
     "decoder_identity", "decoder_up", "decoder_fusion",
 )
+# Finer parts of the same sum: the backbone split by where it runs (the stem, the MBConv layers by the stride of
+# their input against the image, the head), the other groups as they are. Runtimes speed the resolutions up by
+# different shares (OpenVINO FP32 on the 2026-12-04 AMD tables: one scale per resolution took the Spearman of
+# networks timed in a later run from 0.915 to 0.962). LATENCY_PARTS[:len(BACKBONE_PARTS)] sum to "backbone".
+MBCONV_STRIDES: tuple[int, ...] = (2, 4, 8, 16, 32)
+BACKBONE_PARTS: tuple[str, ...] = ("stem", *(f"mbconv_s{s}" for s in MBCONV_STRIDES), "head")
+LATENCY_PARTS: tuple[str, ...] = BACKBONE_PARTS + LATENCY_GROUPS[1:]
 # Column order of a block key in the latency table (see inas.latency.table).
 KEY_FIELDS: tuple[str, ...] = (
     "kind", "in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "stride", "kernel", "expand_ratio",
@@ -218,6 +226,15 @@ def arch_blocks_geo(arch: Arch, geo: SpaceGeometry, num_classes: int = 1) -> lis
 def latency_group(key: BlockKey) -> str:
     """The LATENCY_GROUPS member a block's latency is summed into."""
     return "backbone" if key.kind in ("stem", "mbconv", "head") else key.kind
+
+
+def latency_part(key: BlockKey, image_h: int) -> str:
+    """The LATENCY_PARTS member a block's latency is summed into; `image_h`: the network's input height. An MBConv
+    layer's part is the stride of its input (image_h / in_h, the nearest of MBCONV_STRIDES)."""
+    if key.kind != "mbconv":
+        return key.kind
+    ratio = image_h / max(key.in_h, 1)
+    return f"mbconv_s{min(MBCONV_STRIDES, key=lambda s: abs(math.log2(s / ratio)))}"
 
 
 def count_by_kind(keys: Iterable[BlockKey]) -> dict[str, int]:

@@ -33,7 +33,15 @@ import pandas as pd
 from inas.errors import BadInputError
 from inas.io import atomic_write_json
 from inas.json_files import read_json_document
-from inas.latency.blocks import LATENCY_GROUPS, BlockKey, SpaceGeometry, arch_blocks_geo, latency_group
+from inas.latency.blocks import (
+    BACKBONE_PARTS,
+    LATENCY_GROUPS,
+    LATENCY_PARTS,
+    BlockKey,
+    SpaceGeometry,
+    arch_blocks_geo,
+    latency_part,
+)
 from inas.latency.table import check_schema, read_table, values_by_key
 from inas.space import LEVEL_STAGES, NUM_LEVELS, STAGE_NAMES, Arch, SearchSpace, inas_space
 
@@ -55,24 +63,33 @@ def candidate_correction_path(table_path: str | Path) -> Path:
     return correction_path(table_path, "correction-candidate")
 
 
-_GROUP_INDEX = {group: i for i, group in enumerate(LATENCY_GROUPS)}
+_PART_INDEX = {part: i for i, part in enumerate(LATENCY_PARTS)}
+_GROUP_OF_PART = {part: "backbone" if part in BACKBONE_PARTS else part for part in LATENCY_PARTS}
 
 
 @dataclass(frozen=True)
 class BlockSums:
     """Per arch: sum of block latencies (ms), number of blocks, sum of block parameters (millions), sum of the
     blocks' input + output activations (MB as float32, one image; None: not known, taken as 0) and the latency
-    sum split by LATENCY_GROUPS (ms, shape (archs, groups); None: not known)."""
+    sum split by LATENCY_PARTS (ms, shape (archs, parts); None: not known)."""
 
     latency_ms: np.ndarray
     n_blocks: np.ndarray
     params_m: np.ndarray
     io_mb: np.ndarray | None = None
-    by_group_ms: np.ndarray | None = None
+    by_part_ms: np.ndarray | None = None
 
     @property
     def io(self) -> np.ndarray:
         return np.zeros_like(self.latency_ms) if self.io_mb is None else self.io_mb
+
+    @property
+    def by_group_ms(self) -> np.ndarray | None:
+        """The latency sum split by LATENCY_GROUPS, shape (archs, groups): the backbone's parts added up."""
+        if self.by_part_ms is None:
+            return None
+        n_backbone = len(BACKBONE_PARTS)
+        return np.column_stack([self.by_part_ms[:, :n_backbone].sum(axis=1), self.by_part_ms[:, n_backbone:]])
 
 
 def block_io_mb(key: BlockKey) -> float:
@@ -91,11 +108,13 @@ class Correction:
     does not pay (negative) or pays extra; `per_mparam_ms`: time per million weights streamed from memory because
     they are no longer in cache inside a network; `per_io_mb_ms`: time per MB of block-boundary activations that a
     stand-alone block copies in and out (OpenVINO's inference requests) but a network does not; `scale`: what
-    remains proportional; `group_scales`: the share of its stand-alone time each LATENCY_GROUPS group keeps inside
-    a network (models that scale groups separately). `cv_mape_*`: mean absolute percentage errors of the raw sum
-    and of the corrected prediction on held-out networks. `confirmations`: how many later `lut validate` runs it
-    predicted better than the block sum; `confirmed_mape_pct`, `confirmed_raw_mape_pct`: its MAPE and the block
-    sum's on the networks of the latest of them (None before any).
+    remains proportional; `group_scales`: the share of its stand-alone time each LATENCY_GROUPS group or
+    LATENCY_PARTS part keeps inside a network (models that scale groups separately; a part's own scale takes
+    precedence over its group's, so "backbone" scales every backbone part that has none). `cv_mape_*`: mean
+    absolute percentage errors of the raw sum and of the corrected prediction on held-out networks.
+    `confirmations`: how many later `lut validate` runs it predicted better than the block sum;
+    `confirmed_mape_pct`, `confirmed_raw_mape_pct`: its MAPE and the block sum's on the networks of the latest of
+    them (None before any).
     """
 
     intercept_ms: float
@@ -118,10 +137,11 @@ class Correction:
         total = (self.intercept_ms + self.scale * sums.latency_ms + self.per_block_ms * sums.n_blocks
                  + self.per_mparam_ms * sums.params_m + self.per_io_mb_ms * sums.io)
         if self.group_scales:
-            if sums.by_group_ms is None:
+            if sums.by_part_ms is None:
                 raise ValueError("this correction scales block groups; the block sums carry none")
-            weights = np.array([self.group_scales.get(g, 0.0) for g in LATENCY_GROUPS])
-            total = total + sums.by_group_ms @ weights
+            weights = np.array([self.group_scales.get(p, self.group_scales.get(_GROUP_OF_PART[p], 0.0))
+                                for p in LATENCY_PARTS])
+            total = total + sums.by_part_ms @ weights
         return np.asarray(total, dtype=float)
 
     def save(self, path: str | Path) -> None:
@@ -150,9 +170,10 @@ class Correction:
         if not isinstance(self.group_scales, dict):
             raise BadInputError("expected an object of group -> scale", path=path, key="group_scales")
         for group, value in self.group_scales.items():
-            if group not in _GROUP_INDEX:
-                raise BadInputError(f"unknown block group {group!r}; expected some of {list(LATENCY_GROUPS)}",
-                                    path=path, key="group_scales")
+            if group not in LATENCY_GROUPS and group not in _PART_INDEX:
+                known = list(dict.fromkeys(LATENCY_GROUPS + LATENCY_PARTS))
+                raise BadInputError(f"unknown block group {group!r}; expected some of {known}", path=path,
+                                    key="group_scales")
             numbers[f"group_scales.{group}"] = value
         for key, value in numbers.items():
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -245,12 +266,12 @@ class LatencyPredictor:
         """Block sums of one arch (arrays of length 1), block by block."""
         keys = self.blocks_of(arch)
         values = [self._block(k) for k in keys]
-        by_group = np.zeros((1, len(LATENCY_GROUPS)))
+        by_part = np.zeros((1, len(LATENCY_PARTS)))
         for key, (latency_ms, _) in zip(keys, values, strict=True):
-            by_group[0, _GROUP_INDEX[latency_group(key)]] += latency_ms
+            by_part[0, _PART_INDEX[latency_part(key, self.input_hw[0])]] += latency_ms
         return BlockSums(np.array([sum(v[0] for v in values)], dtype=float), np.array([len(values)]),
                          np.array([sum(v[1] for v in values) / 1e6]),
-                         np.array([sum(block_io_mb(k) for k in keys)], dtype=float), by_group)
+                         np.array([sum(block_io_mb(k) for k in keys)], dtype=float), by_part)
 
     def predict(self, arch: Arch) -> float:
         """Predicted latency of one arch (ms): block sum, corrected if a correction is loaded."""
@@ -267,20 +288,20 @@ class LatencyPredictor:
         return sums.latency_ms
 
     def block_sums_many(self, archs: Sequence[Arch]) -> BlockSums:
-        """Uncorrected block sums (latency, count, parameters, boundary activations, latency by group) of each
+        """Uncorrected block sums (latency, count, parameters, boundary activations, latency by part) of each
         arch, vectorised."""
         archs = list(archs)
         if not archs:
             return BlockSums(np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0),
-                             np.zeros((0, len(LATENCY_GROUPS))))
+                             np.zeros((0, len(LATENCY_PARTS))))
         if self._arrays is None:
             self._arrays = _DenseTables(self)
-        latency, params, io, counts, by_group = self._arrays.sums(archs)
+        latency, params, io, counts, by_part = self._arrays.sums(archs)
         for i in np.flatnonzero(np.isnan(latency)):  # a choice outside the predictor's space, or a missing block
             one = self._sums_of(archs[i])
             latency[i], counts[i], params[i], io[i] = one.latency_ms[0], one.n_blocks[0], one.params_m[0], one.io[0]
-            by_group[i] = np.asarray(one.by_group_ms)[0]
-        return BlockSums(latency, counts, params, io, by_group)
+            by_part[i] = np.asarray(one.by_part_ms)[0]
+        return BlockSums(latency, counts, params, io, by_part)
 
 
 class _DenseTables:
@@ -304,6 +325,7 @@ class _DenseTables:
         space = predictor.space
         self._index_stages(space)
         self._fill_stages(space, predictor.geometry, get)
+        self._index_parts(space, predictor.geometry)
         self._index_levels(space)
         self._fill_levels(space, predictor.geometry, get)
         self.head = np.array([get(predictor.geometry.head(c, predictor.num_classes))
@@ -311,9 +333,9 @@ class _DenseTables:
         for array in (self.first, self.later, self.fusion, self.branch, self.head):
             array[..., 1] /= 1e6
         self.n_masks = 1 << NUM_LEVELS  # connection masks 0..31
-        # LATENCY_GROUPS positions: fusion blocks by part; branches by part and direction (down, identity, up)
-        self.fusion_group = np.array([_GROUP_INDEX["transport_fusion"], _GROUP_INDEX["decoder_fusion"]])
-        self.branch_group = np.array([[_GROUP_INDEX[f"{p}_{d}"] if f"{p}_{d}" in _GROUP_INDEX else 0
+        # LATENCY_PARTS positions: fusion blocks by part; branches by part and direction (down, identity, up)
+        self.fusion_group = np.array([_PART_INDEX["transport_fusion"], _PART_INDEX["decoder_fusion"]])
+        self.branch_group = np.array([[_PART_INDEX[f"{p}_{d}"] if f"{p}_{d}" in _PART_INDEX else 0
                                        for d in ("down", "identity", "up")] for p in ("transport", "decoder")])
 
     def _index_stages(self, space: SearchSpace) -> None:
@@ -352,6 +374,17 @@ class _DenseTables:
                     for i, cin in enumerate(stages[s].widths):
                         self.later[s, i, o, k] = get(geo.mbconv(s, False, cin, w, kernel))
 
+    def _index_parts(self, space: SearchSpace, geo: SpaceGeometry) -> None:
+        """LATENCY_PARTS positions of each stage's first layer (the stem for stage 0) and of its later layers."""
+        stages, image_h = space.stages, geo.stage_in_hw[0][0]
+        self.first_part = np.full(len(stages), _PART_INDEX["stem"], dtype=np.int64)
+        self.later_part = self.first_part.copy()
+        for s in range(1, len(stages)):
+            width, kernel = stages[s].widths[0], stages[s].kernels[0]
+            for first, parts, cin in ((True, self.first_part, stages[s - 1].widths[0]),
+                                      (False, self.later_part, width)):
+                parts[s] = _PART_INDEX[latency_part(geo.mbconv(s, first, cin, width, kernel), image_h)]
+
     def _index_levels(self, space: SearchSpace) -> None:
         """Positions of each level's channel choices (level_index[L, channels]) and of each transport/decoder level's
         kernels (level_kernel_index[part, L, kernel]); the sentinel is the choice count."""
@@ -388,8 +421,8 @@ class _DenseTables:
                             self.branch[p, L, j, cj, c] = get(geo.branch(part, j, L, chj, ch))
 
     def sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(latency sums, params sums, boundary-activation sums, block counts, (archs, groups) latency sums by
-        LATENCY_GROUPS); NaN latency for an arch this path cannot score (outside the space, or a block missing from
+        """(latency sums, params sums, boundary-activation sums, block counts, (archs, parts) latency sums by
+        LATENCY_PARTS); NaN latency for an arch this path cannot score (outside the space, or a block missing from
         the table). Chunks of archs stay in the CPU cache across the passes."""
         parts = [self._sums(archs[i : i + CHUNK]) for i in range(0, len(archs), CHUNK)]
         totals = np.concatenate([p[0] for p in parts])
@@ -398,25 +431,25 @@ class _DenseTables:
 
     def _sums(self, archs: list[Arch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Decode the archs' integer codes (see `Arch`) and sum their blocks: ((n, 3) latency, params and boundary
-        activations, (n,) block counts, (n, groups) latency by LATENCY_GROUPS)."""
+        activations, (n,) block counts, (n, parts) latency by LATENCY_PARTS)."""
         n = len(archs)
         codes = _Codes.of(archs, self.first.shape[0])
         if codes is None:  # a width beyond int64: outside any space
-            return np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64), np.full((n, len(LATENCY_GROUPS)), np.nan)
+            return np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64), np.full((n, len(LATENCY_PARTS)), np.nan)
         good = codes.well_formed(self.n_masks)
         if not good.all():  # score the rest; these get NaN and the caller's reference path (or its error)
             total, counts = np.full((n, 3), np.nan), np.zeros(n, dtype=np.int64)
-            by_group = np.full((n, len(LATENCY_GROUPS)), np.nan)
+            by_part = np.full((n, len(LATENCY_PARTS)), np.nan)
             keep = np.flatnonzero(good)
             if keep.size:
-                total[keep], counts[keep], by_group[keep] = self._sums([archs[i] for i in keep])
-            return total, counts, by_group
-        backbone, stage_out = self._backbone_sums(codes)
-        return self._level_sums(codes, backbone, stage_out)
+                total[keep], counts[keep], by_part[keep] = self._sums([archs[i] for i in keep])
+            return total, counts, by_part
+        backbone, stage_out, by_part = self._backbone_sums(codes)
+        return self._level_sums(codes, backbone, stage_out, by_part)
 
-    def _backbone_sums(self, codes: _Codes) -> tuple[np.ndarray, np.ndarray]:
+    def _backbone_sums(self, codes: _Codes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Stem and MBConv layers, every layer of every arch in one flat array (arch-major, then stage, then layer):
-        ((n, 3) sums, (n, stages) each stage's output width)."""
+        ((n, 3) sums, (n, stages) each stage's output width, (n, parts) latency by LATENCY_PARTS)."""
         n, n_stages, flat, depth = codes.n, codes.depth.shape[1], codes.flat, codes.depth
         layer_counts = codes.layer_counts
         m = int(layer_counts.sum())
@@ -438,12 +471,17 @@ class _DenseTables:
         lat[stage_starts] = _take(self.first, first_s, _take(self.first_in_index, first_s, in_w[stage_starts]),
                                   out_i[stage_starts], k_i[stage_starts])
         stage_out = widths[stage_starts + depth.ravel() - 1].reshape(n, n_stages)
-        return np.add.reduceat(lat, first_layer, axis=0), stage_out
+        part = self.later_part[stage_of]
+        part[stage_starts] = self.first_part[first_s]
+        n_parts = len(LATENCY_PARTS)
+        arch_of = np.repeat(np.arange(n), layer_counts)
+        by_part = np.bincount(arch_of * n_parts + part, lat[:, 0], n * n_parts).reshape(n, n_parts)
+        return np.add.reduceat(lat, first_layer, axis=0), stage_out, by_part
 
-    def _level_sums(self, codes: _Codes, backbone: np.ndarray,
-                    stage_out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _level_sums(self, codes: _Codes, backbone: np.ndarray, stage_out: np.ndarray,
+                    by_part: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Add the head, and the transport and decoder blocks as (n, part, level) arrays (the branches of each arch's
-        set connection bits) to the backbone's (n, 3) sums: `_sums`' triple."""
+        set connection bits) to the backbone's (n, 3) sums and (n, parts) latency: `_sums`' triple."""
         n = codes.n
         ch_i = _take(self.level_index, np.arange(NUM_LEVELS), stage_out[:, self.level_stage])  # (n, 5)
         parts, levels = np.arange(2)[:, None], np.arange(NUM_LEVELS)
@@ -452,20 +490,19 @@ class _DenseTables:
         k_i = _take(self.level_kernel_index, parts, levels,
                     _max_member(codes.level_masks[..., 1], self.level_kernel_index.shape[2]))
         head_block = np.take(self.head, ch_i[:, 0], axis=0)  # (n, 3)
-        by_group = np.zeros((n, len(LATENCY_GROUPS)))
-        by_group[:, 0] = backbone[:, 0] + head_block[:, 0]  # backbone: stem, MBConv layers, head
+        by_part[:, _PART_INDEX["head"]] += head_block[:, 0]
         fusion = _take(self.fusion, parts, levels, ch_i[:, None, :], k_i, n_in)  # (n, part, level, 3)
-        by_group[:, self.fusion_group] = fusion[..., 0].sum(axis=2)
+        by_part[:, self.fusion_group] = fusion[..., 0].sum(axis=2)
         total = backbone + fusion.sum(axis=(1, 2))
         arch_of, part, level, source = np.nonzero((masks[..., None] >> levels) & 1)
         branch = _take(self.branch, part, level, source, ch_i[arch_of, source], ch_i[arch_of, level])  # (branches, 3)
         for column in range(total.shape[1]):
             total[:, column] += np.bincount(arch_of, branch[:, column], n)
         group = self.branch_group[part, np.sign(source - level) + 1]  # down, identity, up
-        by_group += np.bincount(arch_of * len(LATENCY_GROUPS) + group, branch[:, 0],
-                                n * len(LATENCY_GROUPS)).reshape(n, -1)
+        n_parts = len(LATENCY_PARTS)
+        by_part += np.bincount(arch_of * n_parts + group, branch[:, 0], n * n_parts).reshape(n, -1)
         counts = codes.layer_counts + 1 + (n_in + 1).sum(axis=(1, 2))  # layers, head, fusions and branches
-        return total + head_block, counts, by_group
+        return total + head_block, counts, by_part
 
 
 @dataclass(frozen=True)

@@ -54,7 +54,7 @@ from tqdm import tqdm
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError
 from inas.io import atomic_path, atomic_write_parquet
-from inas.latency.blocks import LATENCY_GROUPS
+from inas.latency.blocks import LATENCY_GROUPS, LATENCY_PARTS
 from inas.latency.build import device_specs, lut_calibration, lut_input_hw
 from inas.latency.devices import DeviceSpec, device_actors, dispatch
 from inas.latency.predictor import (
@@ -90,6 +90,10 @@ CORRECTION_MODELS: dict[str, tuple[str, ...]] = {
     # 2026-12-02 validation: held-out Spearman 0.84 -> 0.94, and 0.89 -> 0.93 on other networks timed 52 min later)
     "per_group": ("one", "groups"),
     "per_group+io": ("one", "groups", "io"),
+    # the backbone's group split by resolution (LATENCY_PARTS): OpenVINO FP32 speeds the high-resolution layers up
+    # by another share than the low-resolution ones (fit on one run, judged on a later one: see LATENCY_PARTS)
+    "per_resolution": ("one", "parts"),
+    "per_resolution+io": ("one", "parts", "io"),
 }
 
 
@@ -139,24 +143,27 @@ def sample_archs(space: SearchSpace, n: int, seed: int) -> list[Arch]:
 
 
 def _design(columns: tuple[str, ...], sums: BlockSums, rows: np.ndarray) -> np.ndarray:
-    """(rows, terms) design matrix; "groups" stands for one column per LATENCY_GROUPS group."""
+    """(rows, terms) design matrix; "groups" stands for one column per LATENCY_GROUPS group, "parts" for one per
+    LATENCY_PARTS part."""
     latency = sums.latency_ms[rows]
     parts = {"one": np.ones_like(latency), "sum": latency, "blocks": sums.n_blocks[rows].astype(float),
              "params": sums.params_m[rows], "io": sums.io[rows]}
-    if sums.by_group_ms is not None:
-        parts["groups"] = sums.by_group_ms[rows]
+    if sums.by_part_ms is not None:
+        parts["groups"] = np.asarray(sums.by_group_ms)[rows]
+        parts["parts"] = sums.by_part_ms[rows]
     return np.column_stack([parts[c] for c in columns])
 
 
 def _terms(columns: tuple[str, ...]) -> list[str]:
-    """The design matrix's column names: `columns` with "groups" expanded to `group:<name>`."""
-    return [t for c in columns for t in ([f"group:{g}" for g in LATENCY_GROUPS] if c == "groups" else [c])]
+    """The design matrix's column names: `columns` with "groups" and "parts" expanded to `group:<name>`."""
+    expanded = {"groups": LATENCY_GROUPS, "parts": LATENCY_PARTS}
+    return [t for c in columns for t in ([f"group:{g}" for g in expanded[c]] if c in expanded else [c])]
 
 
 def _models(sums: BlockSums) -> dict[str, tuple[str, ...]]:
-    """The CORRECTION_MODELS these sums can fit (the group models need the sums by group)."""
-    return {name: cols for name, cols in CORRECTION_MODELS.items() if sums.by_group_ms is not None
-            or "groups" not in cols}
+    """The CORRECTION_MODELS these sums can fit (the group and part models need the sums by part)."""
+    return {name: cols for name, cols in CORRECTION_MODELS.items() if sums.by_part_ms is not None
+            or not {"groups", "parts"} & set(cols)}
 
 
 def _fit(columns: tuple[str, ...], sums: BlockSums, measured: np.ndarray, rows: np.ndarray) -> np.ndarray:
