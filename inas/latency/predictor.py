@@ -333,9 +333,9 @@ class _DenseTables:
         for array in (self.first, self.later, self.fusion, self.branch, self.head):
             array[..., 1] /= 1e6
         self.n_masks = 1 << NUM_LEVELS  # connection masks 0..31
-        # LATENCY_PARTS positions: fusion blocks by part; branches by part and direction (down, identity, up)
-        self.fusion_group = np.array([_PART_INDEX["transport_fusion"], _PART_INDEX["decoder_fusion"]])
-        self.branch_group = np.array([[_PART_INDEX[f"{p}_{d}"] if f"{p}_{d}" in _PART_INDEX else 0
+        # by_part columns: fusion blocks by part; branches by part and direction (down, identity, up)
+        self.fusion_column = np.array([_PART_INDEX["transport_fusion"], _PART_INDEX["decoder_fusion"]])
+        self.branch_column = np.array([[_PART_INDEX[f"{p}_{d}"] if f"{p}_{d}" in _PART_INDEX else 0
                                        for d in ("down", "identity", "up")] for p in ("transport", "decoder")])
 
     def _index_stages(self, space: SearchSpace) -> None:
@@ -375,15 +375,16 @@ class _DenseTables:
                         self.later[s, i, o, k] = get(geo.mbconv(s, False, cin, w, kernel))
 
     def _index_parts(self, space: SearchSpace, geo: SpaceGeometry) -> None:
-        """LATENCY_PARTS positions of each stage's first layer (the stem for stage 0) and of its later layers."""
+        """by_part columns (LATENCY_PARTS positions) of each stage's first layer (the stem for stage 0) and of its
+        later layers."""
         stages, image_h = space.stages, geo.stage_in_hw[0][0]
-        self.first_part = np.full(len(stages), _PART_INDEX["stem"], dtype=np.int64)
-        self.later_part = self.first_part.copy()
+        self.first_column = np.full(len(stages), _PART_INDEX["stem"], dtype=np.int64)
+        self.later_column = self.first_column.copy()
         for s in range(1, len(stages)):
             width, kernel = stages[s].widths[0], stages[s].kernels[0]
-            for first, parts, cin in ((True, self.first_part, stages[s - 1].widths[0]),
-                                      (False, self.later_part, width)):
-                parts[s] = _PART_INDEX[latency_part(geo.mbconv(s, first, cin, width, kernel), image_h)]
+            for first, columns, cin in ((True, self.first_column, stages[s - 1].widths[0]),
+                                        (False, self.later_column, width)):
+                columns[s] = _PART_INDEX[latency_part(geo.mbconv(s, first, cin, width, kernel), image_h)]
 
     def _index_levels(self, space: SearchSpace) -> None:
         """Positions of each level's channel choices (level_index[L, channels]) and of each transport/decoder level's
@@ -471,11 +472,11 @@ class _DenseTables:
         lat[stage_starts] = _take(self.first, first_s, _take(self.first_in_index, first_s, in_w[stage_starts]),
                                   out_i[stage_starts], k_i[stage_starts])
         stage_out = widths[stage_starts + depth.ravel() - 1].reshape(n, n_stages)
-        part = self.later_part[stage_of]
-        part[stage_starts] = self.first_part[first_s]
+        column = self.later_column[stage_of]  # each layer's by_part column
+        column[stage_starts] = self.first_column[first_s]
         n_parts = len(LATENCY_PARTS)
         arch_of = np.repeat(np.arange(n), layer_counts)
-        by_part = np.bincount(arch_of * n_parts + part, lat[:, 0], n * n_parts).reshape(n, n_parts)
+        by_part = np.bincount(arch_of * n_parts + column, lat[:, 0], n * n_parts).reshape(n, n_parts)
         return np.add.reduceat(lat, first_layer, axis=0), stage_out, by_part
 
     def _level_sums(self, codes: _Codes, backbone: np.ndarray, stage_out: np.ndarray,
@@ -492,15 +493,15 @@ class _DenseTables:
         head_block = np.take(self.head, ch_i[:, 0], axis=0)  # (n, 3)
         by_part[:, _PART_INDEX["head"]] += head_block[:, 0]
         fusion = _take(self.fusion, parts, levels, ch_i[:, None, :], k_i, n_in)  # (n, part, level, 3)
-        by_part[:, self.fusion_group] = fusion[..., 0].sum(axis=2)
+        by_part[:, self.fusion_column] = fusion[..., 0].sum(axis=2)
         total = backbone + fusion.sum(axis=(1, 2))
         arch_of, part, level, source = np.nonzero((masks[..., None] >> levels) & 1)
         branch = _take(self.branch, part, level, source, ch_i[arch_of, source], ch_i[arch_of, level])  # (branches, 3)
         for column in range(total.shape[1]):
             total[:, column] += np.bincount(arch_of, branch[:, column], n)
-        group = self.branch_group[part, np.sign(source - level) + 1]  # down, identity, up
+        column = self.branch_column[part, np.sign(source - level) + 1]  # down, identity, up
         n_parts = len(LATENCY_PARTS)
-        by_part += np.bincount(arch_of * n_parts + group, branch[:, 0], n * n_parts).reshape(n, -1)
+        by_part += np.bincount(arch_of * n_parts + column, branch[:, 0], n * n_parts).reshape(n, -1)
         counts = codes.layer_counts + 1 + (n_in + 1).sum(axis=(1, 2))  # layers, head, fusions and branches
         return total + head_block, counts, by_part
 

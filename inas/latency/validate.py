@@ -149,8 +149,9 @@ def _design(columns: tuple[str, ...], sums: BlockSums, rows: np.ndarray) -> np.n
     parts = {"one": np.ones_like(latency), "sum": latency, "blocks": sums.n_blocks[rows].astype(float),
              "params": sums.params_m[rows], "io": sums.io[rows]}
     if sums.by_part_ms is not None:
-        parts["groups"] = np.asarray(sums.by_group_ms)[rows]
         parts["parts"] = sums.by_part_ms[rows]
+        if "groups" in columns:  # the parts added up
+            parts["groups"] = np.asarray(sums.by_group_ms)[rows]
     return np.column_stack([parts[c] for c in columns])
 
 
