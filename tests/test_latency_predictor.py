@@ -29,7 +29,7 @@ from inas.latency.blocks import (
     LATENCY_GROUPS,
     LATENCY_PARTS,
     BlockKey,
-    latency_group,
+    group_of_part,
     latency_part,
 )
 from inas.latency.predictor import MAX_CORRECTION_BYTES, block_io_mb
@@ -265,9 +265,9 @@ def test_latency_part_is_the_stride_of_an_mbconv_input():
         "mbconv_s2", "mbconv_s4", "mbconv_s8", "mbconv_s16", "mbconv_s32"]
     assert latency_part(mbconv(64), 128) == "mbconv_s2" and latency_part(mbconv(5), 320) == "mbconv_s32"
     stem = BlockKey("stem", 3, 32, 320, 320, 160, 160, 2, 3, 1, 1)
-    assert (latency_group(stem), latency_part(stem, 320)) == ("backbone", "stem")
+    assert (group_of_part(latency_part(stem, 320)), latency_part(stem, 320)) == ("backbone", "stem")
     up = BlockKey("decoder_up", 40, 24, 20, 20, 40, 40)
-    assert latency_group(up) == latency_part(up, 320) == "decoder_up"
+    assert group_of_part(latency_part(up, 320)) == latency_part(up, 320) == "decoder_up"
 
 
 def test_fit_correction_scales_backbone_resolutions_separately(predictor, space):

@@ -223,9 +223,9 @@ def arch_blocks_geo(arch: Arch, geo: SpaceGeometry, num_classes: int = 1) -> lis
     return keys
 
 
-def latency_group(key: BlockKey) -> str:
-    """The LATENCY_GROUPS member a block's latency is summed into."""
-    return "backbone" if key.kind in ("stem", "mbconv", "head") else key.kind
+def group_of_part(part: str) -> str:
+    """The LATENCY_GROUPS member a LATENCY_PARTS part belongs to (the backbone's parts add up to "backbone")."""
+    return "backbone" if part in BACKBONE_PARTS else part
 
 
 def latency_part(key: BlockKey, image_h: int) -> str:

@@ -40,6 +40,7 @@ from inas.latency.blocks import (
     BlockKey,
     SpaceGeometry,
     arch_blocks_geo,
+    group_of_part,
     latency_part,
 )
 from inas.latency.table import check_schema, read_table, values_by_key
@@ -64,7 +65,7 @@ def candidate_correction_path(table_path: str | Path) -> Path:
 
 
 _PART_INDEX = {part: i for i, part in enumerate(LATENCY_PARTS)}
-_GROUP_OF_PART = {part: "backbone" if part in BACKBONE_PARTS else part for part in LATENCY_PARTS}
+_GROUP_OF_PART = {part: group_of_part(part) for part in LATENCY_PARTS}
 
 
 @dataclass(frozen=True)
