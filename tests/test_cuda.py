@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+import random
 
 import pytest
 import torch
@@ -136,7 +137,7 @@ def test_evaluation_on_the_gpu_matches_the_cpu(sod_root, tmp_path):
     supernet = Supernet(config.space.build(), 1, (0, 1, 2, 3, 4)).eval()
     bn_loader = bn_loader_from_config(config.data, "sod", 2, seed=0, cache=True, check=False)
     val_loader = eval_loader_from_config(config.data, "sod", batch_size=2, check=False)
-    arch = sample_uniform(supernet.space, __import__("random").Random(3))
+    arch = sample_uniform(supernet.space, random.Random(3))
     on_cpu = evaluate_arch(supernet, arch, bn_loader, val_loader, 2, "sod", metrics=["maxF", "mae"])
     on_gpu = evaluate_arch(supernet.to(CUDA), arch, bn_loader, val_loader, 2, "sod", metrics=["maxF", "mae"])
     assert on_gpu == pytest.approx(on_cpu, abs=2e-3)
