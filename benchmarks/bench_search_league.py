@@ -21,9 +21,10 @@ the noise ceiling's own archs (fitted on its first 64 evaluations, it ranks the 
    by the box between that reference and the best observed values (1 would be one point at the ideal corner).
 
 Prints Markdown tables and appends one JSON line to benchmarks/results.jsonl (unless --no-record). Every run, the
-second pass and the noise ceiling are saved under --work/league_runs/SPACE-HASH/ and reused by a later call; HASH is
-of the evaluation's identity (space, BN batches and seed, validation images, the supernet's and tables' content,
-written there as evaluation.json), so other settings or rebuilt assets never reuse another evaluation's scores.
+scores (`first-pass.json`), the second pass and the noise ceiling are saved under --work/league_runs/SPACE-HASH/ and
+reused by a later call; HASH is of the evaluation's identity (space, BN batches and seed, validation images, the
+supernet's and tables' content, written there as evaluation.json), so other settings or rebuilt assets never reuse
+another evaluation's scores.
 
     python benchmarks/bench_search_league.py [--config experiments/sod_demo.yaml] [--seeds 0 1 2 3 4]
         [--checkpoints 16 32 64 96] [--val-images 30 --bn-batches 4] [--space demo|wide] [--work runs/league]
@@ -229,6 +230,21 @@ class League:
             self.cache[arch.arch_id] = scores
         latencies = {latency_column(d): float(fn(arch)) for d, fn in self.device_fns.items()}
         return {**scores, **latencies, "latency_ms": latencies[self.columns[0]]}
+
+    def load_scores(self, path: Path) -> None:
+        """Fill the cache from `path` (written by `save_scores`; ignored when missing or not of that shape)."""
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if isinstance(doc, dict) and all(isinstance(v, dict) and isinstance(v.get(self.metric), float)
+                                         and all(isinstance(x, float) for x in v.values()) for v in doc.values()):
+            for arch_id, scores in doc.items():
+                self.cache.setdefault(str(arch_id), dict(scores))
+
+    def save_scores(self, path: Path) -> None:
+        """Write every cached score to `path` (the noise archs' first pass is in no saved run)."""
+        atomic_write_json(path, self.cache)
 
     def run(self, name: str, budget: int, seed: int) -> pd.DataFrame:
         kind, params = LEAGUE[name]
@@ -701,8 +717,10 @@ def main() -> None:
         league, settings, runs_dir, second = supernet_league(args, checkpoints)
         print("settings: " + ", ".join(f"{k} {v}" for k, v in settings.items() if k != "runs"), flush=True)
         print(f"runs saved under {runs_dir}", flush=True)
+        league.load_scores(runs_dir / "first-pass.json")
         ceiling = saved_noise_ceiling(runs_dir, args.noise_archs) or noise_ceiling(league, second, args.noise_archs)
         atomic_write_json(runs_dir / f"noise-{args.noise_archs}.json", ceiling)
+        league.save_scores(runs_dir / "first-pass.json")
         print(f"\nnoise ceiling: Kendall tau {ceiling['kendall_tau']} between two BN-recalibration subsets over "
               f"{ceiling['archs']} archs (mean |difference| {ceiling['mean_abs_diff']})", flush=True)
     frames = []
@@ -720,6 +738,8 @@ def main() -> None:
                                                   "rows": [{c: x for c, x in r.items() if not c.startswith("hv@")}
                                                            for r in v["rows"]]} for k, v in tables.items()}}
     record.update(predictor_records(frame, league, min(64, checkpoints[-1]), second, ceiling, args))
+    if runs_dir is not None:
+        league.save_scores(runs_dir / "first-pass.json")
     record["distinct_archs_scored"] = len(league.cache)
     record["seconds"] = round(time.perf_counter() - start, 1)
     print(f"\n{len(league.cache)} distinct archs scored; {record['seconds']} s")

@@ -122,3 +122,26 @@ def test_league_run_names_hash_the_resolved_settings(tmp_path, monkeypatch):
     monkeypatch.setattr(league, "LEAGUE", entries)
     hashes = {name: league.saved_run_path(tmp_path, name, 96, 0).name.rsplit("-", 1)[1] for name in entries}
     assert hashes["implicit"] == hashes["explicit"] != hashes["other"]
+
+
+def test_league_scores_round_trip_and_a_malformed_file_is_ignored(tmp_path):
+    """The league's scores (first-pass.json) load back into a fresh league's cache; a file of another shape or
+    without the metric is ignored (those archs are scored again)."""
+    import random
+
+    from benchmarks.bench_search_league import League
+    from inas.space import sample_uniform
+
+    league = League.synthetic()
+    archs = [sample_uniform(league.space, random.Random(i)) for i in range(3)]
+    scored = [league.result(a)[league.metric] for a in archs]
+    league.save_scores(tmp_path / "first-pass.json")
+    fresh = League.synthetic()
+    fresh.evaluator = None  # a cache miss would fail
+    fresh.load_scores(tmp_path / "first-pass.json")
+    assert [fresh.result(a)[fresh.metric] for a in archs] == scored
+    for text in ('{"a": {"mae": 0.1}}', '{"a": {"max_fmeasure": "x"}}', "[1]", "{"):
+        (tmp_path / "bad.json").write_text(text, encoding="utf-8")
+        other = League.synthetic()
+        other.load_scores(tmp_path / "bad.json")
+        assert other.cache == {}
