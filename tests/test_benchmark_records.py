@@ -145,3 +145,30 @@ def test_league_scores_round_trip_and_a_malformed_file_is_ignored(tmp_path):
         other = League.synthetic()
         other.load_scores(tmp_path / "bad.json")
         assert other.cache == {}
+
+
+def test_predictor_models_rank_a_synthetic_metric_and_read_one_run_per_seed(tmp_path):
+    """bench_predictor_models: the forest ranks the synthetic problem's metric out of fold well above chance; a runs
+    folder gives one run per seed (the first n rows), and a folder without runs of that entry is a clear exit."""
+    import random
+
+    import numpy as np
+    import pandas as pd
+
+    from benchmarks.bench_predictor_models import out_of_fold_tau, seed_runs
+    from benchmarks.bench_search_league import League
+    from inas.search.surrogate import ArchFeatures
+    from inas.space import sample_uniform
+
+    league = League.synthetic()
+    archs = [sample_uniform(league.space, random.Random(i)) for i in range(48)]
+    y = np.array([league.evaluator.evaluate(a)[league.metric] for a in archs])
+    assert out_of_fold_tau("forest", ArchFeatures(league.space).matrix(archs), y, shuffles=1) > 0.3
+    rows = pd.DataFrame({"arch_id": [a.arch_id for a in archs], "arch": [a.to_json() for a in archs],
+                         "max_fmeasure": y, "seed": 3})
+    rows.to_parquet(tmp_path / "seed3-predictor-48-abc.parquet")
+    rows.iloc[:40].to_parquet(tmp_path / "seed3-predictor-40-def.parquet")
+    runs = seed_runs(tmp_path, "predictor", 32)
+    assert list(runs) == [3] and len(runs[3]) == 32
+    with pytest.raises(SystemExit, match="no seed"):
+        seed_runs(tmp_path, "evolution", 32)
