@@ -23,6 +23,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_predictor_curve import METRICS  # noqa: E402
 from benchmarks.bench_search_league import read_scores  # noqa: E402
 from benchmarks.common import format_table, record_result  # noqa: E402
 from inas.search.surrogate import ArchFeatures  # noqa: E402
@@ -67,7 +68,7 @@ def _catboost(seed: int) -> Regressor:
     from catboost import CatBoostRegressor
 
     return CatBoostRegressor(iterations=500, depth=4, learning_rate=0.03, random_seed=seed, verbose=False,
-                             thread_count=1)
+                             thread_count=1, allow_writing_files=False)  # else it logs into ./catboost_info
 
 
 def _lightgbm(seed: int) -> Regressor:
@@ -112,8 +113,9 @@ def seed_runs(runs: Path, searcher: str, n: int) -> dict[int, pd.DataFrame]:
     out: dict[int, pd.DataFrame] = {}
     for path in sorted(runs.glob(f"seed*-{searcher}-*.parquet")):
         frame = pd.read_parquet(path)
-        if not {"seed", "arch", "arch_id"} <= set(frame.columns) or len(frame) < n:
-            sys.exit(f"error: {path}: expected columns seed, arch, arch_id and >= {n} rows")
+        if not {"seed", "arch", "arch_id"} <= set(frame.columns) or len(frame) < n \
+                or not any(m in frame.columns for m in METRICS):
+            sys.exit(f"error: {path}: expected columns seed, arch, arch_id, one of {list(METRICS)} and >= {n} rows")
         out.setdefault(int(frame["seed"].iloc[0]), frame.iloc[:n])
     if not out:
         sys.exit(f"error: {runs}: no seed*-{searcher}-*.parquet league runs (run benchmarks/bench_search_league.py)")
@@ -137,7 +139,7 @@ def main() -> None:
     taus: dict[str, dict[int, float]] = {m: {} for m in models}
     ceilings: dict[int, float] = {}
     for seed, frame in seed_runs(args.runs, args.searcher, args.n).items():
-        metric = next(c for c in ("max_fmeasure", "miou") if c in frame.columns)
+        metric = next(m for m in METRICS if m in frame.columns)
         x = features.matrix([arch_from_json(a, space, str(args.runs)) for a in frame["arch"]])
         y = frame[metric].to_numpy(dtype=float)
         if all(a in second for a in frame["arch_id"]):
