@@ -178,38 +178,8 @@ def test_objectives_over_every_device_and_better_than_random():
                                                                                    reference)
 
 
-def test_device_picks_take_each_devices_own_best_first_then_the_joint_front():
-    """With `device_picks`, a round's first picks are the best EHVI on each device's own 2-D front, in device
-    order; the rest of the batch by N-D EHVI with those picks in the front. Without it, N-D EHVI alone."""
-    devices = {"cpu": synthetic_latency_ms, "gpu": synthetic_latency_ms}
-    rng = np.random.default_rng(4)
-    latency = rng.uniform(1, 10, (12, 2))  # 12 evaluated archs on 2 devices
-    score = rng.uniform(0.5, 0.9, 12)
-    cand = rng.uniform(1, 10, (300, 2))
-    mean, std = rng.uniform(0.5, 0.95, 300), rng.uniform(0.0, 0.05, 300)
-    ref_latency, ref_score = np.array([11.0, 11.0]), 0.5
-
-    def own_best(d: int, exclude: list[int]) -> int:
-        rest = np.setdiff1d(np.arange(300), exclude)
-        front = non_dominated(latency[:, [d]], score)
-        return int(rest[select_batch(latency[front][:, [d]], score[front], cand[rest][:, [d]], mean[rest], std[rest],
-                                     ref_latency[[d]], ref_score, 1)[0][0]])
-
-    chosen = {}
-    for picks in (False, True):
-        searcher = build_searcher("predictor", SPACE, synthetic_latency_ms, 32, 0, device_latency_fns=devices,
-                                  batch_size=4, device_picks=picks, **FAST)
-        chosen[picks] = searcher._choose(latency, score, cand, mean, std, ref_latency, ref_score)
-    front = non_dominated(latency, score)
-    assert chosen[False] == select_batch(latency[front], score[front], cand, mean, std, ref_latency, ref_score, 4)[0]
-    first = own_best(0, [])
-    assert chosen[True][:2] == [first, own_best(1, [first])]
-    assert len(set(chosen[True])) == 4 and chosen[True] != chosen[False]
-
-
 def test_bad_parameters():
     for params, key in (({"batch_size": 0}, "batch_size"), ({"mutation_prob": 2.0}, "mutation_prob"),
-                        ({"device_picks": "yes"}, "device_picks"),
                         ({"model": "svm"}, "model"), ({"lgs_candidates": -1}, "lgs_candidates")):
         with pytest.raises(BadInputError, match=key):
             build_searcher("predictor", SPACE, synthetic_latency_ms, 10, 0, **params)

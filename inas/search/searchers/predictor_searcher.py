@@ -52,7 +52,7 @@ class PredictorSearcher(Searcher):
                  features: str = DEFAULT_FEATURES, n_estimators: int = 100, lgs_groups: int = 4,
                  mutation_prob: float = 0.05, depth_mutation_prob: float = 0.1, crossover_prob: float = 0.5,
                  lgs_candidates: int = 32, part_latency_fn: PartLatencyFn | None = None,
-                 lgs_tries_per_group: int = 20, device_picks: bool = False, **kwargs: Any) -> None:
+                 lgs_tries_per_group: int = 20, **kwargs: Any) -> None:
         super().__init__(space, latency_fn, budget, seed, **kwargs)
         for key, value in (("initial_size", initial_size), ("batch_size", batch_size), ("candidates", candidates),
                            ("lgs_groups", lgs_groups), ("lgs_tries_per_group", lgs_tries_per_group)):
@@ -70,9 +70,6 @@ class PredictorSearcher(Searcher):
         self.lgs_candidates = min(lgs_candidates, candidates)
         self.crossover_prob = float(crossover_prob)
         self.lgs_tries_per_group = lgs_tries_per_group
-        if not isinstance(device_picks, bool):
-            raise BadInputError(f"must be true or false, got {device_picks!r}", key="device_picks")
-        self.device_picks = device_picks
         self.rates = MutationRates(kernel=mutation_prob, width=mutation_prob, connection=mutation_prob,
                                    level_kernel=mutation_prob, depth=depth_mutation_prob)
         self.predictor = AccuracyPredictor(space, model=model, features=features, n_estimators=n_estimators,
@@ -177,32 +174,10 @@ class PredictorSearcher(Searcher):
         cand_latency = np.array([[float(fn(a)) for fn in self.objective_fns.values()] for a in candidates])
         ref_latency = np.maximum(self._largest_ms, latency.max(axis=0)) * 1.01
         ref_score = float(score.min())
-        chosen = self._choose(latency, score, cand_latency, mean, std, ref_latency, ref_score)
+        chosen, _ = select_batch(latency[front], score[front], cand_latency, mean, std, ref_latency, ref_score,
+                                 self.batch_size)
         self._count("candidates_scored", len(candidates))
         return [(candidates[i], float(mean[i]), float(std[i])) for i in chosen]
-
-    def _choose(self, latency: np.ndarray, score: np.ndarray, cand_latency: np.ndarray, mean: np.ndarray,
-                std: np.ndarray, ref_latency: np.ndarray, ref_score: float) -> list[int]:
-        """Indices of the round's candidates: with `device_picks` and several devices, first the best EHVI
-        candidate on each device's own 2-D front (latency on that device, metric), then the rest of the batch by
-        N-D EHVI over every device, the picks already counted in the front at their predicted means."""
-        chosen: list[int] = []
-        if self.device_picks and latency.shape[1] > 1:
-            for d in range(latency.shape[1]):
-                if len(chosen) >= self.batch_size:
-                    break
-                rest = np.setdiff1d(np.arange(len(mean)), chosen)
-                front = non_dominated(latency[:, [d]], score)
-                picked, _ = select_batch(latency[front][:, [d]], score[front], cand_latency[rest][:, [d]],
-                                         mean[rest], std[rest], ref_latency[[d]], ref_score, 1)
-                chosen += [int(rest[i]) for i in picked]
-        rest = np.setdiff1d(np.arange(len(mean)), chosen)
-        front = non_dominated(latency, score)
-        front_latency = np.vstack([latency[front], cand_latency[chosen]])
-        front_score = np.concatenate([score[front], mean[chosen]])
-        picked, _ = select_batch(front_latency, front_score, cand_latency[rest], mean[rest], std[rest], ref_latency,
-                                 ref_score, self.batch_size - len(chosen))
-        return chosen + [int(rest[i]) for i in picked]
 
     def _uniform_fallback(self) -> list[tuple[Arch, float, float]]:
         """One uniform draw when no candidate promises an improvement (None: the space looks exhausted)."""
