@@ -231,20 +231,26 @@ class League:
         latencies = {latency_column(d): float(fn(arch)) for d, fn in self.device_fns.items()}
         return {**scores, **latencies, "latency_ms": latencies[self.columns[0]]}
 
-    def load_scores(self, path: Path) -> None:
-        """Fill the cache from `path` (written by `save_scores`; ignored when missing or not of that shape)."""
+    def read_scores_file(self, path: Path) -> dict[str, dict[str, float]]:
+        """{arch id: scores} from `path` (written by `save_scores`; empty when missing or not of that shape)."""
         try:
             doc = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            return
+            return {}
         if isinstance(doc, dict) and all(isinstance(v, dict) and isinstance(v.get(self.metric), float)
                                          and all(isinstance(x, float) for x in v.values()) for v in doc.values()):
-            for arch_id, scores in doc.items():
-                self.cache.setdefault(str(arch_id), dict(scores))
+            return {str(arch_id): dict(scores) for arch_id, scores in doc.items()}
+        return {}
+
+    def load_scores(self, path: Path) -> None:
+        """Fill the cache from `path` (ignored when missing or not of that shape)."""
+        for arch_id, scores in self.read_scores_file(path).items():
+            self.cache.setdefault(arch_id, scores)
 
     def save_scores(self, path: Path) -> None:
-        """Write every cached score to `path` (the noise archs' first pass is in no saved run)."""
-        atomic_write_json(path, self.cache)
+        """Write every cached score to `path` (the noise archs' first pass is in no saved run), united with what
+        another league process on the same runs folder wrote there since this one read it."""
+        write_merged_json(path, self.cache, self.read_scores_file)
 
     def run(self, name: str, budget: int, seed: int) -> pd.DataFrame:
         kind, params = LEAGUE[name]
@@ -368,6 +374,19 @@ def read_scores(path: Path) -> dict[str, float]:
     return dict(doc) if ok else {}
 
 
+def write_merged_json(path: Path, ours: dict[str, Any], read: Callable[[Path], dict[str, Any]]) -> None:
+    """Write `ours` to `path` (atomically) after adding to it every entry `read(path)` finds there that it lacks,
+    under an exclusive lock on `path`.lock: league processes sharing one runs folder (seeds run side by side) keep
+    each other's scores instead of the last writer's alone."""
+    import fcntl
+
+    with open(path.with_name(path.name + ".lock"), "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        for key, value in read(path).items():
+            ours.setdefault(key, value)
+        atomic_write_json(path, ours)
+
+
 class SecondPass:
     """Scores of a second evaluation with the BN-recalibration subset of another seed (config seed + 1), cached by
     arch id in `path` (reused on a re-run when well-formed)."""
@@ -383,7 +402,7 @@ class SecondPass:
                 self.evaluator = make_evaluator(self.config, self.val_images, bn_seed=self.config.seed + 1)
             self.scores[arch.arch_id] = float(self.evaluator.evaluate(arch)[self.metric])
             if self.path is not None:
-                atomic_write_json(self.path, self.scores)
+                write_merged_json(self.path, self.scores, read_scores)
         return self.scores[arch.arch_id]
 
 

@@ -147,6 +147,32 @@ def test_league_scores_round_trip_and_a_malformed_file_is_ignored(tmp_path):
         assert other.cache == {}
 
 
+def test_league_processes_sharing_a_runs_folder_keep_each_others_scores(tmp_path):
+    """Two leagues (seeds run side by side) each load the scores file before the other saves: every save unites
+    with what is on disk, so neither loses the other's scores; the second pass's file likewise."""
+    import random
+
+    from benchmarks.bench_search_league import League, read_scores, write_merged_json
+    from inas.space import sample_uniform
+
+    path = tmp_path / "first-pass.json"
+    first, second = League.synthetic(), League.synthetic()
+    first.load_scores(path)
+    second.load_scores(path)  # both start from the same (missing) file
+    archs = [sample_uniform(first.space, random.Random(i)) for i in range(4)]
+    for arch in archs[:2]:
+        first.result(arch)
+    for arch in archs[2:]:
+        second.result(arch)
+    first.save_scores(path)
+    second.save_scores(path)
+    assert set(first.read_scores_file(path)) == {a.arch_id for a in archs}
+    passes = tmp_path / "second-pass.json"
+    write_merged_json(passes, {"a": 0.5}, read_scores)
+    write_merged_json(passes, {"b": 0.7}, read_scores)
+    assert read_scores(passes) == {"a": 0.5, "b": 0.7}
+
+
 def test_predictor_models_rank_a_synthetic_metric_and_read_one_run_per_seed(tmp_path):
     """bench_predictor_models: the forest ranks the synthetic problem's metric out of fold well above chance; a runs
     folder gives one run per seed (the first n rows), and a folder without runs of that entry is a clear exit."""
