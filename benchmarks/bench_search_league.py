@@ -378,10 +378,9 @@ def write_merged_json(path: Path, ours: dict[str, Any], read: Callable[[Path], d
     """Write `ours` to `path` (atomically) after adding to it every entry `read(path)` finds there that it lacks,
     under an exclusive lock on `path`.lock: league processes sharing one runs folder (seeds run side by side) keep
     each other's scores instead of the last writer's alone."""
-    import fcntl
+    from inas.latency.devices import node_lock  # an exclusive fcntl lock on the file given
 
-    with open(path.with_name(path.name + ".lock"), "a", encoding="utf-8") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with node_lock(True, path.with_name(path.name + ".lock")):
         for key, value in read(path).items():
             ours.setdefault(key, value)
         atomic_write_json(path, ours)
