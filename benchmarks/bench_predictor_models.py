@@ -26,16 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.bench_predictor_curve import METRICS  # noqa: E402
 from benchmarks.bench_search_league import read_scores  # noqa: E402
 from benchmarks.common import format_table, record_result  # noqa: E402
-from inas.search.surrogate import ArchFeatures  # noqa: E402
+from inas.search.surrogate import ArchFeatures, forest_regressor  # noqa: E402
 from inas.space import arch_from_json, inas_space  # noqa: E402
 
 Regressor = Any  # a scikit-learn style regressor: fit(x, y), predict(x)
 
 
 def _forest(seed: int) -> Regressor:
-    from sklearn.ensemble import RandomForestRegressor  # the predictor searcher's default model and settings
-
-    return RandomForestRegressor(100, max_features=1 / 3, random_state=seed, n_jobs=1)
+    return forest_regressor(100, seed)  # the predictor searcher's default model and settings
 
 
 def _extra_trees(seed: int) -> Regressor:

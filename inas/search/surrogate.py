@@ -177,11 +177,19 @@ class AccuracyPredictor:
         return PredictorQuality(tau, float(error.mean()), float(np.mean(error <= std)), folds, len(y), mean, std)
 
 
+def forest_regressor(n_estimators: int, seed: int):  # -> sklearn RandomForestRegressor (imported lazily)
+    """The "forest" model's unfitted regressor: `n_estimators` fully grown trees, a third of the features per split."""
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(n_estimators=n_estimators, min_samples_leaf=1, max_features=1 / 3,
+                                 random_state=seed, n_jobs=1)
+
+
 def _fit_members(model: str, x: np.ndarray, y: np.ndarray, n_estimators: int, n_bags: int, seed: int) -> list:
     """The fitted members of `model` (an ensemble; "gp": one process) on x (n, features), y (n,)."""
     import warnings
 
-    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+    from sklearn.ensemble import GradientBoostingRegressor
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, DotProduct, WhiteKernel
@@ -190,9 +198,7 @@ def _fit_members(model: str, x: np.ndarray, y: np.ndarray, n_estimators: int, n_
     from sklearn.preprocessing import StandardScaler
 
     if model == "forest":
-        forest = RandomForestRegressor(n_estimators=n_estimators, min_samples_leaf=1, max_features=1 / 3,
-                                       random_state=seed, n_jobs=1)
-        return list(forest.fit(x, y).estimators_)
+        return list(forest_regressor(n_estimators, seed).fit(x, y).estimators_)
     if model == "gp":
         x, y = x[-GP_MAX_SAMPLES:], y[-GP_MAX_SAMPLES:]
         kernel = ConstantKernel() * RBF(float(np.sqrt(x.shape[1]))) + DotProduct() + WhiteKernel()
