@@ -59,3 +59,19 @@ def test_bad_warm_start_folders(earlier, tmp_path):
     assert len(records) == 8 and all(r.latency_ms > 0 and r.device_ms is None for r in records)
     with pytest.raises(BadInputError, match="another task"):
         read_warm_start([first], config.space.build(), "seg", {})
+
+
+def test_a_resumed_run_keeps_its_warm_start_and_takes_a_new_folder(earlier):
+    root, first = earlier
+    config, _ = make_problem(root, searchers=PREDICTOR)
+    simulate(prepare_search(config, root / "resumed", warm_start=[first]), [])
+    again = prepare_search(config, root / "resumed", warm_start=[first])  # the same folder again: nothing new
+    assert again.resumed and again.warm_start_records == 8 and again.warm_started == {"predictor": 0}
+    other_config, _ = make_problem(root, searchers=[{"kind": "random", "budget": 8}])
+    other_config.seed = 7  # another random search: other archs
+    simulate(prepare_search(other_config, root / "other"), [])
+    other_ids = set(pd.read_parquet(root / "other" / EVALUATIONS_FILE)["arch_id"])
+    grown = prepare_search(config, root / "resumed", warm_start=[first, root / "other"])
+    prior = grown.searchers["predictor"]._prior
+    assert grown.resumed and other_ids - set(pd.read_parquet(first / EVALUATIONS_FILE)["arch_id"]) <= set(prior)
+    assert grown.warm_started["predictor"] == len(set(prior)) - 8 > 0

@@ -48,6 +48,10 @@ def main(args: argparse.Namespace) -> int:
     done = len(setup.table)
     print(f"search: {len(setup.searchers)} searchers ({', '.join(setup.searchers)}), output {setup.out_dir}"
           + (f", resuming with {done} evaluations" if setup.resumed else ""), flush=True)
+    if args.warm_start:
+        new = ", ".join(f"{name} {count}" for name, count in setup.warm_started.items())
+        print(f"warm start: {setup.warm_start_records} earlier evaluations from {len(args.warm_start)} folder(s); new "
+              f"to each searcher (not counted in its budget): {new}", flush=True)
     result = run_search(setup, address=args.address, dashboard=not args.no_dashboard)
     print(result.summary)
     print(f"wrote {result.out_dir / 'evaluations.parquet'}, {result.out_dir / 'pareto.parquet'} and "

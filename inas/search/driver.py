@@ -94,6 +94,8 @@ class SearchSetup:
     setup_seconds: float = 0.0
     save_policy: SavePolicy = field(default_factory=SavePolicy)
     evaluator: EvaluatorFactory | None = None  # replaces the workers' accuracy evaluator (no supernet): benchmarks
+    warm_started: dict[str, int] = field(default_factory=dict)  # `--warm-start`: {searcher: earlier records new to it}
+    warm_start_records: int = 0  # `--warm-start`: the distinct successful evaluations read from the folders
 
 
 def _devices(config: ExperimentConfig) -> list[str]:
@@ -152,14 +154,15 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
     resources = ResourceEvaluator(predictors, space, input_hw, config.num_classes)
     device_fns = {device: predictor.predict for device, predictor in resources.predictors.items()}
     searchers, concurrency = _build_searchers(config, space, resources, device_fns)
-    if warm_start:  # earlier evaluations (`--warm-start`); a resumed state below holds them already
-        warm_start_searchers(searchers, read_warm_start(warm_start, space, config.task, device_fns))
+    prior = read_warm_start(warm_start, space, config.task, device_fns) if warm_start else []
     supernet = load_search_supernet(supernet_path, space, config.num_classes)
     check_data(config)
     table = EvaluationTable(config.task, resources.latency_columns)
     resumed = _restore(out_dir, config, space, searchers, table, resume)
+    # after the restore: a resumed state keeps its earlier warm start, and a folder new to it still adds its records
+    warm_started = warm_start_searchers(searchers, prior) if prior else {}
     return SearchSetup(config, space, out_dir, supernet_path, supernet, resources, searchers, concurrency, table,
-                       resumed, time.perf_counter() - start)
+                       resumed, time.perf_counter() - start, warm_started=warm_started, warm_start_records=len(prior))
 
 
 def check_data(config: ExperimentConfig) -> None:
