@@ -29,11 +29,12 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_search_league import (  # noqa: E402
+from benchmarks.bench_search_league import league_document  # noqa: E402
+from benchmarks.common import record_result  # noqa: E402
+from benchmarks.league_runs import (  # noqa: E402
     LEAGUE,
     League,
     evaluation_identity,
-    league_document,
     make_evaluator,
     noise_archs,
     parse_variant,
@@ -42,7 +43,6 @@ from benchmarks.bench_search_league import (  # noqa: E402
     saved_run,
     saved_run_path,
 )
-from benchmarks.common import record_result  # noqa: E402
 from inas.config import ExperimentConfig, parse_config  # noqa: E402
 from inas.io import atomic_write_json  # noqa: E402
 from inas.search.schema import primary_metric  # noqa: E402

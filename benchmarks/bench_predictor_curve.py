@@ -23,8 +23,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.bench_search_league import read_scores  # noqa: E402
 from benchmarks.common import format_table, record_result  # noqa: E402
+from benchmarks.league_runs import read_scores  # noqa: E402
 from inas.search.predictor_quality import first_scored_rows  # noqa: E402
 from inas.search.schema import TASK_METRICS, primary_metric  # noqa: E402
 from inas.search.surrogate import AccuracyPredictor  # noqa: E402

@@ -24,8 +24,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_predictor_curve import METRICS  # noqa: E402
-from benchmarks.bench_search_league import read_scores  # noqa: E402
 from benchmarks.common import format_table, record_result  # noqa: E402
+from benchmarks.league_runs import read_scores  # noqa: E402
 from inas.search.surrogate import ArchFeatures, forest_regressor  # noqa: E402
 from inas.space import arch_from_json, inas_space  # noqa: E402
 

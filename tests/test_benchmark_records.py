@@ -64,7 +64,7 @@ def test_predictor_curve_holds_out_archs_with_a_second_pass():
 def test_league_runs_folder_changes_with_the_evaluation_and_its_assets(tmp_path):
     """A league's saved runs are reused only by a run that scores archs the same way: other BN batches, validation
     images or a supernet with other content get a folder of their own; the same settings the same folder."""
-    from benchmarks.bench_search_league import evaluation_identity, runs_folder
+    from benchmarks.league_runs import evaluation_identity, runs_folder
     from inas.config import parse_config
 
     supernet = tmp_path / "supernet.pt"
@@ -92,7 +92,7 @@ def test_eval_noise_quality_on_noiseless_scores_has_ceilings_of_one(tmp_path):
     import random
 
     from benchmarks.bench_eval_noise import quality, read_scores
-    from benchmarks.bench_search_league import League
+    from benchmarks.league_runs import League
     from inas.space import sample_uniform
 
     league = League.synthetic()
@@ -112,7 +112,7 @@ def test_league_run_names_hash_the_resolved_settings(tmp_path, monkeypatch):
     out names the same run, another value (or a changed default) another run."""
     import inspect
 
-    from benchmarks import bench_search_league as league
+    from benchmarks import league_runs as league
     from inas.search.searchers import SEARCHERS
 
     default = inspect.signature(SEARCHERS["predictor"].__init__).parameters["mutation_prob"].default
@@ -129,7 +129,7 @@ def test_league_scores_round_trip_and_a_malformed_file_is_ignored(tmp_path):
     without the metric is ignored (those archs are scored again)."""
     import random
 
-    from benchmarks.bench_search_league import League
+    from benchmarks.league_runs import League
     from inas.space import sample_uniform
 
     league = League.synthetic()
@@ -152,7 +152,7 @@ def test_league_processes_sharing_a_runs_folder_keep_each_others_scores(tmp_path
     with what is on disk, so neither loses the other's scores; the second pass's file likewise."""
     import random
 
-    from benchmarks.bench_search_league import League, read_scores, write_merged_json
+    from benchmarks.league_runs import League, read_scores, write_merged_json
     from inas.space import sample_uniform
 
     path = tmp_path / "first-pass.json"
@@ -182,7 +182,7 @@ def test_predictor_models_rank_a_synthetic_metric_and_read_one_run_per_seed(tmp_
     import pandas as pd
 
     from benchmarks.bench_predictor_models import out_of_fold_tau, seed_runs
-    from benchmarks.bench_search_league import League
+    from benchmarks.league_runs import League
     from inas.search.surrogate import ArchFeatures
     from inas.space import sample_uniform
 
