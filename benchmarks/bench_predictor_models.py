@@ -8,6 +8,7 @@ Prints a table and appends one line to benchmarks/results.jsonl.
 
     python benchmarks/bench_predictor_models.py --runs runs/league_demo/league_runs/demo-938aa2b1
         [--searcher predictor] [--n 64] [--models forest svr extra_trees catboost]
+        [--prior evolution optuna_nsga2 random --prior-n 32]   # warm-started: earlier searches' evaluations too
 """
 
 from __future__ import annotations
@@ -91,16 +92,20 @@ def available(models: list[str]) -> list[str]:
     return [m for m in models if m not in missing]
 
 
-def out_of_fold_tau(model: str, x: np.ndarray, y: np.ndarray, shuffles: int, folds: int = 5) -> float:
-    """Kendall tau of `model`'s k-fold out-of-fold predictions against y, mean over `shuffles` seeded shufflings."""
+def out_of_fold_tau(model: str, x: np.ndarray, y: np.ndarray, shuffles: int, folds: int = 5,
+                    prior: tuple[np.ndarray, np.ndarray] | None = None) -> float:
+    """Kendall tau of `model`'s k-fold out-of-fold predictions against y, mean over `shuffles` seeded shufflings.
+    `prior` (x (m, features), y (m,)): earlier evaluations added to every fold's training part (a warm start)."""
     from scipy.stats import kendalltau
     from sklearn.model_selection import KFold
 
+    prior_x, prior_y = prior if prior is not None else (x[:0], y[:0])
     taus = []
     for shuffle in range(shuffles):
         predicted = np.empty(len(y))
         for train, test in KFold(folds, shuffle=True, random_state=shuffle).split(x):
-            predicted[test] = MODELS[model](shuffle).fit(x[train], y[train]).predict(x[test])
+            fitted = MODELS[model](shuffle).fit(np.vstack([x[train], prior_x]), np.concatenate([y[train], prior_y]))
+            predicted[test] = fitted.predict(x[test])
         taus.append(float(kendalltau(predicted, y).statistic))
     return float(np.mean(taus))
 
@@ -120,6 +125,17 @@ def seed_runs(runs: Path, searcher: str, n: int) -> dict[int, pd.DataFrame]:
     return out
 
 
+def prior_evaluations(runs: Path, searchers: list[str], n: int, seed: int, ranked_ids: set[str],
+                      features: ArchFeatures, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """`--prior`: the first n evaluations of each of `searchers`' run of `seed` (earlier searches of the same
+    supernet), without the archs being ranked; (x, y)."""
+    frames = [seed_runs(runs, name, n)[seed] for name in searchers]
+    prior = pd.concat(frames).drop_duplicates("arch_id")
+    prior = prior[~prior["arch_id"].isin(ranked_ids)]
+    archs = [arch_from_json(a, features.space, str(runs)) for a in prior["arch"]]
+    return features.matrix(archs), prior[metric].to_numpy(dtype=float)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=Path, required=True, help="a league's runs folder (the league prints it)")
@@ -127,6 +143,10 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=64, help="first n evaluations of each run")
     parser.add_argument("--shuffles", type=int, default=3, help="shuffled 5-fold splits per seed")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--prior", nargs="+", default=[], metavar="SEARCHER",
+                        help="warm start: the first --prior-n evaluations of these entries' runs of the same seed join "
+                        "every training fold (not ranked)")
+    parser.add_argument("--prior-n", type=int, default=32, help="evaluations taken from each --prior entry's run")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = parser.parse_args()
     from scipy.stats import kendalltau
@@ -142,8 +162,10 @@ def main() -> None:
         y = frame[metric].to_numpy(dtype=float)
         if all(a in second for a in frame["arch_id"]):
             ceilings[seed] = float(kendalltau(y, [second[a] for a in frame["arch_id"]]).statistic)
+        prior = prior_evaluations(args.runs, args.prior, args.prior_n, seed, set(frame["arch_id"]), features,
+                                  metric) if args.prior else None
         for model in models:
-            taus[model][seed] = out_of_fold_tau(model, x, y, args.shuffles)
+            taus[model][seed] = out_of_fold_tau(model, x, y, args.shuffles, prior=prior)
         print(f"seed {seed}: " + ", ".join(f"{m} {taus[m][seed]:.3f}" for m in models), flush=True)
     seeds = sorted(next(iter(taus.values())))
     ceiling = float(np.mean(list(ceilings.values()))) if len(ceilings) == len(seeds) else None
@@ -151,12 +173,15 @@ def main() -> None:
              **({"x same-archs ceiling": f"{np.mean(list(taus[m].values())) / ceiling:.2f}"} if ceiling else {}),
              **{f"seed {s}": f"{taus[m][s]:.3f}" for s in seeds}} for m in models]
     print(f"\nKendall tau out of fold (5-fold, {args.shuffles} shuffles) on the first {args.n} evaluations of "
-          f"{args.searcher} per seed ({args.runs})" + (f"; noise ceiling of those archs {ceiling:.3f}" if ceiling
+          f"{args.searcher} per seed ({args.runs})"
+          + (f", warm-started with the first {args.prior_n} of {', '.join(args.prior)}" if args.prior else "")
+          + (f"; noise ceiling of those archs {ceiling:.3f}" if ceiling
                                                        else ""))
     print(format_table(rows, list(rows[0])))
     if not args.no_record:
         record_result("predictor_models", {
             "runs": str(args.runs), "searcher": args.searcher, "evaluations": args.n, "shuffles": args.shuffles,
+            **({"prior": args.prior, "prior_evaluations": args.prior_n} if args.prior else {}),
             "same_archs_noise_ceiling": None if ceiling is None else round(ceiling, 4),
             "kendall_tau": {m: round(float(np.mean(list(taus[m].values()))), 4) for m in models},
             "kendall_tau_per_seed": {m: {str(s): round(t, 4) for s, t in taus[m].items()} for m in models}})

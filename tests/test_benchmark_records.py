@@ -189,7 +189,13 @@ def test_predictor_models_rank_a_synthetic_metric_and_read_one_run_per_seed(tmp_
     league = League.synthetic()
     archs = [sample_uniform(league.space, random.Random(i)) for i in range(48)]
     y = np.array([league.evaluator.evaluate(a)[league.metric] for a in archs])
-    assert out_of_fold_tau("forest", ArchFeatures(league.space).matrix(archs), y, shuffles=1) > 0.3
+    x = ArchFeatures(league.space).matrix(archs)
+    assert out_of_fold_tau("forest", x, y, shuffles=1) > 0.3
+    more = [sample_uniform(league.space, random.Random(100 + i)) for i in range(192)]  # a warm start ranks better
+    scored = np.array([league.evaluator.evaluate(a)[league.metric] for a in more])
+    prior = (ArchFeatures(league.space).matrix(more), scored)
+    assert out_of_fold_tau("forest", x[:24], y[:24], shuffles=2, prior=prior) > \
+        out_of_fold_tau("forest", x[:24], y[:24], shuffles=2) + 0.05
     rows = pd.DataFrame({"arch_id": [a.arch_id for a in archs], "arch": [a.to_json() for a in archs],
                          "max_fmeasure": y, "seed": 3})
     rows.to_parquet(tmp_path / "seed3-predictor-48-abc.parquet")
