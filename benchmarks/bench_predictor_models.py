@@ -125,12 +125,14 @@ def seed_runs(runs: Path, searcher: str, n: int) -> dict[int, pd.DataFrame]:
     return out
 
 
-def prior_evaluations(runs: Path, searchers: list[str], n: int, seed: int, ranked_ids: set[str],
-                      features: ArchFeatures, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """`--prior`: the first n evaluations of each of `searchers`' run of `seed` (earlier searches of the same
-    supernet), without the archs being ranked; (x, y)."""
-    frames = [seed_runs(runs, name, n)[seed] for name in searchers]
-    prior = pd.concat(frames).drop_duplicates("arch_id")
+def prior_evaluations(prior_runs: dict[str, dict[int, pd.DataFrame]], seed: int, ranked_ids: set[str],
+                      features: ArchFeatures, metric: str, runs: Path) -> tuple[np.ndarray, np.ndarray]:
+    """`--prior`: the evaluations of each prior entry's run of `seed` (`prior_runs`: {entry: `seed_runs`}; earlier
+    searches of the same supernet), without the archs being ranked; (x, y)."""
+    missing = [name for name, by_seed in prior_runs.items() if seed not in by_seed]
+    if missing:
+        sys.exit(f"error: {runs}: no run of seed {seed} for --prior {', '.join(missing)}")
+    prior = pd.concat([by_seed[seed] for by_seed in prior_runs.values()]).drop_duplicates("arch_id")
     prior = prior[~prior["arch_id"].isin(ranked_ids)]
     archs = [arch_from_json(a, features.space, str(runs)) for a in prior["arch"]]
     return features.matrix(archs), prior[metric].to_numpy(dtype=float)
@@ -154,6 +156,7 @@ def main() -> None:
     models = available(args.models)
     space, second = inas_space(), read_scores(args.runs / "second-pass.json")
     features = ArchFeatures(space)
+    prior_runs = {name: seed_runs(args.runs, name, args.prior_n) for name in args.prior}  # read once, not per seed
     taus: dict[str, dict[int, float]] = {m: {} for m in models}
     ceilings: dict[int, float] = {}
     for seed, frame in seed_runs(args.runs, args.searcher, args.n).items():
@@ -162,8 +165,8 @@ def main() -> None:
         y = frame[metric].to_numpy(dtype=float)
         if all(a in second for a in frame["arch_id"]):
             ceilings[seed] = float(kendalltau(y, [second[a] for a in frame["arch_id"]]).statistic)
-        prior = prior_evaluations(args.runs, args.prior, args.prior_n, seed, set(frame["arch_id"]), features,
-                                  metric) if args.prior else None
+        prior = prior_evaluations(prior_runs, seed, set(frame["arch_id"]), features, metric,
+                                  args.runs) if prior_runs else None
         for model in models:
             taus[model][seed] = out_of_fold_tau(model, x, y, args.shuffles, prior=prior)
         print(f"seed {seed}: " + ", ".join(f"{m} {taus[m][seed]:.3f}" for m in models), flush=True)
@@ -175,8 +178,7 @@ def main() -> None:
     print(f"\nKendall tau out of fold (5-fold, {args.shuffles} shuffles) on the first {args.n} evaluations of "
           f"{args.searcher} per seed ({args.runs})"
           + (f", warm-started with the first {args.prior_n} of {', '.join(args.prior)}" if args.prior else "")
-          + (f"; noise ceiling of those archs {ceiling:.3f}" if ceiling
-                                                       else ""))
+          + (f"; noise ceiling of those archs {ceiling:.3f}" if ceiling else ""))
     print(format_table(rows, list(rows[0])))
     if not args.no_record:
         record_result("predictor_models", {
