@@ -204,3 +204,21 @@ def test_predictor_models_rank_a_synthetic_metric_and_read_one_run_per_seed(tmp_
     assert list(runs) == [3] and len(runs[3]) == 32
     with pytest.raises(SystemExit, match="no seed"):
         seed_runs(tmp_path, "evolution", 32)
+
+
+def test_shared_search_feeds_the_partners_in_lockstep_or_before_the_first_ask():
+    """bench_shared_search: in lockstep nothing is shared before the initial design (the same first 8 archs as the
+    plain run); a warm start of >= initial_size evaluations replaces it. Neither asks a partner's arch it was told."""
+    from benchmarks.bench_shared_search import partner_records, run_shared
+    from benchmarks.league_runs import League
+
+    league = League.synthetic()
+    partner = partner_records(league, league.run("random", 24, 5))
+    plain = league.run("predictor", 12, 0)
+    lockstep = run_shared(league, 0, 12, {"random": partner}, warm_start_n=0)
+    warm = run_shared(league, 0, 12, {"random": partner}, warm_start_n=24)
+    assert list(lockstep["arch_id"][:8]) == list(plain["arch_id"][:8])
+    assert list(lockstep["arch_id"]) != list(plain["arch_id"])  # rounds fitted on the partner's evaluations too
+    assert not set(warm["arch_id"][:8]) & set(plain["arch_id"][:8])  # no LGS initial design
+    partner_ids = {r.arch.arch_id for r in partner}
+    assert len(warm) == len(lockstep) == 12 and not set(warm["arch_id"]) & partner_ids
