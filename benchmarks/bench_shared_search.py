@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.bench_search_league import supernet_league  # noqa: E402
 from benchmarks.common import format_table, record_result  # noqa: E402
-from benchmarks.league_figures import mean_se, objectives_of  # noqa: E402
+from benchmarks.league_figures import mean_se, objectives_of, reference_box  # noqa: E402
 from benchmarks.league_runs import LEAGUE, RUN_COLUMNS, League, resolved_params, saved_run  # noqa: E402
 from inas.io import atomic_write_parquet  # noqa: E402
 from inas.search.pareto import hypervolume  # noqa: E402
@@ -62,7 +62,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads of the evaluator")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
     parser.set_defaults(space="demo", quick=False, train_iterations=None, val_images=None, bn_batches=None)
-    return parser.parse_args()
+    args = parser.parse_args()
+    if not 1 <= min(args.checkpoints) <= max(args.checkpoints) <= LEAGUE_BUDGET:
+        parser.error(f"--checkpoints: between 1 and {LEAGUE_BUDGET} (the league's saved runs), got {args.checkpoints}")
+    if args.warm_start_n < 0:
+        parser.error(f"--warm-start-n: must be >= 0, got {args.warm_start_n}")
+    return args
 
 
 def partner_records(league: League, frame: pd.DataFrame) -> list[Record]:
@@ -123,9 +128,7 @@ def front_table(runs: dict[int, dict[str, pd.DataFrame]], league: League, checkp
     every = pd.concat([f for by_name in runs.values() for f in by_name.values()], ignore_index=True)
     rows, raw = [], {}
     for view, objectives in objectives_of(league.columns, league.metric).items():
-        reference = {c: float(every[c].max()) if d == "min" else float(every[c].min()) for c, d in objectives.items()}
-        box = float(np.prod([abs(reference[c] - (every[c].min() if d == "min" else every[c].max()))
-                             for c, d in objectives.items()])) or 1.0
+        reference, box = reference_box(every, objectives)
         for t in checkpoints:
             values: dict[str, list[float]] = {k: [] for k in ("union_plain", "union_shared", "own_plain",
                                                               "own_shared")}
@@ -153,8 +156,6 @@ def main() -> None:
     start = time.perf_counter()
     checkpoints = sorted(set(args.checkpoints))
     budget = checkpoints[-1]
-    if budget > LEAGUE_BUDGET:
-        raise SystemExit(f"--checkpoints: at most {LEAGUE_BUDGET} (the league's saved runs), got {budget}")
     league, settings, runs_dir, _ = supernet_league(args, checkpoints)
     league.load_scores(runs_dir / "first-pass.json")
     print(f"runs under {runs_dir}", flush=True)

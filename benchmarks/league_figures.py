@@ -49,13 +49,19 @@ def objectives_of(columns: list[str], metric: str) -> dict[str, dict[str, str]]:
     return {"2d": {columns[0]: "min", metric: "max"}, "nd": {**{c: "min" for c in columns}, metric: "max"}}
 
 
+def reference_box(rows: pd.DataFrame, objectives: dict[str, str]) -> tuple[dict[str, float], float]:
+    """The common reference point (per objective the worst value in `rows`) and the volume of the box between it and
+    the best values (1.0 when that is empty): every hypervolume of a league is divided by it."""
+    reference = {c: float(rows[c].max()) if d == "min" else float(rows[c].min()) for c, d in objectives.items()}
+    box = float(np.prod([abs(reference[c] - (rows[c].min() if d == "min" else rows[c].max()))
+                         for c, d in objectives.items()])) or 1.0
+    return reference, box
+
+
 def hypervolumes(frame: pd.DataFrame, objectives: dict[str, str], metric: str,
                  checkpoints: list[int]) -> tuple[pd.DataFrame, float]:
     """Normalised hypervolume per (searcher, seed, checkpoint) with one common reference (see module docstring)."""
-    ok = frame[frame[metric].notna()]
-    reference = {c: float(ok[c].max()) if d == "min" else float(ok[c].min()) for c, d in objectives.items()}
-    box = float(np.prod([abs(reference[c] - (ok[c].min() if d == "min" else ok[c].max()))
-                         for c, d in objectives.items()])) or 1.0
+    reference, box = reference_box(frame[frame[metric].notna()], objectives)
     rows = []
     for (name, seed), runs in frame.groupby(["searcher", "seed"], sort=True):
         for n in checkpoints:
