@@ -42,8 +42,8 @@ from benchmarks.league_figures import mean_se, objectives_of, reference_box  # n
 from benchmarks.league_runs import LEAGUE, RUN_COLUMNS, League, resolved_params, saved_run  # noqa: E402
 from inas.io import atomic_write_parquet  # noqa: E402
 from inas.search.pareto import hypervolume  # noqa: E402
-from inas.search.schema import latency_column  # noqa: E402
 from inas.search.searchers import Record, build_searcher  # noqa: E402
+from inas.search.warm_start import device_record  # noqa: E402
 from inas.space import arch_from_json  # noqa: E402
 
 LEAGUE_BUDGET = 96  # the budget of the league's saved runs (their file names carry it)
@@ -72,13 +72,8 @@ def parse_args() -> argparse.Namespace:
 
 def partner_records(league: League, frame: pd.DataFrame) -> list[Record]:
     """A saved run's rows as searcher records, in the order they were told (metric, primary and per-device ms)."""
-    devices = list(league.device_fns)
-    records = []
-    for row in frame.to_dict("records"):
-        device_ms = {d: float(row[latency_column(d)]) for d in devices}
-        records.append(Record(arch_from_json(row["arch"], league.space), float(row[league.metric]),
-                              device_ms[devices[0]], device_ms))
-    return records
+    return [device_record(arch_from_json(row["arch"], league.space), float(row[league.metric]), row, league.device_fns)
+            for row in frame.to_dict("records")]
 
 
 def run_shared(league: League, seed: int, budget: int, partners: dict[str, list[Record]],

@@ -17,7 +17,7 @@ from inas.errors import BadInputError
 from inas.search.analysis import read_evaluations
 from inas.search.schema import EVALUATIONS_FILE, detect_task, latency_column, latency_columns, primary_metric
 from inas.search.searchers.base import LatencyFn, Record, Searcher
-from inas.space import SearchSpace, arch_from_json
+from inas.space import Arch, SearchSpace, arch_from_json
 
 
 def _value(row: Mapping, column: str) -> float | None:
@@ -45,16 +45,22 @@ def read_warm_start(folders: Sequence[str | Path], space: SearchSpace, task: str
             if score is None or str(row["arch_id"]) in records:
                 continue
             arch = arch_from_json(str(row["arch"]), space, str(path))
-            device_ms = {}
-            for device, fn in device_latency_fns.items():
-                told = _value(row, latency_column(device))
-                device_ms[device] = float(fn(arch)) if told is None else told
-            if device_ms:
-                records[arch.arch_id] = Record(arch, score, next(iter(device_ms.values())), device_ms)
+            if device_latency_fns:
+                records[arch.arch_id] = device_record(arch, score, row, device_latency_fns)
             else:  # no device functions: the row's first latency column is the primary latency
                 first = _value(row, latency_columns(frame.columns)[0])
                 records[arch.arch_id] = Record(arch, score, math.nan if first is None else first)
     return list(records.values())
+
+
+def device_record(arch: Arch, score: float, row: Mapping, device_latency_fns: Mapping[str, LatencyFn]) -> Record:
+    """The Record of an evaluated arch: each device's latency is the row's `latency_ms__<device>` when there, else the
+    device's function; the first device is the primary one (`Record.latency_ms`)."""
+    device_ms = {}
+    for device, fn in device_latency_fns.items():
+        told = _value(row, latency_column(device))
+        device_ms[device] = float(fn(arch)) if told is None else told
+    return Record(arch, score, next(iter(device_ms.values())), device_ms)
 
 
 def warm_start_searchers(searchers: Mapping[str, Searcher], records: Sequence[Record]) -> dict[str, int]:
