@@ -151,6 +151,8 @@ def parse_args() -> argparse.Namespace:
                         help="extra entry NAME=KIND:JSON (e.g. 'predictor_b2=predictor:{\"batch_size\": 2}'); "
                              "repeatable, run after --searchers")
     parser.add_argument("--noise-archs", type=int, default=30)
+    parser.add_argument("--predictor-at", type=int, default=64,
+                        help="judge the accuracy predictor after this many evaluations (at most the last checkpoint)")
     parser.add_argument("--val-images", type=int, default=None, help="first N validation images (default: all)")
     parser.add_argument("--bn-batches", type=int, default=None, help="BN-recalibration batches per arch")
     parser.add_argument("--synthetic", action="store_true",
@@ -158,7 +160,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=max(1, min(4, os.cpu_count() or 1)),
                         help="torch intra-op threads of the evaluator (default: min(4, CPUs))")
     parser.add_argument("--no-record", action="store_true", help="do not append to benchmarks/results.jsonl")
-    return parser.parse_args()
+    args = parser.parse_args()
+    if min(args.checkpoints) < 1 or args.predictor_at < 5:
+        parser.error(f"--checkpoints must be >= 1 and --predictor-at >= 5 (5-fold cross-validation), got "
+                     f"{args.checkpoints} and {args.predictor_at}")
+    return args
 
 
 def supernet_league(args: argparse.Namespace, checkpoints: list[int]) -> tuple[League, dict[str, Any], Path,
@@ -176,6 +182,7 @@ def supernet_league(args: argparse.Namespace, checkpoints: list[int]) -> tuple[L
                 "supernet": doc["search"]["supernet"], "image_size": config.data.image_size,
                 "val_images": args.val_images or "all", "bn_batches": config.search.bn_recalibration_batches,
                 "devices": list(league.device_fns), "seeds": args.seeds, "checkpoints": checkpoints,
+                "predictor_at": min(args.predictor_at, checkpoints[-1]),
                 "space_cardinality": league.space.cardinality(), "threads": args.threads}
     runs_dir = runs_folder(work, evaluation_identity(config, args.space, args.val_images))
     settings["runs"] = str(runs_dir.relative_to(REPO) if runs_dir.is_relative_to(REPO) else runs_dir)
@@ -226,7 +233,7 @@ def main() -> None:
                               "hypervolume": {k: {"objectives": v["objectives"],
                                                   "rows": [{c: x for c, x in r.items() if not c.startswith("hv@")}
                                                            for r in v["rows"]]} for k, v in tables.items()}}
-    record.update(predictor_records(frame, league, min(64, checkpoints[-1]), second, ceiling, args))
+    record.update(predictor_records(frame, league, min(args.predictor_at, checkpoints[-1]), second, ceiling, args))
     if runs_dir is not None:
         league.save_scores(runs_dir / "first-pass.json")
     record["distinct_archs_scored"] = len(league.cache)
