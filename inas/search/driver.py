@@ -36,13 +36,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError, RunFailedError
 from inas.io import atomic_write_parquet, atomic_write_text
+from inas.paths import check_output_path
 from inas.ray_session import RayConnection, init_ray
 from inas.search.evaluators import (
     EvaluationTable,
@@ -73,6 +74,11 @@ from inas.space import SearchSpace
 log = logging.getLogger(__name__)
 
 FRONT_DIR = "front"
+SUMMARY_FILE = "summary.txt"
+# what a run writes into its output folder, and of which kind each must be if it is already there
+OUTPUT_KINDS: dict[str, Literal["file", "folder"]] = {
+    EVALUATIONS_FILE: "file", STATE_FILE: "file", PARETO_FILE: "file", SUMMARY_FILE: "file", FRONT_DIR: "folder",
+    "tune": "folder"}
 ARCH_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -110,8 +116,12 @@ def _search_paths(config: ExperimentConfig, out_dir: str | Path | None, supernet
     """(output folder, supernet checkpoint, latency-table folder), absolute: the arguments, else the config's."""
     search = config.search
     out = Path(out_dir if out_dir is not None else search.out_dir).absolute()
-    if out.exists() and not out.is_dir():
-        raise BadInputError("the output folder is an existing file", path=out, key="--out")
+    check_output_path(out, "folder", key="--out")
+    for name, kind in OUTPUT_KINDS.items():  # a folder where a file goes fails now, not at the end of the run
+        check_output_path(out / name, kind)
+    if (out / FRONT_DIR).is_dir():  # every front/*.json is rewritten or removed at the end
+        for path in (out / FRONT_DIR).glob("*.json"):
+            check_output_path(path, "file")
     supernet_path = supernet_path if supernet_path is not None else search.supernet
     if supernet_path is None:
         raise BadInputError("no supernet checkpoint: set search.supernet in the config or pass --supernet",
@@ -358,7 +368,7 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     pareto = write_front(setup.out_dir, evaluations, config.task, setup.resources.primary_device)
     summary = format_summary(evaluations, pareto, config.task, setup.resources.primary_device,
                              config.search.latency_budgets_ms, scheduler.stats, time.perf_counter() - start)
-    atomic_write_text(setup.out_dir / "summary.txt", summary + "\n")
+    atomic_write_text(setup.out_dir / SUMMARY_FILE, summary + "\n")
     _raise_if_failed(setup, scheduler.stats)
     return SearchResult(setup.out_dir, evaluations, pareto, summary, scheduler.stats, time.perf_counter() - start,
                         saver.stats)
