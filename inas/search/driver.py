@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import time
@@ -213,10 +214,38 @@ def _restore(out_dir: Path, config: ExperimentConfig, space: SearchSpace, search
             try:
                 searcher.load_state_dict(state.searchers[name])
             except (BadInputError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-                raise BadInputError(f"searcher {name!r} cannot resume: {str(exc)[:300]}", path=state_path,
+                reason = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise BadInputError(f"searcher {name!r} cannot resume: {reason[:300]}", path=state_path,
                                     key=f"searchers.{name}") from None
+            _check_told_rows(name, searcher, table, evaluations_path)
     log.info("resuming the search in %s: %d evaluations so far", out_dir, len(table))
     return True
+
+
+def _check_told_rows(name: str, searcher: Searcher, table: EvaluationTable, path: Path) -> None:
+    """Every result the restored searcher `name` was told is its row of the results table, with the same metric
+    (a failure where the row has none): a state and a table that disagree (one replaced, truncated, deleted or edited
+    by hand) would resume with wrong results, e.g. an empty front. BadInputError naming the table otherwise."""
+    metric = searcher.metric
+    rows = {row["arch_id"]: row for row in table.rows if row.get("searcher") == name}
+    for record in searcher.records:
+        arch_id = record.arch.arch_id
+        row = rows.get(arch_id)
+        if row is None:
+            what = "missing" if not path.is_file() else f"holds no row of searcher {name!r} for arch {arch_id}"
+            raise BadInputError(f"{what}, but {STATE_FILE} records {len(searcher.records)} results told to it (the "
+                                "table was replaced, truncated or deleted?); restore both files or use another output "
+                                "folder", path=path)
+        value = row.get(metric)
+        value = None if value is None or math.isnan(value) else float(value)
+        if (value is None) != (record.metric is None) or (
+                value is not None and record.metric is not None and not math.isclose(value, record.metric)):
+            def shown(v: float | None) -> str:
+                return "none (a failed evaluation)" if v is None else repr(v)
+
+            raise BadInputError(f"the row of searcher {name!r} for arch {arch_id} has {metric} {shown(value)}, but "
+                                f"{STATE_FILE} records {shown(record.metric)} (one of the two was edited?); restore "
+                                "both files or use another output folder", path=path)
 
 
 def save_state(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Searcher],
