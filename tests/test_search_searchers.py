@@ -261,6 +261,28 @@ def test_build_searcher_errors():
         build_searcher("evolution", SPACE, synthetic_latency_ms, 10, crossover_prob=1.5)
 
 
+@pytest.mark.parametrize(("name", "params", "expected"), [
+    ("evolution", {"crossover_prob": "abc"}, r"crossover_prob: must be a finite number, got 'abc'"),
+    ("evolution", {"generations": 2.5}, r"generations: must be a positive integer"),
+    ("evolution", {"offspring_num": -1}, r"offspring_num: must be a positive integer, got -1"),
+    ("nevergrad", {"budgets_ms": "abc"}, r"budgets_ms: must be a non-empty list of latencies in ms"),
+    ("nevergrad", {"budgets_ms": []}, r"budgets_ms: must be a non-empty list"),
+    ("nevergrad", {"penalty": math.nan}, r"penalty: must be a finite number, got nan"),
+    ("nevergrad", {"warm_start": "no"}, r"warm_start: must be true or false, got 'no'"),
+    ("optuna", {"sampler": "tpe", "sampler_options": {"bogus": 1}}, r"sampler_options: the tpe sampler refuses"),
+    ("optuna", {"sampler_options": "x"}, r"sampler_options: must be a mapping"),
+    ("optuna", {"lgs_initial": "x"}, r"lgs_initial: must be an integer >= 0, got 'x'"),
+    ("random", {"max_tries": True}, r"max_tries: must be an integer, got True"),
+    ("random", {"max_latency_ms": "abc"}, r"max_latency_ms: must be a finite number of ms, got 'abc'"),
+    ("random", {"max_latency_ms": math.nan}, r"max_latency_ms: must be a finite number of ms, got nan"),
+])
+def test_parameters_of_the_wrong_type_are_named(name, params, expected):
+    """Values a YAML config can hold (text, NaN, a bool for a number): once a ValueError/TypeError traceback deep in
+    the searcher, or silently taken (`warm_start: "no"` as true, a NaN latency bound that refuses every arch)."""
+    with pytest.raises(BadInputError, match=expected):
+        make(name, **params)
+
+
 def tiny_space():
     """27 architectures: only stage_5's layer widths and decoder level 0's connections/kernels vary."""
     stages = {n: {"widths": [min(SPACE.stage(n).widths)], "depths": [min(SPACE.stage(n).depths)], "kernels": [3]}

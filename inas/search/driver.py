@@ -58,7 +58,7 @@ from inas.search.pareto import best_under_budget, default_reference, hypervolume
 from inas.search.progress import SearchProgress
 from inas.search.scheduler import TrialScheduler, TrialStats
 from inas.search.schema import EVALUATIONS_FILE, PARETO_FILE, latency_column, primary_metric
-from inas.search.searchers import LatencyFn, Searcher, build_searcher
+from inas.search.searchers import DRIVER_PARAMS, LatencyFn, Searcher, build_searcher, config_params
 from inas.search.state import (
     STATE_FILE,
     SavePolicy,
@@ -138,6 +138,10 @@ def _build_searchers(config: ExperimentConfig, space: SearchSpace, resources: Re
     metric = primary_metric(config.task)
     searchers: dict[str, Searcher] = {}
     for i, spec in enumerate(config.search.searchers):
+        internal = sorted(set(spec.params) & DRIVER_PARAMS)
+        if internal:  # e.g. `metric: mae` with mode max, or a `metric` no result holds: every result a failure
+            raise BadInputError(f"parameters {internal} are set by the search itself; a config sets only "
+                                f"{sorted(config_params(spec.kind))}", key=f"search.searchers[{i}].params")
         params = {"metric": metric, "mode": "max", **spec.params}
         try:
             searchers[spec.name] = build_searcher(spec.kind, space, resources.latency_ms, spec.budget,

@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, excerpt
 from inas.search.schema import latency_column
 from inas.space import Arch, SearchSpace, arch_from_dict, sample_min
 
@@ -115,8 +115,11 @@ class Searcher(ABC):
             raise BadInputError(f"must be a positive integer (number of evaluations), got {budget!r}", key="budget")
         if mode not in ("min", "max"):
             raise BadInputError(f"must be 'min' or 'max', got {mode!r}", key="mode")
-        if max_tries < 1:
-            raise BadInputError(f"must be >= 1, got {max_tries!r}", key="max_tries")
+        if not isinstance(max_tries, int) or isinstance(max_tries, bool) or max_tries < 1:
+            raise BadInputError(f"must be an integer >= 1, got {excerpt(max_tries)}", key="max_tries")
+        if max_latency_ms is not None and (not isinstance(max_latency_ms, int | float)
+                                           or isinstance(max_latency_ms, bool) or not math.isfinite(max_latency_ms)):
+            raise BadInputError(f"must be a finite number of ms, got {excerpt(max_latency_ms)}", key="max_latency_ms")
         self.space = space
         self.latency_fn = latency_fn
         self.budget = budget

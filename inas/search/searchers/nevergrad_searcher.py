@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, excerpt
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
@@ -120,6 +120,12 @@ class NevergradSearcher(Searcher):
                            ("max_tries_per_ask", max_tries_per_ask)):
             if not isinstance(value, int) or value < 1:
                 raise BadInputError(f"must be a positive integer, got {value!r}", key=key)
+        if budgets_ms is not None and (
+                isinstance(budgets_ms, str | bytes) or not isinstance(budgets_ms, Sequence) or not budgets_ms
+                or not all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
+                           for b in budgets_ms)):
+            raise BadInputError(f"must be a non-empty list of latencies in ms, got {excerpt(budgets_ms)}",
+                                key="budgets_ms")
         self.num_workers = num_workers
         self.penalty = float(penalty)
         self.penalty_offset = float(penalty_offset)
