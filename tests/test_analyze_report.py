@@ -254,6 +254,19 @@ def test_values_out_of_range_are_named(tmp_path, capsys, column, value, expected
     assert not (tmp_path / "r").exists()
 
 
+def test_an_output_path_of_the_wrong_kind_is_refused_before_writing(results, tmp_path, capsys):
+    """-o naming a file was a FileExistsError traceback; a folder where report.md goes failed after the tables."""
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    assert run_main(["analyze", str(results[0]), "-o", str(tmp_path / "a_file"), "--predictor", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a_file: --out: the output path exists and is a file, not a folder" in err[0]
+    (tmp_path / "r" / "report.md").mkdir(parents=True)
+    assert run_main(["analyze", str(results[0]), "-o", str(tmp_path / "r"), "--predictor", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "report.md: the output path exists and is a folder, not a file" in err[0]
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["report.md"]  # nothing half-written
+
+
 def test_bad_options_are_bad_input(results, tmp_path, capsys):
     out = str(tmp_path / "r")
     assert run_main(["analyze", str(results[0]), "-o", out, "--budgets", "5,abc"]) == 2
