@@ -160,6 +160,32 @@ def test_state_of_another_searcher_or_space_is_refused():
         other.load_state_dict(state)
 
 
+def _set_first_record(key, value):
+    def edit(state):
+        state["records"][0][key] = value
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda s: s.update(asked=-4), r"asked: -4 architectures asked, but 5 told and 0 in flight"),
+    (lambda s: s.update(asked=10**9), r"asked: 1000000000 architectures asked, but 5 told"),
+    (lambda s: s.update(asked=2.7), r"asked: expected an integer, got 2.7"),
+    (lambda s: s.update(records={"a": 1}), r"records: expected a JSON list"),
+    (lambda s: s.update(stats=[1]), r"stats: expected a JSON object"),
+    (lambda s: s.update(prior=5), r"prior: expected a JSON list, got 5"),
+    (_set_first_record("metric", math.inf), r"metric: record of arch \w+: expected a finite number, got inf"),
+    (_set_first_record("metric", "0.5"), r"metric: record of arch \w+: expected a finite number, got '0.5'"),
+    (_set_first_record("latency_ms", -3), r"latency_ms: record of arch \w+: expected a finite number >= 0, got -3"),
+])
+def test_a_hand_edited_state_is_refused_naming_the_key(edit, expected):
+    """A negative or too large `asked` used to resume with a wrong number of archs left to ask (2.7 was cut to 2),
+    an infinite metric or a negative latency was told to the searcher as a result."""
+    state = round_trip(run_searcher(make("random", budget=5), synthetic_result).state_dict())
+    edit(state)
+    with pytest.raises(BadInputError, match=expected):
+        make("random", budget=5).load_state_dict(state)
+
+
 def test_evolution_generations():
     searcher = make("evolution", budget=30, population_size=12, selection_num=6, lgs_groups=4)
     gen0 = [searcher.ask() for _ in range(12)]

@@ -360,8 +360,14 @@ class Searcher(ABC):
             if not isinstance(state, Mapping) or state.get(key) != value:
                 got = state.get(key) if isinstance(state, Mapping) else type(state).__name__
                 raise BadInputError(f"searcher state does not match: expected {value!r}, got {got!r}", key=key)
+        for key, kind in (("asked", int), ("in_flight", list), ("records", list), ("prior", list), ("stats", dict),
+                          ("extra", dict)):
+            value = state.get(key, []) if key == "prior" else state[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                expected = {int: "an integer", list: "a JSON list", dict: "a JSON object"}[kind]
+                raise BadInputError(f"expected {expected}, got {excerpt(value)}", key=key)
         rng_state_from_json(self._rng, state["rng"])
-        self._asked = int(state["asked"])
+        self._asked = state["asked"]
         self._in_flight = {}
         for doc in state["in_flight"]:
             arch = arch_from_dict(doc, self.space, "searcher state")
@@ -374,6 +380,9 @@ class Searcher(ABC):
         for row in state.get("prior", []):
             record = _record_from_json(row, self.space)
             self._prior[record.arch.arch_id] = record
+        if self._asked != len(self._records) + len(self._in_flight):  # every asked arch is told or in flight
+            raise BadInputError(f"{self._asked} architectures asked, but {len(self._records)} told and "
+                                f"{len(self._in_flight)} in flight", key="asked")
         self.stats = {k: int(v) for k, v in state["stats"].items()}
         self._reask = list(self._in_flight)
         self._load_extra_state(state["extra"])
@@ -386,7 +395,16 @@ def _record_to_json(record: Record) -> dict[str, Any]:
 
 def _record_from_json(row: Mapping[str, Any], space: SearchSpace) -> Record:
     arch = arch_from_dict(row["arch"], space, "searcher state")
-    metric = None if row["metric"] is None else float(row["metric"])
+    metric = None if row["metric"] is None else _number(row["metric"], "metric", arch)
     device_ms = row.get("device_ms")
-    device_ms = None if device_ms is None else {str(k): float(v) for k, v in device_ms.items()}
-    return Record(arch, metric, float(row["latency_ms"]), device_ms)
+    device_ms = None if device_ms is None else {str(k): _number(v, "device_ms", arch, 0.0)
+                                                 for k, v in device_ms.items()}
+    return Record(arch, metric, _number(row["latency_ms"], "latency_ms", arch, 0.0), device_ms)
+
+
+def _number(value: Any, key: str, arch: Arch, low: float = -math.inf) -> float:
+    """A record's finite number >= `low` (a metric, a latency); BadInputError naming the arch and the key otherwise."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < low:
+        expected = "a finite number" + ("" if low == -math.inf else f" >= {low:g}")
+        raise BadInputError(f"record of arch {arch.arch_id}: expected {expected}, got {excerpt(value)}", key=key)
+    return float(value)
