@@ -186,6 +186,23 @@ def test_a_hand_edited_state_is_refused_naming_the_key(edit, expected):
         make("random", budget=5).load_state_dict(state)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_a_flag_or_counter_of_the_wrong_type_in_a_searchers_own_state_is_refused(name):
+    """`done: "false"` was read as true (the searcher resumed finished) and a float counter was cut to an integer."""
+    searcher = make(name)
+    ask_tell(searcher, 3)
+    state = round_trip(searcher.state_dict())
+    state["extra"]["done"] = "false"
+    with pytest.raises(BadInputError, match="done: expected true or false, got 'false'"):
+        make(name).load_state_dict(state)
+    counter = {"evolution": "generation", "nevergrad": "cursor", "optuna": "study_seed", "predictor": "round"}
+    if name in counter:
+        state = round_trip(searcher.state_dict())
+        state["extra"][counter[name]] = 1.5
+        with pytest.raises(BadInputError, match=f"{counter[name]}: expected an integer >= 0, got 1.5"):
+            make(name).load_state_dict(state)
+
+
 def test_evolution_generations():
     searcher = make("evolution", budget=30, population_size=12, selection_num=6, lgs_groups=4)
     gen0 = [searcher.ask() for _ in range(12)]

@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from inas.errors import BadInputError, excerpt
-from inas.search.searchers.base import LatencyFn, Searcher
+from inas.search.searchers.base import LatencyFn, Searcher, state_bool, state_int
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.search.searchers.selection import select_pareto_frontier
 from inas.space import Arch, MutationRates, SearchSpace, arch_from_dict, crossover, mutate
@@ -175,8 +175,8 @@ class EvolutionSearcher(Searcher):
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self.generation = int(state["generation"])
-        self._done = bool(state["done"])
+        self.generation = state_int(state, "generation")
+        self._done = state_bool(state, "done")
         self._queue = [{"arch": arch_from_dict(item["arch"], self.space, "searcher state")} if "arch" in item
                        else {"group": int(item["group"])} for item in state["queue"]]
         self._tags = {k: (int(v[0]), int(v[1])) for k, v in state["tags"].items()}

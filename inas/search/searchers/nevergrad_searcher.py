@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 
 from inas.errors import BadInputError, excerpt
-from inas.search.searchers.base import LatencyFn, Record, Searcher
+from inas.search.searchers.base import LatencyFn, Record, Searcher, state_bool, state_int
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
 
@@ -305,8 +305,8 @@ class NevergradSearcher(Searcher):
         self._waiting = {k: [[int(e[0]), None if e[1] is None else int(e[1])] for e in v]
                          for k, v in state["waiting"].items()}
         self._origin = {k: int(v) for k, v in state["origin"].items()}
-        self._cursor = int(state["cursor"])
-        self._done = bool(state["done"])
+        self._cursor = state_int(state, "cursor")
+        self._done = state_bool(state, "done")
         self._instances = []
         for k, (b, doc) in enumerate(zip(self.budgets_ms, state["instances"], strict=True)):
             self._instances.append(self._replay(k, b, doc))

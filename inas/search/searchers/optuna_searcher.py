@@ -39,7 +39,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inas.errors import BadInputError, clip, excerpt
-from inas.search.searchers.base import LatencyFn, Record, Searcher
+from inas.search.searchers.base import LatencyFn, Record, Searcher, state_bool, state_int
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_uniform
 
@@ -276,8 +276,8 @@ class OptunaSearcher(Searcher):
             raise BadInputError(f"searcher state was written for sampler {state['sampler']!r} over devices "
                                 f"{state['devices']}; this searcher has {self.sampler_name!r} over {self.devices}",
                                 key="sampler")
-        self._study_seed = int(state["study_seed"])
-        self._done = bool(state["done"])
+        self._study_seed = state_int(state, "study_seed")
+        self._done = state_bool(state, "done")
         waiting = {k: [int(n) for n in v] for k, v in state["waiting"].items()}
         if not self._replay(state["events"], waiting):
             self._rebuild(waiting)
