@@ -116,6 +116,23 @@ def test_resume_gives_the_same_asks(name):
 
 
 @pytest.mark.parametrize("name", ["evolution", "random", "nevergrad", "optuna", "predictor"])
+def test_a_resumed_searcher_resumes_again(name):
+    """Resumed twice (a search continued with a larger budget, then again): nevergrad's replay dropped the asks from
+    its log, so the second resume failed with a bare KeyError 0 on its own state."""
+    full = ask_tell(make(name), 30)
+    first = make(name)
+    ids = ask_tell(first, 10)
+    second = make(name)
+    second.load_state_dict(round_trip(first.state_dict()))
+    ids += ask_tell(second, 10)
+    third = make(name)
+    third.load_state_dict(round_trip(second.state_dict()))
+    ids += ask_tell(third, 10)
+    assert ids == full
+    assert third.stats.get("replay_mismatches", 0) == 0
+
+
+@pytest.mark.parametrize("name", ["evolution", "random", "nevergrad", "optuna", "predictor"])
 def test_resume_reasks_archs_that_were_in_flight(name):
     def run(interrupt: bool):
         searcher = make(name)

@@ -319,6 +319,7 @@ class NevergradSearcher(Searcher):
                 arch_id = self.encoding.decode_repair(cand.value).arch_id
                 if arch_id != event[1]:
                     return self._rebuild(k, budget_ms, doc)
+                inst.events.append(["a", arch_id])  # kept in the log: the next save is replayed the same way
             elif event[0] == "t":
                 inst.tell(int(event[1]), float(event[2]))
             else:
