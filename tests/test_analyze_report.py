@@ -235,6 +235,38 @@ def test_missing_columns_are_named(tmp_path, capsys):
         read_evaluations(write_result(tmp_path / "no_metric", no_metric))
 
 
+@pytest.mark.parametrize(("column", "value", "expected"), [
+    ("latency_ms__gpu", -2.0, r"latency_ms__gpu: expected a finite number >= 0 or missing in every row, got -2.0"),
+    ("max_fmeasure", 1.5, r"max_fmeasure: expected a number in \[0, 1\] or missing in every row, got 1.5 in row 3"),
+    ("mae", -0.1, r"mae: expected a number in \[0, 1\]"),
+    ("macs_g", -1.0, r"macs_g: expected a finite number >= 0"),
+])
+def test_values_out_of_range_are_named(tmp_path, capsys, column, value, expected):
+    """A negative latency or a metric outside [0, 1] would win the front and skew the hypervolume silently."""
+    frame = make_evaluations("random", 5, seed=4)
+    frame.loc[3, column] = value
+    folder = write_result(tmp_path / "edited_run", frame)
+    with pytest.raises(BadInputError, match=expected):
+        read_evaluations(folder)
+    assert run_main(["analyze", str(folder), "-o", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "edited_run" in err and column in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_an_output_path_of_the_wrong_kind_is_refused_before_writing(results, tmp_path, capsys):
+    """-o naming a file was a FileExistsError traceback; a folder where report.md goes failed after the tables."""
+    (tmp_path / "a_file").write_text("x", encoding="utf-8")
+    assert run_main(["analyze", str(results[0]), "-o", str(tmp_path / "a_file"), "--predictor", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "a_file: --out: the output path exists and is a file, not a folder" in err[0]
+    (tmp_path / "r" / "report.md").mkdir(parents=True)
+    assert run_main(["analyze", str(results[0]), "-o", str(tmp_path / "r"), "--predictor", "none"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "report.md: the output path exists and is a folder, not a file" in err[0]
+    assert [p.name for p in (tmp_path / "r").iterdir()] == ["report.md"]  # nothing half-written
+
+
 def test_bad_options_are_bad_input(results, tmp_path, capsys):
     out = str(tmp_path / "r")
     assert run_main(["analyze", str(results[0]), "-o", out, "--budgets", "5,abc"]) == 2

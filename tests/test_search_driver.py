@@ -104,6 +104,11 @@ def test_bad_inputs_fail_before_ray(problem_root, tmp_path):
         make_problem(problem_root, searchers=[{"kind": "annealing"}])
     with pytest.raises(BadInputError, match="nothing to resume"):
         prepare_search(config, tmp_path / "out", resume=True)
+    for internal in ("metric", "mode", "constraints", "device_latency_fns"):  # set by the driver, not the config
+        bad_param, _ = make_problem(problem_root, searchers=[{"kind": "random", "params": {internal: "x"}}])
+        with pytest.raises(BadInputError, match=rf"search.searchers\[0\].params: parameters \['{internal}'\] are set "
+                           "by the search itself; a config sets only .'ends_first', 'max_latency_ms', 'max_tries'.$"):
+            prepare_search(bad_param, tmp_path / "out")
     assert not ray.is_initialized()
 
 

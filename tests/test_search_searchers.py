@@ -116,6 +116,23 @@ def test_resume_gives_the_same_asks(name):
 
 
 @pytest.mark.parametrize("name", ["evolution", "random", "nevergrad", "optuna", "predictor"])
+def test_a_resumed_searcher_resumes_again(name):
+    """Resumed twice (a search continued with a larger budget, then again): nevergrad's replay dropped the asks from
+    its log, so the second resume failed with a bare KeyError 0 on its own state."""
+    full = ask_tell(make(name), 30)
+    first = make(name)
+    ids = ask_tell(first, 10)
+    second = make(name)
+    second.load_state_dict(round_trip(first.state_dict()))
+    ids += ask_tell(second, 10)
+    third = make(name)
+    third.load_state_dict(round_trip(second.state_dict()))
+    ids += ask_tell(third, 10)
+    assert ids == full
+    assert third.stats.get("replay_mismatches", 0) == 0
+
+
+@pytest.mark.parametrize("name", ["evolution", "random", "nevergrad", "optuna", "predictor"])
 def test_resume_reasks_archs_that_were_in_flight(name):
     def run(interrupt: bool):
         searcher = make(name)
@@ -158,6 +175,49 @@ def test_state_of_another_searcher_or_space_is_refused():
     other = build_searcher("random", narrowed, synthetic_latency_ms, 5)
     with pytest.raises(BadInputError, match="space"):
         other.load_state_dict(state)
+
+
+def _set_first_record(key, value):
+    def edit(state):
+        state["records"][0][key] = value
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda s: s.update(asked=-4), r"asked: -4 architectures asked, but 5 told and 0 in flight"),
+    (lambda s: s.update(asked=10**9), r"asked: 1000000000 architectures asked, but 5 told"),
+    (lambda s: s.update(asked=2.7), r"asked: expected an integer, got 2.7"),
+    (lambda s: s.update(records={"a": 1}), r"records: expected a JSON list"),
+    (lambda s: s.update(stats=[1]), r"stats: expected a JSON object"),
+    (lambda s: s.update(prior=5), r"prior: expected a JSON list, got 5"),
+    (_set_first_record("metric", math.inf), r"metric: record of arch \w+: expected a finite number, got inf"),
+    (_set_first_record("metric", "0.5"), r"metric: record of arch \w+: expected a finite number, got '0.5'"),
+    (_set_first_record("latency_ms", -3), r"latency_ms: record of arch \w+: expected a finite number >= 0, got -3"),
+])
+def test_a_hand_edited_state_is_refused_naming_the_key(edit, expected):
+    """A negative or too large `asked` used to resume with a wrong number of archs left to ask (2.7 was cut to 2),
+    an infinite metric or a negative latency was told to the searcher as a result."""
+    state = round_trip(run_searcher(make("random", budget=5), synthetic_result).state_dict())
+    edit(state)
+    with pytest.raises(BadInputError, match=expected):
+        make("random", budget=5).load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_flag_or_counter_of_the_wrong_type_in_a_searchers_own_state_is_refused(name):
+    """`done: "false"` was read as true (the searcher resumed finished) and a float counter was cut to an integer."""
+    searcher = make(name)
+    ask_tell(searcher, 3)
+    state = round_trip(searcher.state_dict())
+    state["extra"]["done"] = "false"
+    with pytest.raises(BadInputError, match="done: expected true or false, got 'false'"):
+        make(name).load_state_dict(state)
+    counter = {"evolution": "generation", "nevergrad": "cursor", "optuna": "study_seed", "predictor": "round"}
+    if name in counter:
+        state = round_trip(searcher.state_dict())
+        state["extra"][counter[name]] = 1.5
+        with pytest.raises(BadInputError, match=f"{counter[name]}: expected an integer >= 0, got 1.5"):
+            make(name).load_state_dict(state)
 
 
 def test_evolution_generations():
@@ -259,6 +319,28 @@ def test_build_searcher_errors():
         build_searcher("random", SPACE, synthetic_latency_ms, 0)
     with pytest.raises(BadInputError, match="crossover_prob"):
         build_searcher("evolution", SPACE, synthetic_latency_ms, 10, crossover_prob=1.5)
+
+
+@pytest.mark.parametrize(("name", "params", "expected"), [
+    ("evolution", {"crossover_prob": "abc"}, r"crossover_prob: must be a finite number, got 'abc'"),
+    ("evolution", {"generations": 2.5}, r"generations: must be a positive integer"),
+    ("evolution", {"offspring_num": -1}, r"offspring_num: must be a positive integer, got -1"),
+    ("nevergrad", {"budgets_ms": "abc"}, r"budgets_ms: must be a non-empty list of latencies in ms"),
+    ("nevergrad", {"budgets_ms": []}, r"budgets_ms: must be a non-empty list"),
+    ("nevergrad", {"penalty": math.nan}, r"penalty: must be a finite number, got nan"),
+    ("nevergrad", {"warm_start": "no"}, r"warm_start: must be true or false, got 'no'"),
+    ("optuna", {"sampler": "tpe", "sampler_options": {"bogus": 1}}, r"sampler_options: the tpe sampler refuses"),
+    ("optuna", {"sampler_options": "x"}, r"sampler_options: must be a mapping"),
+    ("optuna", {"lgs_initial": "x"}, r"lgs_initial: must be an integer >= 0, got 'x'"),
+    ("random", {"max_tries": True}, r"max_tries: must be an integer, got True"),
+    ("random", {"max_latency_ms": "abc"}, r"max_latency_ms: must be a finite number of ms, got 'abc'"),
+    ("random", {"max_latency_ms": math.nan}, r"max_latency_ms: must be a finite number of ms, got nan"),
+])
+def test_parameters_of_the_wrong_type_are_named(name, params, expected):
+    """Values a YAML config can hold (text, NaN, a bool for a number): once a ValueError/TypeError traceback deep in
+    the searcher, or silently taken (`warm_start: "no"` as true, a NaN latency bound that refuses every arch)."""
+    with pytest.raises(BadInputError, match=expected):
+        make(name, **params)
 
 
 def tiny_space():

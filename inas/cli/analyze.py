@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from inas.cli.common import add_out_argument
+from inas.paths import check_output_path
 from inas.search.analysis import (
     OVERALL,
     Analysis,
@@ -91,6 +92,7 @@ def joint_summary_lines(analysis: Analysis) -> list[str]:
 
 
 def main(args: argparse.Namespace) -> int:
+    check_output_path(args.out, "folder", key="--out")
     budgets = parse_budgets(args.budgets) if args.budgets else None
     devices = parse_devices(args.devices) if args.devices else None
     validation = read_validation(args.validation) if args.validation else None

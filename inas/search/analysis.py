@@ -40,6 +40,7 @@ from inas.search.schema import (
     REQUIRED_COLUMNS,
     SEARCHER_BUDGET_TAG,
     TASK_METRICS,
+    check_values,
     detect_task,
     device_of,
     extra_metrics,
@@ -91,6 +92,7 @@ def _check_columns(frame: pd.DataFrame, path: Path) -> str:
             raise BadInputError(f"column must be numeric, got dtype {frame[column].dtype}", path=path, key=column)
         if np.isinf(frame[column].to_numpy(dtype=float, na_value=np.nan)).any():
             raise BadInputError("column holds infinite values", path=path, key=column)
+    check_values(frame, path, task, latency_columns(frame))
     return task
 
 

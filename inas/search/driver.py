@@ -30,19 +30,21 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
 from inas.config import ExperimentConfig
 from inas.errors import BadInputError, RunFailedError
 from inas.io import atomic_write_parquet, atomic_write_text
+from inas.paths import check_output_path
 from inas.ray_session import RayConnection, init_ray
 from inas.search.evaluators import (
     EvaluationTable,
@@ -56,7 +58,7 @@ from inas.search.pareto import best_under_budget, default_reference, hypervolume
 from inas.search.progress import SearchProgress
 from inas.search.scheduler import TrialScheduler, TrialStats
 from inas.search.schema import EVALUATIONS_FILE, PARETO_FILE, latency_column, primary_metric
-from inas.search.searchers import LatencyFn, Searcher, build_searcher
+from inas.search.searchers import DRIVER_PARAMS, LatencyFn, Searcher, build_searcher, config_params
 from inas.search.state import (
     STATE_FILE,
     SavePolicy,
@@ -73,6 +75,11 @@ from inas.space import SearchSpace
 log = logging.getLogger(__name__)
 
 FRONT_DIR = "front"
+SUMMARY_FILE = "summary.txt"
+# what a run writes into its output folder, and of which kind each must be if it is already there
+OUTPUT_KINDS: dict[str, Literal["file", "folder"]] = {
+    EVALUATIONS_FILE: "file", STATE_FILE: "file", PARETO_FILE: "file", SUMMARY_FILE: "file", FRONT_DIR: "folder",
+    "tune": "folder"}
 ARCH_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -110,8 +117,12 @@ def _search_paths(config: ExperimentConfig, out_dir: str | Path | None, supernet
     """(output folder, supernet checkpoint, latency-table folder), absolute: the arguments, else the config's."""
     search = config.search
     out = Path(out_dir if out_dir is not None else search.out_dir).absolute()
-    if out.exists() and not out.is_dir():
-        raise BadInputError("the output folder is an existing file", path=out, key="--out")
+    check_output_path(out, "folder", key="--out")
+    for name, kind in OUTPUT_KINDS.items():  # a folder where a file goes fails now, not at the end of the run
+        check_output_path(out / name, kind)
+    if (out / FRONT_DIR).is_dir():  # every front/*.json is rewritten or removed at the end
+        for path in (out / FRONT_DIR).glob("*.json"):
+            check_output_path(path, "file")
     supernet_path = supernet_path if supernet_path is not None else search.supernet
     if supernet_path is None:
         raise BadInputError("no supernet checkpoint: set search.supernet in the config or pass --supernet",
@@ -127,6 +138,10 @@ def _build_searchers(config: ExperimentConfig, space: SearchSpace, resources: Re
     metric = primary_metric(config.task)
     searchers: dict[str, Searcher] = {}
     for i, spec in enumerate(config.search.searchers):
+        internal = sorted(set(spec.params) & DRIVER_PARAMS)
+        if internal:  # e.g. `metric: mae` with mode max, or a `metric` no result holds: every result a failure
+            raise BadInputError(f"parameters {internal} are set by the search itself; a config sets only "
+                                f"{sorted(config_params(spec.kind))}", key=f"search.searchers[{i}].params")
         params = {"metric": metric, "mode": "max", **spec.params}
         try:
             searchers[spec.name] = build_searcher(spec.kind, space, resources.latency_ms, spec.budget,
@@ -203,10 +218,38 @@ def _restore(out_dir: Path, config: ExperimentConfig, space: SearchSpace, search
             try:
                 searcher.load_state_dict(state.searchers[name])
             except (BadInputError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-                raise BadInputError(f"searcher {name!r} cannot resume: {str(exc)[:300]}", path=state_path,
+                reason = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise BadInputError(f"searcher {name!r} cannot resume: {reason[:300]}", path=state_path,
                                     key=f"searchers.{name}") from None
+            _check_told_rows(name, searcher, table, evaluations_path)
     log.info("resuming the search in %s: %d evaluations so far", out_dir, len(table))
     return True
+
+
+def _check_told_rows(name: str, searcher: Searcher, table: EvaluationTable, path: Path) -> None:
+    """Every result the restored searcher `name` was told is its row of the results table, with the same metric
+    (a failure where the row has none): a state and a table that disagree (one replaced, truncated, deleted or edited
+    by hand) would resume with wrong results, e.g. an empty front. BadInputError naming the table otherwise."""
+    metric = searcher.metric
+    rows = {row["arch_id"]: row for row in table.rows if row.get("searcher") == name}
+    for record in searcher.records:
+        arch_id = record.arch.arch_id
+        row = rows.get(arch_id)
+        if row is None:
+            what = "missing" if not path.is_file() else f"holds no row of searcher {name!r} for arch {arch_id}"
+            raise BadInputError(f"{what}, but {STATE_FILE} records {len(searcher.records)} results told to it (the "
+                                "table was replaced, truncated or deleted?); restore both files or use another output "
+                                "folder", path=path)
+        value = row.get(metric)
+        value = None if value is None or math.isnan(value) else float(value)
+        if (value is None) != (record.metric is None) or (
+                value is not None and record.metric is not None and not math.isclose(value, record.metric)):
+            def shown(v: float | None) -> str:
+                return "none (a failed evaluation)" if v is None else repr(v)
+
+            raise BadInputError(f"the row of searcher {name!r} for arch {arch_id} has {metric} {shown(value)}, but "
+                                f"{STATE_FILE} records {shown(record.metric)} (one of the two was edited?); restore "
+                                "both files or use another output folder", path=path)
 
 
 def save_state(out_dir: Path, config: ExperimentConfig, searchers: Mapping[str, Searcher],
@@ -358,7 +401,7 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     pareto = write_front(setup.out_dir, evaluations, config.task, setup.resources.primary_device)
     summary = format_summary(evaluations, pareto, config.task, setup.resources.primary_device,
                              config.search.latency_budgets_ms, scheduler.stats, time.perf_counter() - start)
-    atomic_write_text(setup.out_dir / "summary.txt", summary + "\n")
+    atomic_write_text(setup.out_dir / SUMMARY_FILE, summary + "\n")
     _raise_if_failed(setup, scheduler.stats)
     return SearchResult(setup.out_dir, evaluations, pareto, summary, scheduler.stats, time.perf_counter() - start,
                         saver.stats)

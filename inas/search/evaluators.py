@@ -38,6 +38,7 @@ from inas.search.schema import (  # noqa: F401 - LATENCY_PREFIX re-exported for 
     RESOURCE_COLUMNS,
     TAIL_COLUMNS,
     TASK_METRICS,
+    check_values,
     latency_column,
     primary_metric,
 )
@@ -324,6 +325,10 @@ class EvaluationTable:
         if missing:
             raise BadInputError(f"not a search results table of this config (missing columns {missing}); use another "
                                 "output folder", path=path)
+        check_values(frame, path, task, table.latency_columns, complete=True)
+        if not pd.api.types.is_bool_dtype(frame["cached"]):
+            raise BadInputError(f"column must be true/false, got dtype {frame['cached'].dtype}", path=path,
+                                key="cached")
         for i, row in enumerate(frame.to_dict(orient="records")):
             row = {k: _plain(v) for k, v in row.items()}
             if space is not None:

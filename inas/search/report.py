@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from inas.io import atomic_write_parquet, atomic_write_text
+from inas.paths import check_output_path
 from inas.search.analysis import OVERALL, Analysis, front_size_text, latency_columns
 from inas.search.plots import (
     plot_accuracy_vs_latency,
@@ -228,10 +229,15 @@ def lut_section(analysis: Analysis, has_lut_plot: bool) -> list[str]:
 
 def write_report(analysis: Analysis, out_dir: str | Path, sources: list[str]) -> list[Path]:
     """Write every table (Parquet + CSV), the plots and report.md into `out_dir`; returns the written paths."""
-    out = Path(out_dir)
+    out = check_output_path(out_dir, "folder", key="--out")
+    tables = table_tables(analysis)
+    targets = [out / f"{name}.{ext}" for name in tables for ext in ("parquet", "csv")]
+    for path in (*targets, out / ACCURACY_PLOT, out / HYPERVOLUME_PLOT, out / LUT_PLOT, out / PREDICTOR_PLOT,
+                 out / REPORT_FILE):
+        check_output_path(path, "file")  # before the first write: no half-written report
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
-    for name, frame in table_tables(analysis).items():
+    for name, frame in tables.items():
         atomic_write_parquet(out / f"{name}.parquet", frame)
         atomic_write_text(out / f"{name}.csv", frame.to_csv(index=False))
         written += [out / f"{name}.parquet", out / f"{name}.csv"]

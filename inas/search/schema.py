@@ -11,6 +11,13 @@ maximise), one `latency_ms__<device>` column per device, RESOURCE_COLUMNS, TAIL_
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from inas.errors import BadInputError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 EVALUATIONS_FILE = "evaluations.parquet"
 PARETO_FILE = "pareto.parquet"
@@ -63,3 +70,31 @@ def detect_task(columns: Sequence[str]) -> str | None:
         if metrics[0] in columns:
             return task
     return None
+
+
+def check_values(frame: pd.DataFrame, path: str | Path, task: str, latency_cols: Sequence[str], *,
+                 complete: bool = False) -> None:
+    """BadInputError naming `path`, the column and its first bad row unless every task metric is a number in [0, 1]
+    or missing (a failed evaluation), and every latency (ms), `params_m`, `macs_g` and `eval_seconds` is a finite
+    number >= 0 or missing; `complete` (a run's own table read back): latencies, `params_m` and `macs_g` present in
+    every row (the driver computes them for every arch)."""
+    import numpy as np
+    import pandas as pd
+
+    ranges = {**{c: (0.0, 1.0, False) for c in TASK_METRICS[task]},
+              **{c: (0.0, np.inf, complete) for c in (*latency_cols, *RESOURCE_COLUMNS)},
+              "eval_seconds": (0.0, np.inf, False)}
+    for column, (low, high, required) in ranges.items():
+        if column not in frame.columns:
+            continue
+        series = frame[column]
+        if not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            raise BadInputError(f"column must be numeric, got dtype {series.dtype}", path=path, key=column)
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        missing = np.isnan(values)
+        bad = (missing & required) | (~missing & ~((values >= low) & (values <= high) & np.isfinite(values)))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            expected = "a number in [0, 1]" if high == 1.0 else "a finite number >= 0"
+            raise BadInputError(f"expected {expected}{'' if required else ' or missing'} in every row, got "
+                                f"{float(values[row])!r} in row {row}", path=path, key=column)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, excerpt
 from inas.search.searchers.base import (
     Constraint,
     InfeasibleConstraintError,
@@ -43,6 +44,15 @@ def _keyword_parameters(name: str) -> dict[str, inspect.Parameter]:
     return params
 
 
+# keyword parameters the search driver sets (or that take callables): never from a config's `params`
+DRIVER_PARAMS = frozenset({"metric", "mode", "latency_key", "constraints", "device_latency_fns", "part_latency_fn"})
+
+
+def config_params(name: str) -> list[str]:
+    """The parameters a config's `search.searchers[].params` may set for searcher `name`."""
+    return [p for p in searcher_params(name) if p not in DRIVER_PARAMS]
+
+
 def searcher_params(name: str) -> list[str]:
     """Keyword parameters `build_searcher` accepts for searcher `name` (its own and the common ones)."""
     return list(_keyword_parameters(name))
@@ -69,7 +79,30 @@ def build_searcher(name: str, space: SearchSpace, latency_fn: LatencyFn, budget:
     if unknown:
         raise BadInputError(f"unknown parameters {unknown} for searcher {name!r}; allowed: {sorted(allowed)}",
                             key="searcher")
+    _check_param_types(name, params)
     return SEARCHERS[name](space, latency_fn, budget, seed, constraints=constraints, **params)
+
+
+def _check_param_types(name: str, params: Mapping[str, Any]) -> None:
+    """BadInputError naming the parameter unless each value whose default is a plain value has that value's type (an
+    integer for an int, a finite number for a float, true/false for a bool, text for a str): a config's `"abc"`
+    for a probability or `"no"` for a flag would otherwise fail deep inside the searcher, or be taken as true."""
+    defaults = searcher_defaults(name)
+    for key, value in params.items():
+        default = defaults.get(key)
+        if default is None:
+            continue
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif isinstance(default, float):
+            ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+            expected = "a finite number"
+        else:
+            ok, expected = isinstance(value, str), "a string"
+        if not ok:
+            raise BadInputError(f"must be {expected}, got {excerpt(value)}", key=key)
 
 
 def scaled_searcher(kind: str, budget: int, params: Mapping[str, Any], scale: float) -> tuple[int, dict[str, Any]]:
@@ -98,8 +131,8 @@ def run_searcher(searcher: Searcher, evaluate: Callable[[Any], dict[str, Any]]) 
 
 
 __all__ = [
-    "Constraint", "EvolutionSearcher", "InfeasibleConstraintError", "LatencyFn", "LatencyGroupSampler",
-    "NevergradSearcher", "OptunaSearcher", "PredictorSearcher", "RandomSearcher", "Record", "SEARCHERS", "Searcher",
-    "UpperBound", "build_searcher", "pareto_front_2d", "run_searcher", "scaled_searcher", "searcher_defaults",
-    "searcher_params", "select_pareto_frontier",
+    "DRIVER_PARAMS", "Constraint", "EvolutionSearcher", "InfeasibleConstraintError", "LatencyFn",
+    "LatencyGroupSampler", "NevergradSearcher", "OptunaSearcher", "PredictorSearcher", "RandomSearcher", "Record",
+    "SEARCHERS", "Searcher", "UpperBound", "build_searcher", "config_params", "pareto_front_2d", "run_searcher",
+    "scaled_searcher", "searcher_defaults", "searcher_params", "select_pareto_frontier",
 ]

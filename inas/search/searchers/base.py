@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, excerpt
 from inas.search.schema import latency_column
 from inas.space import Arch, SearchSpace, arch_from_dict, sample_min
 
@@ -115,8 +115,11 @@ class Searcher(ABC):
             raise BadInputError(f"must be a positive integer (number of evaluations), got {budget!r}", key="budget")
         if mode not in ("min", "max"):
             raise BadInputError(f"must be 'min' or 'max', got {mode!r}", key="mode")
-        if max_tries < 1:
-            raise BadInputError(f"must be >= 1, got {max_tries!r}", key="max_tries")
+        if not isinstance(max_tries, int) or isinstance(max_tries, bool) or max_tries < 1:
+            raise BadInputError(f"must be an integer >= 1, got {excerpt(max_tries)}", key="max_tries")
+        if max_latency_ms is not None and (not isinstance(max_latency_ms, int | float)
+                                           or isinstance(max_latency_ms, bool) or not math.isfinite(max_latency_ms)):
+            raise BadInputError(f"must be a finite number of ms, got {excerpt(max_latency_ms)}", key="max_latency_ms")
         self.space = space
         self.latency_fn = latency_fn
         self.budget = budget
@@ -357,8 +360,14 @@ class Searcher(ABC):
             if not isinstance(state, Mapping) or state.get(key) != value:
                 got = state.get(key) if isinstance(state, Mapping) else type(state).__name__
                 raise BadInputError(f"searcher state does not match: expected {value!r}, got {got!r}", key=key)
+        for key, kind in (("asked", int), ("in_flight", list), ("records", list), ("prior", list), ("stats", dict),
+                          ("extra", dict)):
+            value = state.get(key, []) if key == "prior" else state[key]
+            if not isinstance(value, kind) or isinstance(value, bool):
+                expected = {int: "an integer", list: "a JSON list", dict: "a JSON object"}[kind]
+                raise BadInputError(f"expected {expected}, got {excerpt(value)}", key=key)
         rng_state_from_json(self._rng, state["rng"])
-        self._asked = int(state["asked"])
+        self._asked = state["asked"]
         self._in_flight = {}
         for doc in state["in_flight"]:
             arch = arch_from_dict(doc, self.space, "searcher state")
@@ -371,9 +380,28 @@ class Searcher(ABC):
         for row in state.get("prior", []):
             record = _record_from_json(row, self.space)
             self._prior[record.arch.arch_id] = record
+        if self._asked != len(self._records) + len(self._in_flight):  # every asked arch is told or in flight
+            raise BadInputError(f"{self._asked} architectures asked, but {len(self._records)} told and "
+                                f"{len(self._in_flight)} in flight", key="asked")
         self.stats = {k: int(v) for k, v in state["stats"].items()}
         self._reask = list(self._in_flight)
         self._load_extra_state(state["extra"])
+
+
+def state_bool(state: Mapping[str, Any], key: str) -> bool:
+    """`state[key]`, which must be true or false (`bool("false")` is True); BadInputError naming the key otherwise."""
+    value = state[key]
+    if not isinstance(value, bool):
+        raise BadInputError(f"expected true or false, got {excerpt(value)}", key=key)
+    return value
+
+
+def state_int(state: Mapping[str, Any], key: str) -> int:
+    """`state[key]`, which must be an integer >= 0 (not a float cut to one); BadInputError naming the key otherwise."""
+    value = state[key]
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise BadInputError(f"expected an integer >= 0, got {excerpt(value)}", key=key)
+    return value
 
 
 def _record_to_json(record: Record) -> dict[str, Any]:
@@ -383,7 +411,16 @@ def _record_to_json(record: Record) -> dict[str, Any]:
 
 def _record_from_json(row: Mapping[str, Any], space: SearchSpace) -> Record:
     arch = arch_from_dict(row["arch"], space, "searcher state")
-    metric = None if row["metric"] is None else float(row["metric"])
+    metric = None if row["metric"] is None else _number(row["metric"], "metric", arch)
     device_ms = row.get("device_ms")
-    device_ms = None if device_ms is None else {str(k): float(v) for k, v in device_ms.items()}
-    return Record(arch, metric, float(row["latency_ms"]), device_ms)
+    device_ms = None if device_ms is None else {str(k): _number(v, "device_ms", arch, 0.0)
+                                                 for k, v in device_ms.items()}
+    return Record(arch, metric, _number(row["latency_ms"], "latency_ms", arch, 0.0), device_ms)
+
+
+def _number(value: Any, key: str, arch: Arch, low: float = -math.inf) -> float:
+    """A record's finite number >= `low` (a metric, a latency); BadInputError naming the arch and the key otherwise."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < low:
+        expected = "a finite number" + ("" if low == -math.inf else f" >= {low:g}")
+        raise BadInputError(f"record of arch {arch.arch_id}: expected {expected}, got {excerpt(value)}", key=key)
+    return float(value)

@@ -23,8 +23,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from inas.errors import BadInputError
-from inas.search.searchers.base import LatencyFn, Searcher
+from inas.errors import BadInputError, excerpt
+from inas.search.searchers.base import LatencyFn, Searcher, state_bool, state_int
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.search.searchers.selection import select_pareto_frontier
 from inas.space import Arch, MutationRates, SearchSpace, arch_from_dict, crossover, mutate
@@ -51,9 +51,10 @@ class EvolutionSearcher(Searcher):
                           ("depth_mutation_prob", depth_mutation_prob)):
             if not 0.0 <= float(prob) <= 1.0:
                 raise BadInputError(f"must be a probability in [0, 1], got {prob!r}", key=key)
-        if generations is not None and generations < 1:
-            raise BadInputError(f"must be >= 1 (generation 0 is the LGS population), got {generations!r}",
-                                key="generations")
+        for key, value in (("offspring_num", offspring_num), ("generations", generations)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                what = " (generation 0 is the LGS population)" if key == "generations" else ""
+                raise BadInputError(f"must be a positive integer{what}, got {excerpt(value)}", key=key)
         self.population_size = population_size
         self.selection_num = selection_num
         self.offspring_num = selection_num if offspring_num is None else offspring_num
@@ -174,8 +175,8 @@ class EvolutionSearcher(Searcher):
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self.generation = int(state["generation"])
-        self._done = bool(state["done"])
+        self.generation = state_int(state, "generation")
+        self._done = state_bool(state, "done")
         self._queue = [{"arch": arch_from_dict(item["arch"], self.space, "searcher state")} if "arch" in item
                        else {"group": int(item["group"])} for item in state["queue"]]
         self._tags = {k: (int(v[0]), int(v[1])) for k, v in state["tags"].items()}

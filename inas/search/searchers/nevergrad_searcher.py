@@ -43,8 +43,8 @@ from typing import Any
 
 import numpy as np
 
-from inas.errors import BadInputError
-from inas.search.searchers.base import LatencyFn, Record, Searcher
+from inas.errors import BadInputError, excerpt
+from inas.search.searchers.base import LatencyFn, Record, Searcher, state_bool, state_int
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
 
@@ -120,6 +120,12 @@ class NevergradSearcher(Searcher):
                            ("max_tries_per_ask", max_tries_per_ask)):
             if not isinstance(value, int) or value < 1:
                 raise BadInputError(f"must be a positive integer, got {value!r}", key=key)
+        if budgets_ms is not None and (
+                isinstance(budgets_ms, str | bytes) or not isinstance(budgets_ms, Sequence) or not budgets_ms
+                or not all(isinstance(b, int | float) and not isinstance(b, bool) and math.isfinite(b)
+                           for b in budgets_ms)):
+            raise BadInputError(f"must be a non-empty list of latencies in ms, got {excerpt(budgets_ms)}",
+                                key="budgets_ms")
         self.num_workers = num_workers
         self.penalty = float(penalty)
         self.penalty_offset = float(penalty_offset)
@@ -299,8 +305,8 @@ class NevergradSearcher(Searcher):
         self._waiting = {k: [[int(e[0]), None if e[1] is None else int(e[1])] for e in v]
                          for k, v in state["waiting"].items()}
         self._origin = {k: int(v) for k, v in state["origin"].items()}
-        self._cursor = int(state["cursor"])
-        self._done = bool(state["done"])
+        self._cursor = state_int(state, "cursor")
+        self._done = state_bool(state, "done")
         self._instances = []
         for k, (b, doc) in enumerate(zip(self.budgets_ms, state["instances"], strict=True)):
             self._instances.append(self._replay(k, b, doc))
@@ -313,6 +319,7 @@ class NevergradSearcher(Searcher):
                 arch_id = self.encoding.decode_repair(cand.value).arch_id
                 if arch_id != event[1]:
                     return self._rebuild(k, budget_ms, doc)
+                inst.events.append(["a", arch_id])  # kept in the log: the next save is replayed the same way
             elif event[0] == "t":
                 inst.tell(int(event[1]), float(event[2]))
             else:

@@ -38,8 +38,8 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from inas.errors import BadInputError
-from inas.search.searchers.base import LatencyFn, Record, Searcher
+from inas.errors import BadInputError, clip, excerpt
+from inas.search.searchers.base import LatencyFn, Record, Searcher, state_bool, state_int
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_uniform
 
@@ -77,6 +77,10 @@ class OptunaSearcher(Searcher):
         self.sampler_name = sampler
         self.population_size = population_size
         self.n_startup_trials = n_startup_trials
+        if sampler_options is not None and not (isinstance(sampler_options, Mapping)
+                                                and all(isinstance(k, str) for k in sampler_options)):
+            raise BadInputError(f"must be a mapping of the sampler's keyword options, got {excerpt(sampler_options)}",
+                                key="sampler_options")
         self.sampler_options = dict(sampler_options or {})
         self.max_tries_per_ask = max_tries_per_ask
         self.encoding = ArchEncoding(space)
@@ -84,7 +88,9 @@ class OptunaSearcher(Searcher):
             raise BadInputError("the space holds a single architecture; there is nothing to optimise", key="space")
         self.devices = list(self.device_latency_fns)
         first_generation = population_size if sampler == "nsga2" else n_startup_trials
-        self.lgs_initial = first_generation if lgs_initial is None else int(lgs_initial)
+        if lgs_initial is not None and (not isinstance(lgs_initial, int) or isinstance(lgs_initial, bool)):
+            raise BadInputError(f"must be an integer >= 0, got {excerpt(lgs_initial)}", key="lgs_initial")
+        self.lgs_initial = first_generation if lgs_initial is None else lgs_initial
         if self.lgs_initial < 0 or lgs_groups < 1:
             raise BadInputError(f"lgs_initial must be >= 0 and lgs_groups >= 1, got {lgs_initial!r}, {lgs_groups!r}",
                                 key="lgs_initial")
@@ -104,8 +110,12 @@ class OptunaSearcher(Searcher):
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         direction = "maximize" if self.mode == "max" else "minimize"
         directions: list[Any] = [direction] + ["minimize"] * max(1, len(self.devices))
-        sampler = make_sampler(self.sampler_name, self._study_seed, self.population_size, self.n_startup_trials,
-                               self.sampler_options)
+        try:
+            sampler = make_sampler(self.sampler_name, self._study_seed, self.population_size, self.n_startup_trials,
+                                   self.sampler_options)
+        except (TypeError, ValueError) as exc:  # an option the sampler does not take, or a value it refuses
+            raise BadInputError(f"the {self.sampler_name} sampler refuses them: {clip(str(exc), 200)}",
+                                key="sampler_options") from None
         return optuna.create_study(directions=directions, sampler=sampler)
 
     @property
@@ -266,8 +276,8 @@ class OptunaSearcher(Searcher):
             raise BadInputError(f"searcher state was written for sampler {state['sampler']!r} over devices "
                                 f"{state['devices']}; this searcher has {self.sampler_name!r} over {self.devices}",
                                 key="sampler")
-        self._study_seed = int(state["study_seed"])
-        self._done = bool(state["done"])
+        self._study_seed = state_int(state, "study_seed")
+        self._done = state_bool(state, "done")
         waiting = {k: [int(n) for n in v] for k, v in state["waiting"].items()}
         if not self._replay(state["events"], waiting):
             self._rebuild(waiting)

@@ -35,7 +35,7 @@ import numpy as np
 
 from inas.errors import BadInputError
 from inas.search.acquisition import non_dominated, select_batch
-from inas.search.searchers.base import LatencyFn, Record, Searcher
+from inas.search.searchers.base import LatencyFn, Record, Searcher, state_bool, state_int
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.search.surrogate import DEFAULT_FEATURES, DEFAULT_MODEL, AccuracyPredictor
 from inas.space import Arch, MutationRates, SearchSpace, arch_from_dict, crossover, mutate, sample_max, sample_uniform
@@ -214,8 +214,8 @@ class PredictorSearcher(Searcher):
         def num(v: float | None) -> float:
             return float("nan") if v is None else float(v)
 
-        self.round = int(state["round"])
-        self._done = bool(state["done"])
+        self.round = state_int(state, "round")
+        self._done = state_bool(state, "done")
         self._queue = [(arch_from_dict(q["arch"], self.space, "searcher state"), num(q["mean"]), num(q["std"]))
                        for q in state["queue"]]
         self._tags = {k: (int(v[0]), num(v[1]), num(v[2])) for k, v in state["tags"].items()}

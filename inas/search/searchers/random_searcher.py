@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from inas.errors import BadInputError
-from inas.search.searchers.base import LatencyFn, Searcher
+from inas.search.searchers.base import LatencyFn, Searcher, state_bool
 from inas.space import Arch, SearchSpace, sample_max, sample_min, sample_uniform
 
 
@@ -74,4 +74,4 @@ class RandomSearcher(Searcher):
         return {"done": self._done}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self._done = bool(state["done"])
+        self._done = state_bool(state, "done")
