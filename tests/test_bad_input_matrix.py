@@ -188,6 +188,39 @@ def test_empty_data_set(sod_root, tmp_path, capsys):
     assert "empty" in line or "no samples" in line
 
 
+# ----- a run folder read back on resume -------------------------------------------------------------------------------
+SESSIONS_HEADER = "session,start_iteration,resumed_from,world_size,nodes,started_at\n"
+
+
+@pytest.mark.parametrize("name, damage, fragment", [
+    ("sessions.csv", lambda p: p.write_text(SESSIONS_HEADER + "x,0,,1,,1.0\n"), "line 2"),
+    ("sessions.csv", lambda p: p.write_text("a,b\n1,2\n"), "expected the columns"),
+    ("sessions.csv", lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "UTF-8"),
+    ("sessions.csv", lambda p: p.mkdir(), "found a folder"),
+    ("metrics.csv", lambda p: p.write_bytes(b"iteration\n\xff\xfe\n"), "UTF-8"),
+    ("validation.csv", lambda p: p.mkdir(), "found a folder"),
+    ("summary.json", lambda p: p.mkdir(), "found a folder"),
+    ("checkpoint.pt", lambda p: p.symlink_to(p.name), "symbolic links"),
+    ("tb", lambda p: p.write_text("x"), "found a file"),
+], ids=["sessions-bad-int", "sessions-columns", "sessions-not-utf8", "sessions-folder", "metrics-not-utf8",
+        "validation-folder", "summary-folder", "checkpoint-symlink-loop", "tb-file"])
+def test_run_folder_damaged_before_resume(name, damage, fragment, sod_root, tmp_path, capsys):
+    """The run folder's own files, read back or rewritten by a resumed session, are checked before any work: one
+    error line naming the entry, the folder left as it was (they were tracebacks, some after training; a checkpoint
+    that is a symlink loop silently restarted the run from iteration 0)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("iteration,loss\n1,0.5\n", encoding="utf-8")
+    if (run / name).exists():
+        (run / name).unlink()
+    damage(run / name)
+    before = {p.name: (p.is_dir(), p.is_file() and p.read_bytes()) for p in run.iterdir()}
+    cfg = train_config(tmp_path, sod_root)
+    code, out, err = run_cli(capsys, ["train", "-c", str(cfg), "-o", str(run)])
+    assert_clean_failure(code, out, err, [str(run / name), fragment], [])
+    assert {p.name: (p.is_dir(), p.is_file() and p.read_bytes()) for p in run.iterdir()} == before
+
+
 # ----- latency tables -------------------------------------------------------------------------------------------------
 def _search(capsys, problem_root: Path, out: Path, *extra: str) -> tuple[int, str, str]:
     return run_cli(capsys, ["search", "-c", str(problem_root / "config.yaml"), "-o", str(out), "--no-dashboard",
