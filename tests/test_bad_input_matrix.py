@@ -168,6 +168,39 @@ def test_damaged_jpeg(damage, sod_root, tmp_path, capsys):
     assert_clean_failure(code, out, err, [str(root / "train.lst"), image.name], [tmp_path / "run"])
 
 
+def test_image_damaged_inside_read_by_a_data_worker(sod_root, tmp_path, capsys):
+    """A mask PNG whose chunks are intact (CRCs right, so the list check passes) but whose pixel data stops after a
+    few bytes fails only when a DataLoader worker decodes it: torch re-raises the BadInputError with the worker's
+    traceback as its message; the CLI still prints the one original line."""
+    import struct
+    import zlib
+
+    from fuzz_cases import _chunk
+
+    root = copy_data(sod_root, tmp_path)
+    mask = root / (root / "train.lst").read_text().split()[1]
+    width, height = struct.unpack(">II", mask.read_bytes()[16:24])  # the IHDR's size: the image's
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    mask.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\x00" * 9))
+                     + _chunk(b"IEND", b""))
+    doc = tiny_config_doc(root, tmp_path / "run")
+    doc["data"]["num_workers"] = 1
+    cfg = write_yaml(tmp_path / "train.yaml", doc)
+    code, out, err = run_cli(capsys, ["train", "-c", str(cfg), "-o", str(tmp_path / "run"), "--no-progress"])
+    assert_clean_failure(code, out, err, [str(mask), "cannot be read"], [])
+    assert "DataLoader worker" not in err and "Original Traceback" not in err, err
+
+
+def test_bad_input_error_raised_again_by_torch_keeps_its_message():
+    from inas.errors import BadInputError
+
+    wrapped = ("Caught BadInputError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+               '  File "x.py", line 1, in f\n    raise BadInputError(...)\n'
+               "inas.errors.BadInputError: a.jpg: image file cannot be read\n  line 2 of it\n")
+    assert str(BadInputError(wrapped)) == "a.jpg: image file cannot be read\n  line 2 of it"
+    assert str(BadInputError("Caught BadInputError somewhere else")) == "Caught BadInputError somewhere else"
+
+
 def test_mask_of_the_wrong_size(sod_root, tmp_path, capsys):
     from PIL import Image
 
