@@ -21,7 +21,7 @@ from PIL import Image
 from torch import Tensor
 
 from inas.errors import BadInputError, clip
-from inas.images import IMAGE_ERRORS, open_image
+from inas.images import IMAGE_ERRORS, open_image, sod_mask_problem
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -50,8 +50,13 @@ def load_rgb(path: str | Path) -> Image.Image:
 
 
 def load_gray(path: str | Path) -> Image.Image:
-    """Read an SOD mask as a grayscale ('L') PIL image."""
-    return _open(Path(path), "mask").convert("L")
+    """Read an SOD mask as a grayscale ('L') PIL image (BadInputError naming the file for a mask whose foreground
+    would be lost: transparent pixels or 0/1 values, see `sod_mask_problem`)."""
+    image = _open(Path(path), "mask")
+    problem = sod_mask_problem(image)
+    if problem is not None:
+        raise BadInputError(problem, path=path)
+    return image.convert("L")
 
 
 def load_label(path: str | Path) -> Image.Image:
