@@ -18,6 +18,7 @@ from inas.data.transforms import (
     MultiScaleResize,
     binarize_mask,
     denormalize_image,
+    load_rgb,
     normalize_image,
     random_resized_crop,
     resize_batch,
@@ -84,6 +85,22 @@ def test_sod_masks_of_other_modes_still_read(tmp_path, mode):
     (tmp_path / "l.lst").write_text("a.png a_gt.png\n")
     label = SODEvalDataset(tmp_path, "l.lst", size=32, progress=False)[0]["label"]
     assert label.unique().tolist() == [0, 255]
+
+
+@pytest.mark.parametrize("scale", [257, 1], ids=["16-bit-range", "8-bit-values-in-16-bit"])
+def test_16_bit_images_read_like_their_8_bit_version(tmp_path, scale):
+    """Pillow's RGB conversion clips 16-bit values above 255: a 16-bit grayscale photo became all white."""
+    gray = (np.random.default_rng(0).random((20, 24)) * 255).astype(np.uint8)
+    write_image(tmp_path / "a8.png", gray)
+    Image.fromarray(gray.astype(np.uint16) * scale).save(tmp_path / "a16.png")
+    assert Image.open(tmp_path / "a16.png").mode.startswith("I")
+    np.testing.assert_array_equal(np.asarray(load_rgb(tmp_path / "a16.png")), np.asarray(load_rgb(tmp_path / "a8.png")))
+
+
+def test_floating_point_image_is_bad_input(tmp_path):
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(BadInputError, match="floating-point"):
+        load_rgb(tmp_path / "f.tiff")
 
 
 def test_sod_train_shapes_and_normalisation(tmp_path):

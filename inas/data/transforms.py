@@ -45,8 +45,18 @@ def _open(path: Path, kind: str) -> Image.Image:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Read an image file as an RGB PIL image (BadInputError naming the file if unreadable)."""
-    return _open(Path(path), "image").convert("RGB")
+    """Read an image file as an RGB PIL image (BadInputError naming the file if unreadable or floating-point).
+    A single-channel image of more than 8 bits (PIL modes I;16*, I) whose values exceed 255 is scaled to 8 bits
+    (/ 257): Pillow's own conversion clips every value above 255, which turned a 16-bit photo all white."""
+    image = _open(Path(path), "image")
+    if image.mode == "F":
+        raise BadInputError("a floating-point image (PIL mode F); expected 8- or 16-bit pixels", path=path)
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        if values.max(initial=0) > 255:
+            values = np.rint(values / 257)
+        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+    return image.convert("RGB")
 
 
 def load_gray(path: str | Path) -> Image.Image:
