@@ -24,11 +24,23 @@ class BadInputError(Exception):
         if key is not None:
             parts.append(key)
         prefix = ": ".join(parts)
+        message = _unwrap_worker_traceback(type(self), message)
         text = f"{prefix}: {message}" if prefix else message
         # printable whatever the input held: lone surrogates (from a path or a YAML string) become \udXXX escapes
         super().__init__(text.encode("utf-8", "backslashreplace").decode("utf-8"))
         self.path = None if path is None else str(path)
         self.key = key
+
+
+def _unwrap_worker_traceback(cls: type, message: str) -> str:
+    """`message` itself, or the original message when it is torch's re-raise of an error of a DataLoader worker
+    process: torch calls `cls(f"Caught {name} in DataLoader worker process N.\nOriginal Traceback ...\n{module}.{name}:
+    {message}\n")`, which would print the worker's traceback where one error line belongs."""
+    if not message.startswith(f"Caught {cls.__name__} ") or "\nOriginal Traceback" not in message:
+        return message
+    marker = f"\n{cls.__module__}.{cls.__qualname__}: "
+    at = message.rfind(marker)
+    return message[at + len(marker):].rstrip("\n") if at >= 0 else message
 
 
 class RunFailedError(Exception):

@@ -33,3 +33,18 @@ def open_image(path: str | Path) -> Image.Image:
             return Image.open(path)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UnreadableImage(f"too many pixels, refused as a possible decompression bomb ({exc})") from None
+
+
+def sod_mask_problem(image: Image.Image) -> str | None:
+    """Why `image` (opened, loaded) cannot be a salient-object mask read as grayscale with foreground > 127, or
+    None: transparent pixels (the mask kept in the alpha channel, which the grayscale conversion drops) or values
+    only 0 and 1 (a 0/1 mask: every pixel would be background). Either would score or train on an empty mask."""
+    if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
+        alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA").getchannel("A")
+        if alpha.getextrema()[0] < 255:
+            return ("the mask has transparent pixels (is the mask in its alpha channel?); expected an opaque "
+                    "grayscale mask, foreground > 127")
+    if image.convert("L").getextrema()[1] == 1:
+        return ("the mask's values are only 0 and 1; expected 0..255 with foreground > 127 (a 0/1 mask: scale it "
+                "by 255)")
+    return None

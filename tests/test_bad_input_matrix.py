@@ -168,6 +168,39 @@ def test_damaged_jpeg(damage, sod_root, tmp_path, capsys):
     assert_clean_failure(code, out, err, [str(root / "train.lst"), image.name], [tmp_path / "run"])
 
 
+def test_image_damaged_inside_read_by_a_data_worker(sod_root, tmp_path, capsys):
+    """A mask PNG whose chunks are intact (CRCs right, so the list check passes) but whose pixel data stops after a
+    few bytes fails only when a DataLoader worker decodes it: torch re-raises the BadInputError with the worker's
+    traceback as its message; the CLI still prints the one original line."""
+    import struct
+    import zlib
+
+    from fuzz_cases import _chunk
+
+    root = copy_data(sod_root, tmp_path)
+    mask = root / (root / "train.lst").read_text().split()[1]
+    width, height = struct.unpack(">II", mask.read_bytes()[16:24])  # the IHDR's size: the image's
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    mask.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(b"\x00" * 9))
+                     + _chunk(b"IEND", b""))
+    doc = tiny_config_doc(root, tmp_path / "run")
+    doc["data"]["num_workers"] = 1
+    cfg = write_yaml(tmp_path / "train.yaml", doc)
+    code, out, err = run_cli(capsys, ["train", "-c", str(cfg), "-o", str(tmp_path / "run"), "--no-progress"])
+    assert_clean_failure(code, out, err, [str(mask), "cannot be read"], [])
+    assert "DataLoader worker" not in err and "Original Traceback" not in err, err
+
+
+def test_bad_input_error_raised_again_by_torch_keeps_its_message():
+    from inas.errors import BadInputError
+
+    wrapped = ("Caught BadInputError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n"
+               '  File "x.py", line 1, in f\n    raise BadInputError(...)\n'
+               "inas.errors.BadInputError: a.jpg: image file cannot be read\n  line 2 of it\n")
+    assert str(BadInputError(wrapped)) == "a.jpg: image file cannot be read\n  line 2 of it"
+    assert str(BadInputError("Caught BadInputError somewhere else")) == "Caught BadInputError somewhere else"
+
+
 def test_mask_of_the_wrong_size(sod_root, tmp_path, capsys):
     from PIL import Image
 
@@ -186,6 +219,39 @@ def test_empty_data_set(sod_root, tmp_path, capsys):
     code, out, err = run_cli(capsys, ["train", "-c", str(cfg), "-o", str(tmp_path / "run")])
     line = assert_clean_failure(code, out, err, [str(root / "train.lst")], [tmp_path / "run"])
     assert "empty" in line or "no samples" in line
+
+
+# ----- a run folder read back on resume -------------------------------------------------------------------------------
+SESSIONS_HEADER = "session,start_iteration,resumed_from,world_size,nodes,started_at\n"
+
+
+@pytest.mark.parametrize("name, damage, fragment", [
+    ("sessions.csv", lambda p: p.write_text(SESSIONS_HEADER + "x,0,,1,,1.0\n"), "line 2"),
+    ("sessions.csv", lambda p: p.write_text("a,b\n1,2\n"), "expected the columns"),
+    ("sessions.csv", lambda p: p.write_bytes(b"\xff\xfe\x00garbage"), "UTF-8"),
+    ("sessions.csv", lambda p: p.mkdir(), "found a folder"),
+    ("metrics.csv", lambda p: p.write_bytes(b"iteration\n\xff\xfe\n"), "UTF-8"),
+    ("validation.csv", lambda p: p.mkdir(), "found a folder"),
+    ("summary.json", lambda p: p.mkdir(), "found a folder"),
+    ("checkpoint.pt", lambda p: p.symlink_to(p.name), "symbolic links"),
+    ("tb", lambda p: p.write_text("x"), "found a file"),
+], ids=["sessions-bad-int", "sessions-columns", "sessions-not-utf8", "sessions-folder", "metrics-not-utf8",
+        "validation-folder", "summary-folder", "checkpoint-symlink-loop", "tb-file"])
+def test_run_folder_damaged_before_resume(name, damage, fragment, sod_root, tmp_path, capsys):
+    """The run folder's own files, read back or rewritten by a resumed session, are checked before any work: one
+    error line naming the entry, the folder left as it was (they were tracebacks, some after training; a checkpoint
+    that is a symlink loop silently restarted the run from iteration 0)."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("iteration,loss\n1,0.5\n", encoding="utf-8")
+    if (run / name).exists():
+        (run / name).unlink()
+    damage(run / name)
+    before = {p.name: (p.is_dir(), p.is_file() and p.read_bytes()) for p in run.iterdir()}
+    cfg = train_config(tmp_path, sod_root)
+    code, out, err = run_cli(capsys, ["train", "-c", str(cfg), "-o", str(run)])
+    assert_clean_failure(code, out, err, [str(run / name), fragment], [])
+    assert {p.name: (p.is_dir(), p.is_file() and p.read_bytes()) for p in run.iterdir()} == before
 
 
 # ----- latency tables -------------------------------------------------------------------------------------------------

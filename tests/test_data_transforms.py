@@ -18,6 +18,7 @@ from inas.data.transforms import (
     MultiScaleResize,
     binarize_mask,
     denormalize_image,
+    load_rgb,
     normalize_image,
     random_resized_crop,
     resize_batch,
@@ -44,6 +45,62 @@ def test_sod_masks_binarised_in_train_and_eval(tmp_path):
     assert evaluated["label"][:, :12].unique().tolist() == [0] and evaluated["label"][:, 12:].unique().tolist() == [255]
     raw = SODEvalDataset(tmp_path, "l.lst", size=32, mask_mode="raw", progress=False)[0]
     assert raw["label"].unique().tolist() == [100, 200]
+
+
+def _transparent_palette(mask: np.ndarray) -> Image.Image:
+    image = Image.fromarray(mask).convert("P")
+    image.info["transparency"] = 0
+    return image
+
+
+@pytest.mark.parametrize("make, fragment", [
+    (lambda m: Image.fromarray((m > 0).astype(np.uint8)), "only 0 and 1"),
+    (lambda m: Image.fromarray((m > 0).astype(np.uint16)), "only 0 and 1"),  # 16-bit 0/1
+    (lambda m: Image.fromarray(np.dstack([np.zeros_like(m)] * 3 + [m])), "transparent"),  # mask in the alpha (RGBA)
+    (lambda m: Image.fromarray(np.dstack([np.zeros_like(m), m])), "transparent"),  # LA
+    (_transparent_palette, "transparent"),
+], ids=["zero-one", "zero-one-16bit", "rgba-alpha", "la-alpha", "palette-transparency"])
+def test_sod_masks_that_would_read_as_empty_are_bad_input(tmp_path, make, fragment):
+    """A 0/1 mask or one kept in the alpha channel is all background after `> 127` on its grayscale: training and
+    `test` silently learnt and scored empty masks (maxF 0)."""
+    mask = half_mask(20, 24)
+    write_image(tmp_path / "a.png", random_rgb(np.random.default_rng(0), 20, 24))
+    make(mask).save(tmp_path / "a_gt.png")
+    (tmp_path / "l.lst").write_text("a.png a_gt.png\n")
+    for dataset in (SODTrainDataset(tmp_path, "l.lst", size=24, flip=False, progress=False),
+                    SODEvalDataset(tmp_path, "l.lst", size=32, progress=False),
+                    SODEvalDataset(tmp_path, "l.lst", size=32, mask_mode="raw", progress=False)):
+        with pytest.raises(BadInputError, match=fragment) as info:
+            dataset[0]
+        assert "a_gt.png" in str(info.value)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "1", "I;16"])
+def test_sod_masks_of_other_modes_still_read(tmp_path, mode):
+    """Opaque alpha, bilevel and 16-bit 0/65535 masks keep working."""
+    mask = half_mask(20, 24)
+    image = Image.fromarray(mask.astype(np.uint16) * 257) if mode == "I;16" else Image.fromarray(mask).convert(mode)
+    write_image(tmp_path / "a.png", random_rgb(np.random.default_rng(0), 20, 24))
+    image.save(tmp_path / "a_gt.png")
+    (tmp_path / "l.lst").write_text("a.png a_gt.png\n")
+    label = SODEvalDataset(tmp_path, "l.lst", size=32, progress=False)[0]["label"]
+    assert label.unique().tolist() == [0, 255]
+
+
+@pytest.mark.parametrize("scale", [257, 1], ids=["16-bit-range", "8-bit-values-in-16-bit"])
+def test_16_bit_images_read_like_their_8_bit_version(tmp_path, scale):
+    """Pillow's RGB conversion clips 16-bit values above 255: a 16-bit grayscale photo became all white."""
+    gray = (np.random.default_rng(0).random((20, 24)) * 255).astype(np.uint8)
+    write_image(tmp_path / "a8.png", gray)
+    Image.fromarray(gray.astype(np.uint16) * scale).save(tmp_path / "a16.png")
+    assert Image.open(tmp_path / "a16.png").mode.startswith("I")
+    np.testing.assert_array_equal(np.asarray(load_rgb(tmp_path / "a16.png")), np.asarray(load_rgb(tmp_path / "a8.png")))
+
+
+def test_floating_point_image_is_bad_input(tmp_path):
+    Image.fromarray(np.full((4, 4), 0.5, np.float32)).save(tmp_path / "f.tiff")
+    with pytest.raises(BadInputError, match="floating-point"):
+        load_rgb(tmp_path / "f.tiff")
 
 
 def test_sod_train_shapes_and_normalisation(tmp_path):

@@ -126,6 +126,32 @@ def test_output_path_of_the_wrong_kind(tmp_path, capsys, argv, wrong):
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("argv, wrong", [
+    (["train", "-c", "CFG", "-o", "OUT"], "file"),
+    (["lut", "-c", "CFG", "-o", "OUT", "--in-process"], "file"),
+    (["lut", "validate", "-c", "CFG", "-o", "OUT", "--in-process"], "file"),
+    (["test", "MODEL", "-c", "CFG", "-o", "OUT"], "file"),
+    (["convert", "--arch", "ARCH", "--supernet", "SUPERNET", "-o", "OUT"], "folder"),
+    (["export", "MODEL", "-o", "OUT"], "folder"),
+], ids=["train", "lut", "lut-validate", "test", "convert", "export"])
+def test_output_path_of_the_wrong_kind_before_any_work(tmp_path, capsys, argv, wrong):
+    """The verbs that write a run folder or a model file refuse an output of the wrong kind at once (they used to
+    do all their work first and then fail in a traceback on mkdir / rename)."""
+    (tmp_path / "CFG").write_text("task: sod\ndata: {root: nowhere}\n", encoding="utf-8")
+    for name in ("MODEL", "ARCH", "SUPERNET"):
+        (tmp_path / name).write_text("never read\n", encoding="utf-8")
+    out = tmp_path / "out"
+    if wrong == "folder":
+        out.mkdir()
+    else:
+        out.write_text("x")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code, text = run(capsys, [str(out) if a == "OUT" else str(tmp_path / a) if a.isupper() else a for a in argv])
+    line = one_error(code, text, str(out))
+    assert f"is a {wrong}, not a {'file' if wrong == 'folder' else 'folder'}" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
 def test_check_output_path():
     assert check_output_path("/nonexistent/x.csv", "file").name == "x.csv"
     with pytest.raises(BadInputError, match="is a folder, not a file"):

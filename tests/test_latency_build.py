@@ -134,6 +134,15 @@ def test_existing_table_with_other_settings_is_refused(built_in_process, tmp_pat
         build_tables(tiny_config(ONE_DEVICE), tmp_path, progress=False, in_process=True)
 
 
+def test_existing_table_that_is_a_symlink_loop_is_refused(tmp_path):
+    """A table path that cannot be looked up is an error, not "no table yet" (which rebuilt the whole table and
+    replaced the link)."""
+    table_path(tmp_path, "tiny_a").symlink_to("tiny_a.parquet")
+    with pytest.raises(BadInputError, match="symbolic links"):
+        build_tables(tiny_config(ONE_DEVICE), tmp_path, progress=False, in_process=True)
+    assert table_path(tmp_path, "tiny_a").is_symlink()
+
+
 def test_validate_writes_table_plot_and_repeatability(built_in_process):
     config, out, _ = built_in_process
     results, frame = validate_tables(config, samples=2, out_dir=out, progress=False, in_process=True)

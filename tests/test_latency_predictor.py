@@ -167,6 +167,13 @@ def test_predict_many_scores_odd_archs_like_predict(predictor, space):
     (lambda f: f.drop(columns=["latency_ms_std"]), "missing columns ['latency_ms_std']"),
     (lambda f: f.assign(kernel=f["kernel"].astype(str)), "wrong types"),
     (lambda f: f.assign(latency_ms=-1.0), "negative"),
+    (lambda f: f.assign(latency_ms=np.where(np.arange(len(f)) == 3, np.inf, f["latency_ms"])), "infinite"),
+    (lambda f: f.assign(latency_ms=0.0), "zero"),
+    (lambda f: f.assign(latency_ms=True), "wrong types {'latency_ms': 'bool'}"),
+    (lambda f: f.assign(params=np.where(np.arange(len(f)) == 2, -5, f["params"])), "params: latency table has values "
+     "below 0, e.g. -5"),
+    (lambda f: f.assign(in_channels=np.where(np.arange(len(f)) == 1, 0, f["in_channels"])), "in_channels: latency "
+     "table has values below 1"),
     (lambda f: pd.concat([f, f.iloc[:1]]), "duplicate blocks"),
     (lambda f: f.assign(threads=np.arange(len(f)) % 2 + 1), "mixes several values of 'threads'"),
 ])
@@ -183,6 +190,12 @@ def test_not_parquet_and_missing_file(tmp_path):
     junk.write_text("not parquet")
     with pytest.raises(BadInputError, match="cannot be read as Parquet"):
         read_table(junk)
+    (tmp_path / "folder.parquet").mkdir()
+    with pytest.raises(BadInputError, match="expected a latency table .a Parquet file., found a folder"):
+        read_table(tmp_path / "folder.parquet")
+    (tmp_path / "loop.parquet").symlink_to("loop.parquet")
+    with pytest.raises(BadInputError, match="symbolic links"):
+        read_table(tmp_path / "loop.parquet")
     with pytest.raises(BadInputError, match="latency table not found"):
         LatencyPredictor(tmp_path / "nope.parquet")
 

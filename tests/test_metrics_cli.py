@@ -122,6 +122,16 @@ def test_unreadable_image_names_the_file(tmp_path, capsys):
     assert "img_0.png" in capsys.readouterr().err
 
 
+def test_ground_truth_that_would_read_as_empty_is_bad_input(tmp_path, capsys):
+    """A 0/1 ground-truth mask (or one in the alpha channel) scored every prediction against an empty mask."""
+    pred_dir, gt_dir, arrays = write_sod_folders(tmp_path, n=2)
+    Image.fromarray((arrays["img_1"][1] > 0).astype(np.uint8)).save(gt_dir / "img_1.png")
+    out = tmp_path / "m.csv"
+    assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "img_1.png" in err and "only 0 and 1" in err and "Traceback" not in err and not out.exists()
+
+
 def test_legacy_protocol_writes_nan_for_metrics_the_original_lacked(tmp_path):
     pred_dir, gt_dir, _ = write_sod_folders(tmp_path)
     out = tmp_path / "m.csv"

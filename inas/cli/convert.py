@@ -17,6 +17,7 @@ from inas.deploy.conversion import DEFAULT_BN_BATCHES, ConvertOptions, ConvertRe
 from inas.deploy.convert import DEFAULT_CHECK_TOLERANCE, ConsistencyReport
 from inas.metrics import PROTOCOLS
 from inas.nn.device import resolve_device
+from inas.paths import check_output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -75,6 +76,7 @@ def main(args: argparse.Namespace) -> int:
     check_at_least("--bn-batches", args.bn_batches)
     check_at_least("--finetune", args.finetune, 0)
     check_at_least("--threads", args.threads)
+    check_output_path(args.out, "file", key="--out")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     config = load_config(args.config) if args.config else ExperimentConfig()

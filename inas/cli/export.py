@@ -25,6 +25,7 @@ from inas.deploy.onnx_export import (
 )
 from inas.deploy.runtime import OPTIMIZATION_LEVELS, compare_latency
 from inas.errors import BadInputError
+from inas.paths import check_output_path
 from inas.runtimes.calibration import Calibration, images_from_list, random_calibration
 from inas.runtimes.ov_runtime import require_openvino
 
@@ -90,6 +91,9 @@ def main(args: argparse.Namespace) -> int:
     check_at_least("--threads", args.threads)
     check_at_least("--repeats", args.repeats)
     check_at_least("--warmup", args.warmup, 0)
+    check_output_path(args.out, "file", key="--out")
+    if args.format == "openvino":
+        check_output_path(Path(args.out).with_suffix(".bin"), "file", key="--out")
     if detect_model_kind(args.model) == "onnx":
         raise BadInputError("this is already an ONNX file; export takes the .pt model written by `convert`",
                             path=args.model)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from inas.cli.common import add_config_argument, add_out_argument, check_at_least, config_from_args
 from inas.errors import BadInputError
+from inas.paths import check_output_path
 
 if TYPE_CHECKING:
     from inas.latency import DeviceValidation
@@ -51,7 +52,8 @@ def main(args: argparse.Namespace) -> int:
         check_at_least("--runs", args.runs)
         config.lut.runs = args.runs
         config.lut.warmup_runs = min(config.lut.warmup_runs, args.runs)
-    out_dir = Path(args.out) if args.out else config.lut.out_dir
+    out_dir = check_output_path(Path(args.out) if args.out else config.lut.out_dir, "folder",
+                                key="--out" if args.out else "lut.out_dir")
     keys = config_blocks(config)
     h, w = lut_input_hw(config)
     kinds = ", ".join(f"{k} {n}" for k, n in count_by_kind(keys).items())

@@ -21,6 +21,7 @@ from inas.deploy.runtime import load_predictor
 from inas.errors import BadInputError
 from inas.io import atomic_write_parquet, atomic_write_text
 from inas.metrics import PROTOCOLS
+from inas.paths import check_output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -97,12 +98,13 @@ def main(args: argparse.Namespace) -> int:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     config = load_config(args.config)
+    model_path = Path(args.model)
+    out_dir = check_output_path(Path(args.out) if args.out else model_path.parent / f"{model_path.name}-test",
+                                "folder", key="--out")
     predictor = load_predictor(args.model, threads=args.threads)
     _check_model_fits(predictor, config, args)
     info = predictor.info
     input_hw = eval_input_hw(predictor, config.data, info.task, args.size)
-    model_path = Path(args.model)
-    out_dir = Path(args.out) if args.out else model_path.parent / f"{model_path.name}-test"
     start = time.perf_counter()
     frame = evaluate_model(predictor, config.data, list_names=args.lists, input_hw=input_hw,
                            protocol=args.protocol, batch_size=args.batch_size,

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 from inas.cli.common import add_config_argument, add_out_argument, check_at_least, config_from_args
+from inas.paths import check_output_path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +49,8 @@ def main(args: argparse.Namespace) -> int:
     if args.workers is not None:
         check_at_least("--workers", args.workers)
         config.train.cluster.workers = args.workers
-    run_dir = Path(args.out) if args.out else Path(config.train.out_dir)
+    run_dir = check_output_path(Path(args.out) if args.out else Path(config.train.out_dir), "folder",
+                                key="--out" if args.out else "train.out_dir")
     if args.cluster or args.address:
         from inas.train.cluster import train_on_ray
 

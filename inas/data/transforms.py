@@ -21,7 +21,7 @@ from PIL import Image
 from torch import Tensor
 
 from inas.errors import BadInputError, clip
-from inas.images import IMAGE_ERRORS, open_image
+from inas.images import IMAGE_ERRORS, open_image, sod_mask_problem
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -45,13 +45,28 @@ def _open(path: Path, kind: str) -> Image.Image:
 
 
 def load_rgb(path: str | Path) -> Image.Image:
-    """Read an image file as an RGB PIL image (BadInputError naming the file if unreadable)."""
-    return _open(Path(path), "image").convert("RGB")
+    """Read an image file as an RGB PIL image (BadInputError naming the file if unreadable or floating-point).
+    A single-channel image of more than 8 bits (PIL modes I;16*, I) whose values exceed 255 is scaled to 8 bits
+    (/ 257): Pillow's own conversion clips every value above 255, which turned a 16-bit photo all white."""
+    image = _open(Path(path), "image")
+    if image.mode == "F":
+        raise BadInputError("a floating-point image (PIL mode F); expected 8- or 16-bit pixels", path=path)
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        values = np.asarray(image, dtype=np.float64)
+        if values.max(initial=0) > 255:
+            values = np.rint(values / 257)
+        image = Image.fromarray(np.clip(values, 0, 255).astype(np.uint8), "L")
+    return image.convert("RGB")
 
 
 def load_gray(path: str | Path) -> Image.Image:
-    """Read an SOD mask as a grayscale ('L') PIL image."""
-    return _open(Path(path), "mask").convert("L")
+    """Read an SOD mask as a grayscale ('L') PIL image (BadInputError naming the file for a mask whose foreground
+    would be lost: transparent pixels or 0/1 values, see `sod_mask_problem`)."""
+    image = _open(Path(path), "mask")
+    problem = sod_mask_problem(image)
+    if problem is not None:
+        raise BadInputError(problem, path=path)
+    return image.convert("L")
 
 
 def load_label(path: str | Path) -> Image.Image:

@@ -24,6 +24,7 @@ from inas.latency.backends import INT8_BACKENDS
 from inas.latency.blocks import BlockKey, enumerate_blocks, parse_input_size
 from inas.latency.devices import DeviceSpec, NetworkReference, device_actors, dispatch, reference_network_arch
 from inas.latency.table import keys_of, read_table, table_from_rows, table_path, write_table
+from inas.paths import path_kind
 from inas.runtimes.calibration import Calibration, images_from_list
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ class BuildReport:
 
 def load_existing(path: Path, spec: DeviceSpec) -> pd.DataFrame | None:
     """The table already at `path` (for resuming), checked to hold the same device setting."""
-    if not path.exists():
+    if path_kind(path) == "missing":  # a symlink loop or an unreadable parent is an error, not a new table
         return None
     frame = read_table(path)
     if frame.empty:

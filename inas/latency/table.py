@@ -50,12 +50,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from inas.errors import BadInputError, excerpt
 from inas.io import atomic_write_parquet
 from inas.latency.blocks import BLOCK_KINDS, KEY_FIELDS, BlockKey
+from inas.paths import path_kind
 
 INT_COLUMNS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "stride", "kernel", "expand_ratio",
                "fusion", "params", "batch", "threads", "runs", "retimes")
@@ -74,6 +76,9 @@ TABLE_COLUMNS: tuple[str, ...] = (
     "torch_version", "onnxruntime_version", "openvino_version", "python_version", "host", "measured_at", "node_id",
 )
 SETTING_COLUMNS = ("device", "backend", "batch", "threads")
+# integer columns that are sizes or counts >= 1 (`params` may be 0: a block without weights)
+POSITIVE_COLUMNS = ("in_channels", "out_channels", "in_h", "in_w", "out_h", "out_w", "stride", "kernel",
+                    "expand_ratio", "fusion", "batch", "threads")
 
 
 def table_path(out_dir: str | Path, device: str) -> Path:
@@ -106,14 +111,24 @@ def check_schema(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
         raise BadInputError(f"not a latency table: missing columns {missing}; expected the schema of "
                             f"inas.latency.table ({', '.join(TABLE_COLUMNS)})", path=source)
     bad = [c for c in INT_COLUMNS if not pd.api.types.is_integer_dtype(frame[c])]
-    bad += [c for c in FLOAT_COLUMNS if not pd.api.types.is_numeric_dtype(frame[c])]
+    bad += [c for c in FLOAT_COLUMNS
+            if not pd.api.types.is_numeric_dtype(frame[c]) or pd.api.types.is_bool_dtype(frame[c])]
     bad += [c for c in STRING_COLUMNS if not (pd.api.types.is_string_dtype(frame[c]) or frame[c].dtype == object)]
     if bad:
         found = {c: str(frame[c].dtype) for c in bad}
         raise BadInputError(f"latency table columns have wrong types {found}; expected integers for "
                             f"{list(INT_COLUMNS)}, floats for {list(FLOAT_COLUMNS)}, strings otherwise", path=source)
-    if frame["latency_ms"].isna().any() or (frame["latency_ms"] < 0).any():
-        raise BadInputError("latency table has missing or negative latency_ms values", path=source)
+    latency = frame["latency_ms"].to_numpy(dtype=float)
+    if not (np.isfinite(latency) & (latency > 0)).all():
+        raise BadInputError(f"latency table has missing, infinite, zero or negative latency_ms values, e.g. "
+                            f"{latency[~(np.isfinite(latency) & (latency > 0))][0]}; expected finite times > 0 ms",
+                            path=source, key="latency_ms")
+    for columns, least in ((POSITIVE_COLUMNS, 1), (("params",), 0)):
+        for c in columns:
+            low = frame[c] < least
+            if low.any():
+                raise BadInputError(f"latency table has values below {least}, e.g. {frame.loc[low, c].iloc[0]} in "
+                                    f"the row of {excerpt(frame.loc[low, 'block'].iloc[0])}", path=source, key=c)
     unknown = ~frame["kind"].isin(BLOCK_KINDS)
     if unknown.any():
         first = excerpt(frame.loc[unknown, "kind"].iloc[0])
@@ -133,8 +148,11 @@ def check_schema(frame: pd.DataFrame, source: str | Path) -> pd.DataFrame:
 def read_table(path: str | Path) -> pd.DataFrame:
     """Read and check a latency table (BadInputError naming the file if it is missing or malformed)."""
     path = Path(path)
-    if not path.is_file():
+    kind = path_kind(path)
+    if kind == "missing":
         raise BadInputError("latency table not found (build it with `python -m inas.run lut -c CONFIG`)", path=path)
+    if kind != "file":
+        raise BadInputError(f"expected a latency table (a Parquet file), found a {kind}", path=path)
     try:
         frame = pd.read_parquet(path)
     except (OSError, ValueError, pa.ArrowException) as exc:

@@ -25,7 +25,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from inas.errors import BadInputError, clip
-from inas.images import IMAGE_ERRORS, open_image
+from inas.images import IMAGE_ERRORS, open_image, sod_mask_problem
 from inas.metrics.seg import SegMetrics
 from inas.metrics.sod import SODMetrics
 from inas.paths import path_kind
@@ -113,6 +113,16 @@ def _open(path: Path) -> Image.Image:
 def load_gray(path: str | Path) -> np.ndarray:
     """An image as 8-bit grayscale, (H, W) uint8."""
     return np.asarray(_open(Path(path)).convert("L"))
+
+
+def load_sod_mask(path: str | Path) -> np.ndarray:
+    """A ground-truth SOD mask as 8-bit grayscale, (H, W) uint8; BadInputError for a mask whose foreground would be
+    lost (transparent pixels, 0/1 values: `inas.images.sod_mask_problem`)."""
+    image = _open(Path(path))
+    problem = sod_mask_problem(image)
+    if problem is not None:
+        raise BadInputError(problem, path=path)
+    return np.asarray(image.convert("L"))
 
 
 def load_labels(path: str | Path) -> np.ndarray:
@@ -210,7 +220,7 @@ def _load_pair(pred_path: Path, gt_path: Path, task: str) -> tuple[np.ndarray, n
     """(prediction, ground truth, whether the prediction was resized to the ground truth's size): grey maps for
     "sod" (bilinear resize), label maps for "seg" (nearest)."""
     load, resize = (load_gray, resize_bilinear_uint8) if task == "sod" else (load_labels, resize_nearest_labels)
-    gt, pred = load(gt_path), load(pred_path)
+    gt, pred = (load_sod_mask(gt_path) if task == "sod" else load(gt_path)), load(pred_path)
     if pred.shape == gt.shape:
         return pred, gt, False
     return resize(pred, gt.shape), gt, True

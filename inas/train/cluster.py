@@ -30,7 +30,8 @@ from inas.data import check_list
 from inas.errors import BadInputError, RunFailedError
 from inas.nn import Supernet
 from inas.ray_session import init_ray
-from inas.train.loop import SupernetTrainer, TrainResult
+from inas.train.loop import RUN_FILES, SupernetTrainer, TrainResult
+from inas.train.runlog import check_run_folder
 from inas.train.state import CHECKPOINT_NAME, check_compatible, load_initial_weights, load_train_checkpoint
 from inas.train.summary import read_train_summary
 
@@ -180,7 +181,9 @@ def _check_batches(config: ExperimentConfig, entries: int) -> None:
 def check_inputs(config: ExperimentConfig, run_dir: Path, resume: bool, progress: bool = True) -> None:
     """Everything the workers will read, checked on the driver before Ray starts (one BadInputError): the space,
     both lists and every file they name, the batch size against the shards, the initial weights (read into a
-    supernet), the run folder's checkpoint (read and compared with the config)."""
+    supernet), the run folder's checkpoint (read and compared with the config) and its other files
+    (`check_run_folder`)."""
+    check_run_folder(run_dir, RUN_FILES)
     space = config.space.build()
     entries = check_list(config.data.root, config.data.train_list, config.task, progress=progress)
     check_list(config.data.root, config.data.val_list, config.task, progress=progress)

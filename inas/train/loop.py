@@ -41,7 +41,7 @@ from inas.train.data_order import epoch_batches
 from inas.train.precision import MixedPrecision
 from inas.train.recipe import SupernetCriterion, build_optimizer, build_scheduler, sandwich_archs, train_step
 from inas.train.rng import python_rng_state, rng_state, seed_everything, set_python_rng_state, set_rng_state
-from inas.train.runlog import FRESH, RAY_CHECKPOINT, RUN_FOLDER, RunLog, record_session
+from inas.train.runlog import FRESH, RAY_CHECKPOINT, RUN_FOLDER, RunLog, check_run_folder, record_session
 from inas.train.state import (
     CHECKPOINT_NAME,
     SUPERNET_NAME,
@@ -61,6 +61,9 @@ from inas.train.validation import Validator, validation_archs, validation_metric
 log = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.yaml"
+VALIDATION_ARCHS_NAME = "validation_archs.json"
+# the files a session reads back or rewrites in its run folder, besides the logs of `inas.train.runlog`
+RUN_FILES = (CHECKPOINT_NAME, SUPERNET_NAME, CONFIG_NAME, SUMMARY_NAME, VALIDATION_ARCHS_NAME)
 
 
 @dataclass
@@ -165,6 +168,7 @@ class SupernetTrainer:
     def _read_inputs(self, resume: bool, check_data: bool) -> TrainState | None:
         """Space, precision, training data, initial weights and the checkpoint to resume from (read and checked)."""
         config, tc = self.config, self.tc
+        check_run_folder(self.run_dir, RUN_FILES)
         self.space = config.space.build()
         self.amp = MixedPrecision.create(tc.precision, self.device)
         self.train_loader = train_loader_from_config(config.data, config.task, seed=config.seed,
@@ -226,7 +230,7 @@ class SupernetTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / CONFIG_NAME,
                           yaml.safe_dump(self.config.model_dump(mode="json"), sort_keys=False))
-        atomic_write_json(self.run_dir / "validation_archs.json",
+        atomic_write_json(self.run_dir / VALIDATION_ARCHS_NAME,
                           {name: {"arch_id": a.arch_id, "arch": a.to_json()}
                            for name, a in validation_archs(self.config).items()})
         return RunLog(self.run_dir, subnet_names(self.tc.random_subnets), validation_metric_names(self.config),

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from inas.errors import BadInputError, clip, excerpt
 from inas.io import atomic_write_text
+from inas.paths import path_kind
 
 METRICS_CSV = "metrics.csv"
 VALIDATION_CSV = "validation.csv"
@@ -38,11 +40,9 @@ class CsvLog:
         self.path = Path(path)
         self.columns = list(columns)
         kept: list[dict[str, str]] = []
-        if self.path.exists():
-            with self.path.open(newline="", encoding="utf-8") as handle:
-                reader = csv.DictReader(handle)
-                if reader.fieldnames == self.columns:
-                    kept = [row for row in reader if _iteration(row) <= start_iteration]
+        fieldnames, rows = read_csv_rows(self.path)
+        if fieldnames == self.columns:
+            kept = [row for row in rows if _iteration(row) <= start_iteration]
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, lineterminator="\n")
         writer.writeheader()
@@ -58,6 +58,37 @@ class CsvLog:
 
     def close(self) -> None:
         self._handle.close()
+
+
+def read_csv_rows(path: Path) -> tuple[list[str] | None, list[dict[str, str]]]:
+    """(header, rows) of a CSV file of the run folder ((None, []) when it does not exist); BadInputError naming the
+    file when it cannot be read as UTF-8 CSV (a run folder's logs are read back on resume: untrusted)."""
+    if path_kind(path) == "missing":
+        return None, []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            return (list(reader.fieldnames) if reader.fieldnames else None), list(reader)
+    except (OSError, UnicodeError, csv.Error) as exc:
+        raise BadInputError(f"cannot read this run-folder log as UTF-8 CSV ({type(exc).__name__}: "
+                            f"{clip(str(exc), 200)}); move it away to start a new one", path=path) from None
+
+
+def check_run_folder(run_dir: Path, files: Sequence[str]) -> None:
+    """Before a session reads back or rewrites anything in `run_dir`: each of `files` (and the logs of this module)
+    is absent or a regular file, `tb/` absent or a folder, the CSV logs readable and `sessions.csv` well-formed;
+    else a BadInputError naming the entry (a symlink loop included)."""
+    run_dir = Path(run_dir)
+    for name in (*files, METRICS_CSV, VALIDATION_CSV, SESSIONS_CSV):
+        if path_kind(run_dir / name) not in ("missing", "file"):
+            raise BadInputError("expected a file of the run folder, found a folder or a special file; move it "
+                                "away", path=run_dir / name)
+    if path_kind(run_dir / TENSORBOARD_DIR) not in ("missing", "folder"):
+        raise BadInputError("expected the run folder's TensorBoard folder, found a file; move it away",
+                            path=run_dir / TENSORBOARD_DIR)
+    read_csv_rows(run_dir / METRICS_CSV)
+    read_csv_rows(run_dir / VALIDATION_CSV)
+    read_sessions(run_dir)
 
 
 def _iteration(row: Mapping[str, str]) -> int:
@@ -128,13 +159,24 @@ class Session:
 def read_sessions(run_dir: Path) -> list[Session]:
     """Every session recorded in `run_dir/sessions.csv` (none when the file does not exist)."""
     path = Path(run_dir) / SESSIONS_CSV
-    if not path.exists():
+    fieldnames, rows = read_csv_rows(path)
+    if fieldnames is None and not rows:
         return []
-    with path.open(newline="", encoding="utf-8") as handle:
-        return [Session(number=int(row["session"]), start_iteration=int(row["start_iteration"]),
-                        resumed_from=row["resumed_from"], world_size=int(row["world_size"]),
-                        nodes=tuple(n for n in row["nodes"].split(";") if n), started_at=float(row["started_at"]))
-                for row in csv.DictReader(handle)]
+    if fieldnames != list(SESSION_COLUMNS):
+        raise BadInputError(f"expected the columns {list(SESSION_COLUMNS)}, got {excerpt(fieldnames)}; move it away "
+                            "to start a new history", path=path)
+    sessions = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            sessions.append(Session(number=int(row["session"]), start_iteration=int(row["start_iteration"]),
+                                    resumed_from=row["resumed_from"], world_size=int(row["world_size"]),
+                                    nodes=tuple(n for n in (row["nodes"] or "").split(";") if n),
+                                    started_at=float(row["started_at"])))
+        except (TypeError, ValueError) as exc:
+            raise BadInputError(f"line {line}: not a session row ({clip(str(exc), 120)}); expected integers for "
+                                "session, start_iteration and world_size and a number for started_at; move it "
+                                "away to start a new history", path=path) from None
+    return sessions
 
 
 def record_session(run_dir: Path, start_iteration: int, resumed_from: str, world_size: int,
