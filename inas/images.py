@@ -41,7 +41,8 @@ def sod_mask_problem(image: Image.Image) -> str | None:
     only 0 and 1 (a 0/1 mask: every pixel would be background). Either would score or train on an empty mask."""
     if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
         alpha = image.getchannel("A") if "A" in image.getbands() else image.convert("RGBA").getchannel("A")
-        if alpha.getextrema()[0] < 255:
+        lowest = alpha.getextrema()[0]
+        if isinstance(lowest, int | float) and lowest < 255:
             return ("the mask has transparent pixels (is the mask in its alpha channel?); expected an opaque "
                     "grayscale mask, foreground > 127")
     if image.convert("L").getextrema()[1] == 1:

@@ -364,8 +364,8 @@ class Searcher(ABC):
                           ("extra", dict)):
             value = state.get(key, []) if key == "prior" else state[key]
             if not isinstance(value, kind) or isinstance(value, bool):
-                expected = {int: "an integer", list: "a JSON list", dict: "a JSON object"}[kind]
-                raise BadInputError(f"expected {expected}, got {excerpt(value)}", key=key)
+                wanted = {int: "an integer", list: "a JSON list", dict: "a JSON object"}[kind]
+                raise BadInputError(f"expected {wanted}, got {excerpt(value)}", key=key)
         rng_state_from_json(self._rng, state["rng"])
         self._asked = state["asked"]
         self._in_flight = {}

@@ -51,10 +51,10 @@ class EvolutionSearcher(Searcher):
                           ("depth_mutation_prob", depth_mutation_prob)):
             if not 0.0 <= float(prob) <= 1.0:
                 raise BadInputError(f"must be a probability in [0, 1], got {prob!r}", key=key)
-        for key, value in (("offspring_num", offspring_num), ("generations", generations)):
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+        for key, optional in (("offspring_num", offspring_num), ("generations", generations)):
+            if optional is not None and (not isinstance(optional, int) or isinstance(optional, bool) or optional < 1):
                 what = " (generation 0 is the LGS population)" if key == "generations" else ""
-                raise BadInputError(f"must be a positive integer{what}, got {excerpt(value)}", key=key)
+                raise BadInputError(f"must be a positive integer{what}, got {excerpt(optional)}", key=key)
         self.population_size = population_size
         self.selection_num = selection_num
         self.offspring_num = selection_num if offspring_num is None else offspring_num
