@@ -167,6 +167,17 @@ def test_nevergrad_replay_mismatch_falls_back_without_reasking():
     assert resumed.is_finished()
 
 
+def test_nevergrad_log_without_its_asks_is_refused_with_the_way_out():
+    """States saved after a resume before 61b14f2 lost their asks: one line that says to --warm-start instead."""
+    searcher = make("nevergrad")
+    ask_tell(searcher, 20)
+    state = round_trip(searcher.state_dict())
+    for instance in state["extra"]["instances"]:
+        instance["events"] = [e for e in instance["events"] if e[0] != "a"]
+    with pytest.raises(BadInputError, match="never asked.*--warm-start"):
+        make("nevergrad").load_state_dict(state)
+
+
 def test_state_of_another_searcher_or_space_is_refused():
     state = round_trip(run_searcher(make("random", budget=5), synthetic_result).state_dict())
     with pytest.raises(BadInputError, match="searcher"):

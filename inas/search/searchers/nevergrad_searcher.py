@@ -321,6 +321,12 @@ class NevergradSearcher(Searcher):
                     return self._rebuild(k, budget_ms, doc)
                 inst.events.append(["a", arch_id])  # kept in the log: the next save is replayed the same way
             elif event[0] == "t":
+                if int(event[1]) not in inst.candidates:
+                    raise BadInputError(
+                        f"the log of optimiser {k} tells the result of ask {event[1]}, which it never asked (a state "
+                        "saved after a resume by inas before the fix of 61b14f2 lost its asks); it cannot resume: "
+                        "search into a new output folder with --warm-start pointing at this one, which reuses its "
+                        "evaluations", key="instances")
                 inst.tell(int(event[1]), float(event[2]))
             else:
                 inst.tell_new(event[1], float(event[2]))
