@@ -59,6 +59,12 @@ def test_bad_warm_start_folders(earlier, tmp_path):
     assert len(records) == 8 and all(r.latency_ms > 0 and r.device_ms is None for r in records)
     with pytest.raises(BadInputError, match="another task"):
         read_warm_start([first], config.space.build(), "seg", {})
+    failed = tmp_path / "failed"
+    failed.mkdir()
+    rows = pd.read_parquet(first / EVALUATIONS_FILE).assign(max_fmeasure=float("nan"))
+    rows.to_parquet(failed / EVALUATIONS_FILE)
+    with pytest.raises(BadInputError, match="nothing to warm-start from.*leave this folder out of --warm-start"):
+        read_warm_start([failed], config.space.build(), "sod", {})
 
 
 def test_a_resumed_run_keeps_its_warm_start_and_takes_a_new_folder(earlier):

@@ -96,21 +96,27 @@ def _check_columns(frame: pd.DataFrame, path: Path) -> str:
     return task
 
 
-def _check_some_succeeded(frame: pd.DataFrame, metric: str, path: Path) -> None:
-    """BadInputError when there are no rows, or every evaluation failed (naming the first error)."""
+def _check_some_succeeded(frame: pd.DataFrame, metric: str, path: Path, warm_start: bool) -> None:
+    """BadInputError when there are no rows, or every evaluation failed (naming the first error); the way out
+    depends on whether the folder is analysed or a `--warm-start` folder."""
+    if warm_start:
+        use, way_out = "to warm-start from", "leave this folder out of --warm-start, or "
+    else:
+        use, way_out = "to analyse", ""
     if frame.empty:
-        raise BadInputError("has no rows: the search evaluated no architecture yet (run `search` on this folder "
-                            "to start or continue it)", path=path)
+        raise BadInputError(f"has no rows, nothing {use}: the search evaluated no architecture yet ({way_out}run "
+                            "`search` on this folder to start or continue it)", path=path)
     if frame[metric].isna().all():
         errors = frame["error"].dropna().astype(str) if "error" in frame.columns else pd.Series(dtype=str)
         first = f"; first error: {errors.iloc[0][:300]}" if len(errors) else ""
-        raise BadInputError(f"every one of its {len(frame)} evaluations failed, nothing to analyse{first}; run the "
-                            "same `search` command again to evaluate them again (no budget is spent on them)",
+        raise BadInputError(f"every one of its {len(frame)} evaluations failed, nothing {use}{first}; {way_out}run "
+                            "the same `search` command again to evaluate them again (no budget is spent on them)",
                             path=path, key=metric)
 
 
-def read_evaluations(folder: str | Path) -> pd.DataFrame:
-    """Read and check `folder/evaluations.parquet` against the search output contract (DESIGN.md).
+def read_evaluations(folder: str | Path, warm_start: bool = False) -> pd.DataFrame:
+    """Read and check `folder/evaluations.parquet` against the search output contract (DESIGN.md); `warm_start`:
+    read for `search --warm-start` (only the messages differ).
 
     Raises BadInputError naming the folder/file and every missing column (or a non-numeric one).
     """
@@ -123,7 +129,7 @@ def read_evaluations(folder: str | Path) -> pd.DataFrame:
     frame = _read_parquet(path)
     task = _check_columns(frame, path)
     _check_arch_ids(frame, path)
-    _check_some_succeeded(frame, TASK_METRICS[task][0], path)
+    _check_some_succeeded(frame, TASK_METRICS[task][0], path, warm_start)
     return frame
 
 

@@ -35,7 +35,7 @@ def read_warm_start(folders: Sequence[str | Path], space: SearchSpace, task: str
     metric = primary_metric(task)
     records: dict[str, Record] = {}
     for folder in folders:
-        frame = read_evaluations(folder)
+        frame = read_evaluations(folder, warm_start=True)
         path = Path(folder) / EVALUATIONS_FILE
         if detect_task([str(c) for c in frame.columns]) != task:
             raise BadInputError(f"holds another task's results; this search optimises {metric}", path=path,
