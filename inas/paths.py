@@ -51,3 +51,16 @@ def check_output_path(path: str | Path, kind: Literal["file", "folder"], *, key:
         what = {"file": "a file", "folder": "a folder", "other": "a special file"}[found]
         raise BadInputError(f"the output path exists and is {what}, not a {kind}", path=path, key=key)
     return path
+
+
+def require_file(path: str | Path, what: str, *, hint: str = "", key: str | None = None) -> Path:
+    """`path` as a Path when it is a file; else a BadInputError naming it: "`what` not found`hint`" when absent,
+    "expected `what` (a file), found a folder" when it is one (a folder was not found, which misled)."""
+    path = Path(path)
+    found = path_kind(path, key=key)
+    if found == "missing":
+        raise BadInputError(f"{what} not found{hint}", path=path, key=key)
+    if found != "file":
+        raise BadInputError(f"expected {what} (a file), found {'a folder' if found == 'folder' else 'a special file'}",
+                            path=path, key=key)
+    return path

@@ -204,6 +204,8 @@ def test_bad_supernet_and_tables_are_clear_errors(problem, tmp_path):
     root, config, space, _, _ = problem
     with pytest.raises(BadInputError, match="supernet checkpoint not found"):
         load_search_supernet(tmp_path / "nope.pt", space, 1)
+    with pytest.raises(BadInputError, match="expected supernet checkpoint .a file., found a folder"):
+        load_search_supernet(tmp_path, space, 1)
     other = parse_config({"space": {"stages": {"stem": {"widths": [36]}}}}).space.build()
     with pytest.raises(BadInputError, match="different search space"):
         load_search_supernet(root / "supernet.pt", other, 1)

@@ -30,6 +30,7 @@ from inas.errors import BadInputError
 from inas.evaluation import batch_images, evaluate_predictions, fit_to_stride, supernet_predictor
 from inas.nn import StandaloneModel, Supernet, load_original_checkpoint, load_supernet
 from inas.nn.checkpoint import SUPERNET_FORMAT, read_checkpoint
+from inas.paths import require_file
 from inas.space import Arch, ArchError, load_arch
 
 CONSISTENCY_METRICS: dict[str, tuple[str, ...]] = {"sod": ("maxF", "mae", "sm"), "seg": ("miou",)}
@@ -70,9 +71,7 @@ class ConsistencyReport:
 def load_supernet_any(path: str | Path, config: ExperimentConfig) -> Supernet:
     """Our supernet file (its own space, classes and heads), or an original iNAS checkpoint loaded into a supernet
     over the config's space (`config.num_classes` classes, `config.model.output_levels` heads)."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError("supernet checkpoint not found", path=path)
+    path = require_file(path, "supernet checkpoint")
     obj = read_checkpoint(path)
     if obj.get("format") == SUPERNET_FORMAT:
         supernet = load_supernet(obj, where=path)  # the dict already read: the file is loaded once

@@ -32,6 +32,7 @@ from torch import Tensor
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_parquet
+from inas.paths import require_file
 from inas.search.schema import (  # noqa: F401 - LATENCY_PREFIX re-exported for importers of this module
     BASE_COLUMNS,
     LATENCY_PREFIX,
@@ -167,10 +168,8 @@ def load_search_supernet(path: str | Path, space: SearchSpace, num_classes: int)
     trained on another space or number of classes."""
     from inas.nn import load_supernet, space_spec
 
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError("supernet checkpoint not found (train one with `python -m inas.run train -c CONFIG`)",
-                            path=path, key="search.supernet")
+    path = require_file(path, "supernet checkpoint", hint=" (train one with `python -m inas.run train -c CONFIG`)",
+                        key="search.supernet")
     supernet = load_supernet(path)
     if space_spec(supernet.space) != space_spec(space):
         raise BadInputError("the checkpoint's supernet was built for a different search space than the config's "
