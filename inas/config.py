@@ -288,7 +288,8 @@ class SearchConfig(Section):
     supernet: Path | None = Field(None, description="trained supernet checkpoint (`--supernet` overrides)")
     lut_dir: Path | None = Field(None, description="folder of the latency tables; default lut.out_dir")
     devices: list[str] | None = Field(
-        None, description="devices whose latency is recorded (first = the one searchers use); default lut.devices"
+        None, min_length=1,
+        description="devices whose latency is recorded (first = the one searchers use); default lut.devices"
     )
     latency_budgets_ms: list[float] = Field(
         default_factory=list, description="latency budgets of the summary's best-arch table; empty = 4 quantiles"
