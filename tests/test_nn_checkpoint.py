@@ -83,3 +83,13 @@ def test_own_supernet_file_round_trip(tmp_path):
     assert loaded.head_activation is None and _same_state(loaded, net)
     with pytest.raises(BadInputError, match="weights do not match this supernet"):
         load_supernet_weights(path, Supernet(space, num_classes=1, output_levels=(0, 2)))
+
+
+def test_weights_holding_nan_or_infinity_are_refused(tmp_path):
+    """A supernet saved from a run that diverged: every score from it would be NaN."""
+    supernet = Supernet(small_space())
+    name, weight = next((k, v) for k, v in supernet.state_dict().items() if v.is_floating_point())
+    weight.view(-1)[0] = float("inf")
+    save_supernet(supernet, tmp_path / "supernet.pt")
+    with pytest.raises(BadInputError, match=f"supernet.pt: entry '?{name}'? holds NaN or infinite values"):
+        load_supernet(tmp_path / "supernet.pt")

@@ -4,6 +4,7 @@ BadInputError naming the file and the field (CLI: one line, exit 2)."""
 from __future__ import annotations
 
 import copy
+import math
 import random
 
 import pytest
@@ -84,6 +85,8 @@ DAMAGE = [
     ("empty output_levels", lambda o: o.update(output_levels=[]), "output_levels"),
     ("head_activation", lambda o: o.update(head_activation=3), "head_activation"),
     ("model values", lambda o: o.update(model={"weight": 1}), "model"),
+    ("model NaN weights", lambda o: next(v for v in o["model"].values() if v.is_floating_point()).fill_(math.nan),
+     "model"),
     ("optimizer", lambda o: o.update(optimizer={"state": {}}), "optimizer"),
     ("scheduler", lambda o: o.update(scheduler={}), "scheduler"),
     ("rng keys", lambda o: o["rng"].pop("numpy"), "rng"),

@@ -242,7 +242,17 @@ def _state_dict_of(obj: Mapping[str, Any], where: str | None) -> dict[str, Tenso
         while name.startswith("module."):
             name = name[len("module."):]
         out[name] = value
+    check_finite_weights(out, where)
     return out
+
+
+def check_finite_weights(state: Mapping[str, Tensor], where: str | Path | None, key: str | None = None) -> None:
+    """BadInputError naming the first floating-point entry of `state` holding NaN or infinity (weights of a run
+    that diverged: every score computed from them would be NaN, or a resumed run would carry them on)."""
+    for name, value in state.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise BadInputError(f"entry {excerpt(name)} holds NaN or infinite values; expected the finite weights of "
+                                "a run that did not diverge", path=where, key=key)
 
 
 def _listed(items: Sequence[str]) -> str:

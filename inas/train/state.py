@@ -26,7 +26,7 @@ from torch import Tensor
 from inas.errors import BadInputError
 from inas.io import atomic_path
 from inas.nn import Supernet, load_original_checkpoint, load_supernet_weights, slice_like, space_spec
-from inas.nn.checkpoint import read_checkpoint, read_supernet_header
+from inas.nn.checkpoint import check_finite_weights, read_checkpoint, read_supernet_header
 from inas.train.rng import check_python_rng_state, check_rng_state
 
 CHECKPOINT_FORMAT = "inas-train-checkpoint"
@@ -191,6 +191,7 @@ def _checked_state(obj: Mapping[str, Any], path: Path) -> TrainState:
     space, num_classes = space_spec(header.space), header.num_classes
     levels, head = header.output_levels, header.head_activation
     model = _field(obj, "model", path, _tensor_dict, "a state dict (names -> tensors)")
+    check_finite_weights(model, path, key="model")
     optimizer = _field(obj, "optimizer", path, _optimizer_dict, "an optimizer state dict (state, param_groups)")
     scheduler = _field(obj, "scheduler", path, _scheduler_ok,
                        "a LambdaLR state dict (last_epoch int >= 0, base_lrs and _last_lr lists of numbers)")
