@@ -152,6 +152,16 @@ def test_output_path_of_the_wrong_kind_before_any_work(tmp_path, capsys, argv, w
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+def test_test_save_maps_into_a_file_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "CFG").write_text("task: sod\ndata: {root: nowhere}\n", encoding="utf-8")
+    (tmp_path / "MODEL").write_text("never read\n", encoding="utf-8")
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "maps").write_text("x")
+    code, text = run(capsys, ["test", str(tmp_path / "MODEL"), "-c", str(tmp_path / "CFG"), "-o",
+                              str(tmp_path / "out"), "--save-maps"])
+    assert "is a file, not a folder" in one_error(code, text, str(tmp_path / "out" / "maps"))
+
+
 def test_check_output_path():
     assert check_output_path("/nonexistent/x.csv", "file").name == "x.csv"
     with pytest.raises(BadInputError, match="is a folder, not a file"):

@@ -101,6 +101,8 @@ def main(args: argparse.Namespace) -> int:
     model_path = Path(args.model)
     out_dir = check_output_path(Path(args.out) if args.out else model_path.parent / f"{model_path.name}-test",
                                 "folder", key="--out")
+    if args.save_maps:
+        check_output_path(out_dir / "maps", "folder", key="--save-maps")
     predictor = load_predictor(args.model, threads=args.threads)
     _check_model_fits(predictor, config, args)
     info = predictor.info
