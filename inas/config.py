@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from inas.errors import BadInputError, clip, excerpt
 from inas.space import SearchSpace, inas_space
@@ -44,10 +52,25 @@ def _encodable(value: Any) -> Any:
     return value
 
 
+def _type_name(annotation: Any) -> str:
+    """`int`, `float | None`, `list[int]`: an annotation as the reader wrote it."""
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
 class Section(BaseModel):
     """Base of every config section: unknown keys are errors, values are validated on assignment too."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, v: Any, info: ValidationInfo) -> Any:
+        """`budget: true` is not 1: pydantic's lax mode takes a boolean for an int or a float."""
+        if isinstance(v, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation is not bool and bool not in get_args(annotation) and annotation is not Any:
+                raise ValueError(f"expected {_type_name(annotation)}, not a boolean")
+        return v
 
     @field_validator("*")
     @classmethod

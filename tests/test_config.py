@@ -37,6 +37,9 @@ def test_defaults_and_narrowed_space(tmp_path):
         ("model: {output_levels: [1, 2]}\n", ["model.output_levels", "containing 0"]),
         ("data: [1, 2\n", ["exp.yaml", "malformed YAML", "line"]),
         ("- 1\n- 2\n", ["exp.yaml", "mapping"]),
+        ("search: {searchers: [{kind: random, budget: true}]}\n", ["search.searchers.0.budget", "not a boolean"]),
+        ("train: {lr: false}\n", ["train.lr", "expected float, not a boolean"]),
+        ("search: {devices: []}\n", ["search.devices", "at least 1 item"]),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, fragments):
@@ -97,7 +100,7 @@ def _alias_bomb(levels: int = 9) -> str:
 @pytest.mark.parametrize(
     "text, fragments",
     [
-        ("seed: true\n", ["seed", "valid integer"]),
+        ("seed: true\n", ["seed", "not a boolean"]),
         ("seed: -1\n", ["seed", "greater than or equal to 0"]),
         ("seed: 4294967296\n", ["seed", "less than or equal to 4294967295"]),
         ("seed: " + "9" * 5000 + "\n", ["exp.yaml", "malformed YAML"]),
