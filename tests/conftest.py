@@ -20,3 +20,14 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def problem_root(tmp_path_factory):
+    """A search problem (tiny space, 64 px data, supernet, two fake latency tables: `test_search_evaluators`), one
+    per test module."""
+    from test_search_evaluators import make_problem
+
+    root = tmp_path_factory.mktemp("problem")
+    make_problem(root)
+    return root

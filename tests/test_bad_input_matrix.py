@@ -36,14 +36,6 @@ def sod_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def problem_root(tmp_path_factory) -> Path:
-    """A search problem (tiny space, 64 px data, supernet, two fake latency tables) from the search tests."""
-    root = tmp_path_factory.mktemp("matrix_problem")
-    make_problem(root)
-    return root
-
-
-@pytest.fixture(scope="module")
 def train_space_supernet(tmp_path_factory) -> Path:
     """A supernet checkpoint over the training tests' tiny space (not the search problem's space)."""
     from inas.config import parse_config

@@ -101,6 +101,16 @@ def test_config_paths_with_a_lone_surrogate(sod_root, tmp_path, capsys):
     one_error(code, text, str(config), "data.root", "lone surrogate", "\\ud800")
 
 
+def _occupied_output(tmp_path: Path, wrong: str) -> tuple[Path, list[str]]:
+    """`tmp_path/out` made a `wrong` ("folder" or "file"), and the names in `tmp_path` before the command."""
+    out = tmp_path / "out"
+    if wrong == "folder":
+        out.mkdir()
+    else:
+        out.write_text("x")
+    return out, sorted(p.name for p in tmp_path.iterdir())
+
+
 @pytest.mark.parametrize("argv, wrong", [
     (["evaluate", "--pred", "P", "--gt", "G", "-o", "OUT"], "folder"),
     (["predict", "MODEL", "IN", "-o", "OUT"], "file"),
@@ -114,12 +124,7 @@ def test_output_path_of_the_wrong_kind(tmp_path, capsys, argv, wrong):
     save_model_file(_model(1, 3), tmp_path / "MODEL", task="sod", input_hw=(64, 64))
     (tmp_path / "IN").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "IN" / "a.png")
-    out = tmp_path / "out"
-    if wrong == "folder":
-        out.mkdir()
-    else:
-        out.write_text("x")
-    before = sorted(p.name for p in tmp_path.iterdir())
+    out, before = _occupied_output(tmp_path, wrong)
     argv = [str(out) if a == "OUT" else str(tmp_path / a) if a in ("P", "G", "IN", "MODEL") else a for a in argv]
     code, text = run(capsys, argv)
     one_error(code, text, str(out))
@@ -140,12 +145,7 @@ def test_output_path_of_the_wrong_kind_before_any_work(tmp_path, capsys, argv, w
     (tmp_path / "CFG").write_text("task: sod\ndata: {root: nowhere}\n", encoding="utf-8")
     for name in ("MODEL", "ARCH", "SUPERNET"):
         (tmp_path / name).write_text("never read\n", encoding="utf-8")
-    out = tmp_path / "out"
-    if wrong == "folder":
-        out.mkdir()
-    else:
-        out.write_text("x")
-    before = sorted(p.name for p in tmp_path.iterdir())
+    out, before = _occupied_output(tmp_path, wrong)
     code, text = run(capsys, [str(out) if a == "OUT" else str(tmp_path / a) if a.isupper() else a for a in argv])
     line = one_error(code, text, str(out))
     assert f"is a {wrong}, not a {'file' if wrong == 'folder' else 'folder'}" in line

@@ -39,13 +39,6 @@ SEARCHERS = [{"kind": "random", "budget": 5, "concurrent_trials": 2, "params": {
              {"kind": "evolution", "budget": 6, "params": {"population_size": 4, "selection_num": 2, "lgs_groups": 2}}]
 
 
-@pytest.fixture(scope="module")
-def problem_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("driver")
-    make_problem(root)
-    return root
-
-
 def fake_evaluate(calls: list[str]):
     """A cheap deterministic stand-in for the accuracy evaluator that records what it scores."""
 

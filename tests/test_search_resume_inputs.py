@@ -23,13 +23,6 @@ SEARCHERS = [{"kind": "random", "budget": 3, "params": {"ends_first": False}},
 
 
 @pytest.fixture(scope="module")
-def problem_root(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("resume_inputs")
-    make_problem(root)
-    return root
-
-
-@pytest.fixture(scope="module")
 def finished(problem_root, tmp_path_factory) -> Path:
     """A finished search (seeded, simulated evaluations) to copy and damage."""
     config, _ = make_problem(problem_root, searchers=SEARCHERS)
