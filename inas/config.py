@@ -534,6 +534,15 @@ def load_config(path: str | Path) -> ExperimentConfig:
     path in it is made absolute against the current directory here, once, so that Ray workers (which run in other
     directories) read the same files."""
     path = Path(path)
+    config = parse_config(read_yaml(path), str(path))
+    absolute_paths(config, Path.cwd())
+    return config
+
+
+def read_yaml(path: str | Path) -> Any:
+    """The YAML document of a config file, unvalidated but bounded: at most 1 MiB of UTF-8 text, nesting and values
+    (aliases expanded) bounded as `parse_config` bounds them; BadInputError naming the file otherwise."""
+    path = Path(path)
     text = _read_text(path)
     try:
         doc = yaml.safe_load(text)
@@ -546,6 +555,5 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise BadInputError(f"malformed YAML: nested deeper than {MAX_YAML_DEPTH} levels", path=path) from None
     except ValueError as exc:  # e.g. an integer with more digits than Python converts
         raise BadInputError(f"malformed YAML: {clip(str(exc))}", path=path) from None
-    config = parse_config(doc, str(path))
-    absolute_paths(config, Path.cwd())
-    return config
+    _check_size(doc, str(path))
+    return doc

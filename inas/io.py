@@ -101,6 +101,10 @@ def atomic_path(path: str | Path, *, clean_stale: bool = True) -> Iterator[Path]
     try:
         yield tmp
         os.replace(tmp, target)
+    except OSError as exc:
+        if exc.filename is None:  # a full disk met in write() or close(): name the output, not no file at all
+            exc.filename = str(target)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()

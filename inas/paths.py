@@ -44,13 +44,29 @@ def path_kind(path: str | Path, *, key: str | None = None) -> PathKind:
 
 
 def check_output_path(path: str | Path, kind: Literal["file", "folder"], *, key: str | None = None) -> Path:
-    """`path` as a Path when it is absent or already a `kind`; else a BadInputError (call before any work)."""
+    """`path` as a Path when it is absent or already a `kind`, and it can be made there: its nearest existing
+    ancestor (itself, for an existing folder) is a writable folder. Else a BadInputError (call before any work):
+    an output below a file, or on a read-only file system, failed only at the first write, after the work."""
     path = Path(path)
     found = path_kind(path, key=key)
     if found not in ("missing", kind):
         what = {"file": "a file", "folder": "a folder", "other": "a special file"}[found]
         raise BadInputError(f"the output path exists and is {what}, not a {kind}", path=path, key=key)
+    folder = path if found == "folder" else _nearest_existing_parent(path, key)
+    if path_kind(folder, key=key) != "folder":
+        raise BadInputError(f"cannot be created: {folder} is a file, not a folder", path=path, key=key)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInputError(f"cannot be written: no write access to {folder} (a read-only file system, or the "
+                            "permissions)", path=path, key=key)
     return path
+
+
+def _nearest_existing_parent(path: Path, key: str | None) -> Path:
+    """The closest ancestor of `path` that exists (a file or a folder), `.` for a relative path with none."""
+    for parent in path.parents:
+        if path_kind(parent, key=key) != "missing":
+            return parent
+    return Path(".")
 
 
 def require_file(path: str | Path, what: str, *, hint: str = "", key: str | None = None) -> Path:

@@ -1,12 +1,14 @@
 """Command-line entry point: `python -m inas.run VERB ...`.
 
 Builds the parser from the verb modules in `inas.cli`, runs the chosen verb and maps errors to exit codes:
-0 success, 2 bad input (one line on stderr, no traceback), 1 internal error.
+0 success, 2 bad input (one line on stderr, no traceback), 1 internal error (a full or read-only disk met while
+writing: one line).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import os
@@ -95,6 +97,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        if exc.errno not in _STORAGE_ERRNOS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"error: cannot write{where}: {exc.strerror or exc} (outputs are written atomically: none is "
+              "half-written; make room and run the same command again)", file=sys.stderr)
+        return 1
+
+
+# a full or read-only disk met while writing an output: one line and exit 1, as a run that could not complete
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
 
 def _change_directory(directory: str | None) -> None:

@@ -75,3 +75,50 @@ def test_bad_demo_config_is_refused_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "iterations" in err and "Traceback" not in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("synth: [1]\n", "synth: expected a mapping"),
+    ("synth: {n_trian: 3}\n", "synth: expected a mapping"),
+    ("seed: 2024-01-01\n", "seed: Input should be a valid integer"),  # was json.dumps' TypeError
+    ("a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{n}: &{n} [{', '.join([f'*{p}'] * 10)}]\n" for p, n in zip("abcdef", "bcdefg", strict=True)),
+     "more than 100000 values"),
+], ids=["synth-list", "synth-key", "date", "alias-bomb"])
+def test_demo_config_is_read_like_any_config(tmp_path, capsys, text, expected):
+    bad = tmp_path / "demo.yaml"
+    bad.write_text(text, encoding="utf-8")
+    out = tmp_path / "out"
+    assert run_main(["demo", "-c", str(bad), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and err.count("error:") == 1
+    assert not out.exists()
+
+
+def test_demo_config_that_is_a_folder(tmp_path, capsys):
+    assert run_main(["demo", "-c", str(tmp_path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: config file cannot be read" in err and "Traceback" not in err
+
+
+def test_finished_steps_of_another_config_are_not_reused(tmp_path, capsys):
+    """`demo --quick -o X` then `demo -o X` reported every step of the full demo as done (the quick artefacts),
+    and replaced X/config.yaml with a config that does not describe them."""
+    out = tmp_path / "out"
+    doc, _ = resolve_demo_config(_base(), out, quick=True)
+    (out / ".done").mkdir(parents=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    before = (out / "config.yaml").read_text(encoding="utf-8")
+    for marker in ("data", "train", "lut", "search", "analyze", "convert", "export", "test"):
+        (out / ".done" / marker).write_text("1.0\n")
+    for extra in ([], ["--fresh"]):
+        assert run_main(["demo", "-o", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "holds steps finished with another demo config" in err and "Traceback" not in err
+        assert (out / "config.yaml").read_text(encoding="utf-8") == before
+    (out / "config.yaml").write_text("{{{", encoding="utf-8")  # unreadable: cannot tell, so refused too
+    assert run_main(["demo", "--quick", "-o", str(out)]) == 2
+    assert "another demo config" in capsys.readouterr().err
+    (out / "config.yaml").write_text(before, encoding="utf-8")  # the same config: every step reused
+    assert run_main(["demo", "--quick", "-o", str(out)]) == 0
+    assert capsys.readouterr().out.count("done before, reused") == 8

@@ -154,3 +154,39 @@ def test_predict_cli_bad_inputs(sod_file, tmp_path, capsys):
     assert "multiples of 32" in capsys.readouterr().err
     with pytest.raises(BadInputError, match="model file not found"):
         load_predictor(tmp_path / "missing.onnx")
+
+
+def test_predict_reports_sub_folders_links_and_loops_it_does_not_read(sod_file, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _rgb(40, 40, 0).save(folder / "a.png")
+    (folder / "nested").mkdir()
+    _rgb(40, 40, 1).save(folder / "nested" / "b.png")
+    (folder / "loop.png").symlink_to("loop.png")
+    (folder / "gone.png").symlink_to("missing.png")
+    out = tmp_path / "out"
+    assert run_main(["predict", str(sod_file), str(folder), "-o", str(out), "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "1 of 4 images predicted, 3 skipped" in captured.out
+    assert f"skipped {folder / 'nested'}: a sub-folder" in captured.err
+    assert f"skipped {folder / 'loop.png'}: cannot be looked up" in captured.err
+    assert f"skipped {folder / 'gone.png'}: a broken link" in captured.err
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    # only entries that are not read: each is named, nothing predicted, no output folder
+    (folder / "a.png").unlink()
+    assert run_main(["predict", str(sod_file), str(folder), "-o", str(tmp_path / "o2"), "--no-progress"]) == 2
+    captured = capsys.readouterr()
+    assert "a sub-folder" in captured.err and "no image could be read" in captured.err
+    assert not (tmp_path / "o2").exists()
+
+
+def test_predict_refuses_the_input_folder_as_output_folder(sod_file, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _rgb(40, 40, 0).save(folder / "a.png")
+    before = (folder / "a.png").read_bytes()
+    for out in (folder, tmp_path / "in" / ".." / "in"):
+        assert run_main(["predict", str(sod_file), str(folder), "-o", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert "--out: the output folder is the input folder" in err and "Traceback" not in err
+    assert (folder / "a.png").read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["a.png"]

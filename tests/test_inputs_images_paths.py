@@ -152,6 +152,60 @@ def test_output_path_of_the_wrong_kind_before_any_work(tmp_path, capsys, argv, w
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "--pred", "P", "--gt", "G", "-o", "OUT/metrics.csv"],
+    ["predict", "MODEL", "IN", "-o", "OUT/maps"],
+    ["data", "synth", "--out", "OUT/data", "--n-train", "1", "--n-test", "1", "--size", "32", "--workers", "1"],
+    ["demo", "--quick", "-o", "OUT/demo"],
+    ["convert", "--arch", "ARCH", "--supernet", "SUPERNET", "-o", "OUT/m.pt"],
+], ids=["evaluate", "predict", "synth", "demo", "convert"])
+def test_output_path_below_a_file_is_refused_before_any_work(tmp_path, capsys, argv):
+    """An output whose parent is a file was a FileExistsError / NotADirectoryError traceback at the first write,
+    after the work (evaluate scored every image, convert sliced the model first)."""
+    from test_deploy_predict import _model
+
+    from inas.deploy.model_file import save_model_file
+
+    save_model_file(_model(1, 3), tmp_path / "MODEL", task="sod", input_hw=(64, 64))
+    for name in ("P", "G", "IN"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / name / "a.png")
+    for name in ("ARCH", "SUPERNET"):
+        (tmp_path / name).write_text("never read\n", encoding="utf-8")
+    (tmp_path / "out").write_text("a file\n", encoding="utf-8")
+    before = sorted(p.name for p in tmp_path.iterdir())
+    argv = [a.replace("OUT", str(tmp_path / "out")) if a.startswith("OUT") else str(tmp_path / a)
+            if a in ("P", "G", "IN", "MODEL", "ARCH", "SUPERNET") else a for a in argv]
+    code, text = run(capsys, argv)
+    assert "is a file, not a folder" in one_error(code, text, str(tmp_path / "out"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_a_full_disk_is_one_line_naming_the_output(tmp_path, capsys, monkeypatch):
+    """ENOSPC while writing an output: one line naming it, exit 1, no temporary file left (was a traceback)."""
+    import errno
+    import os
+
+    import inas.io
+
+    for name in ("P", "G"):
+        (tmp_path / name).mkdir()
+        Image.fromarray(np.full((8, 8), 255, np.uint8)).save(tmp_path / name / "a.png")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(inas.io.os, "replace", full)
+    out = tmp_path / "metrics.csv"
+    code, text = run(capsys, ["evaluate", "--pred", str(tmp_path / "P"), "--gt", str(tmp_path / "G"), "-o", str(out),
+                              "--no-progress"])
+    assert code == 1 and "Traceback" not in text, text
+    errors = [line for line in text.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: cannot write {out}: {os.strerror(errno.ENOSPC)} (outputs are written atomically: "
+                      "none is half-written; make room and run the same command again)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["G", "P"]
+
+
 def test_test_save_maps_into_a_file_is_refused_before_any_work(tmp_path, capsys):
     (tmp_path / "CFG").write_text("task: sod\ndata: {root: nowhere}\n", encoding="utf-8")
     (tmp_path / "MODEL").write_text("never read\n", encoding="utf-8")
@@ -162,8 +216,11 @@ def test_test_save_maps_into_a_file_is_refused_before_any_work(tmp_path, capsys)
     assert "is a file, not a folder" in one_error(code, text, str(tmp_path / "out" / "maps"))
 
 
-def test_check_output_path():
-    assert check_output_path("/nonexistent/x.csv", "file").name == "x.csv"
+def test_check_output_path(tmp_path):
+    assert check_output_path(tmp_path / "nonexistent" / "x.csv", "file").name == "x.csv"
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(BadInputError, match="cannot be created: .*f is a file, not a folder"):
+        check_output_path(tmp_path / "f" / "sub" / "x.csv", "file")
     with pytest.raises(BadInputError, match="is a folder, not a file"):
         check_output_path("/", "file")
 

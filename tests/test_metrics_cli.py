@@ -115,6 +115,25 @@ def test_empty_or_absent_folders_are_clear_errors(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
 
 
+def test_no_matching_stem_and_images_in_sub_folders_are_named(tmp_path, capsys):
+    """Predictions named apart from their masks (`test --save-maps` writes <stem>.png, Cityscapes masks are
+    <stem>_gtFine_labelTrainIds.png) were told to pass --allow-missing, which then failed too; a folder holding the
+    images one level down (`test --save-maps` writes OUT/maps/<list>/) said only 'no images'."""
+    pred_dir, gt_dir, _ = write_sod_folders(tmp_path, n=2)
+    for path in pred_dir.iterdir():
+        path.rename(path.with_name(f"{path.stem}_map.png"))
+    out = tmp_path / "m.csv"
+    for extra in ([], ["--allow-missing"]):
+        assert main(["evaluate", "--pred", str(pred_dir), "--gt", str(gt_dir), "-o", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "no prediction matches" in err and "img_0_map.png" in err and "img_0.png" in err, err
+        assert "--allow-missing" not in err and not out.exists()
+    maps = tmp_path / "maps"
+    (maps / "test").mkdir(parents=True)
+    assert main(["evaluate", "--pred", str(maps), "--gt", str(gt_dir), "-o", str(out)]) == 2
+    assert "it holds sub-folder(s) test: images are read directly inside" in capsys.readouterr().err
+
+
 def test_unreadable_image_names_the_file(tmp_path, capsys):
     pred_dir, gt_dir, _ = write_sod_folders(tmp_path, n=2)
     (pred_dir / "img_0.png").write_bytes(b"not a png")

@@ -3,13 +3,14 @@
 Steps: data synth -> train -> lut -> search -> analyze -> convert (knee model) -> export (ONNX) -> test.
 The experiment config is `experiments/demo.yaml` (or `--config`), with `--quick` shrinking every size; the paths are
 rewritten into OUT and the resolved config is saved as OUT/config.yaml. Each finished step leaves a marker in
-OUT/.done/, so re-running the command reuses finished steps (and an interrupted step resumes where the verb can).
+OUT/.done/, so re-running the command reuses finished steps (and an interrupted step resumes where the verb can);
+a folder whose finished steps ran with another config (--quick or -c changed) is refused.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import copy
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from inas.cli.common import add_out_argument
-from inas.config import SearcherConfig, parse_config
-from inas.errors import BadInputError
+from inas.config import SearcherConfig, parse_config, read_yaml
+from inas.errors import BadInputError, excerpt
 from inas.io import atomic_write_text
+from inas.paths import check_output_path, path_kind
 from inas.search.searchers import scaled_searcher
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ QUICK_OVERRIDES: dict[str, Any] = {
     "lut": {"warmup_runs": 2, "runs": 5},
     "search": {"budget_scale": 0.25, "bn_recalibration_batches": 2},
 }
+SYNTH_KEYS = frozenset({"n_train", "n_test", "seed", "workers"})  # the `synth:` options (`data synth --n-train` ...)
 CONVERT_BN_BATCHES = {False: 50, True: 10}  # BN recalibration of the knee model (the original: 200)
 
 
@@ -43,24 +46,43 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="a smoke version of every step (about 3 minutes)")
     add_out_argument(parser, "output folder (default: runs/demo or runs/demo_quick)")
     parser.add_argument("-c", "--config", default=str(DEFAULT_CONFIG), help="demo experiment YAML")
-    parser.add_argument("--fresh", action="store_true", help="ignore finished steps and run everything again")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run every step's verb again instead of skipping finished steps; each verb still resumes "
+                        "from what its folder holds (a trained supernet, measured tables, evaluated architectures): "
+                        "delete OUT to start from scratch")
 
 
 def _load_demo_doc(path: Path) -> dict[str, Any]:
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BadInputError("demo config not found", path=path) from None
-    except yaml.YAMLError as exc:
-        raise BadInputError(f"malformed YAML: {exc}", path=path) from None
+    doc = read_yaml(path)  # bounded like any config: size, nesting, aliases expanded
     if not isinstance(doc, dict):
         raise BadInputError("expected a mapping at the top level", path=path)
+    synth = doc.get("synth")
+    if synth is not None and not (isinstance(synth, dict) and set(synth) <= SYNTH_KEYS):
+        raise BadInputError(f"expected a mapping of {sorted(SYNTH_KEYS)} (options of `data synth`), got "
+                            f"{excerpt(synth)}", path=path, key="synth")
     return doc
+
+
+def _check_finished_steps(out: Path, doc: dict[str, Any]) -> None:
+    """Finished steps in `out` are reused only when they ran with this very config (OUT/config.yaml, written at
+    each start): a run with --quick and one without, or with another -c, must not share them."""
+    done = out / ".done"
+    if path_kind(done) != "folder" or not any(done.iterdir()):
+        return
+    previous = out / "config.yaml"
+    try:
+        same = yaml.safe_load(previous.read_text(encoding="utf-8")) == doc
+    except (OSError, UnicodeError, ValueError, yaml.YAMLError, RecursionError):
+        same = False
+    if not same:
+        raise BadInputError(f"this folder holds steps finished with another demo config ({previous} differs from "
+                            "this one: --quick or -c changed); choose another -o, or delete the folder to start again",
+                            path=out, key="--out")
 
 
 def resolve_demo_config(base: dict[str, Any], out: Path, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """The experiment config (paths inside `out`, quick sizes applied) and the synth options."""
-    doc = json.loads(json.dumps(base))  # deep copy of plain data
+    doc = copy.deepcopy(base)
     synth = doc.pop("synth", {}) or {}
     if quick:
         synth.update(QUICK_OVERRIDES["synth"])
@@ -150,11 +172,15 @@ def main(args: argparse.Namespace) -> int:
     config_path = Path(args.config)
     doc, synth = resolve_demo_config(_load_demo_doc(config_path), out, args.quick)
     space = parse_config(doc, str(config_path)).space.build()  # fail before any work
+    check_output_path(out, "folder", key="--out")
+    done_dir = out / ".done"
+    check_output_path(out / "config.yaml", "file")
+    check_output_path(done_dir, "folder")
+    _check_finished_steps(out, doc)
     out.mkdir(parents=True, exist_ok=True)
     resolved = out / "config.yaml"
     atomic_write_text(resolved, yaml.safe_dump(doc, sort_keys=False))
     cfg = str(resolved)
-    done_dir = out / ".done"
     done_dir.mkdir(exist_ok=True)
     if args.fresh:
         for marker in done_dir.glob("*"):
@@ -174,6 +200,10 @@ def main(args: argparse.Namespace) -> int:
         step_start = time.perf_counter()
         code = run_verb(argv)
         seconds = time.perf_counter() - step_start
+        if code == 130:  # the verb caught Ctrl-C
+            print(f"demo: interrupted in step '{name}' after {seconds:.1f} s; re-run the same command to continue "
+                  "from this step")
+            return code
         if code != 0:
             print(f"demo: step '{name}' failed (exit {code}) after {seconds:.1f} s; fix it and re-run the same "
                   "command to continue from this step")

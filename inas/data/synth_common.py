@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_text
-from inas.paths import path_kind
+from inas.paths import check_output_path, path_kind
 
 SUPERSAMPLE = 4
 SYNTH_MARKER = ".inas-synth.json"  # in every data set written here: `--force` replaces only folders holding it
@@ -241,6 +241,7 @@ def prepare_output(out: Path, force: bool) -> None:
     kind = path_kind(out, key="--out")
     if kind not in ("missing", "folder"):
         raise BadInputError("output path exists and is not a folder", path=out)
+    check_output_path(out, "folder", key="--out")  # below a file, or not writable
     if kind == "missing" or not any(out.iterdir()):
         return
     if not force:

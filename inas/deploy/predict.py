@@ -6,13 +6,16 @@
 
 Every regular, non-hidden file directly inside the input folder is tried (not recursive). A file that cannot be read
 as an image (corrupt, truncated, not an image at all) is skipped and listed in the report, never an exception; so is
-a second input with the same file stem as an earlier one (the outputs would collide). Outputs are `<stem>.png` in the
+a second input with the same file stem as an earlier one (the outputs would collide), and so is every other non-hidden
+entry (a sub-folder, a broken link, a symlink loop, a special file), with what it is. The output folder must not be
+the input folder (the maps would overwrite images of the same name). Outputs are `<stem>.png` in the
 output folder, each written atomically; the output folder is created at the first output, so a run that
 could read no image leaves none behind. Inputs are resized to the network input size (bilinear), outputs back.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,15 +47,38 @@ class PredictReport:
                 f"({self.seconds:.1f} s, {rate:.1f} images/s)")
 
 
-def list_inputs(folder: str | Path) -> list[Path]:
-    """The regular, non-hidden files directly inside `folder`, sorted by name (BadInputError if none)."""
+_NOT_READ = {  # why an entry of the input folder is not read, by its `path_kind`
+    "folder": "a sub-folder (predict reads only the files directly inside the input folder)",
+    "missing": "a broken link (its target does not exist)",
+}
+
+
+def list_inputs(folder: str | Path) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """The regular, non-hidden files directly inside `folder`, sorted by name, and the other non-hidden entries with
+    what they are (a sub-folder, a broken link, a symlink loop, ...: not read, but reported). BadInputError if the
+    folder is missing or holds neither."""
     root = Path(folder)
     if path_kind(root) != "folder":
         raise BadInputError("the input folder does not exist or is not a folder", path=root)
-    files = sorted(p for p in root.iterdir() if p.is_file() and not p.name.startswith("."))
-    if not files:
+    try:
+        entries = sorted(p for p in root.iterdir() if not p.name.startswith("."))
+    except OSError as exc:
+        raise BadInputError(f"the input folder cannot be listed ({exc.strerror or exc})", path=root) from None
+    files: list[Path] = []
+    others: list[tuple[Path, str]] = []
+    for path in entries:
+        try:
+            kind = path_kind(path)
+        except BadInputError as exc:  # a symlink loop, ...
+            others.append((path, str(exc).removeprefix(f"{path}: ")))
+            continue
+        if kind == "file":
+            files.append(path)
+        else:
+            others.append((path, _NOT_READ.get(kind, "not a regular file")))
+    if not files and not others:
         raise BadInputError("the input folder holds no files", path=root)
-    return files
+    return files, others
 
 
 def _read_image(path: Path) -> tuple[Image.Image | None, str]:
@@ -79,10 +105,13 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | P
                    input_hw: tuple[int, int] | None = None, progress: bool = True) -> PredictReport:
     """Predict every image of `input_dir` into `out_dir` (see the module docstring). `input_hw` defaults to the
     model's fixed input size, else its stored input size."""
-    files = list_inputs(input_dir)
+    files, others = list_inputs(input_dir)
     input_hw = input_hw or predictor.fixed_hw or predictor.info.input_hw
-    out = check_output_path(out_dir, "folder")
-    report = PredictReport()
+    out = check_output_path(out_dir, "folder", key="--out")
+    if path_kind(out) == "folder" and os.path.samefile(out, input_dir):
+        raise BadInputError("the output folder is the input folder: the maps (<stem>.png) would overwrite the images "
+                            "of the same name; give another folder", path=out, key="--out")
+    report = PredictReport(failed=list(others))
     start = time.perf_counter()
     seen: dict[str, Path] = {}
     for path in tqdm(files, desc="predict", unit="img", disable=not progress):

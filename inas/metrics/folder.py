@@ -84,7 +84,10 @@ def list_images(folder: str | Path, role: str) -> dict[str, Path]:
             )
         found[path.stem] = path
     if not found:
-        raise BadInputError(f"no {role} images ({', '.join(IMAGE_SUFFIXES)}) in this folder", path=root)
+        folders = [path for path in entries if path_kind(path) == "folder"]
+        inside = (f"; it holds sub-folder(s) {_names(folders)}: images are read directly inside the folder given, "
+                  "not in its sub-folders") if folders else ""
+        raise BadInputError(f"no {role} images ({', '.join(IMAGE_SUFFIXES)}) in this folder{inside}", path=root)
     return found
 
 
@@ -197,6 +200,10 @@ def _checked_match(pred_dir: str | Path, gt_dir: str | Path, allow_missing: bool
     """Predictions paired with ground truths by file stem; ground truths without a prediction are an error (a
     warning with `allow_missing`), predictions without one a warning, no pair at all an error."""
     match = match_by_stem(pred_dir, gt_dir)
+    if not match.pairs:  # before the --allow-missing hint, which cannot help here
+        raise BadInputError(f"no prediction matches a ground-truth image of {gt_dir} by file stem (predictions: "
+                            f"{_names(match.extra_predictions)}; ground truth: {_names(match.missing_predictions)})",
+                            path=pred_dir)
     if match.missing_predictions:
         message = (
             f"{len(match.missing_predictions)} ground-truth image(s) have no prediction: "
@@ -211,8 +218,6 @@ def _checked_match(pred_dir: str | Path, gt_dir: str | Path, allow_missing: bool
             len(match.extra_predictions),
             _names(match.extra_predictions),
         )
-    if not match.pairs:
-        raise BadInputError(f"no prediction matches a ground-truth image of {gt_dir} by file stem", path=pred_dir)
     return match
 
 
