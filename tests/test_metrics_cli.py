@@ -160,7 +160,7 @@ def test_legacy_protocol_writes_nan_for_metrics_the_original_lacked(tmp_path):
     assert not math.isnan(written["maxF"]) and math.isnan(written["wF"])
 
 
-def test_segmentation_folder(tmp_path):
+def test_segmentation_folder_with_cityscapes_names(tmp_path):
     rng = np.random.default_rng(3)
     pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
     pred_dir.mkdir()
@@ -170,8 +170,9 @@ def test_segmentation_folder(tmp_path):
         gt = rng.integers(0, 3, (12, 16)).astype(np.uint8)
         gt[0] = 255
         pred = rng.integers(0, 3, (6, 8)).astype(np.uint8)  # half size: nearest resize
-        Image.fromarray(gt).save(gt_dir / f"s{i}.png")
-        Image.fromarray(pred).save(pred_dir / f"s{i}.png")
+        # Cityscapes names: `test --save-maps` writes s{i}.png for s{i}_leftImg8bit.png; they pair without suffixes
+        Image.fromarray(gt).save(gt_dir / f"s{i}_gtFine_labelTrainIds.png")
+        Image.fromarray(pred).save(pred_dir / (f"s{i}.png" if i else f"s{i}_leftImg8bit.png"))
         want.update(np.repeat(np.repeat(pred, 2, axis=0), 2, axis=1), gt)
     out = tmp_path / "seg.csv"
     args = ["evaluate", "--task", "seg", "--num-classes", "3", "--class-names", "a,b,c", "--no-progress"]

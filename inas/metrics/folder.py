@@ -1,7 +1,8 @@
 """Score a folder of predicted maps against a folder of ground-truth masks, matched by file stem.
 
 - Images are PNG, JPG/JPEG or BMP files directly inside each folder (not recursive); `a.png` in one folder matches
-  `a.jpg` in the other.
+  `a.jpg` in the other. Cityscapes suffixes are not part of the stem: `x_gtFine_labelTrainIds.png` (or
+  `_gtFine_labelIds`) matches the `x.png` that `test --save-maps` writes for `x_leftImg8bit.png`.
 - SOD: both are read as 8-bit grayscale (PIL mode "L"). A prediction whose size differs from its mask is resized to
   the mask's size with bilinear interpolation (half-pixel centres, no antialiasing: the behaviour of
   `cv2.INTER_LINEAR`, which the original iNAS used) and rounded back to uint8.
@@ -35,6 +36,15 @@ log = logging.getLogger(__name__)
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp")
 LABEL_MODES: tuple[str, ...] = ("L", "P", "I", "I;16")
 _LISTED = 10  # file names shown in an error or warning before "... and N more"
+CITYSCAPES_SUFFIXES = ("_leftImg8bit", "_gtFine_labelTrainIds", "_gtFine_labelIds")  # not part of a sample's stem
+
+
+def sample_stem(path: Path) -> str:
+    """The stem pairs are matched by: the file stem without a Cityscapes suffix."""
+    for suffix in CITYSCAPES_SUFFIXES:
+        if path.stem.endswith(suffix):
+            return path.stem.removesuffix(suffix)
+    return path.stem
 
 
 @dataclass(frozen=True)
@@ -76,13 +86,13 @@ def list_images(folder: str | Path, role: str) -> dict[str, Path]:
     for path in entries:
         if path.suffix.lower() not in IMAGE_SUFFIXES or path_kind(path) != "file":
             continue
-        if path.stem in found:
+        stem = sample_stem(path)
+        if stem in found:
             raise BadInputError(
-                f"two {role} images share the stem '{path.stem}' ({found[path.stem].name}, {path.name}); "
-                "keep one per stem",
+                f"two {role} images share the stem '{stem}' ({found[stem].name}, {path.name}); keep one per stem",
                 path=root,
             )
-        found[path.stem] = path
+        found[stem] = path
     if not found:
         folders = [path for path in entries if path_kind(path) == "folder"]
         inside = (f"; it holds sub-folder(s) {_names(folders)}: images are read directly inside the folder given, "
