@@ -111,3 +111,20 @@ def test_seg_labels_must_be_single_channel(tmp_path):
     assert [p.line_number for p in info.value.problems] == [1]
     assert "mode RGB" in info.value.problems[0].what
     assert len(check_list(tmp_path, "seg.lst", "sod", progress=False)) == 2  # an RGB SOD mask is converted
+
+
+def test_decoding_check_names_seg_label_values_that_are_no_class(tmp_path):
+    """`data check --decode -c CONFIG` (seg): a value outside the classes that no training crop happens to touch was
+    never reported; now the whole label is checked (255 is the ignore index)."""
+    rng = np.random.default_rng(0)
+    labels = {"a": np.full((8, 16), 255, np.uint8), "b": np.zeros((8, 16), np.uint8)}
+    labels["b"][7, 15] = 30  # one corner pixel
+    for name, label in labels.items():
+        write_image(tmp_path / f"{name}.png", random_rgb(rng, 8, 16))
+        Image.fromarray(label).save(tmp_path / f"{name}_label.png")
+    (tmp_path / "seg.lst").write_text("a.png a_label.png\nb.png b_label.png\n")
+    assert len(check_list(tmp_path, "seg.lst", "seg", decode=True, progress=False)) == 2  # no class count: unchecked
+    with pytest.raises(ListCheckError) as info:
+        check_list(tmp_path, "seg.lst", "seg", decode=True, num_classes=19, progress=False)
+    assert [p.line_number for p in info.value.problems] == [2]
+    assert "label values [30] are outside 0..18" in info.value.problems[0].what

@@ -43,7 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     check.add_argument("--root", help="data set root (default: data.root of the config)")
     check.add_argument("--list", dest="lists", nargs="+", help="list files (default: every list of the config)")
     check.add_argument("--task", choices=["sod", "seg"], default=None, help="default: the config's task, else sod")
-    check.add_argument("--decode", action="store_true", help="fully decode every file (slower)")
+    check.add_argument("--decode", action="store_true",
+                       help="fully decode every file (slower); with -c and task seg, also every label value")
 
     lists = sub.add_parser(
         "cityscapes-lists", help="write {split}.lst for a Cityscapes folder (leftImg8bit + gtFine labelTrainIds)"
@@ -88,10 +89,11 @@ def _check(args: argparse.Namespace) -> int:
     else:
         raise BadInputError("give --list (or -c CONFIG)", key="--list")
     task = args.task or (config.task if config else "sod")
+    num_classes = config.num_classes if config is not None else None  # label values are checked against it (--decode)
     messages = []
     for list_file in lists:
         try:
-            entries = check_list(root, list_file, task, decode=args.decode)
+            entries = check_list(root, list_file, task, decode=args.decode, num_classes=num_classes)
         except BadInputError as exc:
             messages.append(str(exc))
             continue

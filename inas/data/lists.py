@@ -15,17 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 from PIL import ImageFile, UnidentifiedImageError
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
+from inas.data.transforms import label_value_problem
 from inas.errors import BadInputError, clip
 from inas.images import IMAGE_ERRORS, UnreadableImage, open_image
 from inas.paths import path_kind
 
 Task = Literal["sod", "seg"]
 TASKS: tuple[str, ...] = ("sod", "seg")
-IGNORE_INDEX = 255
 MAX_PROBLEMS_IN_MESSAGE = 200
 SEG_LABEL_MODES = ("L", "P", "I", "I;16", "I;16B", "I;16L")
 
@@ -167,8 +168,9 @@ def _inspect(path: Path, line: int, problems: list[ListProblem], decode: bool) -
     return None
 
 
-def _pair_problems(entry: ListEntry, task: Task, decode: bool) -> list[ListProblem]:
-    """What is wrong with one (image, label) line: unreadable files, differing sizes, a colour-coded seg label."""
+def _pair_problems(entry: ListEntry, task: Task, decode: bool, num_classes: int | None = None) -> list[ListProblem]:
+    """What is wrong with one (image, label) line: unreadable files, differing sizes, a colour-coded seg label, and
+    with `decode` and `num_classes` a seg label value that is no class id."""
     problems: list[ListProblem] = []
     assert entry.label is not None
     image_info = _inspect(entry.image, entry.line_number, problems, decode)
@@ -184,6 +186,11 @@ def _pair_problems(entry: ListEntry, task: Task, decode: bool) -> list[ListProbl
         problems.append(ListProblem(entry.line_number, str(entry.label),
                                     "segmentation label must be single-channel trainIds (mode L/P/I), got mode "
                                     f"{label_mode}"))
+    elif task == "seg" and decode and num_classes is not None:
+        with open_image(entry.label) as label:
+            problem = label_value_problem(np.asarray(label), num_classes)
+        if problem is not None:
+            problems.append(ListProblem(entry.line_number, str(entry.label), problem))
     return problems
 
 
@@ -194,13 +201,15 @@ def check_list(
     *,
     decode: bool = False,
     progress: bool = True,
+    num_classes: int | None = None,
 ) -> list[ListEntry]:
     """Verify every file of a list before training; return the entries when all are fine.
 
     For each line: the image and the label exist and are readable, complete images; the label has the image's size;
     for `seg`, the label is single-channel (trainIds, not a colour-coded PNG). All problems are collected and raised
     together as one ListCheckError (a BadInputError naming the list file, one `line N: path: what` per problem).
-    An empty list is an error. `decode=True` fully decodes every file (slower, catches deeper corruption).
+    An empty list is an error. `decode=True` fully decodes every file (slower, catches deeper corruption) and, for
+    `seg` with `num_classes`, checks every label value is a class id or 255 (ignore).
     """
     if task not in TASKS:
         raise BadInputError(f"unknown task {task!r}, expected one of {TASKS}", key="task")
@@ -208,7 +217,7 @@ def check_list(
     entries = read_list(root, list_file, require_labels=True)
     problems: list[ListProblem] = []
     for entry in tqdm(entries, desc=f"check {path.name}", unit="pair", disable=not progress, leave=False):
-        problems += _pair_problems(entry, task, decode)
+        problems += _pair_problems(entry, task, decode, num_classes)
     if problems:
         raise ListCheckError(path, problems, len(entries))
     return entries

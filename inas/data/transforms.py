@@ -137,16 +137,23 @@ def sod_train_pair(
     return normalize_image(image), mask_tensor
 
 
+def label_value_problem(array: np.ndarray, num_classes: int) -> str | None:
+    """Why the segmentation label `array` (H, W) holds values that are no class id 0..num_classes-1 nor the ignore
+    index, or None."""
+    values = np.unique(array)
+    bad = values[((values >= num_classes) & (values != IGNORE_INDEX)) | (values < 0)]
+    if bad.size == 0:
+        return None
+    return (f"label values {[int(v) for v in bad[:10]]} are outside 0..{num_classes - 1} and not the ignore index "
+            f"{IGNORE_INDEX}")
+
+
 def label_to_tensor(label: Image.Image | np.ndarray, num_classes: int, path: str | Path | None = None) -> Tensor:
     """Segmentation label (H, W) -> int64 tensor; values must be < num_classes or 255 (else BadInputError)."""
     array = np.asarray(label).astype(np.int64)
-    bad = (array >= num_classes) & (array != IGNORE_INDEX) | (array < 0)
-    if bad.any():
-        values = sorted(set(np.unique(array[bad]).tolist()))[:10]
-        raise BadInputError(
-            f"label values {values} are outside 0..{num_classes - 1} and not the ignore index {IGNORE_INDEX}",
-            path=path,
-        )
+    problem = label_value_problem(array, num_classes)
+    if problem is not None:
+        raise BadInputError(problem, path=path)
     return torch.from_numpy(array)
 
 

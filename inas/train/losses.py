@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IGNORE_INDEX = 255
+from inas.data.transforms import IGNORE_INDEX
 
 
 def _weighted(per_level: Mapping[int, Tensor], side_weight: float) -> Tensor:
