@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections import deque
 
 import pytest
-from test_search_driver import SEARCHERS, fake_evaluate, problem_root  # noqa: F401 - problem_root is a fixture
+from test_search_driver import SEARCHERS, fake_evaluate
 from test_search_evaluators import make_problem
 
 from inas.search.driver import build_scheduler, prepare_search
