@@ -317,6 +317,59 @@ def test_run_search_reports_total_failure_in_one_line(problem_root, tmp_path, mo
     assert (tmp_path / "out" / "summary.txt").exists()
 
 
+def _fit_stopping_after(batches: int | None, reason: str | None = None):
+    """A stand-in for `driver._fit` that completes `batches` batches (None: all) and returns like Tune does after
+    Ctrl-C (the scheduler not finished, no reason) or a dead mailbox (`reason`)."""
+
+    def fit(setup, scheduler, verbose):
+        n = 0
+        while batches is None or n < batches:
+            config = scheduler.suggest(f"t{n}")
+            if config is None or config == FINISHED:
+                break
+            outcomes, total = evaluate_batch(fake_evaluate([]), setup.space, config.to_tune()["archs"])
+            scheduler.complete(f"t{n}", TrialReport(outcomes, total))
+            n += 1
+        return reason
+
+    return fit
+
+
+def test_ctrl_c_ends_the_search_with_130_and_a_rerun_continues(problem_root, tmp_path, monkeypatch, capsys):
+    """Tune catches SIGINT and returns from `fit` as if the run were done: the search said nothing and exited 0
+    with its budgets not met. It saves its state, says how to go on, exits 130; the re-run continues."""
+    from inas.run import main
+    from inas.search import driver
+
+    _, config_path = make_problem(problem_root, searchers=[{"kind": "random", "budget": 6}], archs_per_trial=1)
+    out = tmp_path / "out"
+    monkeypatch.setattr(driver, "connect", lambda address, dashboard: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(driver, "_fit", _fit_stopping_after(2))
+    code = main(["search", "-c", str(config_path), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130, err
+    assert err[-1].startswith("interrupted: search: stopped before its budgets were met (Ctrl-C); 2 evaluations")
+    assert "running the same command again continues" in err[-1]
+    assert json.loads((out / STATE_FILE).read_text())["rows"] == 2
+    monkeypatch.setattr(driver, "_fit", _fit_stopping_after(None))
+    assert main(["search", "-c", str(config_path), "-o", str(out)]) == 0
+    frame = pd.read_parquet(out / EVALUATIONS_FILE)
+    assert len(frame) == 6 and frame["arch_id"].is_unique
+
+
+def test_a_run_cut_short_says_why_and_exits_1(problem_root, tmp_path, monkeypatch):
+    from inas.errors import RunFailedError
+    from inas.search import driver
+
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 4}], archs_per_trial=1)
+    setup = prepare_search(config, tmp_path / "out")
+    monkeypatch.setattr(driver, "connect", lambda address, dashboard: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(driver, "_fit", _fit_stopping_after(1, "the mailbox died"))
+    with pytest.raises(RunFailedError, match=r"stopped before its budgets were met: the mailbox died; 1 evaluations "
+                                             r"are saved in .*running the same command again continues"):
+        driver.run_search(setup, dashboard=False)
+
+
 def test_a_forged_arch_id_in_the_results_is_refused(problem_root, tmp_path):
     config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 2}])
     simulate(prepare_search(config, tmp_path / "out"), [])
