@@ -281,10 +281,12 @@ def connect_ray(address: str | None, specs: Sequence[DeviceSpec], num_cpus: int 
 
 
 def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> None:
-    """BadInputError naming the resource if no node of the cluster offers what a device's actors need."""
+    """BadInputError naming the resource if no node of the cluster offers what a device's actors need; a warning
+    (`warn_if_busy`) if the cluster offers it but not enough of it is free now."""
     import ray
 
     available = ray.cluster_resources()
+    free = ray.available_resources()
     for i, spec in enumerate(specs):
         name = "GPU" if spec.uses_gpu_resource else spec.resource
         have = available.get(name, 0)
@@ -299,6 +301,19 @@ def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") ->
         if have < spec.actors:
             raise BadInputError(f"device {spec.name!r} asks for {spec.actors} actors but the cluster offers only "
                                 f"{have:g} of resource {name!r}", key=f"{source}[{i}].actors")
+        warn_if_busy(spec.name, name, spec.actors, have, free.get(name, 0.0))
+
+
+def warn_if_busy(device: str, resource: str, needed: int, total: float, free: float) -> str | None:
+    """Say on stderr (and return) that a device's actors wait for its resource, held now by another job of the
+    cluster (another `lut`, `lut validate`); None if enough of it is free."""
+    if free >= needed:
+        return None
+    text = (f"lut: device {device!r} waits for its Ray resource {resource!r}: the cluster offers {total:g}, "
+            f"{max(free, 0.0):g} free now (held by another job, e.g. another lut on this cluster); its actors start "
+            "once it is released (Ctrl-C stops the wait)")
+    print(text, file=sys.stderr, flush=True)
+    return text
 
 
 def start_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices",
