@@ -311,7 +311,7 @@ def test_run_search_reports_total_failure_in_one_line(problem_root, tmp_path, mo
             n += 1
 
     monkeypatch.setattr(driver, "_fit", failing_fit)
-    monkeypatch.setattr(driver, "connect", lambda address, dashboard: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(driver, "connect", lambda *args: SimpleNamespace(close=lambda: None))
     with pytest.raises(RunFailedError, match=r"every evaluation of this run failed .*OSError: disk full.*again"):
         driver.run_search(setup, dashboard=False)
     assert (tmp_path / "out" / "summary.txt").exists()
@@ -343,7 +343,7 @@ def test_ctrl_c_ends_the_search_with_130_and_a_rerun_continues(problem_root, tmp
 
     _, config_path = make_problem(problem_root, searchers=[{"kind": "random", "budget": 6}], archs_per_trial=1)
     out = tmp_path / "out"
-    monkeypatch.setattr(driver, "connect", lambda address, dashboard: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(driver, "connect", lambda *args: SimpleNamespace(close=lambda: None))
     monkeypatch.setattr(driver, "_fit", _fit_stopping_after(2))
     code = main(["search", "-c", str(config_path), "-o", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
@@ -363,11 +363,35 @@ def test_a_run_cut_short_says_why_and_exits_1(problem_root, tmp_path, monkeypatc
 
     config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 4}], archs_per_trial=1)
     setup = prepare_search(config, tmp_path / "out")
-    monkeypatch.setattr(driver, "connect", lambda address, dashboard: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(driver, "connect", lambda *args: SimpleNamespace(close=lambda: None))
     monkeypatch.setattr(driver, "_fit", _fit_stopping_after(1, "the mailbox died"))
     with pytest.raises(RunFailedError, match=r"stopped before its budgets were met: the mailbox died; 1 evaluations "
                                              r"are saved in .*running the same command again continues"):
         driver.run_search(setup, dashboard=False)
+
+
+def test_a_worker_slot_larger_than_the_local_ray_is_refused(problem_root, tmp_path, monkeypatch, capsys):
+    """`search.cpus_per_trial: 4` on a 2-CPU machine's local Ray: Tune waited forever, warning every 60 s."""
+    import ray
+
+    from inas.search import driver
+
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 2}])
+    config.search.cpus_per_trial = 4
+    assert driver.slot_shortfall(config.search, {"CPU": 4.0}) is None
+    setup = prepare_search(config, tmp_path / "out")
+    closed: list[int] = []
+    connection = SimpleNamespace(local=True, close=lambda: closed.append(1))
+    monkeypatch.setattr(driver, "init_ray", lambda *args, **kwargs: connection)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    with pytest.raises(BadInputError, match=r"^search.cpus_per_trial: a worker slot needs 4 CPU \(the cluster has "
+                                            r"2\), more than this machine's local Ray offers"):
+        driver.run_search(setup, dashboard=False)
+    assert closed and not (tmp_path / "out").exists()
+    connection.local = False  # a joined cluster may still grow: said, then waited for
+    monkeypatch.setattr(driver, "_fit", _fit_stopping_after(None))
+    driver.run_search(setup, dashboard=False)
+    assert "search: warning: search.cpus_per_trial: a worker slot needs 4 CPU" in capsys.readouterr().err
 
 
 def test_a_forged_arch_id_in_the_results_is_refused(problem_root, tmp_path):

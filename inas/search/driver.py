@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from inas.config import ExperimentConfig
+from inas.config import ExperimentConfig, SearchConfig
 from inas.errors import BadInputError, RunFailedError
 from inas.io import atomic_write_parquet, atomic_write_text
 from inas.paths import check_output_path
@@ -273,9 +274,42 @@ def _set_env_default(key: str, value: str) -> None:
         _ENV_SET_HERE[key] = value
 
 
-def connect(address: str | None, dashboard: bool = True) -> RayConnection:
-    """Start or join Ray for a search (see `inas.ray_session.init_ray`)."""
-    return init_ray(address, verb="search", dashboard=dashboard)
+def connect(address: str | None, dashboard: bool = True, search: SearchConfig | None = None) -> RayConnection:
+    """Start or join Ray for a search (see `inas.ray_session.init_ray`); with `search`, check that the cluster can
+    hold a worker slot (`check_slot_resources`)."""
+    connection = init_ray(address, verb="search", dashboard=dashboard)
+    if search is not None:
+        try:
+            check_slot_resources(search, connection.local)
+        except BaseException:
+            connection.close()
+            raise
+    return connection
+
+
+def slot_shortfall(search: SearchConfig, total: Mapping[str, float]) -> str | None:
+    """What one worker slot (`search.cpus_per_trial` CPUs, `search.gpus_per_trial` GPUs) needs beyond the cluster's
+    `total` resources (`ray.cluster_resources()`), None if it fits."""
+    need = {"CPU": search.cpus_per_trial, "GPU": search.gpus_per_trial}
+    short = [f"{amount:g} {name} (the cluster has {total.get(name, 0.0):g})" for name, amount in need.items()
+             if amount > 0 and total.get(name, 0.0) < amount]
+    return "a worker slot needs " + " and ".join(short) if short else None
+
+
+def check_slot_resources(search: SearchConfig, local: bool) -> None:
+    """A local Ray started for this command cannot grow: a slot it cannot hold is a BadInputError (Tune would wait
+    for it forever, warning every 60 s). On a joined cluster the wait is said on stderr: nodes may still join."""
+    import ray
+
+    shortfall = slot_shortfall(search, ray.cluster_resources())
+    if shortfall is None:
+        return
+    key = "search.gpus_per_trial" if "GPU" in shortfall else "search.cpus_per_trial"
+    if local:
+        raise BadInputError(f"{shortfall}, more than this machine's local Ray offers; lower it, or join a larger "
+                            "cluster with --address", key=key)
+    print(f"search: warning: {key}: {shortfall}: no trial starts until nodes join (an autoscaler's, or `ray start "
+          "--address HEAD:6379` on another machine); Ctrl-C stops the wait", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -400,7 +434,8 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     saver = state_saver(setup)
     progress = search_progress(setup)
     scheduler = build_scheduler(setup, saver, progress)
-    connection = connect(address, dashboard) if not scheduler.finished else None  # a finished re-run needs no Ray
+    # a finished re-run needs no Ray
+    connection = connect(address, dashboard, config.search) if not scheduler.finished else None
     cut_short: str | None = None
     try:
         setup.out_dir.mkdir(parents=True, exist_ok=True)
