@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -417,10 +418,10 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(problem_root, tmp_path, capsy
 
 
 # ----- slow: real Ray ----------------------------------------------------------------------------------------------
-def _run_cli(config_path: Path, out: Path, **popen) -> subprocess.Popen:
+def _run_cli(config_path: Path, out: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "inas.run", "search", "-c", str(config_path), "-o", str(out), "--no-dashboard"]
-    return subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            **popen)
+    return subprocess.Popen(cmd, cwd=REPO, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **popen)
 
 
 @pytest.mark.slow
@@ -469,22 +470,33 @@ def test_killed_trial_worker_is_retried_and_the_table_is_complete(problem_root, 
     met, no NaN row and no arch evaluated twice."""
     import psutil
 
-    searchers = [{"kind": "random", "budget": 10}, {**SEARCHERS[1], "budget": 8}]
+    from inas.ray_watchdog import session_processes
+
+    def is_trial_worker(process: psutil.Process) -> bool:
+        try:
+            return any("ImplicitFunc" in part or "evaluate_trial" in part for part in process.cmdline())
+        except psutil.Error:
+            return False
+
+    # random without its end archs: no arch is shared with evolution (a shared one is a cached second row)
+    searchers = [{**SEARCHERS[0], "budget": 10}, {**SEARCHERS[1], "budget": 8}]
     _, config_path = make_problem(problem_root, searchers=searchers, archs_per_trial=1)
     out = tmp_path / "out"
-    proc = _run_cli(config_path, out)
+    ray_tmp = Path(f"/tmp/inas_kt_{os.getpid()}")  # this run's own Ray: only its workers are killed
+    proc = _run_cli(config_path, out, env={**cli_env(), "RAY_TMPDIR": str(ray_tmp)})
     deadline = time.time() + 300
     killed = None
     while time.time() < deadline and proc.poll() is None and killed is None:
         if (out / EVALUATIONS_FILE).exists() and len(pd.read_parquet(out / EVALUATIONS_FILE)) >= 2:
-            workers = [p for p in psutil.process_iter(["cmdline"])
-                       if any("ImplicitFunc" in part or "evaluate_trial" in part for part in p.info["cmdline"] or ())]
+            ours = [p for session in (ray_tmp / "ray").glob("session_2*") for p in session_processes(str(session))]
+            workers = [p for p in ours if is_trial_worker(p)]
             if workers:
                 killed = workers[0].pid
                 workers[0].kill()
         time.sleep(0.2)
     assert killed is not None, "no trial worker found to kill"
     text, _ = proc.communicate(timeout=600)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, text
     frame = pd.read_parquet(out / EVALUATIONS_FILE)
     assert frame.groupby("searcher").size().to_dict() == {"evolution": 8, "random": 10}
