@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -354,3 +355,29 @@ def test_a_busy_device_resource_is_said_not_waited_for_silently(monkeypatch, cap
     monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0, "device:cpu0": 1.0})
     check_resources([spec])
     assert capsys.readouterr().err == ""
+
+
+def test_a_dead_measuring_actor_is_one_line_not_a_traceback(monkeypatch):
+    """kill -9 of a lut actor mid-table: ray.get's ActorDiedError ended `lut` with a traceback and exit 1."""
+    from collections import deque
+
+    import ray
+    from ray.exceptions import ActorDiedError
+
+    from inas.errors import RunFailedError
+    from inas.latency.devices import dispatch
+
+    class Method:
+        def remote(self, *args):
+            return "ref"
+
+    actor = SimpleNamespace(measure_blocks=Method())
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns: (refs[:1], refs[1:]))
+
+    def dead(ref):
+        raise ActorDiedError()
+
+    monkeypatch.setattr(ray, "get", dead)
+    with pytest.raises(RunFailedError, match=r"^the actor measuring device 'cpu0' died \(.*\); the rest$"):
+        dispatch({"cpu0": [actor]}, {"cpu0": deque([1, 2])}, "measure_blocks", lambda row: ([row],),
+                 lambda device, rows: None, lost_hint="; the rest")
