@@ -120,6 +120,28 @@ def test_a_worker_group_larger_than_the_local_ray_is_refused(sod_root, tmp_path,
     assert closed and not (tmp_path / "run").exists()
 
 
+def test_ctrl_c_of_a_cluster_run_exits_130_saying_how_to_go_on(sod_root, tmp_path, monkeypatch, capsys):
+    """Ray Train's SIGINT handler aborts the run and its driver's wait ends in SystemExit: `train --cluster` exited 1
+    without a word. It says it was stopped and how to continue, exit 130."""
+    import ray
+
+    import inas.train.cluster as cluster
+    from inas.run import main
+
+    def interrupted_fit():
+        raise SystemExit(1)
+
+    connection = SimpleNamespace(local=False, close=lambda: None)
+    monkeypatch.setattr(cluster, "init_ray", lambda *a, **k: connection)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    monkeypatch.setattr(cluster, "_torch_trainer", lambda *a: SimpleNamespace(fit=interrupted_fit))
+    config_path = write_config(tmp_path / "c.yaml", _config(sod_root, tmp_path))
+    code = main(["train", "-c", str(config_path), "--cluster", "--no-progress", "-o", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and err[-1].startswith("interrupted: train: stopped before its last iteration (Ctrl-C)"), err
+    assert "running the same command again continues" in err[-1]
+
+
 def test_setup_agreement_without_and_with_a_process_group(tmp_path):
     assert _agree_on_setup(None) is None and _agree_on_setup("x: bad") == "x: bad"
     torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path}/init", rank=0, world_size=1)

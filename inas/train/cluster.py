@@ -273,6 +273,16 @@ def _raise_on_failure(outcome: Any, max_failures: int, run_dir: Path) -> None:
         raise BadInputError(f"a training worker refused its input: {bad_input}")
 
 
+def _fit_or_interrupted(trainer: Any, run_dir: Path) -> Any:
+    """`trainer.fit()`; KeyboardInterrupt (exit 130, with how to go on) where Ctrl-C ends it: Ray Train's own SIGINT
+    handler aborts the run, and the driver's wait then ends in a bare SystemExit (exit 1, not a word said)."""
+    try:
+        return trainer.fit()
+    except SystemExit:
+        raise KeyboardInterrupt(f"train: stopped before its last iteration (Ctrl-C); the run folder {run_dir} keeps "
+                                "its last checkpoint, and running the same command again continues from it") from None
+
+
 def train_on_ray(
     config: ExperimentConfig,
     run_dir: str | Path | None = None,
@@ -296,7 +306,8 @@ def train_on_ray(
         run_dir.mkdir(parents=True, exist_ok=True)
         log.info("training on Ray: %d worker(s), %s, run folder %s", cc.workers, "GPU" if use_gpu else "CPU",
                  run_dir)
-        _raise_on_failure(_torch_trainer(config, run_dir, use_gpu).fit(), cc.max_failures, run_dir)
+        _raise_on_failure(_fit_or_interrupted(_torch_trainer(config, run_dir, use_gpu), run_dir), cc.max_failures,
+                          run_dir)
     finally:
         connection.close()
     summary = read_train_summary(run_dir)
