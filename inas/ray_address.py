@@ -2,7 +2,9 @@
 
 `ray.init(address=HOST:PORT)` retries for minutes when nothing listens there; every verb that joins a cluster (train,
 lut, search) does it through `join_ray_cluster`, which calls `check_ray_address` first: it tries one TCP connection and
-raises a BadInputError naming the address at once.
+raises a BadInputError naming the address at once. A dashboard's HTTP address (what `ray job submit` takes, often
+left in RAY_ADDRESS) is refused the same way, and so is any failure of `ray.init` to join (e.g. token
+authentication on and no token here), in one line.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, clip
 
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
@@ -44,10 +46,14 @@ def _candidate_hosts(host: str) -> list[str]:
 
 
 def check_ray_address(address: str | None, key: str = "--address", timeout_s: float = 5.0) -> None:
-    """BadInputError at once if nothing accepts a TCP connection at `address` (HOST:PORT or ray://HOST:PORT);
-    `auto`, `local`, None and other forms are left to Ray."""
+    """BadInputError at once if `address` is an HTTP URL or nothing accepts a TCP connection at it (HOST:PORT or
+    ray://HOST:PORT); `auto`, `local`, None and other forms are left to Ray."""
     if not address:
         return
+    if address.strip().lower().startswith(("http://", "https://")):
+        raise BadInputError(f"{address} is an HTTP address (a dashboard's, which `ray job submit` takes), not a Ray "
+                            "cluster's: pass the head node's GCS address (HOST:6379), ray://HOST:10001 for Ray "
+                            "Client, or auto on a cluster node", key=key)
     parsed = _host_port(address)
     if parsed is None:
         return
@@ -67,11 +73,13 @@ def check_ray_address(address: str | None, key: str = "--address", timeout_s: fl
 def join_ray_cluster(address: str, hint: str = "", *, logging_level: int = logging.WARNING,
                      log_to_driver: bool = False, key: str = "--address") -> None:
     """`ray.init` on the cluster at `address` after `check_ray_address`; a failure to join is a BadInputError on
-    `key` (with `hint` appended, e.g. how to pass the authentication token)."""
+    `key` (with `hint` appended, e.g. how to pass the authentication token), Ray's reason on one line."""
     check_ray_address(address, key=key)
     import ray
+    from ray.exceptions import RayError  # e.g. AuthenticationError: token authentication on, but no token here
 
     try:
         ray.init(address=address, logging_level=logging_level, log_to_driver=log_to_driver)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        raise BadInputError(f"cannot connect to the Ray cluster at {address} ({exc}){hint}", key=key) from None
+    except (ConnectionError, RuntimeError, ValueError, RayError) as exc:
+        raise BadInputError(f"cannot connect to the Ray cluster at {address} ({clip(str(exc), 400)}){hint}",
+                            key=key) from None

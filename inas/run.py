@@ -94,8 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailedError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"interrupted: {exc}" if str(exc) else "interrupted", file=sys.stderr)
         return 130
     except OSError as exc:
         if exc.errno not in _STORAGE_ERRNOS:

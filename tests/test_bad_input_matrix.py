@@ -333,9 +333,40 @@ def test_ray_address_probe():
         port = server.getsockname()[1]
         check_ray_address(f"127.0.0.1:{port}")
         check_ray_address(f"ray://localhost:{port}")
-    for left_to_ray in (None, "", "auto", "local", "http://127.0.0.1:1"):
+    for left_to_ray in (None, "", "auto", "local"):
         check_ray_address(left_to_ray)
+    for dashboard in ("http://127.0.0.1:8265", "HTTPS://head:443"):  # `ray job submit`'s address, not a cluster's
+        with pytest.raises(BadInputError, match=r"^RAY_ADDRESS: .* is an HTTP address .*HOST:6379"):
+            check_ray_address(dashboard, key="RAY_ADDRESS")
     start = time.perf_counter()
     with pytest.raises(BadInputError, match=r"--address: cannot reach a Ray cluster at ray://127.0.0.1:1"):
         check_ray_address("ray://127.0.0.1:1")
     assert time.perf_counter() - start < 15
+
+
+def test_ray_auth_token_missing_is_one_line(problem_root, tmp_path):
+    """Token authentication on (RAY_AUTH_MODE=token) but no token on this machine: Ray's AuthenticationError was a
+    traceback with exit 1; it is one line naming the address, with how to pass the token, exit 2."""
+    import socket
+
+    out = tmp_path / "out"
+    env = {k: v for k, v in cli_env().items() if not k.startswith("RAY_AUTH_TOKEN") and k != "RAY_ADDRESS"}
+    env.update({"HOME": str(tmp_path / "home"), "RAY_AUTH_MODE": "token"})  # no ~/.ray/auth_token there
+    with socket.socket() as server:  # something answers at the address: Ray itself must refuse
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        proc = subprocess.run([sys.executable, "-m", "inas.run", "search", "-c", str(problem_root / "config.yaml"),
+                               "-o", str(out), "--address", address], cwd=REPO, env=env, capture_output=True,
+                              text=True, timeout=90)
+    assert_clean_failure(proc.returncode, proc.stdout, proc.stderr, ["--address", address, "RAY_AUTH_TOKEN"], [out])
+
+
+def test_dashboard_address_in_ray_address_is_one_line(problem_root, tmp_path):
+    """RAY_ADDRESS left at the dashboard's URL (for `ray job submit`): one line, not Ray's four-line ValueError."""
+    out = tmp_path / "out"
+    env = {**cli_env(), "RAY_ADDRESS": "http://127.0.0.1:1"}
+    proc = subprocess.run([sys.executable, "-m", "inas.run", "search", "-c", str(problem_root / "config.yaml"),
+                           "-o", str(out)], cwd=REPO, env=env, capture_output=True, text=True, timeout=90)
+    error = assert_clean_failure(proc.returncode, proc.stdout, proc.stderr, ["RAY_ADDRESS", "HOST:6379"], [out])
+    assert proc.stderr.strip().endswith(error), proc.stderr  # nothing after the one line

@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import shutil
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
@@ -253,6 +254,7 @@ def test_missing_resource_is_checked_before_any_actor_starts(monkeypatch, tmp_pa
     monkeypatch.setattr(devices, "connect_ray", lambda address, specs: RayConnection(owned=False, local=False,
                                                                                       address=None))
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "device:tiny_a": 1.0})
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0, "device:tiny_a": 1.0})
     started = []
     monkeypatch.setattr(devices, "start_actors", lambda specs: started.append(specs))
     config = tiny_config([{"name": "tiny_a"}, {"name": "phone", "resource": "device:pixel7", "actors": 2}])
@@ -333,3 +335,49 @@ def test_a_noisy_machine_is_named_in_one_warning_line():
     warning = validation_noise_warning(DeviceValidation("ov", noisy, None, None, 50, 1.0, repeatability=noisy))
     assert warning is not None and "50 %" in warning and "quiet machine" in warning
     assert validation_noise_warning(DeviceValidation("ov", noisy, None, None, 50, 1.0)) is None  # one round
+
+
+def test_a_busy_device_resource_is_said_not_waited_for_silently(monkeypatch, capsys):
+    """A second lut on a cluster whose device resource another lut holds waited without a word until it was
+    released; it says so once, naming the device and the resource."""
+    import ray
+
+    from inas.latency.devices import DeviceSpec, check_resources, warn_if_busy
+
+    assert warn_if_busy("cpu", "device:cpu", 1, 1, 1) is None
+    spec = DeviceSpec("cpu0", "device:cpu0", "onnxruntime", 1, 1, 1, 1, 3, node_lock=False)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0, "device:cpu0": 1.0})
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0})
+    check_resources([spec])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device 'cpu0' waits for its Ray resource 'device:cpu0'" in err[0], err
+    assert "offers 1, 0 free now" in err[0]
+    monkeypatch.setattr(ray, "available_resources", lambda: {"CPU": 2.0, "device:cpu0": 1.0})
+    check_resources([spec])
+    assert capsys.readouterr().err == ""
+
+
+def test_a_dead_measuring_actor_is_one_line_not_a_traceback(monkeypatch):
+    """kill -9 of a lut actor mid-table: ray.get's ActorDiedError ended `lut` with a traceback and exit 1."""
+    from collections import deque
+
+    import ray
+    from ray.exceptions import ActorDiedError
+
+    from inas.errors import RunFailedError
+    from inas.latency.devices import dispatch
+
+    class Method:
+        def remote(self, *args):
+            return "ref"
+
+    actor = SimpleNamespace(measure_blocks=Method())
+    monkeypatch.setattr(ray, "wait", lambda refs, num_returns: (refs[:1], refs[1:]))
+
+    def dead(ref):
+        raise ActorDiedError()
+
+    monkeypatch.setattr(ray, "get", dead)
+    with pytest.raises(RunFailedError, match=r"^the actor measuring device 'cpu0' died \(.*\); the rest$"):
+        dispatch({"cpu0": [actor]}, {"cpu0": deque([1, 2])}, "measure_blocks", lambda row: ([row],),
+                 lambda device, rows: None, lost_hint="; the rest")

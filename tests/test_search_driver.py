@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -304,10 +305,87 @@ def test_run_search_reports_total_failure_in_one_line(problem_root, tmp_path, mo
             n += 1
 
     monkeypatch.setattr(driver, "_fit", failing_fit)
-    monkeypatch.setattr(driver, "connect", lambda address, dashboard: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(driver, "connect", lambda *args: SimpleNamespace(close=lambda: None))
     with pytest.raises(RunFailedError, match=r"every evaluation of this run failed .*OSError: disk full.*again"):
         driver.run_search(setup, dashboard=False)
     assert (tmp_path / "out" / "summary.txt").exists()
+
+
+def _fit_stopping_after(batches: int | None, reason: str | None = None):
+    """A stand-in for `driver._fit` that completes `batches` batches (None: all) and returns like Tune does after
+    Ctrl-C (the scheduler not finished, no reason) or a dead mailbox (`reason`)."""
+
+    def fit(setup, scheduler, verbose):
+        n = 0
+        while batches is None or n < batches:
+            config = scheduler.suggest(f"t{n}")
+            if config is None or config == FINISHED:
+                break
+            outcomes, total = evaluate_batch(fake_evaluate([]), setup.space, config.to_tune()["archs"])
+            scheduler.complete(f"t{n}", TrialReport(outcomes, total))
+            n += 1
+        return reason
+
+    return fit
+
+
+def test_ctrl_c_ends_the_search_with_130_and_a_rerun_continues(problem_root, tmp_path, monkeypatch, capsys):
+    """Tune catches SIGINT and returns from `fit` as if the run were done: the search said nothing and exited 0
+    with its budgets not met. It saves its state, says how to go on, exits 130; the re-run continues."""
+    from inas.run import main
+    from inas.search import driver
+
+    _, config_path = make_problem(problem_root, searchers=[{"kind": "random", "budget": 6}], archs_per_trial=1)
+    out = tmp_path / "out"
+    monkeypatch.setattr(driver, "connect", lambda *args: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(driver, "_fit", _fit_stopping_after(2))
+    code = main(["search", "-c", str(config_path), "-o", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130, err
+    assert err[-1].startswith("interrupted: search: stopped before its budgets were met (Ctrl-C); 2 evaluations")
+    assert "running the same command again continues" in err[-1]
+    assert json.loads((out / STATE_FILE).read_text())["rows"] == 2
+    monkeypatch.setattr(driver, "_fit", _fit_stopping_after(None))
+    assert main(["search", "-c", str(config_path), "-o", str(out)]) == 0
+    frame = pd.read_parquet(out / EVALUATIONS_FILE)
+    assert len(frame) == 6 and frame["arch_id"].is_unique
+
+
+def test_a_run_cut_short_says_why_and_exits_1(problem_root, tmp_path, monkeypatch):
+    from inas.errors import RunFailedError
+    from inas.search import driver
+
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 4}], archs_per_trial=1)
+    setup = prepare_search(config, tmp_path / "out")
+    monkeypatch.setattr(driver, "connect", lambda *args: SimpleNamespace(close=lambda: None))
+    monkeypatch.setattr(driver, "_fit", _fit_stopping_after(1, "the mailbox died"))
+    with pytest.raises(RunFailedError, match=r"stopped before its budgets were met: the mailbox died; 1 evaluations "
+                                             r"are saved in .*running the same command again continues"):
+        driver.run_search(setup, dashboard=False)
+
+
+def test_a_worker_slot_larger_than_the_local_ray_is_refused(problem_root, tmp_path, monkeypatch, capsys):
+    """`search.cpus_per_trial: 4` on a 2-CPU machine's local Ray: Tune waited forever, warning every 60 s."""
+    import ray
+
+    from inas.search import driver
+
+    config, _ = make_problem(problem_root, searchers=[{"kind": "random", "budget": 2}])
+    config.search.cpus_per_trial = 4
+    assert driver.slot_shortfall(config.search, {"CPU": 4.0}) is None
+    setup = prepare_search(config, tmp_path / "out")
+    closed: list[int] = []
+    connection = SimpleNamespace(local=True, close=lambda: closed.append(1))
+    monkeypatch.setattr(driver, "init_ray", lambda *args, **kwargs: connection)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    with pytest.raises(BadInputError, match=r"^search.cpus_per_trial: a worker slot needs 4 CPU \(the cluster has "
+                                            r"2\), more than this machine's local Ray offers"):
+        driver.run_search(setup, dashboard=False)
+    assert closed and not (tmp_path / "out").exists()
+    connection.local = False  # a joined cluster may still grow: said, then waited for
+    monkeypatch.setattr(driver, "_fit", _fit_stopping_after(None))
+    driver.run_search(setup, dashboard=False)
+    assert "search: warning: search.cpus_per_trial: a worker slot needs 4 CPU" in capsys.readouterr().err
 
 
 def test_a_forged_arch_id_in_the_results_is_refused(problem_root, tmp_path):
@@ -333,10 +411,10 @@ def test_cli_bad_input_is_one_line_and_exit_code_2(problem_root, tmp_path, capsy
 
 
 # ----- slow: real Ray ----------------------------------------------------------------------------------------------
-def _run_cli(config_path: Path, out: Path, **popen) -> subprocess.Popen:
+def _run_cli(config_path: Path, out: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "inas.run", "search", "-c", str(config_path), "-o", str(out), "--no-dashboard"]
-    return subprocess.Popen(cmd, cwd=REPO, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            **popen)
+    return subprocess.Popen(cmd, cwd=REPO, env=env or cli_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, **popen)
 
 
 @pytest.mark.slow
@@ -385,22 +463,33 @@ def test_killed_trial_worker_is_retried_and_the_table_is_complete(problem_root, 
     met, no NaN row and no arch evaluated twice."""
     import psutil
 
-    searchers = [{"kind": "random", "budget": 10}, {**SEARCHERS[1], "budget": 8}]
+    from inas.ray_watchdog import session_processes
+
+    def is_trial_worker(process: psutil.Process) -> bool:
+        try:
+            return any("ImplicitFunc" in part or "evaluate_trial" in part for part in process.cmdline())
+        except psutil.Error:
+            return False
+
+    # random without its end archs: no arch is shared with evolution (a shared one is a cached second row)
+    searchers = [{**SEARCHERS[0], "budget": 10}, {**SEARCHERS[1], "budget": 8}]
     _, config_path = make_problem(problem_root, searchers=searchers, archs_per_trial=1)
     out = tmp_path / "out"
-    proc = _run_cli(config_path, out)
+    ray_tmp = Path(f"/tmp/inas_kt_{os.getpid()}")  # this run's own Ray: only its workers are killed
+    proc = _run_cli(config_path, out, env={**cli_env(), "RAY_TMPDIR": str(ray_tmp)})
     deadline = time.time() + 300
     killed = None
     while time.time() < deadline and proc.poll() is None and killed is None:
         if (out / EVALUATIONS_FILE).exists() and len(pd.read_parquet(out / EVALUATIONS_FILE)) >= 2:
-            workers = [p for p in psutil.process_iter(["cmdline"])
-                       if any("ImplicitFunc" in part or "evaluate_trial" in part for part in p.info["cmdline"] or ())]
+            ours = [p for session in (ray_tmp / "ray").glob("session_2*") for p in session_processes(str(session))]
+            workers = [p for p in ours if is_trial_worker(p)]
             if workers:
                 killed = workers[0].pid
                 workers[0].kill()
         time.sleep(0.2)
     assert killed is not None, "no trial worker found to kill"
     text, _ = proc.communicate(timeout=600)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0, text
     frame = pd.read_parquet(out / EVALUATIONS_FILE)
     assert frame.groupby("searcher").size().to_dict() == {"evolution": 8, "random": 10}

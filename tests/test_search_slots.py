@@ -138,6 +138,38 @@ def test_no_slot_is_needed_to_finish_a_finished_search(problem_root, tmp_path): 
     assert tune.dispatcher.open_slot("late") == FINISHED
 
 
+def test_a_dead_mailbox_ends_the_run_instead_of_failing_every_batch(setup):
+    """The mailbox actor killed: every slot's next `take` fails, so does its trial. Each failed batch was retried on
+    a new slot whose `take` failed again, until every arch had failed every attempt (minutes of worker starts, and
+    a message blaming the evaluations). The first failure finds the mailbox dead and ends the run."""
+    from ray.tune.search import Searcher
+
+    from inas.search.tune_adapter import SlotSearcher
+
+    tune = FakeTune(setup, slots=2, calls=[])
+    searcher = SlotSearcher(tune.dispatcher, channel_lost=lambda: "the mailbox died")
+    tune.open_slots()  # two ready slots, each given a batch
+    for slot in list(tune.dispatcher.open):
+        tune.posted[slot].clear()
+        searcher.on_trial_complete(slot, None, error=True)
+    assert tune.dispatcher.aborted == "the mailbox died"
+    assert searcher.suggest("trial9") == Searcher.FINISHED  # Tune ends: no slot opened again
+    assert not any(tune.posted.values())  # nothing posted to the dead mailbox
+    scheduler = tune.dispatcher.scheduler
+    assert not scheduler.finished and scheduler.stats.failed_trials == 2 and not scheduler.stats.given_up
+
+
+def test_a_failed_trial_with_the_mailbox_alive_is_retried(setup):
+    from inas.search.tune_adapter import SlotSearcher
+
+    tune = FakeTune(setup, slots=2, calls=[])
+    searcher = SlotSearcher(tune.dispatcher, channel_lost=lambda: None)
+    tune.open_slots()
+    tune.posted["trial1"].clear()
+    searcher.on_trial_complete("trial1", None, error=True)
+    assert tune.dispatcher.aborted is None and tune.dispatcher.open_slot("trial3") == {"slot": "trial3"}
+
+
 def test_zero_slots_are_refused(setup):
     with pytest.raises(ValueError, match="at least one worker slot"):
         SlotDispatcher(build_scheduler(setup), 0, lambda slot, order: None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from test_train_support import tiny_config, tiny_config_doc, write_config
 from inas.config import parse_config
 from inas.data.synth_sod import synthesize_sod
 from inas.errors import BadInputError
-from inas.train.cluster import _agree_on_setup, _check_precision, check_inputs
+from inas.train.cluster import _agree_on_setup, _check_precision, capacity_shortfall, check_inputs
 from inas.train.state import CHECKPOINT_NAME
 
 
@@ -90,6 +91,55 @@ def test_fp16_needs_gpu_workers():
     with pytest.raises(BadInputError, match="train.precision: fp16 training needs GPU workers"):
         _check_precision(config, use_gpu=False)
     _check_precision(config, use_gpu=True)
+
+
+def test_capacity_shortfall_of_the_worker_group():
+    config = tiny_config(REPO, REPO)
+    config.train.cluster.workers, config.train.cluster.cpus_per_worker = 3, 1.0
+    assert capacity_shortfall(config, False, {"CPU": 3.0}) is None
+    assert capacity_shortfall(config, False, {"CPU": 2.0}) == (
+        "the worker group of 3 workers (train.cluster.cpus_per_worker 1) needs 3 CPU (the cluster has 2)")
+    assert capacity_shortfall(config, True, {"CPU": 8.0, "GPU": 1.0}).endswith("needs 3 GPU (the cluster has 1)")
+
+
+def test_a_worker_group_larger_than_the_local_ray_is_refused(sod_root, tmp_path, monkeypatch):
+    """A local Ray (`--address local`, or none running) cannot grow: Ray Train waited forever for the group."""
+    import ray
+
+    import inas.train.cluster as cluster
+
+    closed: list[int] = []
+    connection = SimpleNamespace(local=True, close=lambda: closed.append(1))
+    monkeypatch.setattr(cluster, "init_ray", lambda *a, **k: connection)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 2.0})
+    doc = _config(sod_root, tmp_path)
+    doc["train"]["cluster"]["cpus_per_worker"] = 1.5
+    with pytest.raises(BadInputError, match=r"^train.cluster.workers: the worker group of 2 workers .* needs 3 CPU "
+                                            r"\(the cluster has 2\), more than this machine's local Ray offers"):
+        cluster.train_on_ray(parse_config(doc), tmp_path / "run", progress=False)
+    assert closed and not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_of_a_cluster_run_exits_130_saying_how_to_go_on(sod_root, tmp_path, monkeypatch, capsys):
+    """Ray Train's SIGINT handler aborts the run and its driver's wait ends in SystemExit: `train --cluster` exited 1
+    without a word. It says it was stopped and how to continue, exit 130."""
+    import ray
+
+    import inas.train.cluster as cluster
+    from inas.run import main
+
+    def interrupted_fit():
+        raise SystemExit(1)
+
+    connection = SimpleNamespace(local=False, close=lambda: None)
+    monkeypatch.setattr(cluster, "init_ray", lambda *a, **k: connection)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 8.0})
+    monkeypatch.setattr(cluster, "_torch_trainer", lambda *a: SimpleNamespace(fit=interrupted_fit))
+    config_path = write_config(tmp_path / "c.yaml", _config(sod_root, tmp_path))
+    code = main(["train", "-c", str(config_path), "--cluster", "--no-progress", "-o", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and err[-1].startswith("interrupted: train: stopped before its last iteration (Ctrl-C)"), err
+    assert "running the same command again continues" in err[-1]
 
 
 def test_setup_agreement_without_and_with_a_process_group(tmp_path):

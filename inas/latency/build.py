@@ -196,7 +196,9 @@ def build_tables(config: ExperimentConfig, out_dir: str | Path | None = None, ad
                                          position=i, unit="block", disable=not progress, leave=True)
                          for i, spec in enumerate(specs)})
             t0 = time.perf_counter()
-            dispatch(actors, todo, "measure_blocks", lambda row: ([row],), on_result)
+            dispatch(actors, todo, "measure_blocks", lambda row: ([row],), on_result,
+                     lost_hint="; the blocks measured so far are kept in the device tables, and running the same "
+                     "command again measures the rest")
     finally:
         for writer in writers.values():
             writer.flush()

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, RunFailedError, clip
 from inas.latency.backends import (
     Runner,
     Timing,
@@ -281,10 +281,12 @@ def connect_ray(address: str | None, specs: Sequence[DeviceSpec], num_cpus: int 
 
 
 def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") -> None:
-    """BadInputError naming the resource if no node of the cluster offers what a device's actors need."""
+    """BadInputError naming the resource if no node of the cluster offers what a device's actors need; a warning
+    (`warn_if_busy`) if the cluster offers it but not enough of it is free now."""
     import ray
 
     available = ray.cluster_resources()
+    free = ray.available_resources()
     for i, spec in enumerate(specs):
         name = "GPU" if spec.uses_gpu_resource else spec.resource
         have = available.get(name, 0)
@@ -299,6 +301,19 @@ def check_resources(specs: Sequence[DeviceSpec], source: str = "lut.devices") ->
         if have < spec.actors:
             raise BadInputError(f"device {spec.name!r} asks for {spec.actors} actors but the cluster offers only "
                                 f"{have:g} of resource {name!r}", key=f"{source}[{i}].actors")
+        warn_if_busy(spec.name, name, spec.actors, have, free.get(name, 0.0))
+
+
+def warn_if_busy(device: str, resource: str, needed: int, total: float, free: float) -> str | None:
+    """Say on stderr (and return) that a device's actors wait for its resource, held now by another job of the
+    cluster (another `lut`, `lut validate`); None if enough of it is free."""
+    if free >= needed:
+        return None
+    text = (f"lut: device {device!r} waits for its Ray resource {resource!r}: the cluster offers {total:g}, "
+            f"{max(free, 0.0):g} free now (held by another job, e.g. another lut on this cluster); its actors start "
+            "once it is released (Ctrl-C stops the wait)")
+    print(text, file=sys.stderr, flush=True)
+    return text
 
 
 def start_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices",
@@ -310,8 +325,14 @@ def start_actors(specs: Sequence[DeviceSpec], source: str = "lut.devices",
     calib = ray.put(calibration)
     actors = {spec.name: [remote_cls.options(**spec.actor_options()).remote(spec, calib) for _ in range(spec.actors)]
               for spec in specs}
+    from ray.exceptions import RayActorError
+
     for i, spec in enumerate(specs):
-        problems = [p for p in ray.get([a.check.remote() for a in actors[spec.name]]) if p]
+        try:
+            problems = [p for p in ray.get([a.check.remote() for a in actors[spec.name]]) if p]
+        except RayActorError as exc:
+            raise RunFailedError(f"an actor of device {spec.name!r} died while starting ({clip(str(exc), 160)}); "
+                                 "running the same command again starts it again") from None
         if problems:
             for handles in actors.values():
                 for a in handles:
@@ -361,9 +382,10 @@ def device_actors(specs: Sequence[DeviceSpec], address: str | None, in_process: 
 
 
 def dispatch(actors: dict[str, list], jobs: dict[str, deque], method: str, args: Callable[[Any], tuple],
-             on_result: Callable[[str, Any], None]) -> None:
+             on_result: Callable[[str, Any], None], lost_hint: str = "") -> None:
     """Hand each device's jobs, one call each, to whichever of its actors is free; `on_result(device, result)` as
-    results arrive. Ray actor handles run in parallel; in-process actors run round-robin over the devices."""
+    results arrive. Ray actor handles run in parallel; in-process actors run round-robin over the devices. An actor
+    that dies (its process killed, its node lost) is a RunFailedError naming its device, `lost_hint` appended."""
     handles = [a for device_actors in actors.values() for a in device_actors]
     if not handles:
         return
@@ -385,8 +407,15 @@ def dispatch(actors: dict[str, list], jobs: dict[str, deque], method: str, args:
     for device, device_actors in actors.items():
         for actor in device_actors:
             submit(device, actor)
+    from ray.exceptions import RayActorError
+
     while inflight:
         ready, _ = ray.wait(list(inflight), num_returns=1)
         device, actor = inflight.pop(ready[0])
-        on_result(device, ray.get(ready[0]))
+        try:
+            result = ray.get(ready[0])
+        except RayActorError as exc:  # its process was killed or its node lost: timings on another would not match
+            raise RunFailedError(f"the actor measuring device {device!r} died ({clip(str(exc), 160)}){lost_hint}") \
+                from None
+        on_result(device, result)
         submit(device, actor)

@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import re
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from typing import Any, Literal
 
 import pandas as pd
 
-from inas.config import ExperimentConfig
+from inas.config import ExperimentConfig, SearchConfig
 from inas.errors import BadInputError, RunFailedError
 from inas.io import atomic_write_parquet, atomic_write_text
 from inas.paths import check_output_path
@@ -273,9 +274,42 @@ def _set_env_default(key: str, value: str) -> None:
         _ENV_SET_HERE[key] = value
 
 
-def connect(address: str | None, dashboard: bool = True) -> RayConnection:
-    """Start or join Ray for a search (see `inas.ray_session.init_ray`)."""
-    return init_ray(address, verb="search", dashboard=dashboard)
+def connect(address: str | None, dashboard: bool = True, search: SearchConfig | None = None) -> RayConnection:
+    """Start or join Ray for a search (see `inas.ray_session.init_ray`); with `search`, check that the cluster can
+    hold a worker slot (`check_slot_resources`)."""
+    connection = init_ray(address, verb="search", dashboard=dashboard)
+    if search is not None:
+        try:
+            check_slot_resources(search, connection.local)
+        except BaseException:
+            connection.close()
+            raise
+    return connection
+
+
+def slot_shortfall(search: SearchConfig, total: Mapping[str, float]) -> str | None:
+    """What one worker slot (`search.cpus_per_trial` CPUs, `search.gpus_per_trial` GPUs) needs beyond the cluster's
+    `total` resources (`ray.cluster_resources()`), None if it fits."""
+    need = {"CPU": search.cpus_per_trial, "GPU": search.gpus_per_trial}
+    short = [f"{amount:g} {name} (the cluster has {total.get(name, 0.0):g})" for name, amount in need.items()
+             if amount > 0 and total.get(name, 0.0) < amount]
+    return "a worker slot needs " + " and ".join(short) if short else None
+
+
+def check_slot_resources(search: SearchConfig, local: bool) -> None:
+    """A local Ray started for this command cannot grow: a slot it cannot hold is a BadInputError (Tune would wait
+    for it forever, warning every 60 s). On a joined cluster the wait is said on stderr: nodes may still join."""
+    import ray
+
+    shortfall = slot_shortfall(search, ray.cluster_resources())
+    if shortfall is None:
+        return
+    key = "search.gpus_per_trial" if "GPU" in shortfall else "search.cpus_per_trial"
+    if local:
+        raise BadInputError(f"{shortfall}, more than this machine's local Ray offers; lower it, or join a larger "
+                            "cluster with --address", key=key)
+    print(f"search: warning: {key}: {shortfall}: no trial starts until nodes join (an autoscaler's, or `ray start "
+          "--address HEAD:6379` on another machine); Ctrl-C stops the wait", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -329,7 +363,18 @@ def worker_setup(config: ExperimentConfig) -> WorkerSetup:
                        threads=max(1, int(search.cpus_per_trial)), cuda=search.gpus_per_trial > 0)
 
 
+class _NoTuneRestoreHint(logging.Filter):
+    """Drops Tune's "Resume experiment with: Tuner.restore(...)" after Ctrl-C: a search continues by running the same
+    command (`_raise_unfinished` says so)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Tuner.restore(" not in record.getMessage()
+
+
 def _tune_environment(setup: SearchSetup, verbose: int) -> None:
+    tune_log = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _NoTuneRestoreHint) for f in tune_log.filters):
+        tune_log.addFilter(_NoTuneRestoreHint())
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # no per-trial CSV/JSON/TensorBoard files
     os.environ.setdefault("TUNE_MAX_LEN_IDENTIFIER", "40")  # trial folder names hold the config: keep them short
     # Tune keeps 1 trial pending with a search algorithm: allow every worker slot to be pending, so all slots' actors
@@ -341,15 +386,16 @@ def _tune_environment(setup: SearchSetup, verbose: int) -> None:
         logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
 
 
-def _fit(setup: SearchSetup, scheduler: TrialScheduler, verbose: int) -> None:
+def _fit(setup: SearchSetup, scheduler: TrialScheduler, verbose: int) -> str | None:
     """One Tune run of `slot_count(setup)` worker slots (`evaluate_trial`, `inas.search.slots`) kept busy with the
-    batches of `scheduler` (Ray must be initialised)."""
+    batches of `scheduler` (Ray must be initialised). Returns why the run was cut short (the slots' mailbox died),
+    None otherwise: the scheduler is finished, or Tune stopped on Ctrl-C (SIGINT)."""
     import ray
     from ray import tune
 
     from inas.search.slots import SlotDispatcher
     from inas.search.trial import evaluate_trial
-    from inas.search.tune_adapter import SlotSearcher, post_to, start_mailbox
+    from inas.search.tune_adapter import SlotSearcher, mailbox_lost, post_to, start_mailbox
 
     search = setup.config.search
     slots = slot_count(setup)
@@ -359,7 +405,8 @@ def _fit(setup: SearchSetup, scheduler: TrialScheduler, verbose: int) -> None:
         trainable = tune.with_parameters(evaluate_trial, payload=payload, setup=worker_setup(setup.config),
                                          mailbox=mailbox, factory=setup.evaluator)
         trainable = tune.with_resources(trainable, {"cpu": search.cpus_per_trial, "gpu": search.gpus_per_trial})
-        searcher = SlotSearcher(SlotDispatcher(scheduler, slots, post_to(mailbox)))
+        dispatcher = SlotDispatcher(scheduler, slots, post_to(mailbox))
+        searcher = SlotSearcher(dispatcher, mailbox_lost(mailbox))
         tuner = tune.Tuner(
             trainable,
             # a slot trial lives for the whole run: actors are never reused (no cache, no discarded starts)
@@ -370,6 +417,7 @@ def _fit(setup: SearchSetup, scheduler: TrialScheduler, verbose: int) -> None:
         tuner.fit()
     finally:
         ray.kill(mailbox)
+    return dispatcher.aborted
 
 
 def slot_count(setup: SearchSetup) -> int:
@@ -386,12 +434,14 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     saver = state_saver(setup)
     progress = search_progress(setup)
     scheduler = build_scheduler(setup, saver, progress)
-    connection = connect(address, dashboard) if not scheduler.finished else None  # a finished re-run needs no Ray
+    # a finished re-run needs no Ray
+    connection = connect(address, dashboard, config.search) if not scheduler.finished else None
+    cut_short: str | None = None
     try:
         setup.out_dir.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         if connection is not None:
-            _fit(setup, scheduler, verbose)
+            cut_short = _fit(setup, scheduler, verbose)
             progress.finish()
     finally:
         if connection is not None:
@@ -402,9 +452,22 @@ def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool =
     summary = format_summary(evaluations, pareto, config.task, setup.resources.primary_device,
                              config.search.latency_budgets_ms, scheduler.stats, time.perf_counter() - start)
     atomic_write_text(setup.out_dir / SUMMARY_FILE, summary + "\n")
+    if connection is not None and not scheduler.finished:
+        _raise_unfinished(setup, cut_short)
     _raise_if_failed(setup, scheduler.stats)
     return SearchResult(setup.out_dir, evaluations, pareto, summary, scheduler.stats, time.perf_counter() - start,
                         saver.stats)
+
+
+def _raise_unfinished(setup: SearchSetup, reason: str | None) -> None:
+    """The Tune run ended before the budgets were met (its state is saved): RunFailedError quoting `reason`, or
+    KeyboardInterrupt (exit 130) when there is none: Tune stops on Ctrl-C (SIGINT) and returns as if done."""
+    rows = len(setup.table)
+    again = (f"{rows} evaluations are saved in {setup.out_dir / EVALUATIONS_FILE}, and running the same command "
+             "again continues the search")
+    if reason:
+        raise RunFailedError(f"search: stopped before its budgets were met: {reason}; {again}")
+    raise KeyboardInterrupt(f"search: stopped before its budgets were met (Ctrl-C); {again}")
 
 
 def _raise_if_failed(setup: SearchSetup, stats: TrialStats) -> None:

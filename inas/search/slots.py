@@ -47,10 +47,18 @@ class SlotDispatcher:
         self.slots = slots
         self.post = post
         self.open: dict[str, _Slot] = {}
+        self.aborted: str | None = None  # why the run cannot go on (`abort`)
+
+    def abort(self, reason: str) -> None:
+        """End the run early (e.g. the channel to the workers is gone): no slot is opened or given a batch again, so
+        Tune finishes once the open slots' trials have ended; the scheduler keeps what is unfinished for a re-run."""
+        if self.aborted is None:
+            log.error("search stops: %s", reason)
+            self.aborted = reason
 
     def open_slot(self, trial_id: str) -> dict[str, Any] | str | None:
         """Tune's `suggest`: the config of a new slot trial, None (every slot is open), or FINISHED."""
-        if self.scheduler.finished:
+        if self.scheduler.finished or self.aborted is not None:
             return FINISHED
         if len(self.open) >= self.slots:
             return None
@@ -85,6 +93,8 @@ class SlotDispatcher:
 
     def dispatch(self) -> None:
         """Give each ready idle slot the scheduler's next batch; post STOP to every slot once it is finished."""
+        if self.aborted is not None:
+            return
         for trial_id, slot in self.open.items():
             if not slot.ready or slot.batch_id is not None or slot.stopped:
                 continue

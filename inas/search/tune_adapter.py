@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from ray.tune.search import Searcher as TuneSearcher
 
+from inas.errors import clip
 from inas.search.scheduler import FINISHED
 from inas.search.slots import Post, SlotDispatcher
 from inas.search.trial import BatchOrder, TrialReport
@@ -26,9 +28,10 @@ log = logging.getLogger(__name__)
 class SlotSearcher(TuneSearcher):
     """Tune's `suggest` / `on_trial_result` / `on_trial_complete` forwarded to `dispatcher`."""
 
-    def __init__(self, dispatcher: SlotDispatcher) -> None:
+    def __init__(self, dispatcher: SlotDispatcher, channel_lost: Callable[[], str | None] | None = None) -> None:
         super().__init__(metric=None, mode=None)
         self.dispatcher = dispatcher
+        self.channel_lost = channel_lost  # after a failed trial: why the slots' mailbox is gone, None if it is not
 
     def set_search_properties(self, metric, mode, config, **spec) -> bool:  # noqa: ANN001 - Tune's signature
         return True
@@ -43,6 +46,10 @@ class SlotSearcher(TuneSearcher):
             self.dispatcher.on_result(trial_id, report)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if error and self.channel_lost is not None and self.dispatcher.aborted is None:
+            reason = self.channel_lost()  # a dead mailbox fails every slot: retrying its batches cannot succeed
+            if reason:
+                self.dispatcher.abort(reason)
         self.dispatcher.on_end(trial_id, None if error or not result else _report(trial_id, result))
 
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
@@ -96,6 +103,26 @@ def start_mailbox(slots: int) -> Any:
                                         scheduling_strategy=here).remote()
     ray.get(actor.__ray_ready__.remote())
     return actor
+
+
+def mailbox_lost(mailbox: Any, timeout_s: float = 30.0) -> Callable[[], str | None]:
+    """`SlotSearcher.channel_lost` for the mailbox actor `mailbox`: why it is dead (its process was killed, its node
+    lost), or None while it answers (or is merely slow to)."""
+
+    def check() -> str | None:
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        try:
+            ray.get(mailbox.__ray_ready__.remote(), timeout=timeout_s)
+        except RayActorError as exc:
+            return ("the search's mailbox actor (the driver's channel to its worker slots) died: "
+                    f"{clip(str(exc), 160)}")
+        except GetTimeoutError:
+            return None
+        return None
+
+    return check
 
 
 def post_to(mailbox: Any) -> Post:

@@ -18,6 +18,7 @@ import logging
 import math
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,36 @@ def _check_precision(config: ExperimentConfig, use_gpu: bool) -> None:
                             key="train.precision")
 
 
+def capacity_shortfall(config: ExperimentConfig, use_gpu: bool, total: dict[str, float]) -> str | None:
+    """What the worker group (`train.cluster.workers` x `cpus_per_worker` CPUs, and a GPU each with `use_gpu`) needs
+    beyond the cluster's `total` resources (`ray.cluster_resources()`), None if it fits."""
+    cc = config.train.cluster
+    need = {"CPU": cc.workers * cc.cpus_per_worker, **({"GPU": float(cc.workers)} if use_gpu else {})}
+    short = [f"{amount:g} {name} (the cluster has {total.get(name, 0.0):g})" for name, amount in need.items()
+             if total.get(name, 0.0) < amount]
+    if not short:
+        return None
+    return (f"the worker group of {cc.workers} workers (train.cluster.cpus_per_worker {cc.cpus_per_worker:g}"
+            f"{', a GPU each' if use_gpu else ''}) needs " + " and ".join(short))
+
+
+def _check_capacity(config: ExperimentConfig, use_gpu: bool, local: bool) -> None:
+    """A local Ray started for this command cannot grow: a worker group it cannot hold is a BadInputError (Ray
+    Train would wait for it forever). On a joined cluster the wait is said on stderr: nodes may still join."""
+    import ray
+
+    shortfall = capacity_shortfall(config, use_gpu, ray.cluster_resources())
+    if shortfall is None:
+        return
+    if local:
+        raise BadInputError(f"{shortfall}, more than this machine's local Ray offers; lower --workers or "
+                            "train.cluster.cpus_per_worker, or join a larger cluster with --address",
+                            key="train.cluster.workers")
+    print(f"train: warning: {shortfall}: Ray Train waits until nodes join (an autoscaler's, or "
+          "`ray start --address HEAD:6379` on another machine), trying every 60 s without a limit; Ctrl-C stops it",
+          file=sys.stderr, flush=True)
+
+
 def _torch_trainer(config: ExperimentConfig, run_dir: Path, use_gpu: bool) -> Any:
     """Ray Train's TorchTrainer running `_worker_loop` on `train.cluster.workers` DDP ranks, its records in
     `run_dir/ray`."""
@@ -242,6 +273,16 @@ def _raise_on_failure(outcome: Any, max_failures: int, run_dir: Path) -> None:
         raise BadInputError(f"a training worker refused its input: {bad_input}")
 
 
+def _fit_or_interrupted(trainer: Any, run_dir: Path) -> Any:
+    """`trainer.fit()`; KeyboardInterrupt (exit 130, with how to go on) where Ctrl-C ends it: Ray Train's own SIGINT
+    handler aborts the run, and the driver's wait then ends in a bare SystemExit (exit 1, not a word said)."""
+    try:
+        return trainer.fit()
+    except SystemExit:
+        raise KeyboardInterrupt(f"train: stopped before its last iteration (Ctrl-C); the run folder {run_dir} keeps "
+                                "its last checkpoint, and running the same command again continues from it") from None
+
+
 def train_on_ray(
     config: ExperimentConfig,
     run_dir: str | Path | None = None,
@@ -261,10 +302,12 @@ def train_on_ray(
     try:
         use_gpu = cc.use_gpu if cc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) >= 1
         _check_precision(config, use_gpu)
+        _check_capacity(config, use_gpu, connection.local)
         run_dir.mkdir(parents=True, exist_ok=True)
         log.info("training on Ray: %d worker(s), %s, run folder %s", cc.workers, "GPU" if use_gpu else "CPU",
                  run_dir)
-        _raise_on_failure(_torch_trainer(config, run_dir, use_gpu).fit(), cc.max_failures, run_dir)
+        _raise_on_failure(_fit_or_interrupted(_torch_trainer(config, run_dir, use_gpu), run_dir), cc.max_failures,
+                          run_dir)
     finally:
         connection.close()
     summary = read_train_summary(run_dir)
