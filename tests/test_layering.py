@@ -27,6 +27,7 @@ DESIGN = ROOT / "docs" / "design.md"
 LAYERS: dict[str, float] = {
     "errors": 0, "io": 0, "ray_watchdog": 0,          # leaves: import nothing of ours
     "space": 1, "ray_address": 1, "paths": 1,          # the space as data; Ray address check; checked path queries
+    "folder_lock": 1,                                  # one writer per output folder
     "images": 1,                                       # the one checked image opener (decompression bombs)
     "json_files": 1,                                   # the one checked JSON document reader
     "progress": 1,                                     # Ray metrics of lut and search

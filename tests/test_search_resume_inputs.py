@@ -147,3 +147,36 @@ def test_a_searcher_state_missing_a_key_names_the_key(config, finished, tmp_path
     _edit_state(lambda s: s.pop("rng"))(out)
     with pytest.raises(BadInputError, match=r"searchers.random: searcher 'random' cannot resume: missing key 'rng'"):
         prepare_search(config, out)
+
+
+def test_a_second_search_into_a_folder_being_written_is_refused(config, finished, tmp_path):
+    """Two searches into one folder both evaluated and the last to save overwrote the other's results: the second
+    now fails at once naming the holder; the lock dies with its process, so a re-run after a kill is not blocked."""
+    import subprocess
+    import sys
+
+    out = copy_of(finished, tmp_path)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from inas.folder_lock import lock_folder; "
+                               f"lock_folder({str(out)!r}, 'search'); print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(BadInputError, match=f"another search \\(pid {holder.pid}\\) is writing into this folder"):
+            prepare_search(config, out)
+    finally:
+        holder.kill()
+        holder.wait()
+    run_search(prepare_search(config, out), dashboard=False)  # the holder is gone: its lock with it
+
+
+def test_a_search_refused_after_taking_the_lock_leaves_no_folder(config, tmp_path, monkeypatch):
+    """The lock file is the first thing a new output folder gets: a failure before the first save removes both."""
+    import inas.search.driver as driver
+
+    def refuse(*args, **kwargs):
+        raise BadInputError("refused")
+
+    monkeypatch.setattr(driver, "_restore", refuse)
+    with pytest.raises(BadInputError, match="refused"):
+        prepare_search(config, tmp_path / "new")
+    assert not (tmp_path / "new").exists()

@@ -44,6 +44,7 @@ import pandas as pd
 
 from inas.config import ExperimentConfig, SearchConfig
 from inas.errors import BadInputError, RunFailedError
+from inas.folder_lock import LOCK_FILE, lock_folder, unlock_folder
 from inas.io import atomic_write_parquet, atomic_write_text
 from inas.paths import check_output_path
 from inas.ray_session import RayConnection, init_ray
@@ -80,7 +81,7 @@ SUMMARY_FILE = "summary.txt"
 # what a run writes into its output folder, and of which kind each must be if it is already there
 OUTPUT_KINDS: dict[str, Literal["file", "folder"]] = {
     EVALUATIONS_FILE: "file", STATE_FILE: "file", PARETO_FILE: "file", SUMMARY_FILE: "file", FRONT_DIR: "folder",
-    "tune": "folder"}
+    "tune": "folder", LOCK_FILE: "file"}
 ARCH_ID_PATTERN = re.compile(r"^[0-9a-f]{12}$")
 
 
@@ -104,6 +105,7 @@ class SearchSetup:
     evaluator: EvaluatorFactory | None = None  # replaces the workers' accuracy evaluator (no supernet): benchmarks
     warm_started: dict[str, int] = field(default_factory=dict)  # `--warm-start`: {searcher: earlier records new to it}
     warm_start_records: int = 0  # `--warm-start`: the distinct successful evaluations read from the folders
+    made_out_dir: bool = False  # `prepare_search` made `out_dir` (for its lock): a run that writes nothing removes it
 
 
 def _devices(config: ExperimentConfig) -> list[str]:
@@ -174,11 +176,27 @@ def prepare_search(config: ExperimentConfig, out_dir: str | Path | None = None,
     supernet = load_search_supernet(supernet_path, space, config.num_classes)
     check_data(config)
     table = EvaluationTable(config.task, resources.latency_columns)
-    resumed = _restore(out_dir, config, space, searchers, table, resume)
-    # after the restore: a resumed state keeps its earlier warm start, and a folder new to it still adds its records
-    warm_started = warm_start_searchers(searchers, prior) if prior else {}
+    created = not out_dir.exists()
+    lock_folder(out_dir, "search")  # before its state is read: two searches into one folder would overwrite each other
+    try:
+        resumed = _restore(out_dir, config, space, searchers, table, resume)
+        # after the restore: a resumed state keeps its earlier warm start, and a folder new to it adds its records
+        warm_started = warm_start_searchers(searchers, prior) if prior else {}
+    except BaseException:
+        _unlock(out_dir, remove=created)
+        raise
     return SearchSetup(config, space, out_dir, supernet_path, supernet, resources, searchers, concurrency, table,
-                       resumed, time.perf_counter() - start, warm_started=warm_started, warm_start_records=len(prior))
+                       resumed, time.perf_counter() - start, warm_started=warm_started, warm_start_records=len(prior),
+                       made_out_dir=created)
+
+
+def _unlock(out_dir: Path, remove: bool) -> None:
+    """Release the output folder's lock; `remove`: the folder was made for the lock, remove it if nothing else was
+    written into it (the run failed before its first save)."""
+    unlock_folder(out_dir)
+    if remove and out_dir.is_dir() and [p.name for p in out_dir.iterdir()] == [LOCK_FILE]:
+        (out_dir / LOCK_FILE).unlink()
+        out_dir.rmdir()
 
 
 def check_data(config: ExperimentConfig) -> None:
@@ -428,7 +446,15 @@ def slot_count(setup: SearchSetup) -> int:
 def run_search(setup: SearchSetup, address: str | None = None, dashboard: bool = True,
                verbose: int = 0) -> SearchResult:
     """Run every searcher of `setup` to its budget under one Tune run; write the outputs; return them.
-    RunFailedError (after writing the outputs) when some architectures failed every retry."""
+    RunFailedError (after writing the outputs) when some architectures failed every retry. The output folder's lock
+    (taken by `prepare_search`) is released at the end."""
+    try:
+        return _run(setup, address, dashboard, verbose)
+    finally:
+        _unlock(setup.out_dir, remove=setup.made_out_dir)
+
+
+def _run(setup: SearchSetup, address: str | None, dashboard: bool, verbose: int) -> SearchResult:
     _tune_environment(setup, verbose)
     config = setup.config
     saver = state_saver(setup)
