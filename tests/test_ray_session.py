@@ -5,6 +5,7 @@ already running on the machine joins it and says so."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def running_head():
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
         _kill_leftovers(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 @pytest.mark.slow
