@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from inas.errors import BadInputError
 from inas.ray_address import check_ray_address, join_ray_cluster
 
 log = logging.getLogger(__name__)
@@ -128,3 +129,23 @@ def _restrict_token_file() -> None:
 
 def _say(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def resource_shortfall(need: Mapping[str, float], total: Mapping[str, float]) -> list[str]:
+    """Each resource of `need` (Ray resource name -> amount) beyond the cluster's `total` (`ray.cluster_resources()`),
+    as "4 CPU (the cluster has 2)"."""
+    return [f"{amount:g} {name} (the cluster has {total.get(name, 0.0):g})" for name, amount in need.items()
+            if amount > 0 and total.get(name, 0.0) < amount]
+
+
+def require_capacity(shortfall: str | None, *, local: bool, key: str, verb: str, remedy: str) -> None:
+    """A local Ray started for this command cannot grow: a `shortfall` is a BadInputError on `key` (`remedy`: what to
+    lower), where Ray would wait for the resources forever. On a joined cluster it is one warning on stderr and the
+    caller waits: nodes may still join."""
+    if shortfall is None:
+        return
+    if local:
+        raise BadInputError(f"{shortfall}, more than this machine's local Ray offers; {remedy}, or join a larger "
+                            "cluster with --address", key=key)
+    print(f"{verb}: warning: {key}: {shortfall}: nothing starts until nodes join (an autoscaler's, or `ray start "
+          "--address HEAD:6379` on another machine); Ctrl-C stops the wait", file=sys.stderr, flush=True)

@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import re
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,7 +46,7 @@ from inas.errors import BadInputError, RunFailedError
 from inas.folder_lock import LOCK_FILE, lock_folder, unlock_folder
 from inas.io import atomic_write_parquet, atomic_write_text
 from inas.paths import check_output_path
-from inas.ray_session import RayConnection, init_ray
+from inas.ray_session import RayConnection, init_ray, require_capacity, resource_shortfall
 from inas.search.evaluators import (
     EvaluationTable,
     ResourceEvaluator,
@@ -308,26 +307,17 @@ def connect(address: str | None, dashboard: bool = True, search: SearchConfig | 
 def slot_shortfall(search: SearchConfig, total: Mapping[str, float]) -> str | None:
     """What one worker slot (`search.cpus_per_trial` CPUs, `search.gpus_per_trial` GPUs) needs beyond the cluster's
     `total` resources (`ray.cluster_resources()`), None if it fits."""
-    need = {"CPU": search.cpus_per_trial, "GPU": search.gpus_per_trial}
-    short = [f"{amount:g} {name} (the cluster has {total.get(name, 0.0):g})" for name, amount in need.items()
-             if amount > 0 and total.get(name, 0.0) < amount]
+    short = resource_shortfall({"CPU": search.cpus_per_trial, "GPU": search.gpus_per_trial}, total)
     return "a worker slot needs " + " and ".join(short) if short else None
 
 
 def check_slot_resources(search: SearchConfig, local: bool) -> None:
-    """A local Ray started for this command cannot grow: a slot it cannot hold is a BadInputError (Tune would wait
-    for it forever, warning every 60 s). On a joined cluster the wait is said on stderr: nodes may still join."""
+    """A worker slot the cluster cannot hold: refused on a local Ray, said on a joined one (`require_capacity`)."""
     import ray
 
     shortfall = slot_shortfall(search, ray.cluster_resources())
-    if shortfall is None:
-        return
-    key = "search.gpus_per_trial" if "GPU" in shortfall else "search.cpus_per_trial"
-    if local:
-        raise BadInputError(f"{shortfall}, more than this machine's local Ray offers; lower it, or join a larger "
-                            "cluster with --address", key=key)
-    print(f"search: warning: {key}: {shortfall}: no trial starts until nodes join (an autoscaler's, or `ray start "
-          "--address HEAD:6379` on another machine); Ctrl-C stops the wait", file=sys.stderr, flush=True)
+    key = "search.gpus_per_trial" if shortfall and "GPU" in shortfall else "search.cpus_per_trial"
+    require_capacity(shortfall, local=local, key=key, verb="search", remedy="lower it")
 
 
 @dataclass

@@ -18,7 +18,6 @@ import logging
 import math
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,7 @@ from inas.config import ExperimentConfig, parse_config
 from inas.data import check_list
 from inas.errors import BadInputError, RunFailedError
 from inas.nn import Supernet
-from inas.ray_session import init_ray
+from inas.ray_session import init_ray, require_capacity, resource_shortfall
 from inas.train.loop import RUN_FILES, SupernetTrainer, TrainResult
 from inas.train.runlog import check_run_folder
 from inas.train.state import CHECKPOINT_NAME, check_compatible, load_initial_weights, load_train_checkpoint
@@ -214,30 +213,12 @@ def capacity_shortfall(config: ExperimentConfig, use_gpu: bool, total: dict[str,
     """What the worker group (`train.cluster.workers` x `cpus_per_worker` CPUs, and a GPU each with `use_gpu`) needs
     beyond the cluster's `total` resources (`ray.cluster_resources()`), None if it fits."""
     cc = config.train.cluster
-    need = {"CPU": cc.workers * cc.cpus_per_worker, **({"GPU": float(cc.workers)} if use_gpu else {})}
-    short = [f"{amount:g} {name} (the cluster has {total.get(name, 0.0):g})" for name, amount in need.items()
-             if total.get(name, 0.0) < amount]
+    short = resource_shortfall({"CPU": cc.workers * cc.cpus_per_worker, "GPU": float(cc.workers) if use_gpu else 0.0},
+                               total)
     if not short:
         return None
     return (f"the worker group of {cc.workers} workers (train.cluster.cpus_per_worker {cc.cpus_per_worker:g}"
             f"{', a GPU each' if use_gpu else ''}) needs " + " and ".join(short))
-
-
-def _check_capacity(config: ExperimentConfig, use_gpu: bool, local: bool) -> None:
-    """A local Ray started for this command cannot grow: a worker group it cannot hold is a BadInputError (Ray
-    Train would wait for it forever). On a joined cluster the wait is said on stderr: nodes may still join."""
-    import ray
-
-    shortfall = capacity_shortfall(config, use_gpu, ray.cluster_resources())
-    if shortfall is None:
-        return
-    if local:
-        raise BadInputError(f"{shortfall}, more than this machine's local Ray offers; lower --workers or "
-                            "train.cluster.cpus_per_worker, or join a larger cluster with --address",
-                            key="train.cluster.workers")
-    print(f"train: warning: {shortfall}: Ray Train waits until nodes join (an autoscaler's, or "
-          "`ray start --address HEAD:6379` on another machine), trying every 60 s without a limit; Ctrl-C stops it",
-          file=sys.stderr, flush=True)
 
 
 def _torch_trainer(config: ExperimentConfig, run_dir: Path, use_gpu: bool) -> Any:
@@ -302,7 +283,9 @@ def train_on_ray(
     try:
         use_gpu = cc.use_gpu if cc.use_gpu is not None else ray.cluster_resources().get("GPU", 0) >= 1
         _check_precision(config, use_gpu)
-        _check_capacity(config, use_gpu, connection.local)
+        require_capacity(capacity_shortfall(config, use_gpu, ray.cluster_resources()), local=connection.local,
+                         key="train.cluster.workers", verb="train",
+                         remedy="lower --workers or train.cluster.cpus_per_worker")
         run_dir.mkdir(parents=True, exist_ok=True)
         log.info("training on Ray: %d worker(s), %s, run folder %s", cc.workers, "GPU" if use_gpu else "CPU",
                  run_dir)
