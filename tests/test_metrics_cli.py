@@ -192,3 +192,17 @@ def test_segmentation_labels_out_of_range_name_the_file(tmp_path, capsys):
     assert main([*args, "-o", str(tmp_path / "m.csv")]) == 2
     err = capsys.readouterr().err
     assert "x.png" in err and "pred labels" in err
+
+
+def test_segmentation_ground_truth_that_is_all_ignore_is_bad_input(tmp_path, capsys):
+    """Every pixel 255: mIoU was NaN with exit 0."""
+    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
+    pred_dir.mkdir()
+    gt_dir.mkdir()
+    Image.fromarray(np.full((6, 8), 255, np.uint8)).save(gt_dir / "a.png")
+    Image.fromarray(np.zeros((6, 8), np.uint8)).save(pred_dir / "a.png")
+    args = ["evaluate", "--task", "seg", "--num-classes", "3", "--no-progress", "--pred", str(pred_dir), "--gt"]
+    assert main([*args, str(gt_dir), "-o", str(tmp_path / "m.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "is the ignore index 255: nothing to score" in err and str(gt_dir) in err
+    assert not (tmp_path / "m.csv").exists()

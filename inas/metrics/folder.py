@@ -195,6 +195,10 @@ def evaluate_folders(
             scorer.update(pred, gt)
         except ValueError as exc:
             raise BadInputError(f"cannot score against {gt_path.name}: {exc}", path=pred_path) from exc
+    if isinstance(scorer, SegMetrics) and (scorer.confusion is None or int(scorer.confusion.sum()) == 0):
+        raise BadInputError(f"every ground-truth pixel of the {len(match.pairs)} matched image(s) is the ignore index "
+                            f"{ignore_index}: nothing to score (labels of another encoding, e.g. labelIds instead of "
+                            "labelTrainIds?)", path=gt_dir)
     if resized:
         log.info("%d prediction(s) were resized to the size of their ground truth", resized)
     return FolderEvaluation(
