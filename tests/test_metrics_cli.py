@@ -182,27 +182,27 @@ def test_segmentation_folder_with_cityscapes_names(tmp_path):
     assert written == pytest.approx(want.compute(), abs=1e-12)
 
 
-def test_segmentation_labels_out_of_range_name_the_file(tmp_path, capsys):
+def _evaluate_one_seg_pair(tmp_path, capsys, pred: np.ndarray, gt: np.ndarray) -> tuple[int, str]:
+    """`evaluate --task seg --num-classes 3` on one (prediction, ground truth) pair named x.png: (exit code, stderr)."""
     pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
     pred_dir.mkdir()
     gt_dir.mkdir()
-    Image.fromarray(np.full((4, 4), 7, np.uint8)).save(pred_dir / "x.png")
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(gt_dir / "x.png")
-    args = ["evaluate", "--task", "seg", "--num-classes", "3", "--pred", str(pred_dir), "--gt", str(gt_dir)]
-    assert main([*args, "-o", str(tmp_path / "m.csv")]) == 2
-    err = capsys.readouterr().err
+    Image.fromarray(pred).save(pred_dir / "x.png")
+    Image.fromarray(gt).save(gt_dir / "x.png")
+    args = ["evaluate", "--task", "seg", "--num-classes", "3", "--no-progress", "--pred", str(pred_dir), "--gt"]
+    code = main([*args, str(gt_dir), "-o", str(tmp_path / "m.csv")])
+    return code, capsys.readouterr().err
+
+
+def test_segmentation_labels_out_of_range_name_the_file(tmp_path, capsys):
+    code, err = _evaluate_one_seg_pair(tmp_path, capsys, np.full((4, 4), 7, np.uint8), np.zeros((4, 4), np.uint8))
+    assert code == 2
     assert "x.png" in err and "pred labels" in err
 
 
 def test_segmentation_ground_truth_that_is_all_ignore_is_bad_input(tmp_path, capsys):
     """Every pixel 255: mIoU was NaN with exit 0."""
-    pred_dir, gt_dir = tmp_path / "pred", tmp_path / "gt"
-    pred_dir.mkdir()
-    gt_dir.mkdir()
-    Image.fromarray(np.full((6, 8), 255, np.uint8)).save(gt_dir / "a.png")
-    Image.fromarray(np.zeros((6, 8), np.uint8)).save(pred_dir / "a.png")
-    args = ["evaluate", "--task", "seg", "--num-classes", "3", "--no-progress", "--pred", str(pred_dir), "--gt"]
-    assert main([*args, str(gt_dir), "-o", str(tmp_path / "m.csv")]) == 2
-    err = capsys.readouterr().err
-    assert "is the ignore index 255: nothing to score" in err and str(gt_dir) in err
+    code, err = _evaluate_one_seg_pair(tmp_path, capsys, np.zeros((6, 8), np.uint8), np.full((6, 8), 255, np.uint8))
+    assert code == 2
+    assert "is the ignore index 255: nothing to score" in err and str(tmp_path / "gt") in err
     assert not (tmp_path / "m.csv").exists()
