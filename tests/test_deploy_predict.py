@@ -190,3 +190,25 @@ def test_predict_refuses_the_input_folder_as_output_folder(sod_file, tmp_path, c
         err = capsys.readouterr().err
         assert "--out: the output folder is the input folder" in err and "Traceback" not in err
     assert (folder / "a.png").read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["a.png"]
+
+
+def test_predict_on_a_full_disk_leaves_no_empty_output_folder(sod_file, tmp_path, capsys, monkeypatch):
+    """ENOSPC at the first map: one line, exit 1, and the folders predict made are gone (an empty one was left)."""
+    import errno
+    import os
+
+    import inas.io
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _rgb(40, 40, 0).save(folder / "a.png")
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(inas.io.os, "replace", full)
+    out = tmp_path / "new" / "maps"
+    assert run_main(["predict", str(sod_file), str(folder), "-o", str(out), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write {out / 'a.png'}" in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in"]

@@ -101,6 +101,23 @@ def predict_image(predictor: Predictor, image: Image.Image, input_hw: tuple[int,
     return colorize(segmentation_labels(maps, size_hw).numpy(), info.num_classes)
 
 
+def _make_folder(out: Path) -> list[Path]:
+    """Make `out` (and missing parents) and clean stale temp files; the folders made, deepest first."""
+    made = [p for p in (out, *out.parents) if not p.exists()]
+    out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_files_in(out)  # once, not at every image (see inas.io)
+    return made
+
+
+def _remove_empty_folders(out: Path, made: list[Path]) -> None:
+    """Remove the folders `_make_folder` made, deepest first, while they are empty."""
+    for folder in made:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+
+
 def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | Path, *,
                    input_hw: tuple[int, int] | None = None, progress: bool = True) -> PredictReport:
     """Predict every image of `input_dir` into `out_dir` (see the module docstring). `input_hw` defaults to the
@@ -114,6 +131,7 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | P
     report = PredictReport(failed=list(others))
     start = time.perf_counter()
     seen: dict[str, Path] = {}
+    made: list[Path] = []
     for path in tqdm(files, desc="predict", unit="img", disable=not progress):
         if path.stem in seen:
             report.failed.append((path, f"same file stem as {seen[path.stem].name}; output would collide"))
@@ -125,11 +143,15 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, out_dir: str | P
         seen[path.stem] = path
         result = predict_image(predictor, image, input_hw)
         if not report.written:  # the folder is made at the first output: no image read, no folder left behind
-            out.mkdir(parents=True, exist_ok=True)
-            remove_stale_temp_files_in(out)  # once, not at every image (see inas.io)
+            made = _make_folder(out)
         target = out / f"{path.stem}.png"
-        with atomic_path(target, clean_stale=False) as tmp:  # the folder was cleaned once, above
-            result.save(tmp, format="PNG")
+        try:
+            with atomic_path(target, clean_stale=False) as tmp:  # the folder was cleaned once, in _make_folder
+                result.save(tmp, format="PNG")
+        except OSError:
+            if not report.written:  # e.g. a full disk at the first map: leave no empty folder behind
+                _remove_empty_folders(out, made)
+            raise
         report.written.append(target)
     report.seconds = time.perf_counter() - start
     return report
