@@ -145,7 +145,7 @@ def test_a_state_and_a_table_that_disagree_are_refused(config, finished, tmp_pat
 def test_a_searcher_state_missing_a_key_names_the_key(config, finished, tmp_path):
     out = copy_of(finished, tmp_path)
     _edit_state(lambda s: s.pop("rng"))(out)
-    with pytest.raises(BadInputError, match=r"searchers.random: searcher 'random' cannot resume: missing key 'rng'"):
+    with pytest.raises(BadInputError, match=r"searchers.random: searcher 'random' cannot resume: rng: missing"):
         prepare_search(config, out)
 
 

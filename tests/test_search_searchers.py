@@ -195,15 +195,21 @@ def _set_first_record(key, value):
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
-    (lambda s: s.update(asked=-4), r"asked: -4 architectures asked, but 5 told and 0 in flight"),
+    (lambda s: s.update(asked=-4), r"asked: expected an integer >= 0, got -4"),
     (lambda s: s.update(asked=10**9), r"asked: 1000000000 architectures asked, but 5 told"),
-    (lambda s: s.update(asked=2.7), r"asked: expected an integer, got 2.7"),
+    (lambda s: s.update(asked=2.7), r"asked: expected an integer >= 0, got 2.7"),
     (lambda s: s.update(records={"a": 1}), r"records: expected a JSON list"),
     (lambda s: s.update(stats=[1]), r"stats: expected a JSON object"),
     (lambda s: s.update(prior=5), r"prior: expected a JSON list, got 5"),
-    (_set_first_record("metric", math.inf), r"metric: record of arch \w+: expected a finite number, got inf"),
-    (_set_first_record("metric", "0.5"), r"metric: record of arch \w+: expected a finite number, got '0.5'"),
-    (_set_first_record("latency_ms", -3), r"latency_ms: record of arch \w+: expected a finite number >= 0, got -3"),
+    (_set_first_record("metric", math.inf), r"records\[0\].metric: expected a finite number, got inf"),
+    (_set_first_record("metric", "0.5"), r"records\[0\].metric: expected a finite number, got '0.5'"),
+    (_set_first_record("latency_ms", -3), r"records\[0\].latency_ms: expected a finite number >= 0, got -3"),
+    (lambda s: s["records"][0].pop("metric"), r"records\[0\]\.metric: missing"),
+    (lambda s: s["records"].__setitem__(0, []), r"records\[0\]: expected a JSON object, got \[\]"),
+    (lambda s: s.update(stats={"ends_asked": "2"}), r"stats\.ends_asked: expected an integer, got '2'"),
+    (lambda s: s.update(rng=[3, [1, 2], None]), r"rng\[1\]: expected at least 625 items"),
+    (lambda s: s.update(in_flight=[s["records"][0]["arch"]], asked=6),
+     r"in_flight\[0\]: arch \w+ is in flight, but `records` holds its result already"),
 ])
 def test_a_hand_edited_state_is_refused_naming_the_key(edit, expected):
     """A negative or too large `asked` used to resume with a wrong number of archs left to ask (2.7 was cut to 2),
