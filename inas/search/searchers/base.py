@@ -431,22 +431,6 @@ class Searcher(ABC):
         self._load_extra_state(doc.extra)
 
 
-def state_bool(state: Mapping[str, Any], key: str) -> bool:
-    """`state[key]`, which must be true or false (`bool("false")` is True); BadInputError naming the key otherwise."""
-    value = state[key]
-    if not isinstance(value, bool):
-        raise BadInputError(f"expected true or false, got {excerpt(value)}", key=key)
-    return value
-
-
-def state_int(state: Mapping[str, Any], key: str) -> int:
-    """`state[key]`, which must be an integer >= 0 (not a float cut to one); BadInputError naming the key otherwise."""
-    value = state[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadInputError(f"expected an integer >= 0, got {excerpt(value)}", key=key)
-    return value
-
-
 def _record_to_json(record: Record) -> dict[str, Any]:
     return {"arch": record.arch.to_dict(), "metric": record.metric, "latency_ms": record.latency_ms,
             **({"device_ms": record.device_ms} if record.device_ms is not None else {})}
