@@ -105,11 +105,11 @@ def test_corrupt_values_in_the_results_table_are_refused(config, finished, tmp_p
     assert front_files(out) == front and front
 
 
-def _edit_state(edit):
+def _edit_state(edit, searcher="random"):
     def change(out: Path) -> None:
         path = out / STATE_FILE
         doc = json.loads(path.read_text(encoding="utf-8"))
-        edit(doc["searchers"]["random"])
+        edit(doc["searchers"][searcher])
         path.write_text(json.dumps(doc), encoding="utf-8")
     return change
 
@@ -145,8 +145,22 @@ def test_a_state_and_a_table_that_disagree_are_refused(config, finished, tmp_pat
 def test_a_searcher_state_missing_a_key_names_the_key(config, finished, tmp_path):
     out = copy_of(finished, tmp_path)
     _edit_state(lambda s: s.pop("rng"))(out)
-    with pytest.raises(BadInputError, match=r"searchers.random: searcher 'random' cannot resume: missing key 'rng'"):
+    with pytest.raises(BadInputError, match=r"searchers.random: searcher 'random' cannot resume: rng: missing"):
         prepare_search(config, out)
+
+
+def test_a_damaged_field_of_a_searchers_own_state_is_one_line_naming_it_through_the_cli(problem_root, finished,
+                                                                                          tmp_path, capsys):
+    """A counter of evolution's own state set to null used to end the run with "int() argument must be a string, a
+    bytes-like object or a real number, not 'NoneType'", which named no key."""
+    _, config_path = make_problem(problem_root, searchers=SEARCHERS)
+    out = copy_of(finished, tmp_path)
+    _edit_state(lambda s: s["extra"]["lgs_stats"].update(part_draws=None), "evolution")(out)
+    code = main(["search", "-c", str(config_path), "-o", str(out), "--address", "local"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1
+    assert (f"{out / STATE_FILE}: searchers.evolution: searcher 'evolution' cannot resume: "
+            "extra.lgs_stats.part_draws: expected an integer >= 0, got None") in err[0]
 
 
 def test_a_second_search_into_a_folder_being_written_is_refused(config, finished, tmp_path):

@@ -4,6 +4,7 @@ generations, nevergrad's routing and replay, the factory's errors."""
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import random
@@ -195,15 +196,21 @@ def _set_first_record(key, value):
 
 
 @pytest.mark.parametrize(("edit", "expected"), [
-    (lambda s: s.update(asked=-4), r"asked: -4 architectures asked, but 5 told and 0 in flight"),
+    (lambda s: s.update(asked=-4), r"asked: expected an integer >= 0, got -4"),
     (lambda s: s.update(asked=10**9), r"asked: 1000000000 architectures asked, but 5 told"),
-    (lambda s: s.update(asked=2.7), r"asked: expected an integer, got 2.7"),
+    (lambda s: s.update(asked=2.7), r"asked: expected an integer >= 0, got 2.7"),
     (lambda s: s.update(records={"a": 1}), r"records: expected a JSON list"),
     (lambda s: s.update(stats=[1]), r"stats: expected a JSON object"),
     (lambda s: s.update(prior=5), r"prior: expected a JSON list, got 5"),
-    (_set_first_record("metric", math.inf), r"metric: record of arch \w+: expected a finite number, got inf"),
-    (_set_first_record("metric", "0.5"), r"metric: record of arch \w+: expected a finite number, got '0.5'"),
-    (_set_first_record("latency_ms", -3), r"latency_ms: record of arch \w+: expected a finite number >= 0, got -3"),
+    (_set_first_record("metric", math.inf), r"records\[0\].metric: expected a finite number, got inf"),
+    (_set_first_record("metric", "0.5"), r"records\[0\].metric: expected a finite number, got '0.5'"),
+    (_set_first_record("latency_ms", -3), r"records\[0\].latency_ms: expected a finite number >= 0, got -3"),
+    (lambda s: s["records"][0].pop("metric"), r"records\[0\]\.metric: missing"),
+    (lambda s: s["records"].__setitem__(0, []), r"records\[0\]: expected a JSON object, got \[\]"),
+    (lambda s: s.update(stats={"ends_asked": "2"}), r"stats\.ends_asked: expected an integer, got '2'"),
+    (lambda s: s.update(rng=[3, [1, 2], None]), r"rng\[1\]: expected at least 625 items"),
+    (lambda s: s.update(in_flight=[s["records"][0]["arch"]], asked=6),
+     r"in_flight\[0\]: arch \w+ is in flight, but `records` holds its result already"),
 ])
 def test_a_hand_edited_state_is_refused_naming_the_key(edit, expected):
     """A negative or too large `asked` used to resume with a wrong number of archs left to ask (2.7 was cut to 2),
@@ -221,14 +228,84 @@ def test_a_flag_or_counter_of_the_wrong_type_in_a_searchers_own_state_is_refused
     ask_tell(searcher, 3)
     state = round_trip(searcher.state_dict())
     state["extra"]["done"] = "false"
-    with pytest.raises(BadInputError, match="done: expected true or false, got 'false'"):
+    with pytest.raises(BadInputError, match="extra.done: expected true or false, got 'false'"):
         make(name).load_state_dict(state)
     counter = {"evolution": "generation", "nevergrad": "cursor", "optuna": "study_seed", "predictor": "round"}
     if name in counter:
         state = round_trip(searcher.state_dict())
         state["extra"][counter[name]] = 1.5
-        with pytest.raises(BadInputError, match=f"{counter[name]}: expected an integer >= 0, got 1.5"):
+        with pytest.raises(BadInputError, match=f"extra.{counter[name]}: expected an integer .*, got 1.5"):
             make(name).load_state_dict(state)
+
+
+@functools.cache
+def _saved_state(name: str) -> str:
+    """`name`'s state after 10 seeded asks and tells, as JSON (its queue, tags and logs hold entries)."""
+    searcher = make(name)
+    ask_tell(searcher, 10)
+    return json.dumps(searcher.state_dict(), allow_nan=False)
+
+
+def _first_event(events: list, kind: str) -> list:
+    return next(e for e in events if e[0] == kind)
+
+
+@pytest.mark.parametrize(("name", "edit", "expected"), [
+    ("evolution", lambda x: x["queue"][0].update(group="two"),
+     r"extra\.queue\[0\]\.group: expected an integer >= 0, got 'two'"),
+    ("evolution", lambda x: x["queue"][0].update(group=7),
+     r"extra\.queue\[0\]\.group: expected an index of one of the 4 latency groups, got 7"),
+    ("evolution", lambda x: x["queue"].__setitem__(0, {}),
+     r'extra\.queue\[0\]: expected exactly one of "arch" \(a child\) and "group" \(a latency-group slot\), got \{\}'),
+    ("evolution", lambda x: x.update(tags={"x": ["a", 1]}), r"extra\.tags\.x\[0\]: expected an integer >= 0, got 'a'"),
+    ("evolution", lambda x: x.update(tags={"x": [1]}), r"extra\.tags\.x: expected \[generation, latency group\]"),
+    ("evolution", lambda x: x.update(lgs_stats={"a": None}),
+     r"extra\.lgs_stats\.a: expected an integer >= 0, got None"),
+    ("evolution", lambda x: x.pop("queue"), r"extra\.queue: missing"),
+    ("nevergrad", lambda x: x.update(waiting={"x": 5}), r"extra\.waiting\.x: expected a JSON list, got 5"),
+    ("nevergrad", lambda x: x.update(origin={"x": 9}),
+     r"extra\.origin\.x: expected an index of one of the 4 optimisers, got 9"),
+    ("nevergrad", lambda x: x["instances"][0].update(seed=-1),
+     r"extra\.instances\[0\]\.seed: expected an integer in \[0, 2\*\*32\) \(a seed\), got -1"),
+    ("nevergrad", lambda x: x["instances"].pop(), r"extra\.instances: expected one optimiser per latency budget \(4\)"),
+    ("nevergrad", lambda x: x["instances"][0].update(init=[0, 1]),
+     r"extra\.instances\[0\]\.init: expected an encoded architecture \(\d+ option indices"),
+    ("nevergrad", lambda x: x["instances"][0]["events"].insert(0, ["t", "first", 0.5]),
+     r"extra\.instances\[0\]\.events\[0\]\[1\]: expected an integer >= 0, got 'first'"),
+    ("nevergrad", lambda x: x["instances"][0]["events"].insert(0, {"a": 1}),
+     r'extra\.instances\[0\]\.events\[0\]: expected \["a", arch id\], \["t", ask number, loss\] or \["n", '),
+    ("optuna", lambda x: x.update(waiting={"x": 5}), r"extra\.waiting\.x: expected a JSON list, got 5"),
+    ("optuna", lambda x: x["events"].insert(0, ["a"]), r"extra\.events\[0\]: expected \[\"a\", arch id\], got \['a'\]"),
+    ("optuna", lambda x: _first_event(x["events"], "t").__setitem__(2, [0.5]),
+     r"extra\.events\[\d+\]\[2\]: expected 2 objective values"),
+    ("optuna", lambda x: x["events"].insert(0, ["f", 0]),
+     r"extra\.events\[0\]\[1\]: trial 0 is told, but it was never asked or was told already"),
+    ("optuna", lambda x: x.update(study_seed="7"), r"extra\.study_seed: expected an integer in \[0, 2\*\*32\)"),
+    ("predictor", lambda x: x["queue"][0].update(mean="high"),
+     r"extra\.queue\[0\]\.mean: expected a finite number, got 'high'"),
+    ("predictor", lambda x: x["queue"][0]["arch"].update(backbone=5), r"extra\.queue\[0\]\.arch\.backbone: expected"),
+    ("predictor", lambda x: x.update(tags={"x": [1, 0.5]}),
+     r"extra\.tags\.x: expected \[round, predicted mean or null, predicted std or null\], got \[1, 0.5\]"),
+    ("predictor", lambda x: x.update(round=True), r"extra\.round: expected an integer >= -1"),
+    ("random", lambda x: x.pop("done"), r"extra\.done: missing"),
+    ("random", lambda x: x.update(surprise=1), r"extra\.surprise: unknown key"),
+])
+def test_a_damaged_field_of_a_searchers_own_state_is_refused_naming_its_key_path(name, edit, expected):
+    """A hand-edited or damaged `extra` used to fail deep in the restore with a bare "invalid literal for int()",
+    "'int' object is not iterable" or KeyError that named no key, or to resume silently with a wrong state (an
+    origin naming no optimiser, a told trial that was never asked)."""
+    state = json.loads(_saved_state(name))
+    edit(state["extra"])
+    with pytest.raises(BadInputError, match=expected):
+        make(name).load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", ["evolution", "predictor"])
+def test_a_state_saved_before_the_first_ask_resumes(name):
+    """Their generation (round) is -1 before the first ask: such a state was refused as "expected an integer >= 0"."""
+    resumed = make(name)
+    resumed.load_state_dict(round_trip(make(name).state_dict()))
+    assert ask_tell(resumed, 12) == ask_tell(make(name), 12)
 
 
 def test_evolution_generations():

@@ -33,19 +33,34 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import pandas as pd
+from pydantic import Field, Strict
 
 from inas.errors import BadInputError, excerpt
 from inas.search.schema import latency_column
-from inas.space import Arch, SearchSpace, arch_from_dict, sample_min
+from inas.search.searchers.state_types import (
+    ArchDoc,
+    Count,
+    Integer,
+    Milliseconds,
+    Number,
+    StateModel,
+    Text,
+    check_state,
+    expecting,
+    parse_state,
+    state_arch,
+)
+from inas.space import Arch, SearchSpace, sample_min
 
 LatencyFn = Callable[[Arch], float]
 Constraint = Callable[[Arch], bool]
 STATE_FORMAT = "inas-searcher-state"
 STATE_VERSION = 1
 LATENCY_CACHE_SIZE = 4096
+RNG_WORDS = 625  # Mersenne Twister's state words and its position, as `random.Random.getstate()` holds them
 
 
 class InfeasibleConstraintError(BadInputError):
@@ -88,13 +103,49 @@ def space_fingerprint(space: SearchSpace) -> str:
     return hashlib.sha1(json.dumps(space.summary(), sort_keys=True).encode()).hexdigest()[:12]
 
 
+RngWord = Annotated[int, Strict(), Field(ge=0, lt=2**32), expecting("an integer in [0, 2**32)")]
+RngState = Annotated[
+    tuple[Literal[3], Annotated[list[RngWord], Field(min_length=RNG_WORDS, max_length=RNG_WORDS)], Number | None],
+    expecting(f"a random generator's state [3, [{RNG_WORDS} integers], a number or null]")]
+
+
+class RecordState(StateModel):
+    """A told evaluation (`Record`) in a state: `metric` null for a failed evaluation."""
+
+    arch: ArchDoc
+    metric: Number | None
+    latency_ms: Milliseconds
+    device_ms: dict[str, Milliseconds] | None = None
+
+
+class SearcherState(StateModel):
+    """`Searcher.state_dict()`; `extra` is the searcher's own state, checked by its `_load_extra_state`."""
+
+    format: Text
+    version: Integer
+    searcher: Text
+    space: Text
+    metric: Text
+    mode: Text
+    rng: RngState
+    asked: Count
+    in_flight: list[ArchDoc]
+    records: list[RecordState]
+    prior: list[RecordState] = []
+    stats: dict[str, Integer]
+    extra: dict[str, Any]
+
+
 def rng_state_to_json(rng: random.Random) -> list:
     version, internal, gauss = rng.getstate()
     return [version, list(internal), gauss]
 
 
-def rng_state_from_json(rng: random.Random, state: list) -> None:
+def rng_state_from_json(rng: random.Random, state: RngState) -> None:
+    """Restore `rng` from a checked `rng_state_to_json` list."""
     version, internal, gauss = state
+    check_state(internal[-1] <= RNG_WORDS - 1, f"rng[1][{RNG_WORDS - 1}]",
+                f"expected the generator's position (<= {RNG_WORDS - 1}), got {internal[-1]}")
     rng.setstate((version, tuple(internal), gauss))
 
 
@@ -353,55 +404,31 @@ class Searcher(ABC):
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore a state written by `state_dict` of the same searcher kind on the same space."""
+        """Restore a state written by `state_dict` of the same searcher kind on the same space; every field is
+        checked first (BadInputError naming its key path otherwise)."""
         expected = {"format": STATE_FORMAT, "version": STATE_VERSION, "searcher": self.name,
                     "space": space_fingerprint(self.space), "metric": self.metric, "mode": self.mode}
         for key, value in expected.items():
             if not isinstance(state, Mapping) or state.get(key) != value:
                 got = state.get(key) if isinstance(state, Mapping) else type(state).__name__
                 raise BadInputError(f"searcher state does not match: expected {value!r}, got {got!r}", key=key)
-        for key, kind in (("asked", int), ("in_flight", list), ("records", list), ("prior", list), ("stats", dict),
-                          ("extra", dict)):
-            value = state.get(key, []) if key == "prior" else state[key]
-            if not isinstance(value, kind) or isinstance(value, bool):
-                wanted = {int: "an integer", list: "a JSON list", dict: "a JSON object"}[kind]
-                raise BadInputError(f"expected {wanted}, got {excerpt(value)}", key=key)
-        rng_state_from_json(self._rng, state["rng"])
-        self._asked = state["asked"]
+        doc = parse_state(SearcherState, dict(state))
+        rng_state_from_json(self._rng, doc.rng)
+        self._asked = doc.asked
+        self._records = _records(doc.records, self.space, "records")
+        self._prior = _records(doc.prior, self.space, "prior")
         self._in_flight = {}
-        for doc in state["in_flight"]:
-            arch = arch_from_dict(doc, self.space, "searcher state")
+        for i, arch_doc in enumerate(doc.in_flight):
+            arch = state_arch(arch_doc, self.space, f"in_flight[{i}]")
+            check_state(arch.arch_id not in self._records, f"in_flight[{i}]",
+                        f"arch {arch.arch_id} is in flight, but `records` holds its result already")
             self._in_flight[arch.arch_id] = arch
-        self._records = {}
-        for row in state["records"]:
-            record = _record_from_json(row, self.space)
-            self._records[record.arch.arch_id] = record
-        self._prior = {}
-        for row in state.get("prior", []):
-            record = _record_from_json(row, self.space)
-            self._prior[record.arch.arch_id] = record
         if self._asked != len(self._records) + len(self._in_flight):  # every asked arch is told or in flight
             raise BadInputError(f"{self._asked} architectures asked, but {len(self._records)} told and "
                                 f"{len(self._in_flight)} in flight", key="asked")
-        self.stats = {k: int(v) for k, v in state["stats"].items()}
+        self.stats = dict(doc.stats)
         self._reask = list(self._in_flight)
-        self._load_extra_state(state["extra"])
-
-
-def state_bool(state: Mapping[str, Any], key: str) -> bool:
-    """`state[key]`, which must be true or false (`bool("false")` is True); BadInputError naming the key otherwise."""
-    value = state[key]
-    if not isinstance(value, bool):
-        raise BadInputError(f"expected true or false, got {excerpt(value)}", key=key)
-    return value
-
-
-def state_int(state: Mapping[str, Any], key: str) -> int:
-    """`state[key]`, which must be an integer >= 0 (not a float cut to one); BadInputError naming the key otherwise."""
-    value = state[key]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise BadInputError(f"expected an integer >= 0, got {excerpt(value)}", key=key)
-    return value
+        self._load_extra_state(doc.extra)
 
 
 def _record_to_json(record: Record) -> dict[str, Any]:
@@ -409,18 +436,10 @@ def _record_to_json(record: Record) -> dict[str, Any]:
             **({"device_ms": record.device_ms} if record.device_ms is not None else {})}
 
 
-def _record_from_json(row: Mapping[str, Any], space: SearchSpace) -> Record:
-    arch = arch_from_dict(row["arch"], space, "searcher state")
-    metric = None if row["metric"] is None else _number(row["metric"], "metric", arch)
-    device_ms = row.get("device_ms")
-    device_ms = None if device_ms is None else {str(k): _number(v, "device_ms", arch, 0.0)
-                                                 for k, v in device_ms.items()}
-    return Record(arch, metric, _number(row["latency_ms"], "latency_ms", arch, 0.0), device_ms)
-
-
-def _number(value: Any, key: str, arch: Arch, low: float = -math.inf) -> float:
-    """A record's finite number >= `low` (a metric, a latency); BadInputError naming the arch and the key otherwise."""
-    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < low:
-        expected = "a finite number" + ("" if low == -math.inf else f" >= {low:g}")
-        raise BadInputError(f"record of arch {arch.arch_id}: expected {expected}, got {excerpt(value)}", key=key)
-    return float(value)
+def _records(docs: list[RecordState], space: SearchSpace, key: str) -> dict[str, Record]:
+    """The checked records of a state's list at `key`, by arch id."""
+    records = {}
+    for i, doc in enumerate(docs):
+        arch = state_arch(doc.arch, space, f"{key}[{i}].arch")
+        records[arch.arch_id] = Record(arch, doc.metric, doc.latency_ms, doc.device_ms)
+    return records

@@ -21,13 +21,53 @@ from the LGS (`stats["lgs_refills"]`).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field, Strict, model_validator
 
 from inas.errors import BadInputError, excerpt
-from inas.search.searchers.base import LatencyFn, Searcher, state_bool, state_int
+from inas.search.searchers.base import LatencyFn, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.search.searchers.selection import select_pareto_frontier
-from inas.space import Arch, MutationRates, SearchSpace, arch_from_dict, crossover, mutate
+from inas.search.searchers.state_types import (
+    ArchDoc,
+    Count,
+    Flag,
+    Generation,
+    StateModel,
+    check_below,
+    expecting,
+    member_key,
+    parse_state,
+    state_arch,
+)
+from inas.space import Arch, MutationRates, SearchSpace, crossover, mutate
+
+TagGroup = Annotated[int, Strict(), Field(ge=-1), expecting("a latency group, or -1 for a child")]
+Tag = Annotated[tuple[Count, TagGroup], expecting("[generation, latency group]")]
+
+
+class QueueItemState(StateModel):
+    """A slot of the current generation not yet asked: a child (`arch`) or a draw in latency group `group`."""
+
+    arch: ArchDoc | None = None
+    group: Count | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> QueueItemState:
+        if len(self.model_fields_set) != 1 or (self.arch is None and self.group is None):
+            raise ValueError('expected exactly one of "arch" (a child) and "group" (a latency-group slot)')
+        return self
+
+
+class EvolutionState(StateModel):
+    """`EvolutionSearcher`'s own state (`extra`); `tags`: arch id -> [generation, latency group or -1]."""
+
+    generation: Generation
+    done: Flag
+    queue: list[QueueItemState]
+    tags: dict[str, Tag]
+    lgs_stats: dict[str, Count]
 
 
 class EvolutionSearcher(Searcher):
@@ -175,9 +215,19 @@ class EvolutionSearcher(Searcher):
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self.generation = state_int(state, "generation")
-        self._done = state_bool(state, "done")
-        self._queue = [{"arch": arch_from_dict(item["arch"], self.space, "searcher state")} if "arch" in item
-                       else {"group": int(item["group"])} for item in state["queue"]]
-        self._tags = {k: (int(v[0]), int(v[1])) for k, v in state["tags"].items()}
-        self.sampler.stats.update({k: int(v) for k, v in state["lgs_stats"].items()})
+        doc = parse_state(EvolutionState, state, "extra")
+        self.generation = doc.generation
+        self._done = doc.done
+        self._queue = [self._queue_item(item, f"extra.queue[{i}]") for i, item in enumerate(doc.queue)]
+        for arch_id, (_, group) in doc.tags.items():
+            check_below(group, self.sampler.groups, f"{member_key('extra.tags', arch_id)}[1]", "latency groups")
+        self._tags = dict(doc.tags)
+        self.sampler.stats.update(doc.lgs_stats)
+
+    def _queue_item(self, item: QueueItemState, key: str) -> dict[str, Any]:
+        """A checked queue slot as `_queue` holds it."""
+        if item.arch is not None:
+            return {"arch": state_arch(item.arch, self.space, f"{key}.arch")}
+        assert item.group is not None  # one of the two (QueueItemState)
+        check_below(item.group, self.sampler.groups, f"{key}.group", "latency groups")
+        return {"group": item.group}

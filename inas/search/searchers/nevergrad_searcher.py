@@ -39,14 +39,60 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import Tag
 
 from inas.errors import BadInputError, excerpt
-from inas.search.searchers.base import LatencyFn, Record, Searcher, state_bool, state_int
+from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
+from inas.search.searchers.state_types import (
+    Count,
+    Flag,
+    Number,
+    Seed,
+    StateModel,
+    Text,
+    by_first_item,
+    check_below,
+    check_encoded,
+    check_state,
+    expecting,
+    member_key,
+    parse_state,
+)
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
+
+# an optimiser's log: it asked (and decoded this arch), was told its ask's loss, was told a candidate it did not ask
+AskEvent = Annotated[tuple[Literal["a"], Text], expecting('["a", arch id]'), Tag("a")]
+TellEvent = Annotated[tuple[Literal["t"], Count, Number], expecting('["t", ask number, loss]'), Tag("t")]
+TellNewEvent = Annotated[tuple[Literal["n"], list[Count], Number], expecting('["n", encoded architecture, loss]'),
+                         Tag("n")]
+Event = Annotated[AskEvent | TellEvent | TellNewEvent,
+                  by_first_item('["a", arch id], ["t", ask number, loss] or ["n", encoded architecture, loss]')]
+WaitingEntry = Annotated[tuple[Count, Count | None], expecting("[optimiser, ask number or null]")]
+
+
+class InstanceState(StateModel):
+    """One optimiser: the seed and start point it was built with and its log (replayed on resume)."""
+
+    seed: Seed
+    init: list[Count]
+    events: list[Event]
+
+
+class NevergradState(StateModel):
+    """`NevergradSearcher`'s own state (`extra`): one instance per latency budget; `waiting`: arch id -> the
+    optimisers (and their asks) waiting for its result; `origin`: arch id -> the optimiser that first asked it."""
+
+    optimizer: Text
+    budgets_ms: list[Number]
+    instances: list[InstanceState]
+    waiting: dict[str, list[WaitingEntry]]
+    origin: dict[str, Count]
+    cursor: Count
+    done: Flag
 
 
 def optimizer_class(name: str) -> Any:
@@ -298,55 +344,88 @@ class NevergradSearcher(Searcher):
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        if state["optimizer"] != self.optimizer_name or [float(b) for b in state["budgets_ms"]] != self.budgets_ms:
-            raise BadInputError(f"searcher state was written for optimizer {state['optimizer']!r} with budgets "
-                                f"{state['budgets_ms']}; this searcher has {self.optimizer_name!r} with "
+        doc = parse_state(NevergradState, state, "extra")
+        if doc.optimizer != self.optimizer_name or doc.budgets_ms != self.budgets_ms:
+            raise BadInputError(f"searcher state was written for optimizer {doc.optimizer!r} with budgets "
+                                f"{doc.budgets_ms}; this searcher has {self.optimizer_name!r} with "
                                 f"{self.budgets_ms}", key="optimizer")
-        self._waiting = {k: [[int(e[0]), None if e[1] is None else int(e[1])] for e in v]
-                         for k, v in state["waiting"].items()}
-        self._origin = {k: int(v) for k, v in state["origin"].items()}
-        self._cursor = state_int(state, "cursor")
-        self._done = state_bool(state, "done")
+        self._check_references(doc)
+        self._waiting = {k: [list(e) for e in v] for k, v in doc.waiting.items()}
+        self._origin = dict(doc.origin)
+        self._cursor = doc.cursor
+        self._done = doc.done
         self._instances = []
-        for k, (b, doc) in enumerate(zip(self.budgets_ms, state["instances"], strict=True)):
-            self._instances.append(self._replay(k, b, doc))
+        for k, (b, instance) in enumerate(zip(self.budgets_ms, doc.instances, strict=True)):
+            self._instances.append(self._replay(k, b, instance))
 
-    def _replay(self, k: int, budget_ms: float, doc: Mapping[str, Any]) -> _Instance:
-        inst = _Instance(k, budget_ms, int(doc["seed"]), doc["init"], **self._instance_args)
-        for event in doc["events"]:
-            if event[0] == "a":
-                _, cand = inst.ask()
-                arch_id = self.encoding.decode_repair(cand.value).arch_id
-                if arch_id != event[1]:
-                    return self._rebuild(k, budget_ms, doc)
-                inst.events.append(["a", arch_id])  # kept in the log: the next save is replayed the same way
-            elif event[0] == "t":
-                if int(event[1]) not in inst.candidates:
-                    raise BadInputError(
-                        f"the log of optimiser {k} tells the result of ask {event[1]}, which it never asked (a state "
-                        "saved after a resume by inas before the fix of 61b14f2 lost its asks); it cannot resume: "
-                        "search into a new output folder with --warm-start pointing at this one, which reuses its "
-                        "evaluations", key="instances")
-                inst.tell(int(event[1]), float(event[2]))
-            else:
-                inst.tell_new(event[1], float(event[2]))
+    def _check_references(self, doc: NevergradState) -> None:
+        """What the state model cannot know: one instance per budget, the optimisers that `waiting`, `origin` and
+        `cursor` name exist, each optimiser's log fits this space (`_check_log`)."""
+        n = len(self.budgets_ms)
+        check_state(len(doc.instances) == n, "extra.instances",
+                    f"expected one optimiser per latency budget ({n}), got {len(doc.instances)}")
+        check_below(doc.cursor, n, "extra.cursor", "optimisers")
+        for arch_id, entries in doc.waiting.items():
+            for j, (k, _) in enumerate(entries):
+                check_below(k, n, f"{member_key('extra.waiting', arch_id)}[{j}][0]", "optimisers")
+        for arch_id, k in doc.origin.items():
+            check_below(k, n, member_key("extra.origin", arch_id), "optimisers")
+        for k, instance in enumerate(doc.instances):
+            self._check_log(k, instance)
+
+    def _check_log(self, k: int, doc: InstanceState) -> None:
+        """Optimiser `k`'s start point and told candidates are encoded archs of this space; each told ask was asked
+        earlier in the log and told once."""
+        key = f"extra.instances[{k}]"
+        check_encoded(doc.init, self.encoding.sizes, f"{key}.init")
+        asks, told = 0, set()
+        for i, event in enumerate(doc.events):
+            match event:
+                case ("a", _):
+                    asks += 1
+                case ("t", ref, _):
+                    if ref >= asks or ref in told:
+                        raise BadInputError(
+                            f"the log of optimiser {k} tells the result of ask {ref}, which it never asked or told "
+                            "already (a state saved after a resume by inas before the fix of 61b14f2 lost its asks); "
+                            "it cannot resume: search into a new output folder with --warm-start pointing at this "
+                            "one, which reuses its evaluations", key=f"{key}.events[{i}]")
+                    told.add(ref)
+                case ("n", indices, _):
+                    check_encoded(indices, self.encoding.sizes, f"{key}.events[{i}][1]")
+
+    def _replay(self, k: int, budget_ms: float, doc: InstanceState) -> _Instance:
+        inst = _Instance(k, budget_ms, doc.seed, doc.init, **self._instance_args)
+        for event in doc.events:
+            match event:
+                case ("a", logged_id):
+                    _, cand = inst.ask()
+                    arch_id = self.encoding.decode_repair(cand.value).arch_id
+                    if arch_id != logged_id:
+                        return self._rebuild(k, budget_ms, doc)
+                    inst.events.append(["a", arch_id])  # kept in the log: the next save is replayed the same way
+                case ("t", ref, loss):
+                    inst.tell(ref, loss)
+                case ("n", indices, loss):
+                    inst.tell_new(indices, loss)
         inst.outstanding = sum(1 for entries in self._waiting.values() for e in entries if e[0] == k)
         pending_refs = {e[1] for entries in self._waiting.values() for e in entries if e[0] == k and e[1] is not None}
         if pending_refs != set(inst.candidates):
             return self._rebuild(k, budget_ms, doc)
         return inst
 
-    def _rebuild(self, k: int, budget_ms: float, doc: Mapping[str, Any]) -> _Instance:
+    def _rebuild(self, k: int, budget_ms: float, doc: InstanceState) -> _Instance:
         """Fallback when a replay diverges: a fresh optimiser told every logged evaluation as a not-asked
         candidate; its pending asks become not-asked waiting entries."""
         self._count("replay_mismatches")
-        ids = [e[1] for e in doc["events"] if e[0] == "a"]
-        inst = _Instance(k, budget_ms, int(doc["seed"]), doc["init"], **self._instance_args)
-        for event in doc["events"]:
-            if event[0] == "t" and ids[int(event[1])] in self._records:
-                inst.tell_new(self.encoding.encode(self._records[ids[int(event[1])]].arch), float(event[2]))
-            elif event[0] == "n":
-                inst.tell_new(event[1], float(event[2]))
+        ids = [e[1] for e in doc.events if e[0] == "a"]
+        inst = _Instance(k, budget_ms, doc.seed, doc.init, **self._instance_args)
+        for event in doc.events:
+            match event:
+                case ("t", ref, loss) if ids[ref] in self._records:
+                    inst.tell_new(self.encoding.encode(self._records[ids[ref]].arch), loss)
+                case ("n", indices, loss):
+                    inst.tell_new(indices, loss)
         for entries in self._waiting.values():
             for e in entries:
                 if e[0] == k:

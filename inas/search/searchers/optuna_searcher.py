@@ -36,14 +36,60 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Tag
 
 from inas.errors import BadInputError, clip, excerpt
-from inas.search.searchers.base import LatencyFn, Record, Searcher, state_bool, state_int
+from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
+from inas.search.searchers.state_types import (
+    Count,
+    Flag,
+    Number,
+    Seed,
+    StateModel,
+    Text,
+    by_first_item,
+    check_encoded,
+    check_state,
+    expecting,
+    parse_state,
+)
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_uniform
 
 SAMPLERS = ("nsga2", "tpe")
+
+# the study's log: an ask (and the arch it decoded to), an ask of an enqueued arch, a tell of values, a tell of a
+# failure, a finished trial added (values null: failed)
+AskEvent = Annotated[tuple[Literal["a"], Text], expecting('["a", arch id]'), Tag("a")]
+EnqueuedAskEvent = Annotated[tuple[Literal["q"], list[Count], Text], expecting('["q", encoded architecture, arch id]'),
+                             Tag("q")]
+TellEvent = Annotated[tuple[Literal["t"], Count, list[Number]], expecting('["t", trial number, objective values]'),
+                      Tag("t")]
+FailEvent = Annotated[tuple[Literal["f"], Count], expecting('["f", trial number]'), Tag("f")]
+AddEvent = Annotated[tuple[Literal["n"], list[Count], list[Number] | None],
+                     expecting('["n", encoded architecture, objective values or null]'), Tag("n")]
+Event = Annotated[AskEvent | EnqueuedAskEvent | TellEvent | FailEvent | AddEvent,
+                  by_first_item('["a", ...], ["q", ...], ["t", ...], ["f", ...] or ["n", ...] (a study operation)')]
+
+
+class OptunaState(StateModel):
+    """`OptunaSearcher`'s own state (`extra`): the study's seed and log (replayed on resume); `waiting`: arch id ->
+    the asked trial numbers waiting for its result."""
+
+    sampler: Text
+    devices: list[Text]
+    study_seed: Seed
+    events: list[Event]
+    waiting: dict[str, list[Count]]
+    done: Flag
+
+
+def _check_told_once(number: int, running: set[int], key: str) -> None:
+    """Trial `number` of a logged tell is running (asked, not told yet); it is told now."""
+    check_state(number in running, key, f"trial {number} is told, but it was never asked or was told already")
+    running.discard(number)
 
 
 def make_sampler(name: str, seed: int, population_size: int, n_startup_trials: int,
@@ -272,30 +318,65 @@ class OptunaSearcher(Searcher):
                 "waiting": {k: list(v) for k, v in self._waiting.items()}, "done": self._done}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        if state["sampler"] != self.sampler_name or list(state["devices"]) != self.devices:
-            raise BadInputError(f"searcher state was written for sampler {state['sampler']!r} over devices "
-                                f"{state['devices']}; this searcher has {self.sampler_name!r} over {self.devices}",
+        doc = parse_state(OptunaState, state, "extra")
+        if doc.sampler != self.sampler_name or doc.devices != self.devices:
+            raise BadInputError(f"searcher state was written for sampler {doc.sampler!r} over devices "
+                                f"{doc.devices}; this searcher has {self.sampler_name!r} over {self.devices}",
                                 key="sampler")
-        self._study_seed = state_int(state, "study_seed")
-        self._done = state_bool(state, "done")
-        waiting = {k: [int(n) for n in v] for k, v in state["waiting"].items()}
-        if not self._replay(state["events"], waiting):
+        self._check_log(doc.events)
+        self._study_seed = doc.study_seed
+        self._done = doc.done
+        waiting = {k: list(v) for k, v in doc.waiting.items()}
+        if not self._replay(doc.events, waiting):
             self._rebuild(waiting)
 
-    def _replay(self, events: Sequence[Sequence[Any]], waiting: dict[str, list[int]]) -> bool:
+    def _check_log(self, events: Sequence[Event]) -> None:
+        """Every enqueued or added arch is an encoded arch of this space, every tell has one value per objective
+        and tells a trial asked earlier in the log and not told yet."""
+        trials, running = 0, set()  # trials created so far (asked, enqueued or added); asked trials not yet told
+        for i, event in enumerate(events):
+            key = f"extra.events[{i}]"
+            match event:
+                case ("a", _):
+                    running.add(trials)
+                case ("q", indices, _):
+                    check_encoded(indices, self.encoding.sizes, f"{key}[1]")
+                    running.add(trials)
+                case ("t", number, values):
+                    self._check_values(values, f"{key}[2]")
+                    _check_told_once(number, running, f"{key}[1]")
+                case ("f", number):
+                    _check_told_once(number, running, f"{key}[1]")
+                case ("n", indices, values):
+                    check_encoded(indices, self.encoding.sizes, f"{key}[1]")
+                    if values is not None:
+                        self._check_values(values, f"{key}[2]")
+            trials += event[0] in ("a", "q", "n")
+
+    def _check_values(self, values: Sequence[float], key: str) -> None:
+        objectives = 1 + max(1, len(self.devices))
+        check_state(len(values) == objectives, key, f"expected {objectives} objective values (the metric and a "
+                    f"latency per device), got {excerpt(list(values))}")
+
+    def _replay(self, events: Sequence[Event], waiting: dict[str, list[int]]) -> bool:
         """Replay the logged operations into a fresh study; False at the first divergence."""
         self.study = self._new_study()
         self._events = []
         self._waiting = waiting
         for event in events:
-            if event[0] in ("a", "q"):
-                _, arch = self._ask(None if event[0] == "a" else event[1])
-                if arch.arch_id != event[-1]:
-                    return False
-            elif event[0] in ("t", "f"):
-                self._tell(int(event[1]), None if event[0] == "f" else list(event[2]))
-            else:
-                self._add(event[1], None if event[2] is None else list(event[2]))
+            match event:
+                case ("a", logged_id):
+                    if self._ask()[1].arch_id != logged_id:
+                        return False
+                case ("q", indices, logged_id):
+                    if self._ask(indices)[1].arch_id != logged_id:
+                        return False
+                case ("t", number, values):
+                    self._tell(number, list(values))
+                case ("f", number):
+                    self._tell(number, None)
+                case ("n", indices, values):
+                    self._add(indices, None if values is None else list(values))
         pending = {n for numbers in waiting.values() for n in numbers}
         running = {t.number for t in self.study.get_trials(deepcopy=False) if not t.state.is_finished()}
         return pending == running

@@ -29,16 +29,49 @@ from the told evaluations (seeded by round), so nothing is pickled and a resumed
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import numpy as np
 
 from inas.errors import BadInputError
 from inas.search.acquisition import non_dominated, select_batch
-from inas.search.searchers.base import LatencyFn, Record, Searcher, state_bool, state_int
+from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
+from inas.search.searchers.state_types import (
+    ArchDoc,
+    Count,
+    Flag,
+    Generation,
+    Number,
+    StateModel,
+    Text,
+    expecting,
+    parse_state,
+    state_arch,
+)
 from inas.search.surrogate import DEFAULT_FEATURES, DEFAULT_MODEL, AccuracyPredictor
-from inas.space import Arch, MutationRates, SearchSpace, arch_from_dict, crossover, mutate, sample_max, sample_uniform
+from inas.space import Arch, MutationRates, SearchSpace, crossover, mutate, sample_max, sample_uniform
+
+Tag = Annotated[tuple[Count, Number | None, Number | None],
+                expecting("[round, predicted mean or null, predicted std or null]")]
+
+
+class QueuedArchState(StateModel):
+    """An arch of the current round not yet asked, with its prediction (null in the initial design)."""
+
+    arch: ArchDoc
+    mean: Number | None
+    std: Number | None
+
+
+class PredictorState(StateModel):
+    """`PredictorSearcher`'s own state (`extra`); `tags`: arch id -> [round, predicted mean, predicted std]."""
+
+    round: Generation
+    done: Flag
+    queue: list[QueuedArchState]
+    tags: dict[str, Tag]
+    objectives: list[Text]
 
 
 class PredictorSearcher(Searcher):
@@ -207,15 +240,16 @@ class PredictorSearcher(Searcher):
                 "objectives": list(self.objective_fns)}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        if list(state["objectives"]) != list(self.objective_fns):
-            raise BadInputError(f"searcher state was written for latency objectives {state['objectives']}; this "
+        doc = parse_state(PredictorState, state, "extra")
+        if doc.objectives != list(self.objective_fns):
+            raise BadInputError(f"searcher state was written for latency objectives {doc.objectives}; this "
                                 f"searcher has {list(self.objective_fns)}", key="devices")
 
         def num(v: float | None) -> float:
-            return float("nan") if v is None else float(v)
+            return float("nan") if v is None else v
 
-        self.round = state_int(state, "round")
-        self._done = state_bool(state, "done")
-        self._queue = [(arch_from_dict(q["arch"], self.space, "searcher state"), num(q["mean"]), num(q["std"]))
-                       for q in state["queue"]]
-        self._tags = {k: (int(v[0]), num(v[1]), num(v[2])) for k, v in state["tags"].items()}
+        self.round = doc.round
+        self._done = doc.done
+        self._queue = [(state_arch(q.arch, self.space, f"extra.queue[{i}].arch"), num(q.mean), num(q.std))
+                       for i, q in enumerate(doc.queue)]
+        self._tags = {k: (g, num(m), num(s)) for k, (g, m, s) in doc.tags.items()}

@@ -16,8 +16,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from inas.errors import BadInputError
-from inas.search.searchers.base import LatencyFn, Searcher, state_bool
+from inas.search.searchers.base import LatencyFn, Searcher
+from inas.search.searchers.state_types import Flag, StateModel, parse_state
 from inas.space import Arch, SearchSpace, sample_max, sample_min, sample_uniform
+
+
+class RandomSearchState(StateModel):
+    """`RandomSearcher`'s own state (`extra`)."""
+
+    done: Flag
 
 
 class RandomSearcher(Searcher):
@@ -74,4 +81,4 @@ class RandomSearcher(Searcher):
         return {"done": self._done}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self._done = state_bool(state, "done")
+        self._done = parse_state(RandomSearchState, state, "extra").done
