@@ -11,6 +11,8 @@ import random
 import time
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from inas.errors import BadInputError
 from inas.search import InfeasibleConstraintError, build_searcher, run_searcher
@@ -298,6 +300,40 @@ def test_a_damaged_field_of_a_searchers_own_state_is_refused_naming_its_key_path
     edit(state["extra"])
     with pytest.raises(BadInputError, match=expected):
         make(name).load_state_dict(state)
+
+
+def _leaves(node, path=()):
+    """Every (path, value) of a JSON document, containers included (their path first)."""
+    yield path, node
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, child in items:
+        yield from _leaves(child, (*path, key))
+
+
+_ODD_VALUES = [None, True, -1, 0, 7, 2**40, 0.5, -2.5, "", "x", [], [0], {}, {"a": 1}]
+
+
+@pytest.mark.parametrize("name", NAMES)
+@settings(max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_any_damaged_value_of_a_saved_state_is_bad_input_or_resumes(name, data):
+    """One value anywhere in a searcher's saved state replaced by an odd one (or a key removed): the restore either
+    refuses it as bad input (one line, exit 2) or resumes a searcher that goes on asking and telling; never another
+    exception (the driver no longer turns KeyError/TypeError/... into bad input)."""
+    state = json.loads(_saved_state(name))
+    paths = [path for path, _ in _leaves(state) if path]
+    path = data.draw(st.sampled_from(paths), label="path")
+    parent = functools.reduce(lambda node, key: node[key], path[:-1], state)
+    if isinstance(parent, dict) and data.draw(st.booleans(), label="remove"):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = data.draw(st.sampled_from(_ODD_VALUES), label="value")
+    searcher = make(name)
+    try:
+        searcher.load_state_dict(state)
+    except BadInputError:
+        return
+    ask_tell(searcher, 3)
 
 
 @pytest.mark.parametrize("name", ["evolution", "predictor"])

@@ -233,11 +233,10 @@ def _restore(out_dir: Path, config: ExperimentConfig, space: SearchSpace, search
         return False
     for name, searcher in searchers.items():
         if name in state.searchers:
-            try:
+            try:  # every field is checked by the searchers' typed state models: anything else is a bug
                 searcher.load_state_dict(state.searchers[name])
-            except (BadInputError, KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
-                reason = f"missing key {exc}" if isinstance(exc, KeyError) else str(exc)
-                raise BadInputError(f"searcher {name!r} cannot resume: {reason[:300]}", path=state_path,
+            except BadInputError as exc:
+                raise BadInputError(f"searcher {name!r} cannot resume: {str(exc)[:300]}", path=state_path,
                                     key=f"searchers.{name}") from None
             _check_told_rows(name, searcher, table, evaluations_path)
     log.info("resuming the search in %s: %d evaluations so far", out_dir, len(table))
