@@ -25,6 +25,7 @@ from pydantic import (
 
 from inas.errors import BadInputError, clip, excerpt
 from inas.space import SearchSpace, inas_space
+from inas.validation_problems import key_path, problem_text
 
 MAX_IMAGE_SIDE = 4096  # pixels: bounds every image, crop and timing size
 MAX_BATCH = 1024
@@ -458,18 +459,10 @@ class ExperimentConfig(Section):
         return self.data.image_size, self.data.image_size
 
 
-def _format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line: the first few problems, each with its key and a bounded excerpt of the value given."""
+def _format_validation_error(exc: ValidationError, doc: Any, source: str) -> str:
+    """One line: the first few problems, each with its key path and a bounded excerpt of the value given."""
     errors = exc.errors()
-    problems = []
-    for err in errors[:_MAX_PROBLEMS]:
-        key = ".".join(str(p) if isinstance(p, int) or (isinstance(p, str) and p.isidentifier()) else excerpt(p, 40)
-                       for p in err["loc"]) or "<root>"
-        if err["type"] == "extra_forbidden":
-            problems.append(f"{key}: unknown key")
-        else:
-            msg = err["msg"].removeprefix("Value error, ")
-            problems.append(f"{key}: {clip(msg)} (got {excerpt(err.get('input'))})")
+    problems = [f"{key_path(doc, err['loc']) or '<root>'}: {problem_text(err)}" for err in errors[:_MAX_PROBLEMS]]
     more = len(errors) - _MAX_PROBLEMS
     return f"{source}: " + "; ".join(problems) + (f"; and {more} more problems" if more > 0 else "")
 
@@ -500,7 +493,7 @@ def parse_config(doc: Any, source: str = "<config>") -> ExperimentConfig:
     try:
         config = ExperimentConfig.model_validate(doc)
     except ValidationError as exc:
-        raise BadInputError(_format_validation_error(exc, source)) from None
+        raise BadInputError(_format_validation_error(exc, doc, source)) from None
     try:
         config.space.build()
     except BadInputError as exc:

@@ -37,7 +37,7 @@ def test_defaults_and_narrowed_space(tmp_path):
         ("model: {output_levels: [1, 2]}\n", ["model.output_levels", "containing 0"]),
         ("data: [1, 2\n", ["exp.yaml", "malformed YAML", "line"]),
         ("- 1\n- 2\n", ["exp.yaml", "mapping"]),
-        ("search: {searchers: [{kind: random, budget: true}]}\n", ["search.searchers.0.budget", "not a boolean"]),
+        ("search: {searchers: [{kind: random, budget: true}]}\n", ["search.searchers[0].budget", "not a boolean"]),
         ("train: {lr: false}\n", ["train.lr", "expected float, not a boolean"]),
         ("search: {devices: []}\n", ["search.devices", "at least 1 item"]),
     ],

@@ -24,7 +24,7 @@ def test_bad_config_and_bad_samples_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("lut: {devices: [{name: a, backend: tpu}]}\n")
     assert main(["lut", "-c", str(bad)]) == 2
-    assert "lut.devices.0.backend" in capsys.readouterr().err
+    assert "lut.devices[0].backend" in capsys.readouterr().err
     ok = tmp_path / "ok.yaml"
     ok.write_text("data: {image_size: 64}\n")
     assert main(["lut", "validate", "-c", str(ok), "--samples", "0", "-o", str(tmp_path)]) == 2

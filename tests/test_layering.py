@@ -28,6 +28,7 @@ LAYERS: dict[str, float] = {
     "errors": 0, "io": 0, "ray_watchdog": 0,          # leaves: import nothing of ours
     "space": 1, "ray_address": 1, "paths": 1,          # the space as data; Ray address check; checked path queries
     "folder_lock": 1,                                  # one writer per output folder
+    "validation_problems": 1,                          # a pydantic error as our one-line bad-input text
     "images": 1,                                       # the one checked image opener (decompression bombs)
     "json_files": 1,                                   # the one checked JSON document reader
     "progress": 1,                                     # Ray metrics of lut and search

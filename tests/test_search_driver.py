@@ -94,7 +94,7 @@ def test_bad_inputs_fail_before_ray(problem_root, tmp_path):
     bad_param, _ = make_problem(problem_root, searchers=[{"kind": "random", "params": {"populaton": 3}}])
     with pytest.raises(BadInputError, match=r"search.searchers\[0\].*unknown parameters"):
         prepare_search(bad_param, tmp_path / "out")
-    with pytest.raises(BadInputError, match="search.searchers.0.kind"):
+    with pytest.raises(BadInputError, match=r"search\.searchers\[0\]\.kind"):
         make_problem(problem_root, searchers=[{"kind": "annealing"}])
     with pytest.raises(BadInputError, match="nothing to resume"):
         prepare_search(config, tmp_path / "out", resume=True)

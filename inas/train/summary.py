@@ -8,9 +8,10 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from inas.errors import BadInputError, clip, excerpt
+from inas.errors import BadInputError
 from inas.io import atomic_write_json
 from inas.json_files import read_json_document
+from inas.validation_problems import key_path, problem_text
 
 SUMMARY_NAME = "summary.json"
 MAX_SUMMARY_BYTES = 1 << 20
@@ -45,9 +46,8 @@ def read_train_summary(run_dir: Path) -> TrainSummary:
         summary = TrainSummary.model_validate(doc)
     except ValidationError as exc:
         error = exc.errors()[0]
-        key = ".".join(str(part) for part in error["loc"]) or None
-        raise BadInputError(f"not a training summary: {clip(error['msg'])} (got {excerpt(error.get('input'))})",
-                            path=path, key=key) from None
+        raise BadInputError(f"not a training summary: {problem_text(error)}", path=path,
+                            key=key_path(doc, error["loc"]) or None) from None
     if not math.isfinite(summary.wall_s):
         raise BadInputError(f"expected a finite number of seconds, got {summary.wall_s}", path=path, key="wall_s")
     return summary

@@ -37,11 +37,11 @@ from inas.search.searchers.state_types import (
     StateModel,
     check_below,
     expecting,
-    member_key,
     parse_state,
     state_arch,
 )
 from inas.space import Arch, MutationRates, SearchSpace, crossover, mutate
+from inas.validation_problems import member_key
 
 TagGroup = Annotated[int, Strict(), Field(ge=-1), expecting("a latency group, or -1 for a child")]
 Tag = Annotated[tuple[Count, TagGroup], expecting("[generation, latency group]")]

@@ -59,10 +59,10 @@ from inas.search.searchers.state_types import (
     check_encoded,
     check_state,
     expecting,
-    member_key,
     parse_state,
 )
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
+from inas.validation_problems import member_key
 
 # an optimiser's log: it asked (and decoded this arch), was told its ask's loss, was told a candidate it did not ask
 AskEvent = Annotated[tuple[Literal["a"], Text], expecting('["a", arch id]'), Tag("a")]

@@ -15,15 +15,12 @@ from typing import Annotated, Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
-from inas.errors import BadInputError, clip, excerpt
+from inas.errors import BadInputError, excerpt
 from inas.space import Arch, SearchSpace, arch_from_dict
+from inas.validation_problems import key_path, problem_text
 
 Model = TypeVar("Model", bound=BaseModel)
 
-# pydantic error types -> what was expected (formatted with the error's context)
-_EXPECTED = {"list_type": "a JSON list", "tuple_type": "a JSON list", "dict_type": "a JSON object",
-             "model_type": "a JSON object", "model_attributes_type": "a JSON object", "literal_error": "{expected}",
-             "too_short": "at least {min_length} items", "too_long": "at most {max_length} items"}
 
 
 def expecting(what: str) -> WrapValidator:
@@ -80,47 +77,12 @@ def parse_state(model: type[Model], doc: Any, key: str = "") -> Model:
         return model.model_validate(doc)
     except ValidationError as exc:
         error = exc.errors()[0]
-        path = (key + _key_path(doc, error["loc"])).removeprefix(".")
-        raise BadInputError(_problem(error), key=path or None) from None
+        path = key_path(doc, error["loc"], parent=key)
+        raise BadInputError(problem_text(error), key=path or None) from None
 
 
-def _problem(error: Any) -> str:
-    """One pydantic error as "expected ..., got ..." (or "missing", "unknown key")."""
-    kind, got = error["type"], excerpt(error.get("input"))
-    if kind == "missing":
-        return "missing"
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind in ("expected", "value_error"):  # ours: `expecting`, a model's own check (ValueError)
-        return f"{error['msg'].removeprefix('Value error, ')}, got {got}"
-    if kind in _EXPECTED:
-        return f"expected {_EXPECTED[kind].format(**error.get('ctx', {}))}, got {got}"
-    return f"{clip(error['msg'])}, got {got}"
 
 
-def _key_path(doc: Any, loc: Sequence[int | str]) -> str:
-    """`loc` as `.name[3].key`; the tag of a tagged union (a string step into a JSON list) is not a key and left out."""
-    path, node = "", doc
-    for step in loc:
-        if isinstance(node, list) and isinstance(step, str):
-            continue
-        path = f"{path}[{step}]" if isinstance(step, int) else member_key(path, step)
-        node = _child(node, step)
-    return path
-
-
-def member_key(parent: str, name: str) -> str:
-    """The key path of member `name` of the object at `parent`: `parent.name`, or `parent['0a1b']` for a name
-    that is not an identifier (an arch id that starts with a digit)."""
-    return f"{parent}.{name}" if name.isidentifier() else f"{parent}[{excerpt(name, 40)}]"
-
-
-def _child(node: Any, step: int | str) -> Any:
-    if isinstance(node, dict):
-        return node.get(step)
-    if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
-        return node[step]
-    return None
 
 
 def check_state(ok: bool, key: str, message: str) -> None:
