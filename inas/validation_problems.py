@@ -7,7 +7,7 @@ the value (`search.searchers[0].budget`, `extra.queue[3].group`) and what was wr
   BadInputError naming the file and the key path (the search state, the searcher states, the latency correction,
   the training summary);
 - `problem_text`, `key_path`, `member_key`: one pydantic error as that text (also the config's several problems);
-- `DocumentModel` and the strict types (`Flag`, `Integer`, `Count`, `Number`, `Text`; `expecting`) the
+- `DocumentModel` and the strict types (`Flag`, `Integer`, `Count`, `Number`, `Text`; `expecting`, `exactly`) the
   models are built from: no "1" -> 1, no true -> 1, no 1.5 -> 1, no NaN.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, WrapValidator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, Strict, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
 from inas.errors import BadInputError, clip, excerpt
@@ -112,6 +112,18 @@ def expecting(what: str) -> WrapValidator:
 def _inside_an_item(loc: tuple[int | str, ...], kind: str) -> bool:
     """An error of an item of a list or tuple (not one about its length or its own type)."""
     return bool(loc) and not (len(loc) == 1 and kind in ("missing", "too_long"))
+
+
+def exactly(value: str | int) -> PlainValidator:
+    """Pydantic metadata of a document's constant (its format name, its version), e.g. `Annotated[int, exactly(1)]`:
+    `value` itself only (not true or 1.0 for 1), "expected 1" otherwise."""
+
+    def check(given: Any) -> Any:
+        if type(given) is not type(value) or given != value:
+            raise PydanticCustomError("expected", "expected {value}", {"value": repr(value)})
+        return given
+
+    return PlainValidator(check)
 
 
 Flag = Annotated[bool, Strict(), expecting("true or false")]
