@@ -1,13 +1,28 @@
-"""One pydantic validation error as the one-line bad-input text every reader of a typed file prints: the key path
-of the value (`search.searchers[0].budget`, `extra.queue[3].group`) and what was wrong with it ("expected an integer
->= 0, got 'two'", "missing", "unknown key"). Used by the config, the training summary and the searcher states."""
+"""Typed documents: a JSON document we read back (our own outputs included) is untrusted input, described by a
+strict pydantic model and checked before anything uses it. A problem is one line of bad-input text: the key path of
+the value (`search.searchers[0].budget`, `extra.queue[3].group`) and what was wrong with it ("expected an integer
+>= 0, got 'two'", "missing", "unknown key").
+
+- `parse_document(model, doc, path=..., key=...)`: `doc` checked against `model`; the first problem as one
+  BadInputError naming the file and the key path (the search state, the searcher states, the latency correction,
+  the training summary);
+- `problem_text`, `key_path`, `member_key`: one pydantic error as that text (also the config's several problems);
+- `DocumentModel` and the strict types (`Flag`, `Integer`, `Count`, `Number`, `Text`; `expecting`, `exactly`) the
+  models are built from: no "1" -> 1, no true -> 1, no 1.5 -> 1, no NaN.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
 
-from inas.errors import clip, excerpt
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, Strict, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
+
+from inas.errors import BadInputError, clip, excerpt
+
+Model = TypeVar("Model", bound=BaseModel)
 
 # pydantic error types -> what was expected (formatted with the error's context)
 _EXPECTED = {"list_type": "a JSON list", "tuple_type": "a JSON list", "dict_type": "a JSON object",
@@ -33,10 +48,13 @@ def problem_text(error: Any) -> str:
 
 def key_path(doc: Any, loc: Sequence[int | str], parent: str = "") -> str:
     """pydantic's `loc` in the document `doc` (found at key path `parent`, "" at the top) as `parent.name[3].key`;
-    the tag of a tagged union (a string step into a JSON list) is not a key and is left out."""
+    the tag of a tagged union (a string step into a JSON list) is not a key and is left out, nor is pydantic's
+    `[key]` after a member whose key (not value) is wrong."""
     path, node = parent, doc
     for step in loc:
         if isinstance(node, list) and isinstance(step, str):
+            continue
+        if step == "[key]" and not (isinstance(node, dict) and step in node):  # the member's key itself was wrong
             continue
         path = f"{path}[{step}]" if isinstance(step, int) else member_key(path, step)
         node = _child(node, step)
@@ -57,3 +75,59 @@ def _child(node: Any, step: int | str) -> Any:
     if isinstance(node, list) and isinstance(step, int) and 0 <= step < len(node):
         return node[step]
     return None
+
+
+def parse_document(model: type[Model], doc: Any, *, path: str | Path | None = None, key: str = "") -> Model:
+    """`doc` (the document read from `path`, or the part of one at key path `key`; "" for the whole) checked against
+    `model`; BadInputError naming `path` and the key path of the first problem otherwise."""
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise BadInputError(problem_text(error), path=path, key=key_path(doc, error["loc"], key) or None) from None
+
+
+class DocumentModel(BaseModel):
+    """Base of the models of the documents we read back: an unknown key is refused, the parsed document is
+    read-only. Build the fields from the strict types below."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def expecting(what: str) -> WrapValidator:
+    """Pydantic metadata: a value of the wrong type or shape is refused as "expected `what`"; a problem inside one of
+    its items keeps that item's own message and path."""
+
+    def check(value: Any, handler: Callable[[Any], Any]) -> Any:
+        try:
+            return handler(value)
+        except ValidationError as exc:
+            if all(_inside_an_item(error["loc"], error["type"]) for error in exc.errors()):
+                raise
+            raise PydanticCustomError("expected", "expected {what}", {"what": what}) from None
+
+    return WrapValidator(check)
+
+
+def _inside_an_item(loc: tuple[int | str, ...], kind: str) -> bool:
+    """An error of an item of a list or tuple (not one about its length or its own type)."""
+    return bool(loc) and not (len(loc) == 1 and kind in ("missing", "too_long"))
+
+
+def exactly(value: str | int) -> PlainValidator:
+    """Pydantic metadata of a document's constant (its format name, its version), e.g. `Annotated[int, exactly(1)]`:
+    `value` itself only (not true or 1.0 for 1), "expected 1" otherwise."""
+
+    def check(given: Any) -> Any:
+        if type(given) is not type(value) or given != value:
+            raise PydanticCustomError("expected", "expected {value}", {"value": repr(value)})
+        return given
+
+    return PlainValidator(check)
+
+
+Flag = Annotated[bool, Strict(), expecting("true or false")]
+Integer = Annotated[int, Strict(), expecting("an integer")]
+Count = Annotated[int, Strict(), Field(ge=0), expecting("an integer >= 0")]
+Number = Annotated[float, Strict(), Field(allow_inf_nan=False), expecting("a finite number")]
+Text = Annotated[str, Strict(), expecting("a string")]

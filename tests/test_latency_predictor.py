@@ -3,8 +3,10 @@ errors, the fitted correction is applied and only adopted when it helps on held-
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -32,7 +34,7 @@ from inas.latency.blocks import (
     group_of_part,
     latency_part,
 )
-from inas.latency.predictor import MAX_CORRECTION_BYTES, block_io_mb
+from inas.latency.predictor import MAX_CORRECTION_BYTES, CorrectionDocument, block_io_mb
 from inas.latency.table import table_from_rows
 from inas.latency.validate import judge_saved_corrections
 from inas.space import Arch, StageArch, inas_space, sample_max, sample_min, sample_uniform
@@ -337,6 +339,62 @@ def test_correction_file_is_checked(tmp_path):
             Correction.load(path)
         assert str(path) in str(info.value)
 
+
+
+# (field, damaged value, key path, message). The old hand checks refused every case not marked "new" naming the same
+# file and key (pinned here; its messages read e.g. "group_scales: unknown block group 'neck'; expected some of
+# [...]"); they accepted the ones marked "new", or refused them without naming the key (or naming its parent).
+DAMAGED_CORRECTION = [
+    ("format", "inas-search-state", "format",  # new: "not a latency correction file" without the key
+     "expected 'inas-latency-correction', got 'inas-search-state'"),
+    ("version", 2, "version", "expected 1, got 2"),  # new: the version was not checked
+    ("version", True, "version", "expected 1, got True"),  # new
+    ("scale", "fast", "scale", "expected a finite number, got 'fast'"),
+    ("scale", True, "scale", "expected a finite number, got True"),  # bool for a number
+    ("intercept_ms", float("nan"), "intercept_ms", "expected a finite number, got nan"),
+    ("per_io_mb_ms", float("-inf"), "per_io_mb_ms", "expected a finite number, got -inf"),
+    ("confirmed_mape_pct", float("inf"), "confirmed_mape_pct", "expected a finite number, got inf"),
+    ("group_scales", [1.0], "group_scales", "expected an object of block group -> scale, got [1.0]"),
+    ("group_scales", {"backbone": "1.1"}, "group_scales.backbone", "expected a finite number, got '1.1'"),
+    ("group_scales", {"neck": 1.0}, "group_scales.neck", "expected a block group or part (backbone, "),  # new: key
+    ("fitted_on", 0, "fitted_on", "expected an integer >= 1, got 0"),
+    ("fitted_on", 50.0, "fitted_on", "expected an integer >= 1, got 50.0"),
+    ("confirmations", False, "confirmations", "expected an integer >= 0, got False"),
+    ("model", 3, "model", "expected a string, got 3"),  # new: any value was taken
+    ("device", None, "device", "expected a string, got None"),  # new
+    ("scale", ..., "scale", "missing"),  # ...: the key is left out; new: "malformed latency correction (...)"
+    ("format", ..., "format", "missing"),  # new: "not a latency correction file" without the key
+    ("version", ..., "version", "missing"),  # new
+    ("per_group_ms", 1.0, "per_group_ms", "unknown key"),  # new: an unknown key was ignored
+]
+
+
+@pytest.mark.parametrize(("field", "value", "key", "message"), DAMAGED_CORRECTION)
+def test_a_damaged_correction_field_is_refused_naming_the_file_and_key(tmp_path, field, value, key, message):
+    path = tmp_path / "ov.correction.json"
+    Correction(1.0, 0.0, 0.0, "per_group", 50, 30.0, 2.0, "ov", group_scales={"backbone": 1.1}).save(path)
+    doc = json.loads(path.read_text())
+    if value is ...:
+        del doc[field]
+    else:
+        doc[field] = value
+    path.write_text(json.dumps(doc))  # json writes NaN and Infinity, as a damaged or foreign writer may
+    with pytest.raises(BadInputError) as info:
+        Correction.load(path)
+    assert (info.value.path, info.value.key) == (str(path), key)
+    assert str(info.value).startswith(f"{path}: {key}: {message}")
+
+
+def test_the_correction_file_model_holds_every_field_of_a_correction():
+    fields = {f.name for f in dataclasses.fields(Correction)}
+    assert set(CorrectionDocument.model_fields) == fields | {"format", "version"}
+
+
+def test_the_corrections_of_the_recorded_benchmarks_load():
+    files = sorted(Path(__file__).resolve().parents[1].glob("benchmarks/data/*/*.correction*.json"))
+    assert files
+    for path in files:
+        assert Correction.load(path).device in path.name
 
 def test_a_saved_correction_is_applied_only_if_it_beats_the_block_sum_on_a_later_run():
     rng = np.random.default_rng(5)

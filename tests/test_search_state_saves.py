@@ -146,13 +146,3 @@ def test_rows_saved_after_the_searchers_state_are_left_out_on_resume(tmp_path):
     fresh = pd.read_parquet(tmp_path / "fresh" / EVALUATIONS_FILE)
     assert frame.set_index("arch_id")["searcher"].to_dict() == fresh.set_index("arch_id")["searcher"].to_dict()
 
-
-def test_a_bad_row_count_in_the_state_is_refused(tmp_path):
-    from inas.errors import BadInputError
-    from inas.search.state import read_search_state
-
-    path = tmp_path / STATE_FILE
-    path.write_text(json.dumps({"format": "inas-search-state", "version": 1, "task": "sod", "searchers": {},
-                                "rows": -1}))
-    with pytest.raises(BadInputError, match="row count"):
-        read_search_state(path)

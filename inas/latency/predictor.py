@@ -20,17 +20,19 @@ those arrays, and the sums run in numpy (about 230,000 archs/s on one core).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import chain
 from operator import attrgetter
 from pathlib import Path
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
+from pydantic import AfterValidator, Field, Strict
+from pydantic_core import PydanticCustomError
 
-from inas.errors import BadInputError
+from inas.errors import BadInputError, excerpt
 from inas.io import atomic_write_json
 from inas.json_files import read_json_document
 from inas.latency.blocks import (
@@ -45,7 +47,9 @@ from inas.latency.blocks import (
 )
 from inas.latency.table import check_schema, read_table, values_by_key
 from inas.space import LEVEL_STAGES, NUM_LEVELS, STAGE_NAMES, Arch, SearchSpace, inas_space
+from inas.validation_problems import Count, DocumentModel, Number, Text, exactly, expecting, parse_document
 
+CORRECTION_FORMAT, CORRECTION_VERSION = "inas-latency-correction", 1
 MAX_CORRECTION_BYTES = 1 << 20  # a correction file holds a few dozen numbers
 CHUNK = 512  # archs per vectorised pass (their objects stay in the CPU cache across the ~20 passes)
 _code = attrgetter("code")
@@ -146,44 +150,52 @@ class Correction:
         return np.asarray(total, dtype=float)
 
     def save(self, path: str | Path) -> None:
-        atomic_write_json(path, {"format": "inas-latency-correction", "version": 1, **asdict(self)})
+        atomic_write_json(path, {"format": CORRECTION_FORMAT, "version": CORRECTION_VERSION, **asdict(self)})
 
     @classmethod
     def load(cls, path: str | Path) -> Correction:
+        """Read and check a correction file written by `save`; BadInputError naming the file and the key path of the
+        first problem otherwise."""
         path = Path(path)
-        doc = read_json_document(path, "latency correction", MAX_CORRECTION_BYTES)
-        if not isinstance(doc, dict) or doc.get("format") != "inas-latency-correction":
-            raise BadInputError("not a latency correction file (format 'inas-latency-correction')", path=path)
-        fields = {k: doc[k] for k in cls.__dataclass_fields__ if k in doc}
-        try:
-            correction = cls(**fields)
-        except TypeError as exc:
-            raise BadInputError(f"malformed latency correction ({exc})", path=path) from None
-        correction._check(path)
-        return correction
+        doc = parse_document(CorrectionDocument, read_json_document(path, "latency correction", MAX_CORRECTION_BYTES),
+                             path=path)
+        return cls(**doc.model_dump(exclude={"format", "version"}))
 
-    def _check(self, path: Path) -> None:
-        """BadInputError naming the key unless every coefficient is a finite number and every group is known."""
-        numbers = {k: getattr(self, k) for k in ("intercept_ms", "scale", "per_block_ms", "per_mparam_ms",
-                                                  "per_io_mb_ms", "cv_mape_raw", "cv_mape_corrected")}
-        numbers.update({k: getattr(self, k) for k in ("confirmed_mape_pct", "confirmed_raw_mape_pct")
-                        if getattr(self, k) is not None})
-        if not isinstance(self.group_scales, dict):
-            raise BadInputError("expected an object of group -> scale", path=path, key="group_scales")
-        for group, value in self.group_scales.items():
-            if group not in LATENCY_GROUPS and group not in _PART_INDEX:
-                known = list(dict.fromkeys(LATENCY_GROUPS + LATENCY_PARTS))
-                raise BadInputError(f"unknown block group {group!r}; expected some of {known}", path=path,
-                                    key="group_scales")
-            numbers[f"group_scales.{group}"] = value
-        for key, value in numbers.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise BadInputError(f"expected a finite number, got {value!r}", path=path, key=key)
-        if isinstance(self.fitted_on, bool) or not isinstance(self.fitted_on, int) or self.fitted_on < 1:
-            raise BadInputError(f"expected a positive integer, got {self.fitted_on!r}", path=path, key="fitted_on")
-        if isinstance(self.confirmations, bool) or not isinstance(self.confirmations, int) or self.confirmations < 0:
-            raise BadInputError(f"expected an integer >= 0, got {self.confirmations!r}", path=path,
-                                key="confirmations")
+
+_GROUPS_AND_PARTS = tuple(dict.fromkeys((*LATENCY_GROUPS, *LATENCY_PARTS)))
+
+
+def _group_or_part(name: str) -> str:
+    if name not in _GROUPS_AND_PARTS:
+        raise PydanticCustomError("expected", "expected a block group or part ({known}), got {got}",
+                                  {"known": ", ".join(_GROUPS_AND_PARTS), "got": excerpt(name)})
+    return name
+
+
+_GroupOrPart = Annotated[str, AfterValidator(_group_or_part)]
+_PositiveCount = Annotated[int, Strict(), Field(ge=1), expecting("an integer >= 1")]
+
+
+class CorrectionDocument(DocumentModel):
+    """What a correction file holds (`Correction.save`): its format and version, then `Correction`'s fields, each a
+    finite number, a string or a count as there (`fitted_on` >= 1; `group_scales` by block group or part)."""
+
+    format: Annotated[str, exactly(CORRECTION_FORMAT)]
+    version: Annotated[int, exactly(CORRECTION_VERSION)]
+    intercept_ms: Number
+    scale: Number
+    per_block_ms: Number
+    model: Text
+    fitted_on: _PositiveCount
+    cv_mape_raw: Number
+    cv_mape_corrected: Number
+    device: Text = ""
+    per_mparam_ms: Number = 0.0
+    per_io_mb_ms: Number = 0.0
+    group_scales: Annotated[dict[_GroupOrPart, Number], expecting("an object of block group -> scale")] = {}
+    confirmations: Count = 0
+    confirmed_mape_pct: Number | None = None
+    confirmed_raw_mape_pct: Number | None = None
 
 
 def finite_median(values: np.ndarray) -> float:

@@ -36,11 +36,11 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from inas.errors import BadInputError
 from inas.io import atomic_write_text
 from inas.json_files import read_json_document
+from inas.validation_problems import Count, DocumentModel, exactly, expecting, parse_document
 
 STATE_FILE = "search_state.json"
 STATE_FORMAT = "inas-search-state"
@@ -65,6 +65,17 @@ class SearchState:
         return doc
 
 
+class SearchStateDocument(DocumentModel):
+    """What `search_state.json` holds (`SearchState.to_json`); `rows` is absent in files written before it was
+    recorded. The searchers' states are checked by `Searcher.load_state_dict`."""
+
+    format: Annotated[str, exactly(STATE_FORMAT)]
+    version: Annotated[int, exactly(STATE_VERSION)]
+    task: Literal["sod", "seg"]
+    searchers: Annotated[dict[str, dict[str, Any]], expecting("an object of searcher states by name")]
+    rows: Count | None = None
+
+
 def write_search_state(path: str | Path, state: SearchState) -> None:
     """Compact JSON (one line): json's C encoder, several times faster than an indented layout on large states."""
     atomic_write_text(path, json.dumps(state.to_json(), separators=(",", ":")) + "\n")
@@ -73,23 +84,8 @@ def write_search_state(path: str | Path, state: SearchState) -> None:
 def read_search_state(path: str | Path) -> SearchState:
     """Read and check `search_state.json`; BadInputError naming `path` and the bad field otherwise."""
     path = Path(path)
-    doc = read_json_document(path, "search state", MAX_STATE_BYTES)
-    if not isinstance(doc, dict):
-        raise BadInputError(f"not a search state: expected a JSON object, got {type(doc).__name__}", path=path)
-    for key, expected in (("format", STATE_FORMAT), ("version", STATE_VERSION)):
-        if doc.get(key) != expected or isinstance(doc.get(key), bool):
-            raise BadInputError(f"not a search state: expected {expected!r}, got {_excerpt(doc.get(key))}",
-                                path=path, key=key)
-    task = doc.get("task")
-    if task not in ("sod", "seg"):
-        raise BadInputError(f"expected 'sod' or 'seg', got {_excerpt(task)}", path=path, key="task")
-    searchers = doc.get("searchers")
-    if not isinstance(searchers, dict) or not all(isinstance(v, dict) for v in searchers.values()):
-        raise BadInputError("expected an object of searcher states by name", path=path, key="searchers")
-    rows = doc.get("rows")
-    if rows is not None and (not isinstance(rows, int) or isinstance(rows, bool) or rows < 0):
-        raise BadInputError(f"expected a row count (an integer >= 0), got {_excerpt(rows)}", path=path, key="rows")
-    return SearchState(task, searchers, rows)
+    doc = parse_document(SearchStateDocument, read_json_document(path, "search state", MAX_STATE_BYTES), path=path)
+    return SearchState(doc.task, doc.searchers, doc.rows)
 
 
 @dataclass(frozen=True)
@@ -161,7 +157,3 @@ class StateSaver:
         self.saved_changes = changes
         self._first_unsaved_at = None
 
-
-def _excerpt(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."

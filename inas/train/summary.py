@@ -6,12 +6,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from inas.errors import BadInputError
 from inas.io import atomic_write_json
 from inas.json_files import read_json_document
-from inas.validation_problems import key_path, problem_text
+from inas.validation_problems import parse_document
 
 SUMMARY_NAME = "summary.json"
 MAX_SUMMARY_BYTES = 1 << 20
@@ -42,12 +42,7 @@ def read_train_summary(run_dir: Path) -> TrainSummary:
     """Read and check `run_dir/summary.json`; BadInputError naming the file and the bad key otherwise."""
     path = run_dir / SUMMARY_NAME
     doc = read_json_document(path, "training summary", MAX_SUMMARY_BYTES)
-    try:
-        summary = TrainSummary.model_validate(doc)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        raise BadInputError(f"not a training summary: {problem_text(error)}", path=path,
-                            key=key_path(doc, error["loc"]) or None) from None
+    summary = parse_document(TrainSummary, doc, path=path)
     if not math.isfinite(summary.wall_s):
         raise BadInputError(f"expected a finite number of seconds, got {summary.wall_s}", path=path, key="wall_s")
     return summary

@@ -40,20 +40,9 @@ from pydantic import Field, Strict
 
 from inas.errors import BadInputError, excerpt
 from inas.search.schema import latency_column
-from inas.search.searchers.state_types import (
-    ArchDoc,
-    Count,
-    Integer,
-    Milliseconds,
-    Number,
-    StateModel,
-    Text,
-    check_state,
-    expecting,
-    parse_state,
-    state_arch,
-)
+from inas.search.searchers.state_types import ArchDoc, Milliseconds, check_state, state_arch
 from inas.space import Arch, SearchSpace, sample_min
+from inas.validation_problems import Count, DocumentModel, Integer, Number, Text, expecting, parse_document
 
 LatencyFn = Callable[[Arch], float]
 Constraint = Callable[[Arch], bool]
@@ -109,7 +98,7 @@ RngState = Annotated[
     expecting(f"a random generator's state [3, [{RNG_WORDS} integers], a number or null]")]
 
 
-class RecordState(StateModel):
+class RecordState(DocumentModel):
     """A told evaluation (`Record`) in a state: `metric` null for a failed evaluation."""
 
     arch: ArchDoc
@@ -118,7 +107,7 @@ class RecordState(StateModel):
     device_ms: dict[str, Milliseconds] | None = None
 
 
-class SearcherState(StateModel):
+class SearcherState(DocumentModel):
     """`Searcher.state_dict()`; `extra` is the searcher's own state, checked by its `_load_extra_state`."""
 
     format: Text
@@ -412,7 +401,7 @@ class Searcher(ABC):
             if not isinstance(state, Mapping) or state.get(key) != value:
                 got = state.get(key) if isinstance(state, Mapping) else type(state).__name__
                 raise BadInputError(f"searcher state does not match: expected {value!r}, got {got!r}", key=key)
-        doc = parse_state(SearcherState, dict(state))
+        doc = parse_document(SearcherState, dict(state))
         rng_state_from_json(self._rng, doc.rng)
         self._asked = doc.asked
         self._records = _records(doc.records, self.space, "records")

@@ -29,25 +29,15 @@ from inas.errors import BadInputError, excerpt
 from inas.search.searchers.base import LatencyFn, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
 from inas.search.searchers.selection import select_pareto_frontier
-from inas.search.searchers.state_types import (
-    ArchDoc,
-    Count,
-    Flag,
-    Generation,
-    StateModel,
-    check_below,
-    expecting,
-    parse_state,
-    state_arch,
-)
+from inas.search.searchers.state_types import ArchDoc, Generation, check_below, state_arch
 from inas.space import Arch, MutationRates, SearchSpace, crossover, mutate
-from inas.validation_problems import member_key
+from inas.validation_problems import Count, DocumentModel, Flag, expecting, member_key, parse_document
 
 TagGroup = Annotated[int, Strict(), Field(ge=-1), expecting("a latency group, or -1 for a child")]
 Tag = Annotated[tuple[Count, TagGroup], expecting("[generation, latency group]")]
 
 
-class QueueItemState(StateModel):
+class QueueItemState(DocumentModel):
     """A slot of the current generation not yet asked: a child (`arch`) or a draw in latency group `group`."""
 
     arch: ArchDoc | None = None
@@ -60,7 +50,7 @@ class QueueItemState(StateModel):
         return self
 
 
-class EvolutionState(StateModel):
+class EvolutionState(DocumentModel):
     """`EvolutionSearcher`'s own state (`extra`); `tags`: arch id -> [generation, latency group or -1]."""
 
     generation: Generation
@@ -215,7 +205,7 @@ class EvolutionSearcher(Searcher):
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        doc = parse_state(EvolutionState, state, "extra")
+        doc = parse_document(EvolutionState, state, key="extra")
         self.generation = doc.generation
         self._done = doc.done
         self._queue = [self._queue_item(item, f"extra.queue[{i}]") for i, item in enumerate(doc.queue)]

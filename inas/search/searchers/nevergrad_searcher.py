@@ -47,22 +47,9 @@ from pydantic import Tag
 from inas.errors import BadInputError, excerpt
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
-from inas.search.searchers.state_types import (
-    Count,
-    Flag,
-    Number,
-    Seed,
-    StateModel,
-    Text,
-    by_first_item,
-    check_below,
-    check_encoded,
-    check_state,
-    expecting,
-    parse_state,
-)
+from inas.search.searchers.state_types import Seed, by_first_item, check_below, check_encoded, check_state
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
-from inas.validation_problems import member_key
+from inas.validation_problems import Count, DocumentModel, Flag, Number, Text, expecting, member_key, parse_document
 
 # an optimiser's log: it asked (and decoded this arch), was told its ask's loss, was told a candidate it did not ask
 AskEvent = Annotated[tuple[Literal["a"], Text], expecting('["a", arch id]'), Tag("a")]
@@ -74,7 +61,7 @@ Event = Annotated[AskEvent | TellEvent | TellNewEvent,
 WaitingEntry = Annotated[tuple[Count, Count | None], expecting("[optimiser, ask number or null]")]
 
 
-class InstanceState(StateModel):
+class InstanceState(DocumentModel):
     """One optimiser: the seed and start point it was built with and its log (replayed on resume)."""
 
     seed: Seed
@@ -82,7 +69,7 @@ class InstanceState(StateModel):
     events: list[Event]
 
 
-class NevergradState(StateModel):
+class NevergradState(DocumentModel):
     """`NevergradSearcher`'s own state (`extra`): one instance per latency budget; `waiting`: arch id -> the
     optimisers (and their asks) waiting for its result; `origin`: arch id -> the optimiser that first asked it."""
 
@@ -344,7 +331,7 @@ class NevergradSearcher(Searcher):
         }
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        doc = parse_state(NevergradState, state, "extra")
+        doc = parse_document(NevergradState, state, key="extra")
         if doc.optimizer != self.optimizer_name or doc.budgets_ms != self.budgets_ms:
             raise BadInputError(f"searcher state was written for optimizer {doc.optimizer!r} with budgets "
                                 f"{doc.budgets_ms}; this searcher has {self.optimizer_name!r} with "

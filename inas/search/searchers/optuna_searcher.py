@@ -43,20 +43,9 @@ from pydantic import Tag
 from inas.errors import BadInputError, clip, excerpt
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
-from inas.search.searchers.state_types import (
-    Count,
-    Flag,
-    Number,
-    Seed,
-    StateModel,
-    Text,
-    by_first_item,
-    check_encoded,
-    check_state,
-    expecting,
-    parse_state,
-)
+from inas.search.searchers.state_types import Seed, by_first_item, check_encoded, check_state
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_uniform
+from inas.validation_problems import Count, DocumentModel, Flag, Number, Text, expecting, parse_document
 
 SAMPLERS = ("nsga2", "tpe")
 
@@ -74,7 +63,7 @@ Event = Annotated[AskEvent | EnqueuedAskEvent | TellEvent | FailEvent | AddEvent
                   by_first_item('["a", ...], ["q", ...], ["t", ...], ["f", ...] or ["n", ...] (a study operation)')]
 
 
-class OptunaState(StateModel):
+class OptunaState(DocumentModel):
     """`OptunaSearcher`'s own state (`extra`): the study's seed and log (replayed on resume); `waiting`: arch id ->
     the asked trial numbers waiting for its result."""
 
@@ -318,7 +307,7 @@ class OptunaSearcher(Searcher):
                 "waiting": {k: list(v) for k, v in self._waiting.items()}, "done": self._done}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        doc = parse_state(OptunaState, state, "extra")
+        doc = parse_document(OptunaState, state, key="extra")
         if doc.sampler != self.sampler_name or doc.devices != self.devices:
             raise BadInputError(f"searcher state was written for sampler {doc.sampler!r} over devices "
                                 f"{doc.devices}; this searcher has {self.sampler_name!r} over {self.devices}",

@@ -37,26 +37,16 @@ from inas.errors import BadInputError
 from inas.search.acquisition import non_dominated, select_batch
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
-from inas.search.searchers.state_types import (
-    ArchDoc,
-    Count,
-    Flag,
-    Generation,
-    Number,
-    StateModel,
-    Text,
-    expecting,
-    parse_state,
-    state_arch,
-)
+from inas.search.searchers.state_types import ArchDoc, Generation, state_arch
 from inas.search.surrogate import DEFAULT_FEATURES, DEFAULT_MODEL, AccuracyPredictor
 from inas.space import Arch, MutationRates, SearchSpace, crossover, mutate, sample_max, sample_uniform
+from inas.validation_problems import Count, DocumentModel, Flag, Number, Text, expecting, parse_document
 
 Tag = Annotated[tuple[Count, Number | None, Number | None],
                 expecting("[round, predicted mean or null, predicted std or null]")]
 
 
-class QueuedArchState(StateModel):
+class QueuedArchState(DocumentModel):
     """An arch of the current round not yet asked, with its prediction (null in the initial design)."""
 
     arch: ArchDoc
@@ -64,7 +54,7 @@ class QueuedArchState(StateModel):
     std: Number | None
 
 
-class PredictorState(StateModel):
+class PredictorState(DocumentModel):
     """`PredictorSearcher`'s own state (`extra`); `tags`: arch id -> [round, predicted mean, predicted std]."""
 
     round: Generation
@@ -240,7 +230,7 @@ class PredictorSearcher(Searcher):
                 "objectives": list(self.objective_fns)}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        doc = parse_state(PredictorState, state, "extra")
+        doc = parse_document(PredictorState, state, key="extra")
         if doc.objectives != list(self.objective_fns):
             raise BadInputError(f"searcher state was written for latency objectives {doc.objectives}; this "
                                 f"searcher has {list(self.objective_fns)}", key="devices")

@@ -17,11 +17,11 @@ from typing import Any
 
 from inas.errors import BadInputError
 from inas.search.searchers.base import LatencyFn, Searcher
-from inas.search.searchers.state_types import Flag, StateModel, parse_state
 from inas.space import Arch, SearchSpace, sample_max, sample_min, sample_uniform
+from inas.validation_problems import DocumentModel, Flag, parse_document
 
 
-class RandomSearchState(StateModel):
+class RandomSearchState(DocumentModel):
     """`RandomSearcher`'s own state (`extra`)."""
 
     done: Flag
@@ -81,4 +81,4 @@ class RandomSearcher(Searcher):
         return {"done": self._done}
 
     def _load_extra_state(self, state: Mapping[str, Any]) -> None:
-        self._done = parse_state(RandomSearchState, state, "extra").done
+        self._done = parse_document(RandomSearchState, state, key="extra").done

@@ -1,56 +1,27 @@
 """Typed models of the searchers' JSON states (`state_dict()`), checked on resume before anything uses them.
 
 A state file is untrusted input (a hand edit, a damaged disk): every field is described by a pydantic model next to
-the searcher that owns it, built from the strict types below (no "1" -> 1, no true -> 1, no 1.5 -> 1), and
-`parse_state` turns the first problem into one BadInputError naming the key path, e.g.
-`extra.queue[3].group: expected an integer >= 0, got 'two'`. What a model cannot know (an index into the searcher's
-latency groups or instances, the length of an encoded arch) is checked by the searcher with `check_state`.
+the searcher that owns it, a `DocumentModel` built from the strict types of `inas.validation_problems` (no "1" -> 1,
+no true -> 1, no 1.5 -> 1) and the searcher-specific ones below, and `parse_document(model, state, key=...)` turns
+the first problem into one BadInputError naming the key path, e.g. `extra.queue[3].group: expected an integer >= 0,
+got 'two'`. What a model cannot know (an index into the searcher's latency groups or instances, the length of an
+encoded arch) is checked by the searcher with `check_state`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import Annotated, Any, TypeVar
+from collections.abc import Sequence
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Strict, ValidationError, WrapValidator
-from pydantic_core import PydanticCustomError
+from pydantic import Discriminator, Field, Strict
 
 from inas.errors import BadInputError, excerpt
 from inas.space import Arch, SearchSpace, arch_from_dict
-from inas.validation_problems import key_path, problem_text
+from inas.validation_problems import expecting
 
-Model = TypeVar("Model", bound=BaseModel)
-
-
-
-def expecting(what: str) -> WrapValidator:
-    """Pydantic metadata: a value of the wrong type or shape is refused as "expected `what`"; a problem inside one of
-    its items keeps that item's own message and path."""
-
-    def check(value: Any, handler: Callable[[Any], Any]) -> Any:
-        try:
-            return handler(value)
-        except ValidationError as exc:
-            if all(_inside_an_item(error["loc"], error["type"]) for error in exc.errors()):
-                raise
-            raise PydanticCustomError("expected", "expected {what}", {"what": what}) from None
-
-    return WrapValidator(check)
-
-
-def _inside_an_item(loc: tuple[int | str, ...], kind: str) -> bool:
-    """An error of an item of a list or tuple (not one about its length or its own type)."""
-    return bool(loc) and not (len(loc) == 1 and kind in ("missing", "too_long"))
-
-
-Flag = Annotated[bool, Strict(), expecting("true or false")]
-Integer = Annotated[int, Strict(), expecting("an integer")]
-Count = Annotated[int, Strict(), Field(ge=0), expecting("an integer >= 0")]
 Generation = Annotated[int, Strict(), Field(ge=-1), expecting("an integer >= -1 (-1: none yet)")]
 Seed = Annotated[int, Strict(), Field(ge=0, lt=2**32), expecting("an integer in [0, 2**32) (a seed)")]
-Number = Annotated[float, Strict(), Field(allow_inf_nan=False), expecting("a finite number")]
 Milliseconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False), expecting("a finite number >= 0")]
-Text = Annotated[str, Strict(), expecting("a string")]
 ArchDoc = Annotated[dict[str, Any], expecting("an architecture (a JSON object)")]  # checked by `state_arch`
 
 
@@ -62,27 +33,6 @@ def by_first_item(what: str) -> Discriminator:
 
 def _first_item(value: Any) -> str | None:
     return value[0] if isinstance(value, list) and value and isinstance(value[0], str) else None
-
-
-class StateModel(BaseModel):
-    """Base of the state models: unknown keys are refused, the parsed state is read-only."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def parse_state(model: type[Model], doc: Any, key: str = "") -> Model:
-    """`doc` (the state at `key`, "" for the whole state) checked against `model`; BadInputError naming the key path
-    of the first problem otherwise."""
-    try:
-        return model.model_validate(doc)
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        path = key_path(doc, error["loc"], parent=key)
-        raise BadInputError(problem_text(error), key=path or None) from None
-
-
-
-
 
 
 def check_state(ok: bool, key: str, message: str) -> None:
