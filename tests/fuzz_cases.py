@@ -290,3 +290,16 @@ def mutated_checkpoint(obj):
         return out
 
     return strategy()
+
+
+def damage_json_field(path: Path, field: str, value: object) -> None:
+    """Rewrite the JSON object file `path` with `field` set to `value` (removed when `value` is `...`); json writes
+    NaN and Infinity, as a damaged or foreign writer may."""
+    import json
+
+    doc = json.loads(path.read_text())
+    if value is ...:
+        del doc[field]
+    else:
+        doc[field] = value
+    path.write_text(json.dumps(doc))

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from fuzz_cases import damage_json_field
 
 from inas.errors import BadInputError
 from inas.latency import (
@@ -373,12 +374,7 @@ DAMAGED_CORRECTION = [
 def test_a_damaged_correction_field_is_refused_naming_the_file_and_key(tmp_path, field, value, key, message):
     path = tmp_path / "ov.correction.json"
     Correction(1.0, 0.0, 0.0, "per_group", 50, 30.0, 2.0, "ov", group_scales={"backbone": 1.1}).save(path)
-    doc = json.loads(path.read_text())
-    if value is ...:
-        del doc[field]
-    else:
-        doc[field] = value
-    path.write_text(json.dumps(doc))  # json writes NaN and Infinity, as a damaged or foreign writer may
+    damage_json_field(path, field, value)
     with pytest.raises(BadInputError) as info:
         Correction.load(path)
     assert (info.value.path, info.value.key) == (str(path), key)

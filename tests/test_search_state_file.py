@@ -3,9 +3,8 @@ as written; each damaged field is one BadInputError naming the file and the key 
 
 from __future__ import annotations
 
-import json
-
 import pytest
+from fuzz_cases import damage_json_field
 
 from inas.errors import BadInputError
 from inas.search.state import STATE_FILE, SearchState, read_search_state, write_search_state
@@ -50,12 +49,7 @@ DAMAGED = [
 def test_a_damaged_field_is_refused_naming_the_file_and_key(tmp_path, field, value, key, message):
     path = tmp_path / STATE_FILE
     write_search_state(path, SearchState("sod", SEARCHERS, 3))
-    doc = json.loads(path.read_text())
-    if value is ...:
-        del doc[field]
-    else:
-        doc[field] = value
-    path.write_text(json.dumps(doc))  # json writes NaN and Infinity, as a damaged or foreign writer may
+    damage_json_field(path, field, value)
     with pytest.raises(BadInputError) as info:
         read_search_state(path)
     assert (info.value.path, info.value.key) == (str(path), key)
