@@ -19,7 +19,7 @@ from inas.errors import BadInputError, RunFailedError
 # (verb, module in inas.cli, one-line help). A module exposes `add_arguments(parser)` and `main(args) -> int`.
 VERBS: list[tuple[str, str, str]] = [
     ("space", "space", "inspect the search space: info, sample, validate"),
-    ("data", "data", "data sets: synth writes a synthetic SOD or segmentation set"),
+    ("data", "data", "data sets: synth writes a synthetic set, check checks list files, cityscapes-lists writes them"),
     ("evaluate", "evaluate", "score a folder of predicted maps against ground-truth masks"),
     ("train", "train", "train the supernet (local, or on a Ray cluster with --cluster)"),
     ("lut", "lut", "build latency lookup tables per device (Ray actors); `lut validate` checks the predictor"),

@@ -55,7 +55,7 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
 # import cycles between modules (runtime imports) -> why
 KNOWN_CYCLES: dict[frozenset[str], str] = {
     frozenset({"inas.deploy.onnx_export", "inas.deploy.runtime"}):
-        "runtime reads ONNX metadata from onnx_export; onnx_export's check builds an ort session (lazy import)",
+        "runtime takes `deployable` from onnx_export; onnx_export's check builds an ort session (lazy import)",
 }
 
 
