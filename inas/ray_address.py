@@ -4,7 +4,7 @@
 lut, search) does it through `join_ray_cluster`, which calls `check_ray_address` first: it tries one TCP connection and
 raises a BadInputError naming the address at once. A dashboard's HTTP address (what `ray job submit` takes, often
 left in RAY_ADDRESS) is refused the same way, and so is any failure of `ray.init` to join (e.g. token
-authentication on and no token here), in one line.
+authentication on and no token here, or a token the cluster refuses), in one line.
 """
 
 from __future__ import annotations
@@ -81,5 +81,20 @@ def join_ray_cluster(address: str, hint: str = "", *, logging_level: int = loggi
     try:
         ray.init(address=address, logging_level=logging_level, log_to_driver=log_to_driver)
     except (ConnectionError, RuntimeError, ValueError, RayError) as exc:
+        if _token_refused(exc):
+            raise BadInputError(f"the Ray cluster at {address} refused this machine's authentication token (Ray: "
+                                f"InvalidAuthToken){hint}", key=key) from None
         raise BadInputError(f"cannot connect to the Ray cluster at {address} ({clip(str(exc), 400)}){hint}",
                             key=key) from None
+
+
+def _token_refused(exc: BaseException | None) -> bool:
+    """Whether the GCS refused the token somewhere in `exc`'s chain: ray.init reports only "Failed to connect to Ray
+    cluster at IP:PORT" and keeps the refusal (AuthenticationError "InvalidAuthToken") in the errors it chains."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if "InvalidAuthToken" in str(exc):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False

@@ -344,6 +344,36 @@ def test_ray_address_probe():
     assert time.perf_counter() - start < 15
 
 
+def test_a_refused_token_is_named_as_such(monkeypatch):
+    """ray.init reports a token the cluster refuses only as "Failed to connect to Ray cluster at IP:PORT" (the
+    refusal is in the errors it chains): the line says the token was refused, with how to pass the right one."""
+    import socket
+
+    import ray
+
+    from inas.errors import BadInputError
+    from inas.ray_address import join_ray_cluster
+
+    def refuse(**kwargs):
+        try:
+            raise RuntimeError("Failed to connect to GCS. Last connection error: AuthenticationError: RPC error: "
+                               "InvalidAuthToken: Authentication token is missing or incorrect")
+        except RuntimeError as exc:
+            raise ConnectionError("Failed to connect to Ray cluster at 192.0.2.2:6379") from exc
+
+    monkeypatch.setattr(ray, "init", refuse)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        address = f"127.0.0.1:{server.getsockname()[1]}"
+        with pytest.raises(BadInputError, match=rf"^--address: the Ray cluster at {address} refused this machine's "
+                                                r"authentication token \(Ray: InvalidAuthToken\); HINT$"):
+            join_ray_cluster(address, "; HINT")
+        monkeypatch.setattr(ray, "init", lambda **kwargs: (_ for _ in ()).throw(ConnectionError("no GCS")))
+        with pytest.raises(BadInputError, match=r"cannot connect to the Ray cluster at .* \(no GCS\); HINT$"):
+            join_ray_cluster(address, "; HINT")
+
+
 def test_ray_auth_token_missing_is_one_line(problem_root, tmp_path):
     """Token authentication on (RAY_AUTH_MODE=token) but no token on this machine: Ray's AuthenticationError was a
     traceback with exit 1; it is one line naming the address, with how to pass the token, exit 2."""

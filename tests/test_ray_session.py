@@ -140,3 +140,9 @@ def test_search_joins_the_cluster_running_on_this_machine(running_head, tmp_path
                           timeout=600)
     err = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert done.returncode == 2 and len(err) == 1 and "RAY_AUTH_MODE=token" in err[0], done.stderr
+    wrong_token = {**running_head, "RAY_AUTH_TOKEN": "0" * 32}  # another cluster's token, say
+    done = subprocess.run(cmd + ["--budget", "3"], cwd=REPO, env=wrong_token, capture_output=True, text=True,
+                          timeout=600)
+    err = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert done.returncode == 2 and len(err) == 1, done.stderr
+    assert "refused this machine's authentication token" in err[0] and "RAY_AUTH_TOKEN" in err[0], err[0]
