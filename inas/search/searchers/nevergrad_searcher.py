@@ -47,12 +47,11 @@ from pydantic import Tag
 from inas.errors import BadInputError, excerpt
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
-from inas.search.searchers.state_types import Seed, by_first_item, check_below, check_encoded, check_state
+from inas.search.searchers.state_types import AskEvent, Seed, by_first_item, check_below, check_encoded, check_state
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_min
 from inas.validation_problems import Count, DocumentModel, Flag, Number, Text, expecting, member_key, parse_document
 
-# an optimiser's log: it asked (and decoded this arch), was told its ask's loss, was told a candidate it did not ask
-AskEvent = Annotated[tuple[Literal["a"], Text], expecting('["a", arch id]'), Tag("a")]
+# an optimiser's log: it asked (AskEvent), was told its ask's loss, was told a candidate it did not ask
 TellEvent = Annotated[tuple[Literal["t"], Count, Number], expecting('["t", ask number, loss]'), Tag("t")]
 TellNewEvent = Annotated[tuple[Literal["n"], list[Count], Number], expecting('["n", encoded architecture, loss]'),
                          Tag("n")]

@@ -43,7 +43,7 @@ from pydantic import Tag
 from inas.errors import BadInputError, clip, excerpt
 from inas.search.searchers.base import LatencyFn, Record, Searcher
 from inas.search.searchers.lgs import LatencyGroupSampler, PartLatencyFn
-from inas.search.searchers.state_types import Seed, by_first_item, check_encoded, check_state
+from inas.search.searchers.state_types import AskEvent, Seed, by_first_item, check_encoded, check_state
 from inas.space import Arch, ArchEncoding, SearchSpace, sample_uniform
 from inas.validation_problems import Count, DocumentModel, Flag, Number, Text, expecting, parse_document
 
@@ -51,7 +51,6 @@ SAMPLERS = ("nsga2", "tpe")
 
 # the study's log: an ask (and the arch it decoded to), an ask of an enqueued arch, a tell of values, a tell of a
 # failure, a finished trial added (values null: failed)
-AskEvent = Annotated[tuple[Literal["a"], Text], expecting('["a", arch id]'), Tag("a")]
 EnqueuedAskEvent = Annotated[tuple[Literal["q"], list[Count], Text], expecting('["q", encoded architecture, arch id]'),
                              Tag("q")]
 TellEvent = Annotated[tuple[Literal["t"], Count, list[Number]], expecting('["t", trial number, objective values]'),

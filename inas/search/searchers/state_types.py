@@ -11,18 +11,22 @@ encoded arch) is checked by the searcher with `check_state`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import Discriminator, Field, Strict
+from pydantic import Discriminator, Field, Strict, Tag
 
 from inas.errors import BadInputError, excerpt
 from inas.space import Arch, SearchSpace, arch_from_dict
-from inas.validation_problems import expecting
+from inas.validation_problems import Text, expecting
 
 Generation = Annotated[int, Strict(), Field(ge=-1), expecting("an integer >= -1 (-1: none yet)")]
 Seed = Annotated[int, Strict(), Field(ge=0, lt=2**32), expecting("an integer in [0, 2**32) (a seed)")]
 Milliseconds = Annotated[float, Strict(), Field(ge=0, allow_inf_nan=False), expecting("a finite number >= 0")]
 ArchDoc = Annotated[dict[str, Any], expecting("an architecture (a JSON object)")]  # checked by `state_arch`
+
+
+# a log event of an ask-and-tell optimiser (nevergrad's, Optuna's study): it asked and decoded this arch
+AskEvent = Annotated[tuple[Literal["a"], Text], expecting('["a", arch id]'), Tag("a")]
 
 
 def by_first_item(what: str) -> Discriminator:
